@@ -1,0 +1,3 @@
+from metarr_sync.cli import main
+
+main()

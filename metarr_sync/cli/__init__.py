@@ -1,0 +1,88 @@
+"""The `metarr-sync` command: a Typer app with one module per command group."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metarr_sync import __version__
+from metarr_sync.cli import common, run
+
+app = typer.Typer(
+    name="metarr-sync",
+    help="Tell Kodi, Jellyfin/Emby and Plex exactly what Metarr changed.\n\n"
+    + common.EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"metarr-sync {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", envvar="METARR_SYNC_CONFIG",
+        help="Configuration file [default: ~/.config/metarr-sync/config.toml]")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", envvar="METARR_SYNC_STATE_DIR",
+        help="Directory of the state database and lock "
+        "[default: ~/.local/state/metarr-sync]")] = None,
+    verbose: Annotated[int, typer.Option(
+        "--verbose", "-v", count=True, help="Log to stderr (-vv: every request)")] = 0,
+    log_file: Annotated[Path | None, typer.Option(
+        "--log-file", help="Also write the log to this file")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit")] = False,
+) -> None:
+    obj = common.globals_of(ctx)
+    obj.config_path, obj.state_dir, obj.verbose = config, state_dir, verbose
+    if verbose or log_file:
+        from metarr_sync import logs
+
+        logs.setup(verbose, log_file)
+
+
+run.register(app)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(common.EXIT_SIGTERM)
+
+
+def main() -> None:
+    """Entry point: no traceback ever reaches the user."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        common.err("metarr-sync: interrupted; everything confirmed so far is saved")
+        sys.exit(common.EXIT_SIGINT)
+    except typer.TyperException as exc:
+        # Usage errors (exit 2) and other command-line errors: Click's own message.
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", common.EXIT_USAGE))
+    except KeyboardInterrupt:
+        common.err("metarr-sync: interrupted; everything confirmed so far is saved")
+        sys.exit(common.EXIT_SIGINT)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        from metarr_sync.logs import redact
+
+        common.err(f"metarr-sync: internal error: {redact(repr(exc))} "
+                   "(this is a bug; please report it with the output of -vv)")
+        sys.exit(common.EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,123 @@
+"""What every command shares: exit codes, the global options, loading config and Metarr.
+
+Commands parse, call the core and render; errors become one message on stderr and a
+documented exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from metarr_sync.config import Config
+    from metarr_sync.metarr import MetarrSource
+
+# Exit codes of run/sync and the other commands (status has its own: see cli/status.py).
+EXIT_OK = 0  # all synced, or nothing to do
+EXIT_FAILED = 1  # a player failed or partially failed; its work is kept for retry
+EXIT_USAGE = 2  # bad command line
+EXIT_CONFIG = 3  # configuration error
+EXIT_METARR = 4  # Metarr's database cannot be read
+EXIT_LOCKED = 5  # another run holds the lock
+EXIT_INTERNAL = 70  # a bug in metarr-sync (please report it)
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 all synced or nothing to do; 1 a player failed or partially failed "
+    "(work kept for retry); 2 usage error; 3 configuration error; 4 Metarr database "
+    "unreadable; 5 another run holds the lock; 130/143 interrupted (state saved)."
+)
+
+
+@dataclass
+class Globals:
+    config_path: Path | None = None
+    state_dir: Path | None = None
+    verbose: int = 0
+
+
+def globals_of(ctx: typer.Context) -> Globals:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Globals):
+        root.obj = Globals()
+    return root.obj
+
+
+def err(message: str) -> None:
+    """A message for the person: always stderr, never mixed into --json output."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err(f"metarr-sync: {message}")
+    raise typer.Exit(code)
+
+
+def config_path(ctx: typer.Context) -> Path:
+    from metarr_sync.config import default_config_path
+
+    return globals_of(ctx).config_path or default_config_path()
+
+
+def state_dir(ctx: typer.Context) -> Path:
+    from metarr_sync.config import default_state_dir
+
+    return globals_of(ctx).state_dir or default_state_dir()
+
+
+def load(ctx: typer.Context, *, secrets: bool = True) -> Config:
+    from metarr_sync.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path(ctx), secrets=secrets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err(f"metarr-sync: {problem}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    for warning in config.warnings:
+        err(f"metarr-sync: warning: {warning}")
+    if secrets:
+        from metarr_sync.logs import add_secrets
+
+        add_secrets(config.secrets())
+    return config
+
+
+def metarr_database(config: Config) -> str | None:
+    """The Metarr database: from the config, else from Metarr's own environment."""
+    if config.metarr.database:
+        return config.metarr.database
+    for name in ("METARR_DATABASE_URL", "DATABASE_URL"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def open_metarr(config: Config) -> MetarrSource:
+    from metarr_sync.metarr import MetarrError, open_source
+
+    database = metarr_database(config)
+    if not database:
+        fail(f"{config.path}: [metarr] database is not set: point it at Metarr's "
+             "data/metarr.sqlite (or set METARR_DATABASE_URL)", EXIT_CONFIG)
+    try:
+        return open_source(database, config.sync.timeout, config.metarr.password_value)
+    except MetarrError as exc:
+        fail(str(exc), EXIT_METARR)
+
+
+def dump_json(document: object) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,161 @@
+"""`run` (everything Metarr changed) and `sync` (named items, now)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metarr_sync.cli import common
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Print nothing unless something failed (for cron)")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", "-n", help="Print the exact commands each player would get; change nothing")]
+PlayerOpt = Annotated[list[str] | None, typer.Option(
+    "--player", "-p", help="Only this player (repeatable)")]
+GroupOpt = Annotated[list[str] | None, typer.Option(
+    "--group", "-g", help="Only the players of this group (repeatable)")]
+WaitOpt = Annotated[float, typer.Option(
+    "--wait", min=0, help="Seconds to wait for another run to finish (default: exit 5)")]
+TriggerOpt = Annotated[str, typer.Option(
+    "--trigger", help="What started this run: manual, scheduled, post-publish or bulk")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", epilog=common.EXIT_CODES_HELP)(run_command)
+    app.command("sync", epilog=common.EXIT_CODES_HELP)(sync_command)
+
+
+def run_command(
+    ctx: typer.Context,
+    dry_run: DryRunOpt = False,
+    player: PlayerOpt = None,
+    group: GroupOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = 0.0,
+    trigger: TriggerOpt = "manual",
+) -> None:
+    """Sync everything Metarr changed since the last run to every enabled player."""
+    from metarr_sync import engine
+
+    _check_trigger(trigger)
+    config = common.load(ctx)
+    _check_names(config, player, group)
+    request = engine.Request(trigger=trigger, command="run", dry_run=dry_run,
+                             players=player or (), groups=group or (), wait=wait)
+    _execute(ctx, config, request, json_out, quiet)
+
+
+def sync_command(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Metarr-side paths: items at or below each path are synced")] = None,
+    movie: Annotated[list[int] | None, typer.Option("--movie", help="Movie id (repeatable)")
+                     ] = None,
+    episode: Annotated[list[int] | None, typer.Option(
+        "--episode", help="Episode id (repeatable)")] = None,
+    series: Annotated[list[int] | None, typer.Option(
+        "--series", help="Series id, with its episodes (repeatable)")] = None,
+    dry_run: DryRunOpt = False,
+    player: PlayerOpt = None,
+    group: GroupOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = 0.0,
+    trigger: TriggerOpt = "post-publish",
+) -> None:
+    """Sync the named items now, whatever was delivered before (post-publish hooks)."""
+    from metarr_sync import engine
+
+    _check_trigger(trigger)
+    if not (paths or movie or episode or series):
+        common.fail("name what to sync: --movie ID, --episode ID, --series ID or a path",
+                    common.EXIT_USAGE)
+    config = common.load(ctx)
+    _check_names(config, player, group)
+    source = common.open_metarr(config)
+    try:
+        items = _named_items(source, paths or [], movie or [], episode or [], series or [])
+    finally:
+        source.close()
+    request = engine.Request(trigger=trigger, command="sync", dry_run=dry_run,
+                             players=player or (), groups=group or (), only=items, wait=wait)
+    _execute(ctx, config, request, json_out, quiet)
+
+
+def _check_trigger(trigger: str) -> None:
+    from metarr_sync.engine import TRIGGERS
+
+    if trigger not in TRIGGERS:
+        common.fail(f"--trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}",
+                    common.EXIT_USAGE)
+
+
+def _check_names(config: object, players: list[str] | None, groups: list[str] | None) -> None:
+    for name in players or []:
+        if name not in config.players:  # type: ignore[attr-defined]
+            known = ", ".join(config.players) or "none configured"  # type: ignore[attr-defined]
+            common.fail(f"unknown player {name!r} (players: {known})", common.EXIT_USAGE)
+    for name in groups or []:
+        if name not in config.groups:  # type: ignore[attr-defined]
+            known = ", ".join(config.groups) or "none configured"  # type: ignore[attr-defined]
+            common.fail(f"unknown group {name!r} (groups: {known})", common.EXIT_USAGE)
+
+
+def _named_items(source: object, paths: list[str], movies: list[int], episodes: list[int],
+                 series: list[int]) -> list:
+    from metarr_sync.metarr import MetarrError, MetarrSource
+
+    assert isinstance(source, MetarrSource)
+    found: dict[str, object] = {}
+    try:
+        for kind, ids in (("movie", movies), ("episode", episodes), ("series", series)):
+            items = source.items_by_id(kind, ids)
+            missing = sorted(set(ids) - {i.id for i in items})
+            if missing:
+                common.fail(f"no {kind} with id {', '.join(map(str, missing))} in Metarr's "
+                            f"database {source.description}", common.EXIT_USAGE)
+            for item in items:
+                found[item.key] = item
+        for item in source.episodes_of(series):
+            found[item.key] = item
+        for path in paths:
+            if not path.startswith("/") and not Path(path).is_absolute():
+                common.fail(f"{path!r} is not an absolute Metarr-side path", common.EXIT_USAGE)
+            items = source.items_under(path)
+            if not items:
+                common.fail(f"no Metarr item at or below {path}", common.EXIT_USAGE)
+            for item in items:
+                found[item.key] = item
+    except MetarrError as exc:
+        common.fail(str(exc), common.EXIT_METARR)
+    return list(found.values())
+
+
+def _execute(ctx: typer.Context, config: object, request: object, json_out: bool,
+             quiet: bool) -> None:
+    from metarr_sync import engine, render
+    from metarr_sync.metarr import MetarrError
+    from metarr_sync.state import StateError
+
+    assert isinstance(request, engine.Request)
+    source = common.open_metarr(config)  # type: ignore[arg-type]
+    try:
+        report = engine.run(config, source, common.state_dir(ctx), request)  # type: ignore[arg-type]
+    except engine.LockHeld as exc:
+        common.fail(str(exc), common.EXIT_LOCKED)
+    except MetarrError as exc:
+        common.fail(str(exc), common.EXIT_METARR)
+    except StateError as exc:
+        common.fail(str(exc), common.EXIT_CONFIG)
+    finally:
+        source.close()
+    if json_out:
+        common.dump_json(render.run_json(report))
+    elif not quiet or report.exit_code != 0:
+        render.print_run(report)
+    raise typer.Exit(report.exit_code)

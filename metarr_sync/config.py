@@ -1,0 +1,666 @@
+"""The TOML configuration: model, validation, locations, secrets and atomic writes.
+
+Loading never raises anything but ConfigError, which carries every problem found
+(file, key path and, for syntax errors, the line) so the CLI can print them all at once
+and exit 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import stat
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PLAYER_TYPES = ("kodi", "jellyfin", "emby", "plex")
+SYNC_MODES = ("parallel", "sequential")
+REFRESH_MODES = ("default", "full")
+LOOKBACK_RE = re.compile(r"^(?:(\d+)\s*([smhdw])|all|none)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration file."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("METARR_SYNC_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("metarr-sync")) / "config.toml"
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("METARR_SYNC_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("metarr-sync"))
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password or token: inline, from an environment variable, or from a file.
+
+    `repr` never shows the value, so a Secret can sit in any dataclass that gets printed.
+    """
+
+    value: str | None = None
+    env: str | None = None
+    file: str | None = None
+
+    def __repr__(self) -> str:
+        if self.env:
+            return f"Secret(env={self.env!r})"
+        if self.file:
+            return f"Secret(file={self.file!r})"
+        return "Secret(••••)"
+
+    @property
+    def inline(self) -> bool:
+        return self.value is not None
+
+    def resolve(self) -> str:
+        """The secret's value; raises ValueError with a user-facing reason."""
+        if self.value is not None:
+            return self.value
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        path = Path(os.path.expandvars(self.file)).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ValueError(f"secret file {path} does not exist") from None
+        except OSError as exc:
+            raise ValueError(f"secret file {path} cannot be read: {exc.strerror}") from None
+
+    def to_toml(self) -> str | dict[str, str]:
+        if self.env:
+            return {"env": self.env}
+        if self.file:
+            return {"file": self.file}
+        return self.value or ""
+
+    def masked(self) -> str:
+        if self.env:
+            return f"env:{self.env}"
+        if self.file:
+            return f"file:{self.file}"
+        return "••••"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    metarr: str
+    player: str
+
+
+@dataclass
+class PlayerConfig:
+    name: str
+    type: str
+    url: str
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    enabled: bool = True
+    priority: int = 100
+    group: str | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    mappings: list[Mapping] = field(default_factory=list)
+    # Adapter-specific settings; validated against the player type.
+    refresh_mode: str = "default"  # jellyfin/emby: "full" forces NFO re-read and providers
+    analyze: bool = False  # plex: also analyze media streams after a refresh
+    scan_delay: float = 0.0  # plex: pause between partial scans (seconds)
+    max_trash_items: int = 10  # plex: refuse emptyTrash above this many missing items
+    verify: bool = True  # check on the player that delivered items really landed
+    # Resolved secret values, filled by load_config(resolve_secrets=True).
+    password_value: str | None = field(default=None, repr=False)
+    token_value: str | None = field(default=None, repr=False)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.password_value, self.token_value) if s]
+
+
+@dataclass
+class GroupConfig:
+    name: str
+    sync_mode: str = "parallel"
+    continue_on_error: bool = True
+    shared_library: bool = False
+
+
+@dataclass
+class SyncConfig:
+    enabled: bool = True
+    auto_sync: bool = True
+    targeted_updates: bool = True
+    clean_deleted: bool = True
+    send_notifications: bool = False
+    batch_size: int = 100
+    timeout: float = 30.0
+    retry_attempts: int = 3
+    skip_active: bool = True
+    initial_lookback: str = "24h"
+
+    def lookback_seconds(self) -> int | None:
+        """Seconds of history a new player gets; None means all of it."""
+        text = self.initial_lookback.strip().lower()
+        if text == "all":
+            return None
+        if text == "none":
+            return 0
+        match = LOOKBACK_RE.match(text)
+        assert match and match.group(1)
+        return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass
+class MetarrConfig:
+    database: str | None = None
+    password: Secret | None = None
+    password_value: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class Config:
+    path: Path
+    metarr: MetarrConfig = field(default_factory=MetarrConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+    players: dict[str, PlayerConfig] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def secrets(self) -> list[str]:
+        values = [s for p in self.players.values() for s in p.secrets()]
+        if self.metarr.password_value:
+            values.append(self.metarr.password_value)
+        return values
+
+
+# --- validation -------------------------------------------------------------------------
+
+_TOP_KEYS = ("metarr", "sync", "groups", "players")
+_METARR_KEYS = ("database", "password")
+_SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "enabled": bool,
+    "auto_sync": bool,
+    "targeted_updates": bool,
+    "clean_deleted": bool,
+    "send_notifications": bool,
+    "batch_size": int,
+    "timeout": (int, float),
+    "retry_attempts": int,
+    "skip_active": bool,
+    "initial_lookback": str,
+    # Accepted for compatibility with Metarr's design; schedules live in cron/systemd.
+    "sync_interval": (int, str),
+}
+_GROUP_FIELDS: dict[str, type] = {
+    "sync_mode": str,
+    "continue_on_error": bool,
+    "shared_library": bool,
+}
+_PLAYER_COMMON = (
+    "type", "url", "username", "password", "token", "enabled", "priority", "group",
+    "verify_tls", "ca_bundle", "mappings", "verify",
+)
+_PLAYER_SPECIFIC: dict[str, tuple[str, ...]] = {
+    "kodi": (),
+    "jellyfin": ("refresh_mode",),
+    "emby": ("refresh_mode",),
+    "plex": ("analyze", "scan_delay", "max_trash_items"),
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def player_types() -> tuple[str, ...]:
+    """Built-in player types plus those added through METARR_SYNC_PLUGINS."""
+    from metarr_sync.players import plugin_types
+
+    return PLAYER_TYPES + tuple(t for t in plugin_types() if t not in PLAYER_TYPES)
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _unknown(key: str, known: tuple[str, ...] | list[str], where: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{where}.{key}: unknown key{hint}" if where else f"{key}: unknown key{hint}"
+
+
+def _check_type(value: Any, expected: type | tuple[type, ...], key: str,
+                problems: list[str]) -> bool:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join(_type_name(t()) if t is not float else "a number" for t in types)
+        problems.append(f"{key}: must be {names}, not {_type_name(value)} {value!r}")
+    return ok
+
+
+def _parse_secret(value: Any, key: str, problems: list[str]) -> Secret | None:
+    if isinstance(value, str):
+        return Secret(value=value)
+    if isinstance(value, dict):
+        extra = set(value) - {"env", "file"}
+        if extra or len(value) != 1:
+            problems.append(f"{key}: a secret table takes exactly one of 'env' or 'file'")
+            return None
+        (kind, ref), = value.items()
+        if not isinstance(ref, str) or not ref.strip():
+            problems.append(f"{key}.{kind}: must be a non-empty string")
+            return None
+        return Secret(env=ref) if kind == "env" else Secret(file=ref)
+    problems.append(f"{key}: must be a string or {{ env = \"VAR\" }} or {{ file = \"/path\" }}")
+    return None
+
+
+def validate_url(url: str) -> str | None:
+    """Why `url` is not a usable player URL, or None when it is."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.query or parts.fragment:
+        return "must not contain a query string or fragment"
+    if parts.username or parts.password:
+        return "must not contain credentials: use username/password/token keys"
+    return None
+
+
+def is_absolute_any(path: str) -> bool:
+    """Absolute in any of the players' path styles: POSIX, Windows or URL (smb://...)."""
+    return (
+        path.startswith("/")
+        or bool(re.match(r"^[A-Za-z]:[\\/]", path))
+        or path.startswith("\\\\")
+        or bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
+    )
+
+
+def _parse_mappings(value: Any, key: str, problems: list[str]) -> list[Mapping]:
+    if not isinstance(value, list):
+        problems.append(f"{key}: must be a list of {{ metarr = \"...\", player = \"...\" }}")
+        return []
+    result: list[Mapping] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table {{ metarr = \"...\", player = \"...\" }}")
+            continue
+        for extra in set(entry) - {"metarr", "player"}:
+            problems.append(_unknown(extra, ["metarr", "player"], where))
+        metarr, player = entry.get("metarr"), entry.get("player")
+        bad = False
+        for side, side_value in (("metarr", metarr), ("player", player)):
+            if not isinstance(side_value, str) or not side_value.strip():
+                problems.append(f"{where}.{side}: must be a non-empty path")
+                bad = True
+        if bad:
+            continue
+        assert isinstance(metarr, str) and isinstance(player, str)
+        if not metarr.startswith("/") and not is_absolute_any(metarr):
+            problems.append(f"{where}.metarr: must be an absolute path, not {metarr!r}")
+            continue
+        if not is_absolute_any(player):
+            problems.append(
+                f"{where}.player: must be an absolute path (/..., D:\\... or smb://...), "
+                f"not {player!r}"
+            )
+            continue
+        if metarr in seen:
+            problems.append(f"{where}.metarr: {metarr!r} is mapped twice")
+            continue
+        seen.add(metarr)
+        result.append(Mapping(metarr=metarr, player=player))
+    return result
+
+
+def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | None:
+    where = f"players.{name}"
+    if not _NAME_RE.match(name):
+        problems.append(f"{where}: player names use letters, digits, '-', '_' and '.' only")
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a table")
+        return None
+    ptype = raw.get("type")
+    types = player_types()
+    if ptype is None:
+        problems.append(f"{where}.type: missing (one of {', '.join(PLAYER_TYPES)})")
+        return None
+    if ptype not in types:
+        close = difflib.get_close_matches(str(ptype), types, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.append(
+            f"{where}.type: unknown player type {ptype!r}{hint}; "
+            f"expected one of {', '.join(PLAYER_TYPES)}"
+        )
+        return None
+    allowed = _PLAYER_COMMON + _PLAYER_SPECIFIC.get(ptype, ())
+    every_specific = {k for v in _PLAYER_SPECIFIC.values() for k in v}
+    for key in raw:
+        if key not in allowed:
+            if key in every_specific:
+                problems.append(f"{where}.{key}: not a setting of {ptype} players")
+            else:
+                problems.append(_unknown(key, list(allowed), where))
+    player = PlayerConfig(name=name, type=ptype, url="")
+    url = raw.get("url")
+    if url is None:
+        problems.append(f"{where}.url: missing")
+    elif _check_type(url, str, f"{where}.url", problems):
+        reason = validate_url(url)
+        if reason:
+            problems.append(f"{where}.url: {url!r} {reason}")
+        player.url = url.rstrip("/")
+    for key, typ in (("enabled", bool), ("verify_tls", bool), ("verify", bool),
+                     ("analyze", bool), ("username", str), ("group", str),
+                     ("ca_bundle", str), ("refresh_mode", str)):
+        if key in raw and _check_type(raw[key], typ, f"{where}.{key}", problems):
+            setattr(player, key, raw[key])
+    if "priority" in raw and _check_type(raw["priority"], int, f"{where}.priority", problems):
+        player.priority = raw["priority"]
+    if "scan_delay" in raw and _check_type(raw["scan_delay"], (int, float),
+                                           f"{where}.scan_delay", problems):
+        if raw["scan_delay"] < 0:
+            problems.append(f"{where}.scan_delay: must not be negative")
+        player.scan_delay = float(raw["scan_delay"])
+    if "max_trash_items" in raw and _check_type(raw["max_trash_items"], int,
+                                                f"{where}.max_trash_items", problems):
+        if raw["max_trash_items"] < 0:
+            problems.append(f"{where}.max_trash_items: must not be negative")
+        player.max_trash_items = raw["max_trash_items"]
+    if player.refresh_mode not in REFRESH_MODES:
+        problems.append(f"{where}.refresh_mode: must be one of {', '.join(REFRESH_MODES)}")
+    for key in ("password", "token"):
+        if key in raw:
+            setattr(player, key, _parse_secret(raw[key], f"{where}.{key}", problems))
+    if player.password and not player.username and ptype == "kodi":
+        problems.append(f"{where}.username: needed with a password")
+    if ptype in ("jellyfin", "emby", "plex") and "token" not in raw:
+        problems.append(f"{where}.token: missing ({ptype} needs an API token)")
+    if "mappings" in raw:
+        player.mappings = _parse_mappings(raw["mappings"], f"{where}.mappings", problems)
+    return player
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Validate an already-parsed TOML document; raises ConfigError with every problem."""
+    problems: list[str] = []
+    config = Config(path=path)
+    for key in data:
+        if key not in _TOP_KEYS:
+            problems.append(_unknown(key, _TOP_KEYS, ""))
+
+    metarr = data.get("metarr", {})
+    if not isinstance(metarr, dict):
+        problems.append("metarr: must be a table")
+        metarr = {}
+    for key in metarr:
+        if key not in _METARR_KEYS:
+            problems.append(_unknown(key, _METARR_KEYS, "metarr"))
+    if "database" in metarr and _check_type(metarr["database"], str, "metarr.database", problems):
+        if not metarr["database"].strip():
+            problems.append("metarr.database: must not be empty")
+        config.metarr.database = metarr["database"]
+    if "password" in metarr:
+        config.metarr.password = _parse_secret(metarr["password"], "metarr.password", problems)
+
+    sync = data.get("sync", {})
+    if not isinstance(sync, dict):
+        problems.append("sync: must be a table")
+        sync = {}
+    for key, value in sync.items():
+        if key not in _SYNC_FIELDS:
+            problems.append(_unknown(key, list(_SYNC_FIELDS), "sync"))
+        elif (_check_type(value, _SYNC_FIELDS[key], f"sync.{key}", problems)
+              and key != "sync_interval"):
+            setattr(config.sync, key, float(value) if key == "timeout" else value)
+    s = config.sync
+    if s.batch_size < 1:
+        problems.append(f"sync.batch_size: must be at least 1, not {s.batch_size}")
+    if s.timeout <= 0:
+        problems.append(f"sync.timeout: must be a positive number of seconds, not {s.timeout}")
+    if s.retry_attempts < 0:
+        problems.append(f"sync.retry_attempts: must not be negative, not {s.retry_attempts}")
+    if not LOOKBACK_RE.match(s.initial_lookback.strip().lower()):
+        problems.append(
+            f"sync.initial_lookback: {s.initial_lookback!r} is not a duration like "
+            "\"24h\", \"7d\", \"30m\", or \"all\" / \"none\""
+        )
+
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        problems.append("groups: must be a table of [groups.NAME] tables")
+        groups = {}
+    for name, raw in groups.items():
+        where = f"groups.{name}"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        group = GroupConfig(name=name)
+        for key, value in raw.items():
+            if key not in _GROUP_FIELDS:
+                problems.append(_unknown(key, list(_GROUP_FIELDS), where))
+            elif _check_type(value, _GROUP_FIELDS[key], f"{where}.{key}", problems):
+                setattr(group, key, value)
+        if group.sync_mode not in SYNC_MODES:
+            problems.append(f"{where}.sync_mode: must be \"parallel\" or \"sequential\", "
+                            f"not {group.sync_mode!r}")
+        config.groups[name] = group
+
+    players = data.get("players", {})
+    if not isinstance(players, dict):
+        problems.append("players: must be a table of [players.NAME] tables")
+        players = {}
+    for name, raw in players.items():
+        player = _parse_player(name, raw, problems)
+        if player is None:
+            continue
+        if player.group is not None and player.group not in config.groups:
+            known = list(config.groups)
+            close = difflib.get_close_matches(player.group, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(
+                f"players.{name}.group: no [groups.{player.group}] table{hint}"
+            )
+        config.players[name] = player
+    for name in config.groups:
+        members = [p for p in config.players.values() if p.group == name]
+        if not members:
+            problems.append(f"groups.{name}: no player names this group")
+        elif config.groups[name].shared_library and any(p.type != "kodi" for p in members):
+            problems.append(f"groups.{name}.shared_library: only Kodi players share a library")
+
+    if problems:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return config
+
+
+def resolve_secrets(config: Config) -> None:
+    """Read every env/file secret now; raises ConfigError naming each that is missing."""
+    problems: list[str] = []
+    for player in config.players.values():
+        for key in ("password", "token"):
+            secret: Secret | None = getattr(player, key)
+            if secret is None:
+                continue
+            try:
+                value = secret.resolve()
+            except ValueError as exc:
+                problems.append(f"{config.path}: players.{player.name}.{key}: {exc}")
+                continue
+            if not value:
+                problems.append(f"{config.path}: players.{player.name}.{key}: is empty")
+            setattr(player, f"{key}_value", value)
+    if config.metarr.password:
+        try:
+            config.metarr.password_value = config.metarr.password.resolve()
+        except ValueError as exc:
+            problems.append(f"{config.path}: metarr.password: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _line_of(exc: tomllib.TOMLDecodeError) -> str:
+    match = re.search(r"at line (\d+), column (\d+)", str(exc))
+    return f"line {match.group(1)}, column {match.group(2)}" if match else "unknown line"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([
+            f"{path}: no configuration file here; create one with `metarr-sync config init` "
+            "or point --config / METARR_SYNC_CONFIG at yours"
+        ]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a configuration file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError([f"{path}: {_line_of(exc)}: TOML syntax error: {reason}"]) from None
+
+
+def load_config(path: Path | None = None, *, secrets: bool = True) -> Config:
+    """Load, validate and (unless secrets=False) resolve secrets of the config file."""
+    path = path or default_config_path()
+    config = parse_config(read_toml(path), path)
+    if secrets:
+        resolve_secrets(config)
+    if _has_inline_secrets(config):
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            mode = 0
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            config.warnings.append(
+                f"{path} holds passwords or tokens and is readable by others; "
+                f"fix with: chmod 600 {path}"
+            )
+    return config
+
+
+def _has_inline_secrets(config: Config) -> bool:
+    secrets = [p.password for p in config.players.values()]
+    secrets += [p.token for p in config.players.values()]
+    secrets.append(config.metarr.password)
+    return any(s is not None and s.inline for s in secrets)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def to_document(config: Config) -> dict[str, Any]:
+    """The TOML document for `config`, keeping only values that differ from defaults."""
+    doc: dict[str, Any] = {}
+    metarr: dict[str, Any] = {}
+    if config.metarr.database:
+        metarr["database"] = config.metarr.database
+    if config.metarr.password:
+        metarr["password"] = config.metarr.password.to_toml()
+    if metarr:
+        doc["metarr"] = metarr
+    defaults = SyncConfig()
+    sync = {k: getattr(config.sync, k) for k in _SYNC_FIELDS
+            if k != "sync_interval" and getattr(config.sync, k) != getattr(defaults, k)}
+    if sync:
+        doc["sync"] = sync
+    if config.groups:
+        doc["groups"] = {}
+        for name, group in config.groups.items():
+            doc["groups"][name] = {k: getattr(group, k) for k in _GROUP_FIELDS}
+    if config.players:
+        doc["players"] = {}
+    default_player = PlayerConfig(name="", type="", url="")
+    for name, player in config.players.items():
+        entry: dict[str, Any] = {"type": player.type, "url": player.url}
+        keys = [k for k in _PLAYER_COMMON + _PLAYER_SPECIFIC.get(player.type, ())
+                if k not in ("type", "url", "mappings")]
+        for key in keys:
+            value = getattr(player, key)
+            if value is None or value == getattr(default_player, key):
+                continue
+            entry[key] = value.to_toml() if isinstance(value, Secret) else value
+        if player.mappings:
+            entry["mappings"] = [{"metarr": m.metarr, "player": m.player}
+                                 for m in player.mappings]
+        doc["players"][name] = entry
+    return doc
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old or the new file, never half of one.
+
+    The file is created 0600 because it may hold passwords and tokens.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_config(config: Config, header: str = "") -> None:
+    """Validate the new document, then write it atomically; the old file stays on error."""
+    import tomli_w
+
+    doc = to_document(config)
+    parse_config(doc, config.path)  # never write a file that would not load again
+    text = tomli_w.dumps(doc)
+    try:
+        write_atomic(config.path, header + text)
+    except OSError as exc:
+        raise ConfigError([f"{config.path}: cannot be written: {exc.strerror}"]) from None

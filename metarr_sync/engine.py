@@ -1,0 +1,397 @@
+"""The player-sync phase: collect → discover → execute → record → notify.
+
+- collect: compare Metarr's items with the last collection; queue what changed for every
+  configured player (or queue the items named by `sync`).
+- discover: probe each player (reachable, credentials) and ask whether someone watches.
+- execute: plan each player's queue (mapping, batching) and hand batches to its adapter.
+  Groups run in parallel; inside a group members run sequentially or in parallel; a
+  shared-library group is served by its first reachable member.
+- record: every batch's outcomes are committed in one transaction.
+- notify: an optional message on players that received updates.
+
+A failing player never blocks another: each runs in its own thread with its own state
+connection, and its failure only keeps its own items pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metarr_sync.config import Config, PlayerConfig
+from metarr_sync.metarr import Item, MetarrSource
+from metarr_sync.plan import build_plan
+from metarr_sync.players.base import AuthFailed, Outcome, PlayerError
+from metarr_sync.state import RunLock, State, now_stamp
+
+log = logging.getLogger("metarr_sync.engine")
+
+TRIGGERS = ("manual", "scheduled", "post-publish", "bulk")
+Progress = Callable[[str, int, int], None]
+
+
+class LockHeld(Exception):
+    """Another run holds the lock in the state directory."""
+
+
+@dataclass
+class PlayerResult:
+    name: str
+    type: str
+    status: str = "synced"  # synced|partial|failed|deferred|skipped|disabled
+    items: int = 0
+    synced: int = 0
+    failed: int = 0
+    deferred: int = 0
+    verified: int = 0
+    requests: int = 0
+    duration_ms: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status in ("failed", "partial") or (
+            self.status == "disabled" and self.error_kind == "auth_failed")
+
+
+@dataclass
+class RunReport:
+    trigger: str
+    command: str
+    dry_run: bool
+    started_at: str
+    finished_at: str = ""
+    run_id: int | None = None
+    items: int = 0
+    changed: int = 0
+    players: list[PlayerResult] = field(default_factory=list)
+    message: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(p.is_failure for p in self.players) else 0
+
+    @property
+    def status(self) -> str:
+        if any(p.is_failure for p in self.players):
+            return "failed" if all(p.is_failure for p in self.players) else "partial"
+        return "synced"
+
+
+@dataclass
+class Request:
+    """What to run: the whole queue (`run`) or named items only (`sync`)."""
+
+    trigger: str = "manual"
+    command: str = "run"
+    dry_run: bool = False
+    players: Sequence[str] = ()
+    groups: Sequence[str] = ()
+    only: Sequence[Item] | None = None  # sync: exactly these items
+    wait: float = 0.0
+
+
+def selected_players(config: Config, names: Sequence[str], groups: Sequence[str]
+                     ) -> list[PlayerConfig]:
+    chosen = list(config.players.values())
+    if names:
+        chosen = [p for p in chosen if p.name in names]
+    if groups:
+        chosen = [p for p in chosen if p.group in groups]
+    return chosen
+
+
+def run(config: Config, source: MetarrSource, state_dir: Path, request: Request,
+        progress: Progress | None = None) -> RunReport:
+    report = RunReport(request.trigger, request.command, request.dry_run, now_stamp())
+    if not config.sync.enabled:
+        report.message = "sync is disabled ([sync] enabled = false): nothing was sent"
+        report.finished_at = now_stamp()
+        return report
+    lock = RunLock(state_dir)
+    if not lock.acquire(request.wait):
+        holder = lock.holder()
+        raise LockHeld(f"another metarr-sync run holds {lock.path}"
+                       + (f" (pid {holder})" if holder else "")
+                       + "; use --wait SECONDS to wait for it")
+    try:
+        return _run_locked(config, source, state_dir, request, report, progress)
+    finally:
+        lock.release()
+
+
+def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: Request,
+                report: RunReport, progress: Progress | None) -> RunReport:
+    state = State(state_dir)
+    try:
+        everyone = list(config.players)
+        chosen = selected_players(config, request.players, request.groups)
+        keys = None if request.only is None else [i.key for i in request.only]
+        work: dict[str, list[Item]] = {}
+        if request.dry_run:
+            with state.rehearsal():
+                report.changed = _collect(config, source, state, everyone, request)
+                for player in chosen:
+                    work[player.name] = state.work(player.name, keys)
+        else:
+            state.forget_players(everyone)
+            report.changed = _collect(config, source, state, everyone, request)
+            for player in chosen:
+                work[player.name] = state.work(player.name, keys)
+            report.run_id = state.start_run(request.trigger, request.command)
+        report.items = len({i.key for items in work.values() for i in items})
+        report.players = _execute(config, state_dir, chosen, work, request, report.run_id,
+                                  progress)
+        report.finished_at = now_stamp()
+        if report.run_id is not None:
+            for result in report.players:
+                state.finish_player(report.run_id, result)
+            state.finish_run(report.run_id, report.status, report.exit_code, report.items,
+                             sum(p.synced for p in report.players),
+                             sum(p.failed for p in report.players))
+        return report
+    finally:
+        state.close()
+
+
+def _collect(config: Config, source: MetarrSource, state: State, players: list[str],
+             request: Request) -> int:
+    if request.only is not None:
+        state.enqueue(request.only, players, source=request.command)
+        return len(request.only)
+    result = state.collect(source.items(), players, config.sync.lookback_seconds())
+    log.info("collected: %d changed, %d vanished, baselines for %s", result.changed,
+             result.vanished, ", ".join(result.baselined) or "nobody")
+    return result.changed + result.vanished
+
+
+# --- execution --------------------------------------------------------------------------
+
+class _Context:
+    """What every player thread shares: config, state location, run, progress."""
+
+    def __init__(self, config: Config, state_dir: Path, request: Request, run_id: int | None,
+                 progress: Progress | None):
+        self.config = config
+        self.state_dir = state_dir
+        self.request = request
+        self.run_id = run_id
+        self.progress = progress
+        self.progress_lock = threading.Lock()
+
+    def tick(self, player: str, done: int, total: int) -> None:
+        if self.progress:
+            with self.progress_lock:
+                self.progress(player, done, total)
+
+
+def _execute(config: Config, state_dir: Path, chosen: list[PlayerConfig],
+             work: dict[str, list[Item]], request: Request, run_id: int | None,
+             progress: Progress | None) -> list[PlayerResult]:
+    ctx = _Context(config, state_dir, request, run_id, progress)
+    groups: dict[str, list[PlayerConfig]] = {}
+    for player in chosen:
+        groups.setdefault(player.group or f"\0{player.name}", []).append(player)
+    results: dict[str, PlayerResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(groups)),
+                            thread_name_prefix="group") as pool:
+        futures = [pool.submit(_run_group, ctx, name, members, work)
+                   for name, members in groups.items()]
+        for future in futures:
+            for result in future.result():
+                results[result.name] = result
+    return [results[p.name] for p in chosen]
+
+
+def _run_group(ctx: _Context, name: str, members: list[PlayerConfig],
+               work: dict[str, list[Item]]) -> list[PlayerResult]:
+    members = sorted(members, key=lambda p: (p.priority, p.name))
+    group = ctx.config.groups.get(name)
+    if group is not None and group.shared_library:
+        return _run_shared(ctx, members, work)
+    if group is None or group.sync_mode == "parallel":
+        if len(members) == 1:
+            return [_guarded(ctx, members[0], work[members[0].name])]
+        with ThreadPoolExecutor(max_workers=len(members), thread_name_prefix="player") as pool:
+            return list(pool.map(lambda p: _guarded(ctx, p, work[p.name]), members))
+    results: list[PlayerResult] = []
+    stop_reason: str | None = None
+    for player in members:
+        if stop_reason:
+            results.append(PlayerResult(player.name, player.type, "skipped",
+                                        items=len(work[player.name]), error=stop_reason))
+            continue
+        result = _guarded(ctx, player, work[player.name])
+        results.append(result)
+        if result.is_failure and not group.continue_on_error:
+            stop_reason = f"not tried: {player.name} failed earlier in group {name}"
+    return results
+
+
+def _run_shared(ctx: _Context, members: list[PlayerConfig],
+                work: dict[str, list[Item]]) -> list[PlayerResult]:
+    """Several Kodis on one shared library: the first reachable member syncs for all."""
+    union: dict[str, Item] = {}
+    for player in members:
+        for item in work[player.name]:
+            union.setdefault(item.key, item)
+    items = list(union.values())
+    results: list[PlayerResult] = []
+    worker: PlayerResult | None = None
+    enabled = [p for p in members if p.enabled]
+    for player in members:
+        if worker is not None or not player.enabled:
+            continue
+        others = [p.name for p in enabled if p.name != player.name]
+        result = _guarded(ctx, player, items, also_record=others)
+        results.append(result)
+        if result.error_kind in ("offline", "timeout", "auth_failed") and result.synced == 0:
+            continue  # unreachable: let the next member in priority order try
+        worker = result
+    for player in members:
+        if any(r.name == player.name for r in results):
+            continue
+        if not player.enabled:
+            results.append(PlayerResult(player.name, player.type, "disabled",
+                                        items=len(work[player.name])))
+        elif worker is not None:
+            results.append(PlayerResult(
+                player.name, player.type, "skipped", items=len(work[player.name]),
+                error=f"shared library: synced through {worker.name}"))
+    return results
+
+
+def _guarded(ctx: _Context, player: PlayerConfig, items: list[Item],
+             also_record: Sequence[str] = ()) -> PlayerResult:
+    """Sync one player; whatever goes wrong stays with this player."""
+    try:
+        return _sync_player(ctx, player, items, also_record)
+    except Exception as exc:  # noqa: BLE001 - a bug in one adapter must not stop others
+        log.exception("unexpected error while syncing %s", player.name)
+        return PlayerResult(player.name, player.type, "failed", items=len(items),
+                            failed=len(items), error=f"internal error: {exc}",
+                            error_kind="internal")
+
+
+def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
+                 also_record: Sequence[str]) -> PlayerResult:
+    result = PlayerResult(player.name, player.type, items=len(items))
+    if not player.enabled:
+        result.status = "disabled"
+        return result
+    dry_run = ctx.request.dry_run
+    state = State(ctx.state_dir)
+    started = time.monotonic()
+    adapter = None
+    try:
+        reason = state.disabled_reason(player.name)
+        if reason:
+            result.status, result.error, result.error_kind = "disabled", (
+                f"{reason}; fix the credentials, then run `metarr-sync players test "
+                f"{player.name}`"), "auth_failed"
+            return result
+        if not items:
+            return result
+        from metarr_sync.players import adapter_class
+
+        adapter = adapter_class(player.type)(player, ctx.config.sync, dry_run=dry_run)
+        recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result)
+        pending = list(items)
+        try:
+            adapter.probe()
+            if ctx.config.sync.skip_active and adapter.is_playing():
+                # Someone is watching: defer updates to the next run, never drop them.
+                # Removals touch nothing on screen and may proceed.
+                later = [i for i in pending if not i.removed]
+                recorder.save(later, [Outcome(i.key, "deferred", "player busy: someone is "
+                                              "watching") for i in later])
+                pending = [i for i in pending if i.removed]
+            plan = build_plan(pending, player.mappings, ctx.config.sync.batch_size)
+            recorder.save([i for i, _ in plan.errors],
+                          [Outcome(i.key, "failed", why) for i, why in plan.errors])
+            done = len(plan.errors)
+            ctx.tick(player.name, done, len(items))
+            if not ctx.config.sync.targeted_updates and plan.targets:
+                adapter.scan_all()
+                mapped = [t.item for t in plan.targets]
+                recorder.save(mapped, [Outcome(i.key, "synced") for i in mapped])
+            else:
+                for batch in plan.batches:
+                    batch_items = [t.item for t in batch]
+                    outcomes = adapter.apply(batch)
+                    recorder.save(batch_items, outcomes)
+                    pending = [i for i in pending if i.key not in {t.key for t in batch}]
+                    done += len(batch)
+                    ctx.tick(player.name, done, len(items))
+                recorder.save(items, adapter.finish())
+            pending = []
+            if ctx.config.sync.send_notifications and result.synced and not dry_run:
+                try:
+                    adapter.notify("Metarr", f"{result.synced} item(s) updated")
+                except PlayerError as exc:
+                    log.warning("%s: notification failed: %s", player.name, exc.message)
+        except PlayerError as exc:
+            result.error, result.error_kind = exc.message, exc.kind
+            recorder.save(pending, [Outcome(i.key, "retry", exc.message) for i in pending])
+            if isinstance(exc, AuthFailed) and not dry_run:
+                state.disable_player(player.name, f"authentication failed: {exc.message}")
+        result.status = _status_of(result)
+        return result
+    finally:
+        if adapter is not None:
+            result.requests = adapter.requests
+            result.commands = list(adapter.commands)
+            adapter.close()
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        state.close()
+
+
+def _status_of(result: PlayerResult) -> str:
+    if result.error_kind:
+        return "failed"
+    if result.failed:
+        return "partial"
+    if result.deferred:
+        return "deferred"
+    return "synced"
+
+
+class _Recorder:
+    """Counts outcomes into the player's result and commits them (not under --dry-run)."""
+
+    def __init__(self, state: State, player: str, also: Sequence[str], run_id: int | None,
+                 dry_run: bool, result: PlayerResult):
+        self.state, self.player, self.also = state, player, also
+        self.run_id, self.dry_run, self.result = run_id, dry_run, result
+        self.seen: dict[str, str] = {}
+
+    def save(self, items: Sequence[Item], outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        for outcome in outcomes:
+            previous = self.seen.get(outcome.item_key)
+            if previous is not None:
+                self._count(previous, -1)  # finish() may re-judge an item
+            self.seen[outcome.item_key] = outcome.result
+            self._count(outcome.result, 1)
+        if self.dry_run:
+            return
+        self.state.record(self.player, items, outcomes, self.run_id)
+        for other in self.also:
+            self.state.record(other, items, [o for o in outcomes if o.result == "synced"],
+                              self.run_id)
+
+    def _count(self, result: str, delta: int) -> None:
+        if result == "synced":
+            self.result.synced += delta
+        elif result == "deferred":
+            self.result.deferred += delta
+        elif result in ("failed", "retry", "unverified"):
+            self.result.failed += delta

@@ -1,0 +1,336 @@
+"""Read-only access to Metarr's database: what is in the library, and in which version.
+
+Every item (movie, series, episode) is read with a *stamp*: the newest of its own
+timestamps and the `published_at` of the asset files Metarr published for it, all
+normalised by the database to one canonical UTC text form (`YYYY-MM-DDTHH:MM:SS.mmmZ`)
+so they compare correctly as text, whichever of Metarr's two formats they were stored in.
+Whether an item changed is decided elsewhere (state.py) by comparing stamps for equality.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+KINDS = ("movie", "series", "episode")
+
+
+class MetarrError(Exception):
+    """Metarr's database cannot be read (missing, not Metarr's, locked, old schema)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing in Metarr's library, in Metarr's own paths."""
+
+    kind: str  # movie | series | episode
+    id: int
+    path: str  # movie/episode: the video file; series: the show folder
+    title: str = ""
+    series_path: str | None = None  # episodes and series: the show folder
+    library_id: int | None = None
+    ids: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    season: int | None = None
+    episode: int | None = None
+    series_id: int | None = None
+    stamp: str = ""
+    removed: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def folder(self) -> str:
+        """The folder a player scans for this item."""
+        return self.path if self.kind == "series" else parent_of(self.path)
+
+    def label(self) -> str:
+        if self.kind == "episode" and self.season is not None and self.episode is not None:
+            return f"{self.title or self.path} S{self.season:02d}E{self.episode:02d}"
+        return self.title or self.path
+
+
+def parent_of(path: str) -> str:
+    """The folder holding `path`, for either separator, without a trailing separator."""
+    trimmed = path.rstrip("/\\")
+    cut = max(trimmed.rfind("/"), trimmed.rfind("\\"))
+    if cut <= 0:
+        return trimmed[:1] if cut == 0 else trimmed
+    return trimmed[:cut]
+
+
+# Columns metarr-sync reads, per table. Checked when the database is opened so an older or
+# newer Metarr schema gives one clear message instead of a failed query later.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "libraries": ("id", "name", "path", "type"),
+    "movies": ("id", "library_id", "file_path", "title", "year", "tmdb_id", "imdb_id",
+               "published_at", "deleted_at", "created_at", "updated_at"),
+    "series": ("id", "library_id", "directory_path", "title", "tvdb_id", "tmdb_id",
+               "imdb_id", "deleted_at", "created_at", "updated_at"),
+    "seasons": ("id", "series_id", "season_number", "updated_at"),
+    "episodes": ("id", "series_id", "season_id", "file_path", "episode_number", "title",
+                 "tvdb_id", "tmdb_id", "imdb_id", "deleted_at", "created_at", "updated_at"),
+}
+ASSET_KINDS = ("image", "text", "video", "audio")
+for _kind in ASSET_KINDS:
+    REQUIRED_COLUMNS[f"cache_{_kind}_files"] = ("id", "entity_type", "entity_id")
+    REQUIRED_COLUMNS[f"library_{_kind}_files"] = ("id", "cache_file_id", "published_at")
+
+
+class Dialect:
+    """What differs between SQLite and PostgreSQL: placeholders and timestamp normalising."""
+
+    placeholder = "?"
+
+    def ts(self, expr: str) -> str:
+        # strftime parses both 'YYYY-MM-DD HH:MM:SS' and ISO '...T...Z' and yields NULL for
+        # anything unparseable, so one odd row can never break the comparison.
+        return f"strftime('%Y-%m-%dT%H:%M:%fZ', {expr})"
+
+
+SQLITE = Dialect()
+
+
+def _sql(dialect: Dialect, text: str) -> str:
+    """Fill the {ts(...)} markers and placeholders of a query written once for all dialects."""
+    text = re.sub(r"\{ts\(([^)]*)\)\}", lambda m: dialect.ts(m.group(1)), text)
+    return text.replace("?", dialect.placeholder)
+
+
+_ASSET_SQL = " UNION ALL ".join(
+    f"SELECT c.entity_type AS entity_type, c.entity_id AS entity_id, "
+    f"{{ts(l.published_at)}} AS published FROM library_{kind}_files l "
+    f"JOIN cache_{kind}_files c ON c.id = l.cache_file_id WHERE l.published_at IS NOT NULL"
+    for kind in ASSET_KINDS
+)
+
+_ASSETS = (
+    f"SELECT entity_type, entity_id, MAX(published) AS published FROM ({_ASSET_SQL}) a "
+    "GROUP BY entity_type, entity_id"
+)
+
+MOVIES_SQL = (
+    "SELECT m.id, m.library_id, m.file_path, m.title, m.year, m.tmdb_id, m.imdb_id, "
+    "{ts(m.created_at)}, {ts(m.updated_at)}, {ts(m.published_at)}, a.published, "
+    "m.deleted_at IS NOT NULL "
+    f"FROM movies m LEFT JOIN ({_ASSETS}) a ON a.entity_type = 'movie' AND a.entity_id = m.id"
+)
+SERIES_SQL = (
+    "SELECT s.id, s.library_id, s.directory_path, s.title, s.tvdb_id, s.tmdb_id, s.imdb_id, "
+    "{ts(s.created_at)}, {ts(s.updated_at)}, a.published, "
+    "(SELECT MAX({ts(sn.updated_at)}) FROM seasons sn WHERE sn.series_id = s.id), "
+    "(SELECT MAX(sa.published) FROM seasons sn2 JOIN "
+    f"({_ASSETS}) sa ON sa.entity_type = 'season' AND sa.entity_id = sn2.id "
+    "WHERE sn2.series_id = s.id), "
+    "s.deleted_at IS NOT NULL "
+    f"FROM series s LEFT JOIN ({_ASSETS}) a ON a.entity_type = 'series' AND a.entity_id = s.id"
+)
+EPISODES_SQL = (
+    "SELECT e.id, s.library_id, e.file_path, s.title, e.tvdb_id, e.tmdb_id, e.imdb_id, "
+    "{ts(e.created_at)}, {ts(e.updated_at)}, a.published, sn.season_number, e.episode_number, "
+    "s.id, s.directory_path, (e.deleted_at IS NOT NULL OR s.deleted_at IS NOT NULL) "
+    "FROM episodes e JOIN series s ON s.id = e.series_id "
+    "LEFT JOIN seasons sn ON sn.id = e.season_id "
+    f"LEFT JOIN ({_ASSETS}) a ON a.entity_type = 'episode' AND a.entity_id = e.id"
+)
+
+
+def _ids(**values: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+
+def _newest(*stamps: str | None) -> str:
+    return max((s for s in stamps if s), default="")
+
+
+def _movie(row: Sequence[Any]) -> Item:
+    (id_, lib, path, title, _year, tmdb, imdb, created, updated, published, assets,
+     removed) = row
+    return Item("movie", id_, path or "", title or "", None, lib, _ids(tmdb=tmdb, imdb=imdb),
+                stamp=_newest(created, updated, published, assets), removed=bool(removed))
+
+
+def _series(row: Sequence[Any]) -> Item:
+    (id_, lib, path, title, tvdb, tmdb, imdb, created, updated, assets, seasons_updated,
+     season_assets, removed) = row
+    return Item("series", id_, path or "", title or "", path, lib,
+                _ids(tvdb=tvdb, tmdb=tmdb, imdb=imdb), series_id=id_,
+                stamp=_newest(created, updated, assets, seasons_updated, season_assets),
+                removed=bool(removed))
+
+
+def _episode(row: Sequence[Any]) -> Item:
+    (id_, lib, path, title, tvdb, tmdb, imdb, created, updated, assets, season, episode,
+     series_id, series_path, removed) = row
+    return Item("episode", id_, path or "", title or "", series_path, lib,
+                _ids(tvdb=tvdb, tmdb=tmdb, imdb=imdb), season, episode, series_id,
+                stamp=_newest(created, updated, assets), removed=bool(removed))
+
+
+_READERS = (("movie", MOVIES_SQL, _movie), ("series", SERIES_SQL, _series),
+            ("episode", EPISODES_SQL, _episode))
+
+
+@dataclass(frozen=True)
+class Library:
+    id: int
+    name: str
+    path: str
+    type: str
+
+
+class MetarrSource:
+    """Metarr's database, opened read-only. Subclasses change the connection and dialect."""
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, connection: Any, description: str):
+        self.conn = connection
+        self.description = description
+
+    # -- plumbing ---------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
+        try:
+            cursor = self.conn.execute(_sql(self.dialect, sql), tuple(params))
+            while rows := cursor.fetchmany(2000):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise MetarrError(self._explain(exc)) from None
+
+    def _explain(self, exc: Exception) -> str:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return (f"Metarr database {self.description} is locked by another program "
+                    f"(waited for the busy timeout): {text}")
+        return f"Metarr database {self.description} cannot be read: {text}"
+
+    def columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.query(f"PRAGMA table_info({table})")}
+
+    def check_schema(self) -> None:
+        problems = []
+        for table, needed in REQUIRED_COLUMNS.items():
+            have = self.columns(table)
+            if not have:
+                problems.append(f"table {table} is missing")
+                continue
+            missing = [c for c in needed if c not in have]
+            if missing:
+                problems.append(f"table {table} lacks column(s) {', '.join(missing)}")
+        if problems:
+            raise MetarrError(
+                f"{self.description} is not a Metarr database this version understands: "
+                + "; ".join(problems)
+            )
+
+    def close(self) -> None:
+        # Closing a read-only handle cannot lose anything, so no failure matters here.
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    # -- what the library holds ---------------------------------------------------------
+    def items(self, where: str = "", params: Sequence[Any] = (),
+              kinds: Sequence[str] = KINDS) -> Iterator[Item]:
+        """Every item (removed ones included) of the given kinds, optionally filtered."""
+        for kind, sql, make in _READERS:
+            if kind not in kinds:
+                continue
+            alias = {"movie": "m", "series": "s", "episode": "e"}[kind]
+            clause = f" WHERE {where.format(t=alias)}" if where else ""
+            for row in self.query(sql + clause, params):
+                yield make(row)
+
+    def items_by_id(self, kind: str, ids: Sequence[int]) -> list[Item]:
+        found: list[Item] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            found.extend(self.items(f"{{t}}.id IN ({marks})", chunk, kinds=(kind,)))
+        return found
+
+    def episodes_of(self, series_ids: Sequence[int]) -> list[Item]:
+        found: list[Item] = []
+        for start in range(0, len(series_ids), 500):
+            chunk = list(series_ids[start:start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            found.extend(self.items(f"s.id IN ({marks})", chunk, kinds=("episode",)))
+        return found
+
+    def items_under(self, path: str) -> list[Item]:
+        """Items at `path` or below it (whole path components), Metarr-side path."""
+        base = path.rstrip("/\\") or path
+        pattern = _like_escape(base) + "/%"
+        found: list[Item] = []
+        for kind, column in (("movie", "file_path"), ("series", "directory_path"),
+                             ("episode", "file_path")):
+            found.extend(self.items(
+                f"({{t}}.{column} = ? OR {{t}}.{column} LIKE ? ESCAPE '\\')",
+                (base, pattern), kinds=(kind,)))
+        return found
+
+    def libraries(self) -> list[Library]:
+        return [Library(int(r[0]), r[1] or "", r[2] or "", r[3] or "")
+                for r in self.query("SELECT id, name, path, type FROM libraries ORDER BY id")]
+
+    def library_by_name(self, name: str) -> Library | None:
+        for library in self.libraries():
+            if library.name == name:
+                return library
+        return None
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SQLiteSource(MetarrSource):
+    pass
+
+
+def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> SQLiteSource:
+    """Open Metarr's SQLite file read-only; it is never written, not even its -wal."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise MetarrError(
+            f"Metarr database {path} does not exist; set [metarr] database in the config "
+            "to Metarr's data/metarr.sqlite"
+        )
+    if path.is_dir():
+        raise MetarrError(f"Metarr database {path} is a directory, not a database file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise MetarrError(f"Metarr database {path} cannot be read: {exc.strerror}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise MetarrError(f"{path} is not an SQLite database (Metarr's is data/metarr.sqlite)")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as exc:
+        raise MetarrError(f"Metarr database {path} cannot be opened: {exc}") from None
+    source = SQLiteSource(conn, str(path))
+    try:
+        source.check_schema()
+    except MetarrError:
+        source.close()
+        raise
+    return source
+
+
+def open_source(database: str, busy_timeout: float = 30.0, password: str | None = None
+                ) -> MetarrSource:
+    """Open Metarr's database named by a file path or a postgresql:// URL."""
+    if database.startswith(("postgresql://", "postgres://")):
+        from metarr_sync import metarr_pg  # optional extra, imported only when used
+
+        return metarr_pg.open_postgres(database, busy_timeout, password)
+    return open_sqlite(database, busy_timeout)

@@ -1,0 +1,138 @@
+"""The adapter interface every player implements, and the one error taxonomy.
+
+An adapter speaks one player's API. The engine asks it to probe the player, whether
+someone is watching, to apply batches of targets, and to notify. Every failure an adapter
+meets is raised as one of the PlayerError kinds below, with a message in the user's words.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from metarr_sync.config import PlayerConfig, SyncConfig
+    from metarr_sync.plan import Target
+
+
+class PlayerError(Exception):
+    """A failure talking to a player. `kind` is stable and appears in --json output."""
+
+    kind: ClassVar[str] = "error"
+    #: True when trying again later may succeed without anyone changing anything.
+    transient: ClassVar[bool] = True
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class PlayerOffline(PlayerError):
+    kind = "offline"
+
+
+class AuthFailed(PlayerError):
+    kind = "auth_failed"
+    transient = False
+
+
+class PlayerTimeout(PlayerError):
+    kind = "timeout"
+
+
+class ProtocolError(PlayerError):
+    """The player answered something this tool cannot use (HTML, truncated JSON, 3xx)."""
+
+    kind = "protocol_error"
+
+
+class Rejected(PlayerError):
+    """The player understood the request and refused it (403, 404, JSON-RPC error)."""
+
+    kind = "rejected"
+    transient = False
+
+
+ERROR_KINDS = ("offline", "auth_failed", "timeout", "protocol_error", "rejected")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item on one player.
+
+    result: synced | failed (needs a person; kept as failed) | retry (kept pending) |
+    deferred (someone is watching; kept for the next run) | unverified (sent, not seen).
+    """
+
+    item_key: str
+    result: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+    """One step of player discovery, as `players test` shows it."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ProbeResult:
+    version: str = ""
+    api_version: str = ""
+    steps: list[ProbeStep] = field(default_factory=list)
+    #: The library roots as the player sees them (Kodi sources, Jellyfin library
+    #: locations, Plex section locations), used to check path mappings.
+    roots: list[str] = field(default_factory=list)
+
+
+class Player(ABC):
+    """Base of all adapters. One instance serves one player for one run."""
+
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
+        self.config = config
+        self.sync = sync
+        self.dry_run = dry_run
+        self.requests = 0
+        #: Every state-changing command, as text: what --dry-run prints.
+        self.commands: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    def probe(self) -> ProbeResult:
+        """Check the player is reachable and the credentials work; raise PlayerError."""
+
+    def is_playing(self) -> bool:
+        """True when someone is watching: the run then defers this player's updates."""
+        return False
+
+    @abstractmethod
+    def apply(self, batch: Sequence[Target]) -> list[Outcome]:
+        """Deliver one batch; return one Outcome per target.
+
+        Raise PlayerError when the player as a whole fails: the engine then keeps the
+        batch pending and stops this player for the run.
+        """
+
+    def finish(self) -> list[Outcome]:
+        """Work that follows all batches (e.g. guarded trash emptying); may re-judge items."""
+        return []
+
+    def scan_all(self) -> None:
+        """A full library scan, only when the user turned targeted_updates off."""
+        raise Rejected(f"{self.type_name} players do not support full library scans")
+
+    def notify(self, title: str, message: str) -> None:  # noqa: B027 - optional hook
+        """Show a message on the player (send_notifications)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,231 @@
+"""The one HTTP client every adapter uses: pooled session, retries, errors, redaction.
+
+Retries use urllib3's Retry (connect errors, read timeouts, 429/5xx with Retry-After),
+bounded by the player's retry_attempts and timeout. Redirects are never followed: a
+player that redirects is behind a wrong URL or base path, and following a redirect
+could turn a POST into a GET or carry the token to another host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from metarr_sync import __version__
+from metarr_sync.config import PlayerConfig, SyncConfig
+from metarr_sync.logs import redact
+from metarr_sync.players.base import (
+    AuthFailed,
+    PlayerError,
+    PlayerOffline,
+    PlayerTimeout,
+    ProtocolError,
+    Rejected,
+)
+
+log = logging.getLogger("metarr_sync.http")
+TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+USER_AGENT = f"metarr-sync/{__version__}"
+
+
+class BoundedRetry(Retry):
+    """urllib3's Retry, but a server's Retry-After never makes us wait past `max_wait`."""
+
+    max_wait: float = 30.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.max_wait)
+
+    def new(self, **kw: Any) -> BoundedRetry:
+        retry = super().new(**kw)
+        retry.max_wait = self.max_wait
+        return retry
+
+
+def make_session(player: PlayerConfig, sync: SyncConfig) -> requests.Session:
+    """A session with connection reuse and bounded retries for one player."""
+    retry = BoundedRetry(
+        total=sync.retry_attempts,
+        connect=sync.retry_attempts,
+        read=sync.retry_attempts,
+        status=sync.retry_attempts,
+        other=0,
+        redirect=0,
+        status_forcelist=TRANSIENT_STATUS,
+        allowed_methods=None,  # every call we make is idempotent (syncing twice is harmless)
+        backoff_factor=0.5,
+        backoff_max=min(sync.timeout, 10.0),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+    retry.max_wait = sync.timeout
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.trust_env = False  # a proxy from the environment must not see player tokens
+    if player.ca_bundle:
+        session.verify = player.ca_bundle
+    elif not player.verify_tls:
+        session.verify = False
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return session
+
+
+class HttpClient:
+    """Requests to one player, with every failure mapped to the error taxonomy."""
+
+    def __init__(self, player: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False,
+                 headers: dict[str, str] | None = None):
+        self.player = player
+        self.base = player.url.rstrip("/")
+        self.timeout = sync.timeout
+        self.dry_run = dry_run
+        self.session = make_session(player, sync)
+        if headers:
+            self.session.headers.update(headers)
+        self.requests = 0
+        self.commands: list[str] = []
+
+    @property
+    def secrets(self) -> list[str]:
+        return self.player.secrets()
+
+    def describe(self, method: str, path: str, params: dict[str, Any] | None = None,
+                 body: Any = None) -> str:
+        text = f"{method} {path}"
+        if params:
+            text += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        if body is not None:
+            text += " " + json.dumps(body, ensure_ascii=False, sort_keys=True)
+        return redact(text, self.secrets)
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                json_body: Any = None, mutating: bool = False,
+                auth: tuple[str, str] | None = None) -> requests.Response | None:
+        """Send one request; return the response of a 2xx answer, raise PlayerError else.
+
+        A mutating request under --dry-run is only recorded (and None returned).
+        """
+        if mutating:
+            self.commands.append(self.describe(method, path, params, json_body))
+            if self.dry_run:
+                return None
+        url = self.base + path
+        self.requests += 1
+        log.debug("%s %s %s", self.player.name, method, self.describe(method, path, params))
+        try:
+            response = self.session.request(
+                method, url, params=params, json=json_body, auth=auth,
+                timeout=(min(self.timeout, 10.0), self.timeout), allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise ProtocolError(
+                f"TLS certificate check failed for {self.base} "
+                "(set ca_bundle, or verify_tls = false for a self-signed certificate)"
+            ) from _quiet(exc)
+        except requests.exceptions.ConnectTimeout as exc:
+            raise PlayerTimeout(f"no connection to {self.base} within {self.timeout:g} s "
+                                f"(player offline?)") from _quiet(exc)
+        except requests.exceptions.Timeout as exc:
+            raise PlayerTimeout(f"{self.base} did not answer within {self.timeout:g} s"
+                                ) from _quiet(exc)
+        except requests.exceptions.RetryError as exc:
+            raise _retry_error(self.base, exc) from _quiet(exc)
+        except requests.exceptions.ConnectionError as exc:
+            text = str(exc)
+            if "Connection refused" in text or "Errno 111" in text:
+                raise PlayerOffline(f"{self.base} refused the connection (player offline?)"
+                                    ) from _quiet(exc)
+            if "Name or service not known" in text or "nodename nor servname" in text \
+                    or "Temporary failure in name resolution" in text:
+                raise PlayerOffline(f"host name of {self.base} cannot be resolved"
+                                    ) from _quiet(exc)
+            if "reset" in text.lower() or "aborted" in text.lower() or "broken" in text.lower():
+                raise ProtocolError(f"{self.base} closed the connection mid-answer"
+                                    ) from _quiet(exc)
+            raise PlayerOffline(f"cannot connect to {self.base}") from _quiet(exc)
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise ProtocolError(f"{self.base} closed the connection mid-answer"
+                                ) from _quiet(exc)
+        except requests.exceptions.RequestException as exc:
+            raise ProtocolError(f"request to {self.base} failed: "
+                                f"{redact(str(exc), self.secrets)}") from _quiet(exc)
+        check_status(response, self.base)
+        return response
+
+    def json(self, method: str, path: str, **kw: Any) -> Any:
+        """Send and parse a JSON answer (never parses error bodies)."""
+        response = self.request(method, path, **kw)
+        if response is None:
+            return None
+        return parse_json(response, self.base)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _quiet(exc: BaseException) -> None:
+    """Drop the low-level cause: it can carry URLs and is not for users."""
+    return None
+
+
+def _retry_error(base: str, exc: requests.exceptions.RetryError) -> PlayerError:
+    reason = str(exc)
+    match = re.search(r"too many (\d{3}) error", reason)
+    code = int(match.group(1)) if match else 0
+    if code == 429:
+        return PlayerError(f"{base} kept answering 429 Too Many Requests (rate limited)")
+    if code == 503:
+        return PlayerError(f"{base} kept answering 503 Service Unavailable (starting up "
+                           "or overloaded)")
+    if code:
+        return PlayerError(f"{base} kept answering HTTP {code} (server error)")
+    return PlayerError(f"{base} kept failing after retries")
+
+
+def check_status(response: requests.Response, base: str) -> None:
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    if 300 <= code < 400:
+        where = response.headers.get("Location", "elsewhere")
+        raise ProtocolError(f"{base} redirects to {where}: wrong URL or base path?")
+    if code == 401:
+        raise AuthFailed(f"authentication failed at {base} (HTTP 401): check the "
+                         "username/password or token")
+    if code == 403:
+        raise Rejected(f"{base} refused access (HTTP 403): the credentials lack the "
+                       "rights needed")
+    if code == 404:
+        raise Rejected(f"{base} has no {response.request.path_url.split('?')[0]} "
+                       "(HTTP 404): wrong URL, or not this kind of server?")
+    if code == 429:
+        raise PlayerError(f"{base} answered 429 Too Many Requests (rate limited)")
+    if code >= 500:
+        raise PlayerError(f"{base} answered HTTP {code} (server error)")
+    raise Rejected(f"{base} rejected the request (HTTP {code})")
+
+
+def parse_json(response: requests.Response, base: str) -> Any:
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type", "")
+        head = response.content[:200].lstrip().lower()
+        if "html" in kind or head.startswith((b"<!doctype", b"<html")):
+            raise ProtocolError(f"{base} answered with an HTML page instead of JSON: "
+                                "wrong URL, or a proxy in the way?") from None
+        raise ProtocolError(f"{base} sent malformed or truncated JSON") from None

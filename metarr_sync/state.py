@@ -1,0 +1,511 @@
+"""The tool's own SQLite state: what Metarr looked like, the queue, deliveries, runs.
+
+Tables
+- `items`: every Metarr item as seen at the last collection (stamp, removed, paths). The
+  next collection compares Metarr with it, so an unchanged item is never sent again and a
+  row that vanished from Metarr is noticed as removed.
+- `players`: per configured player: when its baseline was taken, and whether it is
+  disabled after an authentication failure.
+- `sync_queue`: per (player, item) the work still to deliver: pending, deferred (someone
+  was watching), failed (needs a person) or unverified (sent, but not seen on the player).
+  Items stay here until a player confirms them, so nothing is lost when a player, the
+  NAS or this tool goes down: delivery is at-least-once.
+- `player_sync_status`: per (player, item) what was last delivered (stamp, removed).
+- `runs`, `run_players`: history for `status` and its metrics.
+
+Every state change of a batch is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from metarr_sync.metarr import Item
+
+SCHEMA_VERSION = 1
+QUEUE_STATUSES = ("pending", "deferred", "failed", "unverified")
+
+_ITEM_COLUMNS = ("item_key", "kind", "item_id", "path", "title", "series_path", "library_id",
+                 "ids", "season", "episode", "series_id", "stamp", "removed")
+_ITEM_DDL = """
+    item_key TEXT NOT NULL, kind TEXT NOT NULL, item_id INTEGER NOT NULL, path TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '', series_path TEXT, library_id INTEGER, ids TEXT NOT NULL
+    DEFAULT '{}', season INTEGER, episode INTEGER, series_id INTEGER, stamp TEXT NOT NULL
+    DEFAULT '', removed INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    f"""
+    CREATE TABLE items ({_ITEM_DDL}, PRIMARY KEY (item_key)) WITHOUT ROWID;
+    CREATE TABLE players (
+        name TEXT PRIMARY KEY, type TEXT, baselined_at TEXT,
+        disabled_reason TEXT, disabled_at TEXT
+    );
+    CREATE TABLE sync_queue ({_ITEM_DDL},
+        player TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT, next_attempt_at TEXT,
+        enqueued_at TEXT NOT NULL, updated_at TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'run',
+        PRIMARY KEY (player, item_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX sync_queue_status ON sync_queue (status, player);
+    CREATE TABLE player_sync_status (
+        player TEXT NOT NULL, item_key TEXT NOT NULL, stamp TEXT NOT NULL,
+        removed INTEGER NOT NULL, synced_at TEXT NOT NULL, run_id INTEGER,
+        verified_at TEXT,
+        PRIMARY KEY (player, item_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, trigger TEXT NOT NULL, command TEXT NOT NULL,
+        started_at TEXT NOT NULL, finished_at TEXT, status TEXT, exit_code INTEGER,
+        items INTEGER NOT NULL DEFAULT 0, synced INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE run_players (
+        run_id INTEGER NOT NULL REFERENCES runs(id), player TEXT NOT NULL, type TEXT NOT NULL,
+        status TEXT NOT NULL, items INTEGER NOT NULL, synced INTEGER NOT NULL,
+        failed INTEGER NOT NULL, deferred INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0,
+        requests INTEGER NOT NULL, duration_ms INTEGER NOT NULL, error TEXT,
+        finished_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, player)
+    );
+    """,
+]
+
+
+class StateError(Exception):
+    """The state database cannot be opened or is from a newer metarr-sync."""
+
+
+def now_stamp(moment: datetime | None = None) -> str:
+    """UTC time in the canonical text form used for every stamp (sorts chronologically)."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def item_row(item: Item) -> tuple[Any, ...]:
+    return (item.key, item.kind, item.id, item.path, item.title, item.series_path,
+            item.library_id, json.dumps(item.ids, sort_keys=True), item.season, item.episode,
+            item.series_id, item.stamp, int(item.removed))
+
+
+def row_item(row: sqlite3.Row) -> Item:
+    return Item(kind=row["kind"], id=row["item_id"], path=row["path"], title=row["title"],
+                series_path=row["series_path"], library_id=row["library_id"],
+                ids=json.loads(row["ids"] or "{}"), season=row["season"],
+                episode=row["episode"], series_id=row["series_id"], stamp=row["stamp"],
+                removed=bool(row["removed"]))
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    player: str
+    item: Item
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None
+    enqueued_at: str
+    updated_at: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item on one player in a run."""
+
+    item_key: str
+    result: str  # synced | failed | retry | deferred | unverified
+    error: str | None = None
+
+
+@dataclass
+class CollectResult:
+    changed: int  # items whose stamp or removed flag differ from the last collection
+    vanished: int  # items that disappeared from Metarr (removed for good)
+    enqueued: dict[str, int]  # per player: queue entries added or renewed
+    baselined: list[str]  # players whose first run this was
+
+
+class State:
+    """One connection to the state database; open one per thread."""
+
+    def __init__(self, directory: Path, *, migrate: bool = True):
+        self.directory = directory
+        self.path = directory / "state.sqlite"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if migrate:
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path} cannot be used: {exc}") from None
+        except OSError as exc:
+            raise StateError(f"state directory {directory} cannot be used: {exc.strerror}"
+                             ) from None
+
+    @classmethod
+    def open_existing(cls, directory: Path) -> State | None:
+        """The state read-only for reporting, or None when no run has created it yet."""
+        if not (directory / "state.sqlite").exists():
+            return None
+        state = cls(directory, migrate=False)
+        version = state.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            state.close()
+            if version > SCHEMA_VERSION:
+                raise StateError(f"state database {state.path} is from a newer metarr-sync")
+            return cls(directory)
+        return state
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StateError(f"state database {self.path} is from a newer metarr-sync "
+                             f"(schema {version}, this one knows {len(MIGRATIONS)})")
+        for number in range(version, len(MIGRATIONS)):
+            # executescript commits on its own, so the script carries its transaction.
+            self.conn.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+                " COMMIT;")
+        with suppress(OSError):
+            os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    @contextmanager
+    def rehearsal(self) -> Iterator[None]:
+        """Run state changes and undo them all afterwards (for --dry-run)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    # -- collection ---------------------------------------------------------------------
+    def collect(self, items: Iterable[Item], players: Sequence[str],
+                lookback: int | None, now: datetime | None = None) -> CollectResult:
+        """Compare Metarr's items with the last collection and queue what changed.
+
+        Players seen for the first time get a baseline instead: items whose stamp lies
+        within `lookback` seconds (None: all present items, 0: none) are queued; older
+        ones count as already delivered.
+        """
+        now = now or datetime.now(UTC)
+        stamp_now = now_stamp(now)
+        c = self.conn
+        with self.transaction():
+            c.execute(f"CREATE TEMP TABLE IF NOT EXISTS current ({_ITEM_DDL}, "
+                      "PRIMARY KEY (item_key)) WITHOUT ROWID")
+            c.execute("DELETE FROM temp.current")
+            marks = ", ".join("?" for _ in _ITEM_COLUMNS)
+            c.executemany(f"INSERT OR REPLACE INTO temp.current VALUES ({marks})",
+                          (item_row(i) for i in items))
+            c.execute("CREATE TEMP TABLE IF NOT EXISTS changed AS SELECT * FROM items WHERE 0")
+            c.execute("DELETE FROM temp.changed")
+            c.execute(
+                "INSERT INTO temp.changed SELECT cur.* FROM temp.current cur "
+                "LEFT JOIN items i ON i.item_key = cur.item_key "
+                "WHERE i.item_key IS NULL OR i.stamp != cur.stamp OR i.removed != cur.removed")
+            changed = c.execute("SELECT count(*) FROM temp.changed").fetchone()[0]
+            # Metarr's garbage collector deletes rows 30 days after a soft delete; an item
+            # we knew and that vanished without being seen as removed was removed too.
+            vanished = c.execute(
+                "INSERT INTO temp.changed SELECT i.item_key, i.kind, i.item_id, i.path, "
+                "i.title, i.series_path, i.library_id, i.ids, i.season, i.episode, "
+                "i.series_id, i.stamp, 1 FROM items i "
+                "WHERE i.removed = 0 AND NOT EXISTS "
+                "(SELECT 1 FROM temp.current cur WHERE cur.item_key = i.item_key)"
+            ).rowcount
+            known = {r[0] for r in c.execute("SELECT name FROM players WHERE baselined_at "
+                                             "IS NOT NULL")}
+            enqueued: dict[str, int] = {}
+            baselined: list[str] = []
+            for player in players:
+                if player in known:
+                    enqueued[player] = self._enqueue_from(player, "temp.changed", "", (),
+                                                          stamp_now, "run")
+                    continue
+                if lookback is None:
+                    where, params = "WHERE removed = 0", ()
+                elif lookback == 0:
+                    where, params = "WHERE 0", ()
+                else:
+                    cutoff = now_stamp(now - timedelta(seconds=lookback))
+                    where, params = "WHERE stamp >= ?", (cutoff,)
+                enqueued[player] = self._enqueue_from(player, "temp.current", where, params,
+                                                      stamp_now, "baseline")
+                c.execute(
+                    "INSERT INTO players (name, baselined_at) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET baselined_at = excluded.baselined_at",
+                    (player, stamp_now))
+                baselined.append(player)
+            c.execute("INSERT OR REPLACE INTO items SELECT * FROM temp.current "
+                      "WHERE item_key IN (SELECT item_key FROM temp.changed)")
+            c.execute("DELETE FROM items WHERE item_key NOT IN "
+                      "(SELECT item_key FROM temp.current)")
+        return CollectResult(changed, vanished, enqueued, baselined)
+
+    def _enqueue_from(self, player: str, table: str, where: str, params: Sequence[Any],
+                      stamp_now: str, source: str) -> int:
+        columns = ", ".join(_ITEM_COLUMNS)
+        cursor = self.conn.execute(
+            f"INSERT INTO sync_queue ({columns}, player, status, attempts, enqueued_at, "
+            f"updated_at, source) SELECT {columns}, ?, 'pending', 0, ?, ?, ? FROM {table} "
+            # SQLite needs a WHERE before ON CONFLICT to parse an upsert from a SELECT.
+            f"{where or 'WHERE 1'} "
+            "ON CONFLICT(player, item_key) DO UPDATE SET "
+            "kind = excluded.kind, item_id = excluded.item_id, path = excluded.path, "
+            "title = excluded.title, series_path = excluded.series_path, "
+            "library_id = excluded.library_id, ids = excluded.ids, season = excluded.season, "
+            "episode = excluded.episode, series_id = excluded.series_id, "
+            "stamp = excluded.stamp, removed = excluded.removed, status = 'pending', "
+            "attempts = 0, last_error = NULL, next_attempt_at = NULL, "
+            "updated_at = excluded.updated_at, source = excluded.source",
+            (player, stamp_now, stamp_now, source, *params))
+        return cursor.rowcount
+
+    def enqueue(self, items: Sequence[Item], players: Sequence[str], source: str) -> int:
+        """Queue named items for players regardless of what was delivered before."""
+        stamp_now = now_stamp()
+        count = 0
+        with self.transaction():
+            c = self.conn
+            c.execute(f"CREATE TEMP TABLE IF NOT EXISTS named ({_ITEM_DDL}, "
+                      "PRIMARY KEY (item_key)) WITHOUT ROWID")
+            c.execute("DELETE FROM temp.named")
+            marks = ", ".join("?" for _ in _ITEM_COLUMNS)
+            c.executemany(f"INSERT OR REPLACE INTO temp.named VALUES ({marks})",
+                          (item_row(i) for i in items))
+            for player in players:
+                count += self._enqueue_from(player, "temp.named", "", (), stamp_now, source)
+            # The named items are now queued for everyone: the next collection must not
+            # queue the same versions again.
+            c.execute("INSERT OR REPLACE INTO items SELECT * FROM temp.named")
+        return count
+
+    def forget_players(self, keep: Sequence[str]) -> None:
+        """Drop queue and baseline of players no longer in the config."""
+        marks = ", ".join("?" for _ in keep) or "NULL"
+        with self.transaction():
+            for table, column in (("sync_queue", "player"), ("player_sync_status", "player"),
+                                  ("players", "name")):
+                self.conn.execute(f"DELETE FROM {table} WHERE {column} NOT IN ({marks})",
+                                  tuple(keep))
+
+    # -- the queue ----------------------------------------------------------------------
+    def work(self, player: str, keys: Sequence[str] | None = None,
+             statuses: Sequence[str] = ("pending", "deferred", "unverified")) -> list[Item]:
+        """Items waiting for `player`, in a stable order (kind, then path)."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self.conn.execute(
+            f"SELECT * FROM sync_queue WHERE player = ? AND status IN ({marks}) "
+            "ORDER BY kind, path", (player, *statuses)).fetchall()
+        items = [row_item(r) for r in rows]
+        if keys is not None:
+            wanted = set(keys)
+            items = [i for i in items if i.key in wanted]
+        return items
+
+    def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
+        sql = "SELECT * FROM sync_queue WHERE 1"
+        params: list[Any] = []
+        if player:
+            sql += " AND player = ?"
+            params.append(player)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        rows = self.conn.execute(sql + " ORDER BY player, kind, path", params).fetchall()
+        return [QueueEntry(r["player"], row_item(r), r["status"], r["attempts"],
+                           r["last_error"], r["next_attempt_at"], r["enqueued_at"],
+                           r["updated_at"], r["source"]) for r in rows]
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self.conn.execute(
+                "SELECT player, status, count(*) FROM sync_queue GROUP BY player, status"):
+            counts.setdefault(row[0], {})[row[1]] = row[2]
+        return counts
+
+    def record(self, player: str, items: Sequence[Item], outcomes: Iterable[Outcome],
+               run_id: int | None) -> None:
+        """Store what became of a batch, in one transaction."""
+        by_key = {i.key: i for i in items}
+        stamp_now = now_stamp()
+        with self.transaction():
+            for outcome in outcomes:
+                item = by_key.get(outcome.item_key)
+                if item is None:
+                    continue
+                if outcome.result == "synced":
+                    # Only drop the entry if it still holds the version we delivered.
+                    self.conn.execute(
+                        "DELETE FROM sync_queue WHERE player = ? AND item_key = ? "
+                        "AND stamp = ? AND removed = ?",
+                        (player, item.key, item.stamp, int(item.removed)))
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO player_sync_status VALUES (?, ?, ?, ?, ?, ?, "
+                        "NULL)", (player, item.key, item.stamp, int(item.removed), stamp_now,
+                                  run_id))
+                    continue
+                status = {"failed": "failed", "deferred": "deferred",
+                          "unverified": "unverified"}.get(outcome.result, "pending")
+                self.conn.execute(
+                    "UPDATE sync_queue SET status = ?, attempts = attempts + ?, "
+                    "last_error = ?, updated_at = ? WHERE player = ? AND item_key = ?",
+                    (status, 0 if outcome.result == "deferred" else 1, outcome.error,
+                     stamp_now, player, item.key))
+
+    def retry_failed(self, player: str | None = None,
+                     keys: Sequence[str] | None = None) -> int:
+        sql = ("UPDATE sync_queue SET status = 'pending', next_attempt_at = NULL, "
+               "updated_at = ? WHERE status = 'failed'")
+        params: list[Any] = [now_stamp()]
+        if player:
+            sql += " AND player = ?"
+            params.append(player)
+        if keys:
+            sql += f" AND item_key IN ({', '.join('?' for _ in keys)})"
+            params.extend(keys)
+        with self.transaction():
+            return self.conn.execute(sql, params).rowcount
+
+    def clear_queue(self, player: str | None = None, status: str | None = None) -> int:
+        sql, params = "DELETE FROM sync_queue WHERE 1", []
+        if player:
+            sql += " AND player = ?"
+            params.append(player)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        with self.transaction():
+            return self.conn.execute(sql, params).rowcount
+
+    def delivered(self, player: str, key: str) -> tuple[str, bool] | None:
+        row = self.conn.execute(
+            "SELECT stamp, removed FROM player_sync_status WHERE player = ? AND item_key = ?",
+            (player, key)).fetchone()
+        return (row[0], bool(row[1])) if row else None
+
+    # -- players ------------------------------------------------------------------------
+    def disabled_reason(self, player: str) -> str | None:
+        row = self.conn.execute("SELECT disabled_reason FROM players WHERE name = ?",
+                                (player,)).fetchone()
+        return row[0] if row else None
+
+    def disable_player(self, player: str, reason: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO players (name, disabled_reason, disabled_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET disabled_reason = excluded.disabled_reason, "
+                "disabled_at = excluded.disabled_at", (player, reason, now_stamp()))
+
+    def enable_player(self, player: str) -> bool:
+        with self.transaction():
+            return self.conn.execute(
+                "UPDATE players SET disabled_reason = NULL, disabled_at = NULL "
+                "WHERE name = ? AND disabled_reason IS NOT NULL", (player,)).rowcount > 0
+
+    # -- runs ---------------------------------------------------------------------------
+    def start_run(self, trigger: str, command: str) -> int:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO runs (trigger, command, started_at) VALUES (?, ?, ?)",
+                (trigger, command, now_stamp()))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_player(self, run_id: int, result: Any) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO run_players VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)",
+                (run_id, result.name, result.type, result.status, result.items,
+                 result.synced, result.failed, result.deferred, result.verified,
+                 result.requests, result.duration_ms, result.error, now_stamp()))
+
+    def finish_run(self, run_id: int, status: str, exit_code: int, items: int, synced: int,
+                   failed: int) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, items = ?, "
+                "synced = ?, failed = ? WHERE id = ?",
+                (now_stamp(), status, exit_code, items, synced, failed, run_id))
+
+
+class RunLock:
+    """An exclusive lock in the state directory so that two runs never overlap."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / "run.lock"
+        self.handle: Any = None
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("a+")
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.handle.close()
+                    self.handle = None
+                    return False
+                time.sleep(0.1)
+                continue
+            self.handle.seek(0)
+            self.handle.truncate()
+            self.handle.write(f"{os.getpid()}\n")
+            self.handle.flush()
+            return True
+
+    def holder(self) -> str | None:
+        try:
+            return self.path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None

@@ -1,0 +1,172 @@
+"""Builds Metarr-shaped SQLite databases for tests: Metarr's tables, realistic rows.
+
+Timestamps are written the way Metarr writes them: SQLite's CURRENT_TIMESTAMP text
+(`2026-11-25 16:20:35`) for some columns and JavaScript ISO strings
+(`2026-11-25T16:20:35.123Z`) for others; soft deletes are dated 30 days in the future.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+SCHEMA = """
+PRAGMA journal_mode = WAL;
+CREATE TABLE libraries (id INTEGER PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL,
+  type TEXT NOT NULL, enabled INTEGER DEFAULT 1, created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+  updated_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE movies (id INTEGER PRIMARY KEY, library_id INTEGER REFERENCES libraries(id),
+  file_path TEXT NOT NULL, file_name TEXT, title TEXT, year INTEGER, tmdb_id INTEGER,
+  imdb_id TEXT, tvdb_id INTEGER, identification_status TEXT DEFAULT 'unidentified',
+  published_at TEXT, deleted_at TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+  updated_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE series (id INTEGER PRIMARY KEY, library_id INTEGER REFERENCES libraries(id),
+  directory_path TEXT NOT NULL, title TEXT, tvdb_id INTEGER, tmdb_id INTEGER, imdb_id TEXT,
+  deleted_at TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+  updated_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE seasons (id INTEGER PRIMARY KEY, series_id INTEGER REFERENCES series(id),
+  season_number INTEGER, created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+  updated_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE episodes (id INTEGER PRIMARY KEY, series_id INTEGER REFERENCES series(id),
+  season_id INTEGER REFERENCES seasons(id), file_path TEXT NOT NULL, file_name TEXT,
+  episode_number INTEGER, title TEXT, tvdb_id INTEGER, tmdb_id INTEGER, imdb_id TEXT,
+  deleted_at TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP,
+  updated_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE media_player_groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+  type TEXT NOT NULL, max_members INTEGER, enabled INTEGER DEFAULT 1,
+  skip_active INTEGER DEFAULT 1);
+CREATE TABLE media_players (id INTEGER PRIMARY KEY, group_id INTEGER REFERENCES
+  media_player_groups(id), name TEXT NOT NULL, type TEXT NOT NULL, host TEXT NOT NULL,
+  http_port INTEGER, username TEXT, password TEXT, api_key TEXT, enabled INTEGER DEFAULT 1,
+  library_paths TEXT, config TEXT);
+CREATE TABLE media_player_group_path_mappings (id INTEGER PRIMARY KEY, group_id INTEGER
+  REFERENCES media_player_groups(id), metarr_path TEXT NOT NULL, player_path TEXT NOT NULL,
+  description TEXT, UNIQUE (group_id, metarr_path));
+CREATE TABLE media_player_libraries (group_id INTEGER, library_id INTEGER);
+"""
+for _kind in ("image", "text", "video", "audio"):
+    SCHEMA += (
+        f"CREATE TABLE cache_{_kind}_files (id INTEGER PRIMARY KEY, entity_type TEXT NOT NULL,"
+        f" entity_id INTEGER NOT NULL, file_path TEXT, file_hash TEXT);\n"
+        f"CREATE TABLE library_{_kind}_files (id INTEGER PRIMARY KEY, cache_file_id INTEGER"
+        f" REFERENCES cache_{_kind}_files(id), file_path TEXT NOT NULL, published_at TEXT);\n"
+    )
+
+
+def sqlite_ts(moment: datetime) -> str:
+    """SQLite's CURRENT_TIMESTAMP format."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_ts(moment: datetime) -> str:
+    """JavaScript's Date.toISOString() format."""
+    m = moment.astimezone(UTC)
+    return m.strftime("%Y-%m-%dT%H:%M:%S.") + f"{m.microsecond // 1000:03d}Z"
+
+
+def ago(**kw: float) -> datetime:
+    return datetime.now(UTC) - timedelta(**kw)
+
+
+class MetarrDB:
+    """A Metarr database file under construction; every method commits."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.executescript(SCHEMA)
+        self.movies_root = "/data/media/movies"
+        self.tv_root = "/data/media/tv"
+        self.movie_lib = self.add_library("Movies", self.movies_root, "movie")
+        self.tv_lib = self.add_library("TV Shows", self.tv_root, "tv")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _insert(self, table: str, **values: object) -> int:
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cur = self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})",
+                                tuple(values.values()))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def add_library(self, name: str, path: str, type_: str) -> int:
+        return self._insert("libraries", name=name, path=path, type=type_)
+
+    def add_movie(self, title: str, year: int, *, when: datetime | None = None,
+                  published: bool = True, folder: str | None = None, tmdb: int | None = None,
+                  imdb: str | None = None) -> int:
+        when = when or ago(hours=1)
+        folder = folder or f"{self.movies_root}/{title} ({year})"
+        name = f"{title} ({year}).mkv"
+        old = sqlite_ts(when - timedelta(days=400))
+        movie = self._insert(
+            "movies", library_id=self.movie_lib, file_path=f"{folder}/{name}", file_name=name,
+            title=title, year=year, tmdb_id=tmdb, imdb_id=imdb,
+            identification_status="published" if published else "identified",
+            published_at=sqlite_ts(when) if published else None, created_at=old,
+            updated_at=old)
+        if published:
+            self.add_asset("text", "movie", movie, f"{folder}/movie.nfo", when)
+            self.add_asset("image", "movie", movie, f"{folder}/poster.jpg", when)
+        return movie
+
+    def add_series(self, title: str, *, when: datetime | None = None,
+                   tvdb: int | None = None) -> int:
+        when = when or ago(hours=1)
+        return self._insert("series", library_id=self.tv_lib,
+                            directory_path=f"{self.tv_root}/{title}", title=title, tvdb_id=tvdb,
+                            created_at=sqlite_ts(when), updated_at=iso_ts(when))
+
+    def add_season(self, series_id: int, number: int, *, when: datetime | None = None) -> int:
+        when = when or ago(hours=1)
+        return self._insert("seasons", series_id=series_id, season_number=number,
+                            created_at=sqlite_ts(when), updated_at=sqlite_ts(when))
+
+    def add_episode(self, series_id: int, season_id: int, season: int, number: int, *,
+                    title: str = "", when: datetime | None = None) -> int:
+        when = when or ago(hours=1)
+        show = self.conn.execute("SELECT title, directory_path FROM series WHERE id = ?",
+                                 (series_id,)).fetchone()
+        name = f"{show[0]} - S{season:02d}E{number:02d}.mkv"
+        path = f"{show[1]}/Season {season:02d}/{name}"
+        return self._insert("episodes", series_id=series_id, season_id=season_id,
+                            file_path=path, file_name=name, episode_number=number,
+                            title=title or f"Episode {number}", created_at=iso_ts(when),
+                            updated_at=iso_ts(when))
+
+    def add_asset(self, kind: str, entity_type: str, entity_id: int, path: str,
+                  when: datetime, *, iso: bool = False) -> None:
+        cache = self._insert(f"cache_{kind}_files", entity_type=entity_type,
+                             entity_id=entity_id, file_path=f"/data/cache/{entity_id}/{path}")
+        self._insert(f"library_{kind}_files", cache_file_id=cache, file_path=path,
+                     published_at=iso_ts(when) if iso else sqlite_ts(when))
+
+    def republish_movie(self, movie_id: int, when: datetime | None = None) -> None:
+        """What Metarr's publish step does: published_at, asset rows; not updated_at."""
+        when = when or datetime.now(UTC)
+        self.conn.execute("UPDATE movies SET published_at = ?, identification_status = "
+                          "'published' WHERE id = ?", (sqlite_ts(when), movie_id))
+        folder = self.conn.execute("SELECT file_path FROM movies WHERE id = ?",
+                                   (movie_id,)).fetchone()[0].rsplit("/", 1)[0]
+        self.add_asset("image", "movie", movie_id, f"{folder}/fanart.jpg", when, iso=True)
+
+    def touch(self, table: str, row_id: int, when: datetime | None = None) -> None:
+        when = when or datetime.now(UTC)
+        self.conn.execute(f"UPDATE {table} SET updated_at = ? WHERE id = ?",
+                          (iso_ts(when), row_id))
+
+    def soft_delete(self, table: str, row_id: int) -> None:
+        """Metarr's recycle bin: deleted_at 30 days in the future."""
+        future = datetime.now(UTC) + timedelta(days=30)
+        self.conn.execute(f"UPDATE {table} SET deleted_at = ? WHERE id = ?",
+                          (iso_ts(future), row_id))
+
+    def restore(self, table: str, row_id: int) -> None:
+        self.conn.execute(f"UPDATE {table} SET deleted_at = NULL WHERE id = ?", (row_id,))
+
+    def purge(self, table: str, row_id: int) -> None:
+        """Metarr's garbage collector, 30 days after a soft delete."""
+        self.conn.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))

@@ -1,0 +1,74 @@
+"""A player adapter for tests that records what it is asked to do, instead of HTTP.
+
+Plugged in with METARR_SYNC_PLUGINS=recorder=recorder_player:RecorderPlayer and told how
+to behave through files in $RECORDER_DIR (so a test can change it between runs):
+- `<player>.jsonl`: one JSON line per call it received (written by the adapter);
+- `<player>.fail`: holds an error kind: probe raises that PlayerError;
+- `<player>.playing`: someone is watching;
+- `<player>.reject`: items whose path contains this text fail (rejected by the player);
+- `<player>.slow`: seconds to sleep before each batch (to kill a run mid-way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from metarr_sync.players import base
+
+
+class RecorderPlayer(base.Player):
+    type_name = "recorder"
+
+    def __init__(self, config, sync, *, dry_run=False):
+        super().__init__(config, sync, dry_run=dry_run)
+        self.dir = Path(os.environ["RECORDER_DIR"])
+
+    def _file(self, suffix: str) -> Path:
+        return self.dir / f"{self.name}.{suffix}"
+
+    def _log(self, **entry) -> None:
+        with self._file("jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def probe(self) -> base.ProbeResult:
+        self.requests += 1
+        fail = self._file("fail")
+        if fail.exists():
+            kind = fail.read_text().strip()
+            self._log(op="probe", failed=kind)
+            errors = {"offline": base.PlayerOffline, "auth_failed": base.AuthFailed,
+                      "timeout": base.PlayerTimeout, "protocol_error": base.ProtocolError,
+                      "rejected": base.Rejected}
+            raise errors[kind](f"recorder told to fail: {kind}")
+        self._log(op="probe")
+        return base.ProbeResult(version="1.0")
+
+    def is_playing(self) -> bool:
+        return self._file("playing").exists()
+
+    def apply(self, batch):
+        slow = self._file("slow")
+        if slow.exists():
+            time.sleep(float(slow.read_text() or 1))
+        reject = self._file("reject")
+        needle = reject.read_text().strip() if reject.exists() else None
+        outcomes = []
+        for target in batch:
+            command = f"{'remove' if target.item.removed else 'update'} {target.path}"
+            self.commands.append(command)
+            if needle and needle in target.path:
+                outcomes.append(base.Outcome(target.key, "failed", "rejected by recorder"))
+            else:
+                outcomes.append(base.Outcome(target.key, "synced"))
+        self.requests += 1
+        if not self.dry_run:
+            self._log(op="apply", targets=[
+                {"key": t.key, "path": t.path, "folder": t.folder, "removed": t.item.removed,
+                 "stamp": t.item.stamp} for t in batch])
+        return outcomes
+
+    def notify(self, title, message):
+        self._log(op="notify", title=title, message=message)
