@@ -127,6 +127,16 @@ class Player(ABC):
         """Work that follows all batches (e.g. guarded trash emptying); may re-judge items."""
         return []
 
+    def verify(self, targets: Sequence[Target]) -> list[Outcome]:
+        """Check on the player that delivered (not removed) targets really landed.
+
+        One Outcome per target: "synced" when the player has the item (at its path, or
+        a refreshed item's update time moved), "unverified" with a cause the user can act
+        on when it does not. Players whose scans are asynchronous (Plex, Jellyfin) are
+        verified on the next run; Kodi at the end of the same run.
+        """
+        return [Outcome(t.key, "synced") for t in targets]
+
     def scan_all(self) -> None:
         """A full library scan, only when the user turned targeted_updates off."""
         raise Rejected(f"{self.type_name} players do not support full library scans")
