@@ -90,7 +90,7 @@ def join(root: str, parts: Sequence[str], style: PathStyle | None = None) -> str
     for part in parts:
         if style.sep == "\\" and _WINDOWS_BAD.search(part):
             raise MappingError(f"the name {part!r} cannot exist on a Windows player")
-        names.append(quote(part, safe="!$&'()+,;=@[]~ ") if style.encoded else part)
+        names.append(quote(part, safe="!$&'()+,;=@[]~") if style.encoded else part)
     if base.endswith(("/", "\\")):
         return base + style.sep.join(names)
     return base + style.sep + style.sep.join(names)
