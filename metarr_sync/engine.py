@@ -26,7 +26,7 @@ from pathlib import Path
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.metarr import Item, MetarrSource
 from metarr_sync.plan import build_plan
-from metarr_sync.players.base import AuthFailed, Outcome, PlayerError
+from metarr_sync.players.base import AuthFailed, Outcome, Player, PlayerError
 from metarr_sync.state import RunLock, State, now_stamp
 
 log = logging.getLogger("metarr_sync.engine")
@@ -96,6 +96,8 @@ class Request:
     groups: Sequence[str] = ()
     only: Sequence[Item] | None = None  # sync: exactly these items
     wait: float = 0.0
+    verify: bool = True  # False: --no-verify, fire-and-forget
+    verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
 
 
 def selected_players(config: Config, names: Sequence[str], groups: Sequence[str]
@@ -135,7 +137,11 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
         chosen = selected_players(config, request.players, request.groups)
         keys = None if request.only is None else [i.key for i in request.only]
         work: dict[str, list[Item]] = {}
-        if request.dry_run:
+        if request.verify_only:
+            for player in chosen:
+                work[player.name] = []
+            report.run_id = state.start_run(request.trigger, request.command)
+        elif request.dry_run:
             with state.rehearsal():
                 report.changed = _collect(config, source, state, everyone, request)
                 for player in chosen:
@@ -297,7 +303,8 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                 f"{reason}; fix the credentials, then run `metarr-sync players test "
                 f"{player.name}`"), "auth_failed"
             return result
-        if not items:
+        verifying = player.verify and ctx.request.verify and not dry_run
+        if not items and not (verifying and state.awaiting_verification(player.name)):
             return result
         from metarr_sync.players import adapter_class
 
@@ -306,6 +313,11 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         pending = list(items)
         try:
             adapter.probe()
+            if verifying:
+                # Deliveries of earlier runs that the player scans in the background.
+                wait = 0.0 if ctx.request.verify_only else adapter.verify_after
+                _verify(adapter, player, state.awaiting_verification(player.name, wait),
+                        recorder)
             if ctx.config.sync.skip_active and adapter.is_playing():
                 # Someone is watching: defer updates to the next run, never drop them.
                 # Removals touch nothing on screen and may proceed.
@@ -323,14 +335,25 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                 mapped = [t.item for t in plan.targets]
                 recorder.save(mapped, [Outcome(i.key, "synced") for i in mapped])
             else:
+                delivered: list[Item] = []
                 for batch in plan.batches:
                     batch_items = [t.item for t in batch]
                     outcomes = adapter.apply(batch)
+                    if verifying:
+                        # A 200/"OK" does not prove the player took the item: keep it
+                        # queued as sent until verify() has seen it there.
+                        updates = {t.key for t in batch if not t.item.removed}
+                        outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
+                                    and o.item_key in updates else o for o in outcomes]
+                        delivered += [i for i in batch_items if i.key in {
+                            o.item_key for o in outcomes if o.result == "sent"}]
                     recorder.save(batch_items, outcomes)
                     pending = [i for i in pending if i.key not in {t.key for t in batch}]
                     done += len(batch)
                     ctx.tick(player.name, done, len(items))
                 recorder.save(items, adapter.finish())
+                if verifying and adapter.verify_after == 0 and delivered:
+                    _verify(adapter, player, delivered, recorder)
             pending = []
             if ctx.config.sync.send_notifications and result.synced and not dry_run:
                 try:
@@ -351,6 +374,21 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             adapter.close()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         state.close()
+
+
+def _verify(adapter: Player, player: PlayerConfig, items: list[Item],
+            recorder: _Recorder) -> None:
+    """Ask the player whether delivered items landed; record verified / unverified."""
+    if not items:
+        return
+    plan = build_plan(items, player.mappings, max(len(items), 1))
+    outcomes = [Outcome(i.key, "unverified", f"cannot verify: {why}") for i, why in plan.errors]
+    for outcome in adapter.verify(plan.targets):
+        if outcome.result == "synced":
+            outcomes.append(Outcome(outcome.item_key, "verified"))
+        else:
+            outcomes.append(Outcome(outcome.item_key, "unverified", outcome.error))
+    recorder.save(items, outcomes)
 
 
 def _status_of(result: PlayerResult) -> str:
@@ -376,9 +414,12 @@ class _Recorder:
         if not outcomes:
             return
         for outcome in outcomes:
+            if outcome.result == "verified":
+                self.result.verified += 1
+                continue
             previous = self.seen.get(outcome.item_key)
             if previous is not None:
-                self._count(previous, -1)  # finish() may re-judge an item
+                self._count(previous, -1)  # finish() or verify() may re-judge an item
             self.seen[outcome.item_key] = outcome.result
             self._count(outcome.result, 1)
         if self.dry_run:
@@ -389,7 +430,7 @@ class _Recorder:
                               self.run_id)
 
     def _count(self, result: str, delta: int) -> None:
-        if result == "synced":
+        if result in ("synced", "sent"):
             self.result.synced += delta
         elif result == "deferred":
             self.result.deferred += delta

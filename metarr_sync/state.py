@@ -7,7 +7,8 @@ Tables
 - `players`: per configured player: when its baseline was taken, and whether it is
   disabled after an authentication failure.
 - `sync_queue`: per (player, item) the work still to deliver: pending, deferred (someone
-  was watching), failed (needs a person) or unverified (sent, but not seen on the player).
+  was watching), failed (needs a person), sent (delivered, not yet verified on the
+  player) or unverified (delivered, but not seen on the player).
   Items stay here until a player confirms them, so nothing is lost when a player, the
   NAS or this tool goes down: delivery is at-least-once.
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed).
@@ -30,9 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from metarr_sync.metarr import Item
+from metarr_sync.players.base import Outcome
 
 SCHEMA_VERSION = 1
-QUEUE_STATUSES = ("pending", "deferred", "failed", "unverified")
+# sent: delivered, waiting to be verified on the player (kept until it is seen there).
+QUEUE_STATUSES = ("pending", "deferred", "failed", "unverified", "sent")
+# An item not seen on its player after this many deliveries stays `unverified` for a
+# person to look at (`queue retry` sends it again), instead of being resent forever.
+MAX_DELIVERIES = 3
 
 _ITEM_COLUMNS = ("item_key", "kind", "item_id", "path", "title", "series_path", "library_id",
                  "ids", "season", "episode", "series_id", "stamp", "removed")
@@ -124,15 +130,6 @@ class QueueEntry:
     enqueued_at: str
     updated_at: str
     source: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one item on one player in a run."""
-
-    item_key: str
-    result: str  # synced | failed | retry | deferred | unverified
-    error: str | None = None
 
 
 @dataclass
@@ -330,18 +327,25 @@ class State:
                                   tuple(keep))
 
     # -- the queue ----------------------------------------------------------------------
-    def work(self, player: str, keys: Sequence[str] | None = None,
-             statuses: Sequence[str] = ("pending", "deferred", "unverified")) -> list[Item]:
-        """Items waiting for `player`, in a stable order (kind, then path)."""
-        marks = ", ".join("?" for _ in statuses)
+    def work(self, player: str, keys: Sequence[str] | None = None) -> list[Item]:
+        """Items to deliver to `player` now, in a stable order (kind, then path)."""
         rows = self.conn.execute(
-            f"SELECT * FROM sync_queue WHERE player = ? AND status IN ({marks}) "
-            "ORDER BY kind, path", (player, *statuses)).fetchall()
+            "SELECT * FROM sync_queue WHERE player = ? AND (status IN ('pending', 'deferred') "
+            "OR (status = 'unverified' AND attempts < ?)) ORDER BY kind, path",
+            (player, MAX_DELIVERIES)).fetchall()
         items = [row_item(r) for r in rows]
         if keys is not None:
             wanted = set(keys)
             items = [i for i in items if i.key in wanted]
         return items
+
+    def awaiting_verification(self, player: str, older_than: float = 0.0) -> list[Item]:
+        """Items delivered to `player` at least `older_than` seconds ago, not yet verified."""
+        cutoff = now_stamp(datetime.now(UTC) - timedelta(seconds=older_than))
+        rows = self.conn.execute(
+            "SELECT * FROM sync_queue WHERE player = ? AND status = 'sent' AND updated_at <= ? "
+            "ORDER BY kind, path", (player, cutoff)).fetchall()
+        return [row_item(r) for r in rows]
 
     def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
         sql = "SELECT * FROM sync_queue WHERE 1"
@@ -374,19 +378,40 @@ class State:
                 item = by_key.get(outcome.item_key)
                 if item is None:
                     continue
-                if outcome.result == "synced":
+                if outcome.result in ("synced", "sent"):
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO player_sync_status VALUES (?, ?, ?, ?, ?, ?, "
+                        "NULL)", (player, item.key, item.stamp, int(item.removed), stamp_now,
+                                  run_id))
+                if outcome.result in ("synced", "verified"):
                     # Only drop the entry if it still holds the version we delivered.
                     self.conn.execute(
                         "DELETE FROM sync_queue WHERE player = ? AND item_key = ? "
                         "AND stamp = ? AND removed = ?",
                         (player, item.key, item.stamp, int(item.removed)))
+                if outcome.result == "verified":
                     self.conn.execute(
-                        "INSERT OR REPLACE INTO player_sync_status VALUES (?, ?, ?, ?, ?, ?, "
-                        "NULL)", (player, item.key, item.stamp, int(item.removed), stamp_now,
-                                  run_id))
+                        "UPDATE player_sync_status SET verified_at = ? WHERE player = ? "
+                        "AND item_key = ?", (stamp_now, player, item.key))
+                if outcome.result in ("synced", "verified"):
                     continue
-                status = {"failed": "failed", "deferred": "deferred",
-                          "unverified": "unverified"}.get(outcome.result, "pending")
+                if outcome.result == "sent":
+                    # Delivered: counts as one delivery, waits in the queue to be verified.
+                    self.conn.execute(
+                        "UPDATE sync_queue SET status = 'sent', attempts = attempts + 1, "
+                        "last_error = NULL, updated_at = ? WHERE player = ? AND item_key = ? "
+                        "AND stamp = ? AND removed = ?",
+                        (stamp_now, player, item.key, item.stamp, int(item.removed)))
+                    continue
+                if outcome.result == "unverified":
+                    # Its delivery was counted when it was sent.
+                    self.conn.execute(
+                        "UPDATE sync_queue SET status = 'unverified', last_error = ?, "
+                        "updated_at = ? WHERE player = ? AND item_key = ?",
+                        (outcome.error, stamp_now, player, item.key))
+                    continue
+                status = {"failed": "failed", "deferred": "deferred"}.get(outcome.result,
+                                                                         "pending")
                 self.conn.execute(
                     "UPDATE sync_queue SET status = ?, attempts = attempts + ?, "
                     "last_error = ?, updated_at = ? WHERE player = ? AND item_key = ?",
@@ -395,8 +420,8 @@ class State:
 
     def retry_failed(self, player: str | None = None,
                      keys: Sequence[str] | None = None) -> int:
-        sql = ("UPDATE sync_queue SET status = 'pending', next_attempt_at = NULL, "
-               "updated_at = ? WHERE status = 'failed'")
+        sql = ("UPDATE sync_queue SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
+               "updated_at = ? WHERE status IN ('failed', 'unverified')")
         params: list[Any] = [now_stamp()]
         if player:
             sql += " AND player = ?"

@@ -24,9 +24,14 @@ TriggerOpt = Annotated[str, typer.Option(
     "--trigger", help="What started this run: manual, scheduled, post-publish or bulk")]
 
 
+NoVerifyOpt = Annotated[bool, typer.Option(
+    "--no-verify", help="Do not check on the players that deliveries landed")]
+
+
 def register(app: typer.Typer) -> None:
     app.command("run", epilog=common.EXIT_CODES_HELP)(run_command)
     app.command("sync", epilog=common.EXIT_CODES_HELP)(sync_command)
+    app.command("verify", epilog=common.EXIT_CODES_HELP)(verify_command)
 
 
 def run_command(
@@ -38,6 +43,7 @@ def run_command(
     quiet: QuietOpt = False,
     wait: WaitOpt = 0.0,
     trigger: TriggerOpt = "manual",
+    no_verify: NoVerifyOpt = False,
 ) -> None:
     """Sync everything Metarr changed since the last run to every enabled player."""
     from metarr_sync import engine
@@ -46,7 +52,26 @@ def run_command(
     config = common.load(ctx)
     _check_names(config, player, group)
     request = engine.Request(trigger=trigger, command="run", dry_run=dry_run,
-                             players=player or (), groups=group or (), wait=wait)
+                             players=player or (), groups=group or (), wait=wait,
+                             verify=not no_verify)
+    _execute(ctx, config, request, json_out, quiet)
+
+
+def verify_command(
+    ctx: typer.Context,
+    player: PlayerOpt = None,
+    group: GroupOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Check on the players that earlier deliveries really landed (sends no updates)."""
+    from metarr_sync import engine
+
+    config = common.load(ctx)
+    _check_names(config, player, group)
+    request = engine.Request(trigger="manual", command="verify", players=player or (),
+                             groups=group or (), wait=wait, verify_only=True)
     _execute(ctx, config, request, json_out, quiet)
 
 
@@ -67,6 +92,7 @@ def sync_command(
     quiet: QuietOpt = False,
     wait: WaitOpt = 0.0,
     trigger: TriggerOpt = "post-publish",
+    no_verify: NoVerifyOpt = False,
 ) -> None:
     """Sync the named items now, whatever was delivered before (post-publish hooks)."""
     from metarr_sync import engine
@@ -83,7 +109,8 @@ def sync_command(
     finally:
         source.close()
     request = engine.Request(trigger=trigger, command="sync", dry_run=dry_run,
-                             players=player or (), groups=group or (), only=items, wait=wait)
+                             players=player or (), groups=group or (), only=items, wait=wait,
+                             verify=not no_verify)
     _execute(ctx, config, request, json_out, quiet)
 
 

@@ -62,8 +62,10 @@ ERROR_KINDS = ("offline", "auth_failed", "timeout", "protocol_error", "rejected"
 class Outcome:
     """What became of one item on one player.
 
-    result: synced | failed (needs a person; kept as failed) | retry (kept pending) |
-    deferred (someone is watching; kept for the next run) | unverified (sent, not seen).
+    From adapters: synced | failed (needs a person; kept as failed) | retry (kept
+    pending) | unverified (sent, but not seen on the player).
+    The engine adds: deferred (someone is watching; kept for the next run), sent
+    (delivered, to be verified) and verified (seen on the player after delivery).
     """
 
     item_key: str
@@ -94,6 +96,10 @@ class Player(ABC):
     """Base of all adapters. One instance serves one player for one run."""
 
     type_name: ClassVar[str] = ""
+    #: Seconds after a delivery before verify() can tell whether it landed: 0 for players
+    #: that scan synchronously (Kodi: verified at the end of the same run); Plex and
+    #: Jellyfin scan in the background, so their deliveries are verified on a later run.
+    verify_after: float = 0.0
 
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         self.config = config

@@ -6,7 +6,10 @@ to behave through files in $RECORDER_DIR (so a test can change it between runs):
 - `<player>.fail`: holds an error kind: probe raises that PlayerError;
 - `<player>.playing`: someone is watching;
 - `<player>.reject`: items whose path contains this text fail (rejected by the player);
-- `<player>.slow`: seconds to sleep before each batch (to kill a run mid-way).
+- `<player>.slow`: seconds to sleep before each batch (to kill a run mid-way);
+- `<player>.unverified`: items whose path contains this text are not found by verify();
+- `<player>.async`: seconds before a delivery can be verified (like Plex/Jellyfin, whose
+  scans run in the background); without it, deliveries are verified in the same run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ class RecorderPlayer(base.Player):
     def __init__(self, config, sync, *, dry_run=False):
         super().__init__(config, sync, dry_run=dry_run)
         self.dir = Path(os.environ["RECORDER_DIR"])
+        delay = self._file("async")
+        if delay.exists():
+            self.verify_after = float(delay.read_text() or 1)
 
     def _file(self, suffix: str) -> Path:
         return self.dir / f"{self.name}.{suffix}"
@@ -69,6 +75,15 @@ class RecorderPlayer(base.Player):
                 {"key": t.key, "path": t.path, "folder": t.folder, "removed": t.item.removed,
                  "stamp": t.item.stamp} for t in batch])
         return outcomes
+
+    def verify(self, targets):
+        self.requests += 1
+        missing = self._file("unverified")
+        needle = missing.read_text().strip() if missing.exists() else None
+        self._log(op="verify", keys=[t.key for t in targets])
+        return [base.Outcome(t.key, "unverified", f"recorder has no item at {t.path}")
+                if needle and needle in t.path else base.Outcome(t.key, "synced")
+                for t in targets]
 
     def notify(self, title, message):
         self._log(op="notify", title=title, message=message)
