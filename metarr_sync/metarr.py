@@ -25,6 +25,10 @@ class MetarrError(Exception):
     """Metarr's database cannot be read (missing, not Metarr's, locked, old schema)."""
 
 
+class NotInMetarr(ValueError):
+    """An item named on the command line (id or path) that Metarr's database lacks."""
+
+
 @dataclass(frozen=True)
 class Item:
     """One thing in Metarr's library, in Metarr's own paths."""
@@ -284,6 +288,104 @@ class MetarrSource:
             if library.name == name:
                 return library
         return None
+
+    def named_items(self, paths: Sequence[str], movies: Sequence[int],
+                    episodes: Sequence[int], series: Sequence[int]) -> list[Item]:
+        """The items named on a command line (`sync`, `queue add`): ids and Metarr paths.
+
+        A series brings its episodes. Raises NotInMetarr naming what is not there, so a
+        typo never silently syncs nothing.
+        """
+        found: dict[str, Item] = {}
+        for kind, ids in (("movie", movies), ("episode", episodes), ("series", series)):
+            items = self.items_by_id(kind, ids)
+            missing = sorted(set(ids) - {i.id for i in items})
+            if missing:
+                raise NotInMetarr(f"no {kind} with id {', '.join(map(str, missing))} in "
+                                  f"Metarr's database {self.description}")
+            for item in items:
+                found[item.key] = item
+        for item in self.episodes_of(series):
+            found[item.key] = item
+        for path in paths:
+            if not path.startswith("/") and not Path(path).is_absolute():
+                raise NotInMetarr(f"{path!r} is not an absolute Metarr-side path")
+            items = self.items_under(path)
+            if not items:
+                raise NotInMetarr(f"no Metarr item at or below {path}")
+            for item in items:
+                found[item.key] = item
+        return list(found.values())
+
+    def player_setup(self) -> PlayerSetup:
+        """The players, groups and path mappings the user set up in Metarr itself."""
+        for table, needed in PLAYER_TABLES.items():
+            have = self.columns(table)
+            missing = [c for c in needed if c not in have]
+            if not have or missing:
+                what = (f"has no table {table}" if not have
+                        else f"lacks column(s) {', '.join(missing)} in table {table}")
+                raise MetarrError(f"Metarr database {self.description} {what}: this Metarr "
+                                  "version keeps no media players to import")
+        groups = [MetarrPlayerGroup(int(r[0]), r[1] or "", r[2] or "", _truthy(r[3]),
+                                    _truthy(r[4]))
+                  for r in self.query("SELECT id, name, type, enabled, skip_active "
+                                      "FROM media_player_groups ORDER BY id")]
+        players = [MetarrPlayer(int(r[0]), None if r[1] is None else int(r[1]), r[2] or "",
+                                r[3] or "", r[4] or "", None if r[5] is None else int(r[5]),
+                                r[6] or None, r[7] or None, r[8] or None, _truthy(r[9]))
+                   for r in self.query(
+                       "SELECT id, group_id, name, type, host, http_port, username, password, "
+                       "api_key, enabled FROM media_players ORDER BY id")]
+        mappings = [(int(r[0]), r[1] or "", r[2] or "") for r in self.query(
+            "SELECT group_id, metarr_path, player_path FROM media_player_group_path_mappings "
+            "ORDER BY group_id, id")]
+        return PlayerSetup(groups, players, mappings)
+
+
+# Metarr's own player set-up, read by `players import`.
+PLAYER_TABLES: dict[str, tuple[str, ...]] = {
+    "media_player_groups": ("id", "name", "type", "enabled", "skip_active"),
+    "media_players": ("id", "group_id", "name", "type", "host", "http_port", "username",
+                      "password", "api_key", "enabled"),
+    "media_player_group_path_mappings": ("group_id", "metarr_path", "player_path"),
+}
+
+
+@dataclass(frozen=True)
+class MetarrPlayerGroup:
+    id: int
+    name: str
+    type: str
+    enabled: bool
+    skip_active: bool
+
+
+@dataclass(frozen=True)
+class MetarrPlayer:
+    id: int
+    group_id: int | None
+    name: str
+    type: str
+    host: str
+    http_port: int | None
+    username: str | None
+    password: str | None = field(repr=False)
+    api_key: str | None = field(repr=False)
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class PlayerSetup:
+    groups: list[MetarrPlayerGroup]
+    players: list[MetarrPlayer]
+    mappings: list[tuple[int, str, str]]  # (group id, metarr path, player path)
+
+
+def _truthy(value: Any) -> bool:
+    """Metarr's booleans: 0/1 on SQLite, true/false on PostgreSQL, NULL for the default."""
+    return True if value is None else bool(value) and str(value).lower() not in ("0", "f",
+                                                                                   "false")
 
 
 def _like_escape(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -105,7 +104,7 @@ def sync_command(
     _check_names(config, player, group)
     source = common.open_metarr(config)
     try:
-        items = _named_items(source, paths or [], movie or [], episode or [], series or [])
+        items = named_items(source, paths or [], movie or [], episode or [], series or [])
     finally:
         source.close()
     request = engine.Request(trigger=trigger, command="sync", dry_run=dry_run,
@@ -133,34 +132,18 @@ def _check_names(config: object, players: list[str] | None, groups: list[str] | 
             common.fail(f"unknown group {name!r} (groups: {known})", common.EXIT_USAGE)
 
 
-def _named_items(source: object, paths: list[str], movies: list[int], episodes: list[int],
-                 series: list[int]) -> list:
-    from metarr_sync.metarr import MetarrError, MetarrSource
+def named_items(source: object, paths: list[str], movies: list[int], episodes: list[int],
+                series: list[int]) -> list:
+    """The items named on the command line; unknown ones exit 2 (shared with `queue add`)."""
+    from metarr_sync.metarr import MetarrError, MetarrSource, NotInMetarr
 
     assert isinstance(source, MetarrSource)
-    found: dict[str, object] = {}
     try:
-        for kind, ids in (("movie", movies), ("episode", episodes), ("series", series)):
-            items = source.items_by_id(kind, ids)
-            missing = sorted(set(ids) - {i.id for i in items})
-            if missing:
-                common.fail(f"no {kind} with id {', '.join(map(str, missing))} in Metarr's "
-                            f"database {source.description}", common.EXIT_USAGE)
-            for item in items:
-                found[item.key] = item
-        for item in source.episodes_of(series):
-            found[item.key] = item
-        for path in paths:
-            if not path.startswith("/") and not Path(path).is_absolute():
-                common.fail(f"{path!r} is not an absolute Metarr-side path", common.EXIT_USAGE)
-            items = source.items_under(path)
-            if not items:
-                common.fail(f"no Metarr item at or below {path}", common.EXIT_USAGE)
-            for item in items:
-                found[item.key] = item
+        return source.named_items(paths, movies, episodes, series)
+    except NotInMetarr as exc:
+        common.fail(str(exc), common.EXIT_USAGE)
     except MetarrError as exc:
         common.fail(str(exc), common.EXIT_METARR)
-    return list(found.values())
 
 
 def _execute(ctx: typer.Context, config: object, request: object, json_out: bool,
