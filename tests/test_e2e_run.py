@@ -294,12 +294,13 @@ def test_sigkill_mid_run_then_rerun_delivers_everything(setup):
 def test_second_concurrent_run_exits_5(setup):
     cli, db = setup
     db.add_movie("The Matrix", 1999)
-    cli.behave("lounge", "slow", "3")
+    cli.behave("lounge", "slow", "8")
     first = cli.popen("run")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (cli.state_dir / "run.lock").exists():
+    # The probe is logged once the first run holds the lock and works on the players.
+    while time.monotonic() < deadline and not cli.calls("lounge"):
         time.sleep(0.05)
-    time.sleep(0.5)
+    assert cli.calls("lounge"), "the first run never reached the players"
     second = cli("run")
     assert second.returncode == 5
     assert "another metarr-sync run holds" in second.stderr
