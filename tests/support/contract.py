@@ -47,7 +47,9 @@ class Deviation:
     method/path: the request as sent (path is the spec's template, e.g.
     "/library/sections/{sectionId}/refresh"). validate_as: validate it as if sent with
     this documented method instead. extra_params: query parameters allowed although the
-    spec does not list them. reason: why (required, so the exception explains itself).
+    spec does not list them. validate_path: for a path the spec does not have at all
+    (`path` is then the path as sent, or a template of it), the documented template to
+    validate it against instead. reason: why (required, so the exception explains itself).
     """
 
     method: str
@@ -55,6 +57,7 @@ class Deviation:
     reason: str
     validate_as: str | None = None
     extra_params: frozenset[str] = frozenset()
+    validate_path: str | None = None
 
     def __post_init__(self) -> None:
         if not self.reason.strip():
@@ -286,6 +289,14 @@ def _problems(spec: Spec, method: str, url: str, body: Any,
             return [f"path {path} is not under the base path {base}"]
         path = path[len(base):] or "/"
     matches = spec.match(path)
+    rerouted: Deviation | None = None
+    if not matches:
+        for d in deviations:
+            found = _template_regex(d.path).fullmatch(path) if d.validate_path else None
+            if d.method == method and found:
+                values = {k: unquote(v) for k, v in found.groupdict().items()}
+                matches, rerouted = [(d.validate_path, values)], d
+                break
     if not matches:
         return [f"no documented path matches {path}"]
 
@@ -293,8 +304,8 @@ def _problems(spec: Spec, method: str, url: str, body: Any,
     path_values: dict[str, str] = {}
     deviation: Deviation | None = None
     for template, values in matches:
-        deviation = next((d for d in deviations
-                          if d.method == method and d.path == template), None)
+        deviation = rerouted or next((d for d in deviations
+                                      if d.method == method and d.path == template), None)
         documented = deviation.validate_as if deviation and deviation.validate_as else method
         op = spec.operation(documented.lower(), template)
         if op is not None:
