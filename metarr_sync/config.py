@@ -498,8 +498,12 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         members = [p for p in config.players.values() if p.group == name]
         if not members:
             problems.append(f"groups.{name}: no player names this group")
-        elif config.groups[name].shared_library and any(p.type != "kodi" for p in members):
-            problems.append(f"groups.{name}.shared_library: only Kodi players share a library")
+        elif config.groups[name].shared_library:
+            # Only Kodi keeps its library in a database several boxes can share (MySQL).
+            servers = [p.name for p in members if p.type in ("jellyfin", "emby", "plex")]
+            if servers:
+                problems.append(f"groups.{name}.shared_library: only Kodi players share a "
+                                f"library, not {', '.join(servers)}")
 
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])

@@ -425,9 +425,12 @@ class _Recorder:
         if self.dry_run:
             return
         self.state.record(self.player, items, outcomes, self.run_id)
+        # Members of a shared library got the update through this player: for them it is
+        # delivered (verification stays with the member that did the work).
+        shared = [Outcome(o.item_key, "synced") for o in outcomes
+                  if o.result in ("synced", "sent", "verified")]
         for other in self.also:
-            self.state.record(other, items, [o for o in outcomes if o.result == "synced"],
-                              self.run_id)
+            self.state.record(other, items, shared, self.run_id)
 
     def _count(self, result: str, delta: int) -> None:
         if result in ("synced", "sent"):
