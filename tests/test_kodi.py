@@ -1,0 +1,732 @@
+"""The Kodi adapter against a JSON-RPC double (responses): every call shape and failure.
+
+`FakeKodi` answers like the real Kodi 20.1 measured in ../shared/PLAYERS.md (result and
+error shapes, missing list keys when empty, "OK" for every scan) and records each request,
+so the tests assert exactly what was sent, in which order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from metarr_sync.config import Mapping, PlayerConfig, SyncConfig
+from metarr_sync.metarr import Item
+from metarr_sync.plan import build_plan, target_for
+from metarr_sync.players.base import (
+    AuthFailed,
+    Outcome,
+    PlayerOffline,
+    PlayerTimeout,
+    ProtocolError,
+    Rejected,
+)
+from metarr_sync.players.kodi import KodiPlayer, KodiRejected
+
+URL = "http://127.0.0.1:8080"
+PASSWORD = "s3cret-kodi-pw"
+SMB = [Mapping("/data/media/movies", "smb://nas/movies"), Mapping("/data/media/tv", "smb://nas/tv")]
+READS = {"JSONRPC.Ping", "JSONRPC.Version", "Application.GetProperties", "Files.GetSources",
+         "Files.GetDirectory", "XBMC.GetInfoBooleans", "Player.GetActivePlayers",
+         "VideoLibrary.GetMovies", "VideoLibrary.GetTVShows", "VideoLibrary.GetEpisodes"}
+
+
+class FakeKodi:
+    """A Kodi JSON-RPC endpoint: a small library, folder listings, scripted answers."""
+
+    def __init__(self, rsps: responses.RequestsMock, sources: list[str] | None = None):
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.sources = sources if sources is not None else ["smb://nas/movies/", "smb://nas/tv/"]
+        self.movies: list[dict[str, Any]] = []
+        self.shows: list[dict[str, Any]] = []
+        self.episodes: dict[int, list[dict[str, Any]]] = {}
+        self.dirs: dict[str, list[str]] = {}  # folder (as asked) -> entry paths
+        self.scanning: list[bool] = []  # answers for Library.IsScanningVideo, then False
+        self.errors: dict[str, dict[str, Any]] = {}  # method -> JSON-RPC error object
+        self.playing: list[dict[str, Any]] = []
+        rsps.add_callback(responses.POST, f"{URL}/jsonrpc", callback=self._answer)
+
+    def add_movie(self, movieid: int, file: str) -> None:
+        self.movies.append({"movieid": movieid, "file": file, "label": file})
+
+    def add_show(self, tvshowid: int, folder: str, episodes: dict[int, str] | None = None
+                 ) -> None:
+        self.shows.append({"tvshowid": tvshowid, "file": folder, "label": folder})
+        self.episodes[tvshowid] = [{"episodeid": e, "file": f, "label": f}
+                                   for e, f in (episodes or {}).items()]
+
+    def listing(self, folder: str, *entries: str) -> None:
+        self.dirs[folder] = list(entries)
+
+    # --- what the adapter sent --------------------------------------------------------
+
+    @property
+    def methods(self) -> list[str]:
+        return [r["method"] for r in self.requests]
+
+    def sent(self, method: str) -> list[dict[str, Any]]:
+        return [r.get("params") for r in self.requests if r["method"] == method]
+
+    @property
+    def mutating(self) -> list[str]:
+        return [m for m in self.methods if m not in READS]
+
+    # --- the double -------------------------------------------------------------------
+
+    def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict, str]:
+        body = json.loads(request.body)
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        method, params = body["method"], body.get("params") or {}
+        if method in self.errors:
+            return self._reply(body, error=self.errors[method])
+        result = self._result(method, params)
+        if isinstance(result, dict) and "__error__" in result:
+            return self._reply(body, error=result["__error__"])
+        return self._reply(body, result=result)
+
+    @staticmethod
+    def _reply(body: dict[str, Any], **kw: Any) -> tuple[int, dict, str]:
+        return 200, {"Content-Type": "application/json"}, json.dumps(
+            {"id": body["id"], "jsonrpc": "2.0", **kw})
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        invalid = {"__error__": {"code": -32602, "message": "Invalid params."}}
+        if method == "JSONRPC.Ping":
+            return "pong"
+        if method == "JSONRPC.Version":
+            return {"version": {"major": 13, "minor": 0, "patch": 0}}
+        if method == "Application.GetProperties":
+            return {"name": "Kodi", "version": {"major": 20, "minor": 1,
+                                                 "revision": "x", "tag": "stable"}}
+        if method == "Files.GetSources":
+            return {"limits": {"start": 0, "end": len(self.sources), "total": len(self.sources)},
+                    "sources": [{"file": s, "label": s} for s in self.sources]}
+        if method == "Files.GetDirectory":
+            folder = params["directory"]
+            if folder not in self.dirs:
+                return invalid
+            return {"files": [{"file": f, "filetype": "directory", "label": f}
+                              for f in self.dirs[folder]],
+                    "limits": {"start": 0, "end": len(self.dirs[folder]), "total": 0}}
+        if method == "XBMC.GetInfoBooleans":
+            busy = self.scanning.pop(0) if self.scanning else False
+            return {"Library.IsScanningVideo": busy}
+        if method == "Player.GetActivePlayers":
+            return self.playing
+        if method == "VideoLibrary.GetMovies":
+            return self._list("movies", self.movies)
+        if method == "VideoLibrary.GetTVShows":
+            return self._list("tvshows", self.shows)
+        if method == "VideoLibrary.GetEpisodes":
+            return self._list("episodes", self.episodes.get(params["tvshowid"], []))
+        if method in ("VideoLibrary.RefreshMovie", "VideoLibrary.RemoveMovie"):
+            if params["movieid"] not in {m["movieid"] for m in self.movies}:
+                return invalid  # a stale id: Kodi says -32602
+            return "OK"
+        if method.startswith("VideoLibrary.") or method == "GUI.ShowNotification":
+            return "OK"
+        return {"__error__": {"code": -32601, "message": "Method not found."}}
+
+    @staticmethod
+    def _list(key: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        answer: dict[str, Any] = {"limits": {"start": 0, "end": len(rows), "total": len(rows)}}
+        if rows:  # Kodi leaves the key out of an empty answer
+            answer[key] = [dict(r) for r in rows]
+        return answer
+
+
+@pytest.fixture
+def rsps():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def kodi(rsps) -> FakeKodi:
+    return FakeKodi(rsps)
+
+
+def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
+                url: str = URL, timeout: float = 5, **sync: Any) -> KodiPlayer:
+    config = PlayerConfig(name="lounge", type="kodi", url=url, username="kodi",
+                          password_value=PASSWORD,
+                          mappings=SMB if mappings is None else mappings)
+    player = KodiPlayer(config, SyncConfig(timeout=timeout, retry_attempts=0, **sync),
+                        dry_run=dry_run)
+    player.sleep = lambda seconds: None
+    return player
+
+
+def movie(title: str, *, id: int = 1, root: str = "/data/media/movies",
+          removed: bool = False, folder: str | None = None) -> Item:
+    folder = folder if folder is not None else f"{root}/{title}"
+    return Item("movie", id, f"{folder}/{title}.mkv", title=title, removed=removed)
+
+
+def series(title: str, *, id: int = 1, removed: bool = False) -> Item:
+    path = f"/data/media/tv/{title}"
+    return Item("series", id, path, title=title, series_path=path, removed=removed)
+
+
+def episode(show: str, season: int, number: int, *, id: int = 1,
+            removed: bool = False) -> Item:
+    name = f"{show} - S{season:02d}E{number:02d}.mkv"
+    return Item("episode", id, f"/data/media/tv/{show}/Season {season:02d}/{name}",
+                title=name, series_path=f"/data/media/tv/{show}", season=season,
+                episode=number, series_id=1, removed=removed)
+
+
+def targets(items: list[Item], mappings: list[Mapping] | None = None):
+    plan = build_plan(items, SMB if mappings is None else mappings, batch_size=100)
+    assert not plan.errors, plan.errors
+    return plan.targets
+
+
+def results(outcomes: list[Outcome]) -> dict[str, tuple[str, str | None]]:
+    return {o.item_key: (o.result, o.error) for o in outcomes}
+
+
+# --- transport ------------------------------------------------------------------------
+
+
+def test_probe_reports_versions_sources_and_mappings(kodi):
+    kodi.sources = ["smb://nas/movies/",
+                    "multipath://smb%3a%2f%2fnas%2ftv%2f/smb%3a%2f%2fnas2%2ftv%2f/"]
+    player = make_player()
+    result = player.probe()
+    assert kodi.methods == ["JSONRPC.Ping", "JSONRPC.Version", "Application.GetProperties",
+                            "Files.GetSources"]
+    assert kodi.sent("Files.GetSources") == [{"media": "video"}]
+    assert (result.version, result.api_version) == ("20.1", "13.0.0")
+    assert result.roots == ["smb://nas/movies/", "smb://nas/tv/", "smb://nas2/tv/"]
+    assert [(s.name, s.ok) for s in result.steps] == [
+        ("JSON-RPC", True), ("version", True), ("video sources", True),
+        ("mapping /data/media/movies", True), ("mapping /data/media/tv", True)]
+    assert player.requests == 4 and player.commands == []
+
+
+def test_every_request_is_jsonrpc_2_with_an_id_json_and_basic_auth(kodi):
+    player = make_player()
+    player.probe()
+    player.is_playing()
+    ids = [r["id"] for r in kodi.requests]
+    assert len(set(ids)) == len(ids) and all(isinstance(i, int) for i in ids)
+    assert all(r["jsonrpc"] == "2.0" for r in kodi.requests)
+    expected = "Basic " + base64.b64encode(f"kodi:{PASSWORD}".encode()).decode()
+    for headers in kodi.headers:
+        assert headers["Authorization"] == expected
+        assert headers["Content-Type"] == "application/json"
+
+
+def test_probe_flags_a_mapping_outside_every_source(kodi):
+    kodi.sources = ["smb://nas/movies/"]
+    result = make_player().probe()
+    step = next(s for s in result.steps if s.name == "mapping /data/media/tv")
+    assert not step.ok
+    assert "no Kodi source contains smb://nas/tv" in step.detail
+
+
+def test_probe_with_no_sources_says_so(kodi):
+    kodi.sources = []
+    step = next(s for s in make_player().probe().steps if s.name == "video sources")
+    assert not step.ok and "Kodi has no video sources" in step.detail
+
+
+def test_password_only_uses_kodis_default_user(kodi):
+    config = PlayerConfig(name="x", type="kodi", url=URL, password_value=PASSWORD)
+    KodiPlayer(config, SyncConfig(retry_attempts=0)).is_playing()
+    expected = "Basic " + base64.b64encode(f"kodi:{PASSWORD}".encode()).decode()
+    assert kodi.headers[0]["Authorization"] == expected
+
+
+def test_401_is_auth_failed_without_the_password(rsps):
+    rsps.add(responses.POST, f"{URL}/jsonrpc", status=401,
+             headers={"WWW-Authenticate": 'Basic realm="Kodi"'}, body="")
+    with pytest.raises(AuthFailed) as caught:
+        make_player().probe()
+    assert "authentication failed" in caught.value.message
+    assert PASSWORD not in caught.value.message
+
+
+def test_refused_connection_is_offline():
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(PlayerOffline) as caught:
+        make_player(url=f"http://127.0.0.1:{port}").probe()
+    assert "refused the connection" in caught.value.message
+
+
+def test_timeout_is_player_timeout(rsps):
+    rsps.add(responses.POST, f"{URL}/jsonrpc", body=requests.exceptions.ReadTimeout("slow"))
+    with pytest.raises(PlayerTimeout) as caught:
+        make_player(timeout=2).probe()
+    assert "did not answer within 2 s" in caught.value.message
+
+
+def test_html_answer_is_a_protocol_error(rsps):
+    rsps.add(responses.POST, f"{URL}/jsonrpc", status=200, content_type="text/html",
+             body="<!DOCTYPE html><html><body>Router login</body></html>")
+    with pytest.raises(ProtocolError) as caught:
+        make_player().probe()
+    assert "HTML page instead of JSON" in caught.value.message
+
+
+@pytest.mark.parametrize("body", ['{"jsonrpc": "2.0", "id": 1}', "[1, 2]", ""])
+def test_answer_that_is_not_jsonrpc_is_a_protocol_error(rsps, body):
+    rsps.add(responses.POST, f"{URL}/jsonrpc", status=200, body=body,
+             content_type="application/json")
+    with pytest.raises(ProtocolError) as caught:
+        make_player().probe()
+    assert "is this Kodi's web server?" in caught.value.message
+
+
+def test_pong_missing_means_not_kodi(rsps):
+    rsps.add(responses.POST, f"{URL}/jsonrpc", json={"jsonrpc": "2.0", "id": 1, "result": 1})
+    with pytest.raises(ProtocolError, match="instead of 'pong'"):
+        make_player().probe()
+
+
+def test_jsonrpc_error_object_fails_the_call_with_kodis_message(kodi):
+    kodi.errors["JSONRPC.Version"] = {
+        "code": -32602, "message": "Invalid params.",
+        "data": {"method": "JSONRPC.Version",
+                 "stack": {"message": "Invalid type string received", "name": "x"}}}
+    with pytest.raises(Rejected) as caught:
+        make_player().probe()
+    assert caught.value.message == ("Kodi rejected JSONRPC.Version: Invalid params. "
+                                    "(x: Invalid type string received) [code -32602]")
+
+
+def test_is_playing_follows_active_players(kodi):
+    player = make_player()
+    assert player.is_playing() is False
+    kodi.playing = [{"playerid": 1, "type": "video"}]
+    assert player.is_playing() is True
+    assert kodi.methods == ["Player.GetActivePlayers"] * 2
+
+
+# --- new items: scans -------------------------------------------------------------------
+
+
+def test_new_movie_lists_parent_waits_then_scans_its_folder(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    player = make_player()
+    out = player.apply(targets([movie("Heat (1995)")]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.methods == ["VideoLibrary.GetMovies", "Files.GetDirectory",
+                            "XBMC.GetInfoBooleans", "VideoLibrary.Scan"]
+    assert kodi.sent("VideoLibrary.GetMovies") == [{"properties": ["file"]}]
+    assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/movies/"}]
+    assert kodi.sent("XBMC.GetInfoBooleans") == [{"booleans": ["Library.IsScanningVideo"]}]
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/movies/Heat (1995)/", "showdialogs": False}]
+    assert player.requests == 4
+    assert len(player.commands) == 1 and '"method": "VideoLibrary.Scan"' in player.commands[0]
+
+
+@pytest.mark.parametrize(("root", "scan", "parent"), [
+    ("smb://nas/movies", "smb://nas/movies/Heat (1995)/", "smb://nas/movies/"),
+    ("smb://nas/movies/", "smb://nas/movies/Heat (1995)/", "smb://nas/movies/"),
+    ("nfs://10.0.0.2/export/films", "nfs://10.0.0.2/export/films/Heat (1995)/",
+     "nfs://10.0.0.2/export/films/"),
+    ("D:\\Movies", "D:\\Movies\\Heat (1995)\\", "D:\\Movies\\"),
+    ("D:\\", "D:\\Heat (1995)\\", "D:\\"),
+    ("/mnt/media/movies", "/mnt/media/movies/Heat (1995)/", "/mnt/media/movies/"),
+])
+def test_scan_folders_end_in_the_players_own_separator(kodi, root, scan, parent):
+    mappings = [Mapping("/data/media/movies", root)]
+    kodi.sources = [root]
+    kodi.listing(parent, scan)
+    player = make_player(mappings)
+    out = player.apply(targets([movie("Heat (1995)")], mappings))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.sent("Files.GetDirectory") == [{"directory": parent}]
+    assert kodi.sent("VideoLibrary.Scan") == [{"directory": scan, "showdialogs": False}]
+
+
+@pytest.mark.parametrize("name", [
+    'Ça, "quoted" & [brackets] (2001)', "Léon: 東京 100% _x_ (1994)", "O'Brien, Jr. & Co {x}",
+])
+def test_awkward_names_are_sent_verbatim(kodi, name):
+    folder = f"smb://nas/movies/{name}/"
+    kodi.listing("smb://nas/movies/", folder)
+    out = make_player().apply(targets([movie(name)]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.sent("VideoLibrary.Scan") == [{"directory": folder, "showdialogs": False}]
+
+
+def test_scan_waits_until_kodi_stops_scanning(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    kodi.scanning = [True, True, True, False]
+    player = make_player()
+    slept: list[float] = []
+    player.sleep = slept.append
+    player.apply(targets([movie("Heat (1995)")]))
+    assert kodi.methods[-5:] == ["XBMC.GetInfoBooleans"] * 4 + ["VideoLibrary.Scan"]
+    assert slept == [0.05, 0.1, 0.2]
+
+
+def test_scan_gives_up_after_the_timeout_and_sends_no_scan(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    kodi.scanning = [True] * 1000
+    player = make_player(timeout=3)
+    now = [0.0]
+    player.clock = lambda: now[0]
+    player.sleep = lambda s: now.__setitem__(0, now[0] + s)
+    with pytest.raises(PlayerTimeout) as caught:
+        player.apply(targets([movie("Heat (1995)")]))
+    assert "still scanning its video library after 3 s" in caught.value.message
+    assert "VideoLibrary.Scan" not in kodi.methods
+    assert 2.0 <= now[0] <= 3.0
+
+
+def test_folders_are_scanned_one_at_a_time_each_after_waiting(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/A/", "smb://nas/movies/B/")
+    kodi.scanning = [False, True, False]  # the first scan is still running at the 2nd
+    make_player().apply(targets([movie("A", id=1), movie("B", id=2)]))
+    tail = [m for m in kodi.methods if m in ("XBMC.GetInfoBooleans", "VideoLibrary.Scan")]
+    assert tail == ["XBMC.GetInfoBooleans", "VideoLibrary.Scan", "XBMC.GetInfoBooleans",
+                    "XBMC.GetInfoBooleans", "VideoLibrary.Scan"]
+    # the movie folders share one parent: listed once
+    assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/movies/"}]
+
+
+def test_new_show_with_episodes_is_one_scan_of_the_show_folder(kodi):
+    kodi.listing("smb://nas/tv/", "smb://nas/tv/Severance/")
+    out = make_player().apply(targets([
+        series("Severance", id=7), episode("Severance", 1, 1, id=1),
+        episode("Severance", 1, 2, id=2)]))
+    assert {k: r for k, (r, _) in results(out).items()} == {
+        "series:7": "synced", "episode:1": "synced", "episode:2": "synced"}
+    assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/tv/"}]
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/tv/Severance/", "showdialogs": False}]
+
+
+def test_new_episode_of_a_known_show_scans_its_season_folder(kodi):
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        10: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
+    kodi.listing("smb://nas/tv/Severance/", "smb://nas/tv/Severance/Season 01/",
+                 "smb://nas/tv/Severance/Season 02/")
+    out = make_player().apply(targets([episode("Severance", 2, 1, id=5),
+                                       episode("Severance", 2, 2, id=6)]))
+    assert [r for r, _ in results(out).values()] == ["synced", "synced"]
+    assert kodi.sent("VideoLibrary.GetEpisodes") == [{"tvshowid": 3, "properties": ["file"]}]
+    assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/tv/Severance/"}]
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/tv/Severance/Season 02/", "showdialogs": False}]
+
+
+def test_movie_in_the_library_root_is_never_scanned(kodi):
+    item = movie("Loose", folder="/data/media/movies")
+    out = make_player().apply(targets([item]))
+    result, why = results(out)["movie:1"]
+    assert result == "failed"
+    assert "whole library folder smb://nas/movies/" in why
+    assert "give it a folder of its own below smb://nas/movies" in why
+    assert kodi.mutating == []
+
+
+def test_movie_in_the_library_root_that_kodi_has_is_refreshed(kodi):
+    kodi.add_movie(4, "smb://nas/movies/Loose.mkv")
+    out = make_player().apply(targets([movie("Loose", folder="/data/media/movies")]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 4, "ignorenfo": False}]
+
+
+def test_parent_kodi_cannot_open_keeps_the_item_pending(kodi):
+    out = make_player().apply(targets([movie("Heat (1995)")]))  # no listing: -32602
+    result, why = results(out)["movie:1"]
+    assert result == "retry"
+    assert why.startswith("Kodi cannot open smb://nas/movies/ (Invalid params. [code -32602])")
+    assert "mapping for /data/media/movies" in why
+    assert kodi.mutating == []
+
+
+def test_folder_kodi_does_not_see_is_scanned_but_unverified(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Other/")
+    out = make_player().apply(targets([movie("Heat (1995)")]))
+    result, why = results(out)["movie:1"]
+    assert result == "unverified"
+    assert "Kodi does not see that folder in smb://nas/movies/" in why
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/movies/Heat (1995)/", "showdialogs": False}]
+
+
+def test_scan_rejected_by_kodi_fails_those_items_only(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/A/")
+    kodi.add_movie(2, "smb://nas/movies/B/B.mkv")
+    kodi.errors["VideoLibrary.Scan"] = {"code": -32602, "message": "Invalid params."}
+    out = results(make_player().apply(targets([movie("A", id=1), movie("B", id=2)])))
+    assert out["movie:1"] == ("failed",
+                              "Kodi rejected VideoLibrary.Scan: Invalid params. [code -32602]")
+    assert out["movie:2"] == ("synced", None)
+
+
+# --- changed items: refresh -------------------------------------------------------------
+
+
+def test_changed_items_kodi_has_are_refreshed_with_their_nfo(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
+    player = make_player()
+    out = player.apply(targets([movie("Heat (1995)"), series("Severance", id=3),
+                                episode("Severance", 1, 1, id=9)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 11, "ignorenfo": False}]
+    assert kodi.sent("VideoLibrary.RefreshTVShow") == [{"tvshowid": 3, "ignorenfo": False}]
+    assert kodi.sent("VideoLibrary.RefreshEpisode") == [{"episodeid": 21, "ignorenfo": False}]
+    assert "VideoLibrary.Scan" not in kodi.methods
+    # one listing of movies and of shows, episodes of the one show needed
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 1
+    assert kodi.methods.count("VideoLibrary.GetTVShows") == 1
+    assert kodi.sent("VideoLibrary.GetEpisodes") == [{"tvshowid": 3, "properties": ["file"]}]
+
+
+def test_many_changed_movies_cost_one_listing(kodi):
+    for n in range(50):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
+    make_player().apply(targets([movie(f"M{n}", id=n) for n in range(50)]))
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 1
+    assert len(kodi.sent("VideoLibrary.RefreshMovie")) == 50
+
+
+def test_like_lookalikes_are_not_taken_for_the_item(kodi):
+    # Kodi's path filter is LIKE: case-insensitive, `_` a wildcard. Only exact files count.
+    kodi.add_movie(1, "smb://nas/movies/heat_(1995)/heat_(1995).mkv")
+    kodi.add_movie(2, "smb://nas/movies/HeatX(1995)/HeatX(1995).mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat_(1995)/")
+    make_player().apply(targets([movie("Heat_(1995)")]))
+    assert kodi.sent("VideoLibrary.RefreshMovie") == []
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/movies/Heat_(1995)/", "showdialogs": False}]
+
+
+def test_stacked_movie_is_found_by_any_of_its_parts(kodi):
+    kodi.add_movie(8, "stack://smb://nas/movies/Long/Long cd1.mkv , "
+                      "smb://nas/movies/Long/Long.mkv")
+    make_player().apply(targets([movie("Long")]))
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 8, "ignorenfo": False}]
+
+
+def test_refresh_rejected_fails_that_item_and_the_batch_goes_on(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.errors["VideoLibrary.RefreshMovie"] = {"code": -32602, "message": "Invalid params."}
+    kodi.errors["VideoLibrary.RemoveMovie"] = {"code": -32100, "message": "Failed to execute"}
+    out = results(make_player().apply(targets([movie("A", id=1),
+                                               movie("B", id=2, removed=True)])))
+    assert out == {
+        "movie:1": ("failed", "Kodi rejected VideoLibrary.RefreshMovie: Invalid params. "
+                              "[code -32602]"),
+        "movie:2": ("failed", "Kodi rejected VideoLibrary.RemoveMovie: Failed to execute "
+                              "[code -32100]")}
+
+
+def test_kodi_ids_are_not_reused_after_a_refresh(kodi):
+    # A refresh re-adds the movie under a new id: asking again re-lists the library.
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    player = make_player()
+    batch = targets([movie("Heat (1995)")])
+    player.apply(batch)
+    kodi.movies = [{"movieid": 12, "file": "smb://nas/movies/Heat (1995)/Heat (1995).mkv"}]
+    player.apply(batch)
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 11, "ignorenfo": False},
+                                                      {"movieid": 12, "ignorenfo": False}]
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 2
+
+
+def test_a_scan_makes_the_next_batch_list_the_library_again(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/A/")
+    player = make_player()
+    player.apply(targets([movie("A", id=1)]))
+    kodi.add_movie(5, "smb://nas/movies/A/A.mkv")  # what the scan added
+    kodi.add_movie(6, "smb://nas/movies/B/B.mkv")
+    player.apply(targets([movie("B", id=2)]))
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 2
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 6, "ignorenfo": False}]
+
+
+# --- removed items ----------------------------------------------------------------------
+
+
+def test_removed_items_are_removed_by_id(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
+    kodi.add_show(4, "smb://nas/tv/Dark/")
+    out = make_player().apply(targets([
+        movie("Heat (1995)", removed=True), series("Dark", id=4, removed=True),
+        episode("Severance", 1, 1, id=9, removed=True)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    assert kodi.sent("VideoLibrary.RemoveMovie") == [{"movieid": 11}]
+    assert kodi.sent("VideoLibrary.RemoveTVShow") == [{"tvshowid": 4}]
+    assert kodi.sent("VideoLibrary.RemoveEpisode") == [{"episodeid": 21}]
+    assert "VideoLibrary.Clean" not in kodi.methods
+    assert "VideoLibrary.Scan" not in kodi.methods
+
+
+def test_removed_show_takes_its_episodes_without_more_calls(kodi):
+    kodi.add_show(4, "smb://nas/tv/Dark/", {30: "smb://nas/tv/Dark/Season 01/Dark - S01E01.mkv"})
+    out = make_player().apply(targets([series("Dark", id=4, removed=True),
+                                       episode("Dark", 1, 1, id=9, removed=True)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    assert kodi.mutating == ["VideoLibrary.RemoveTVShow"]
+
+
+def test_removed_item_kodi_never_had_needs_no_call(kodi):
+    out = make_player().apply(targets([movie("Gone", removed=True),
+                                       episode("Nope", 1, 1, removed=True)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    assert kodi.mutating == []
+
+
+def test_removed_movie_left_under_another_name_gets_a_folder_scoped_clean(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/heat.old.mkv")
+    out = make_player().apply(targets([movie("Heat (1995)", removed=True)]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.methods[-2:] == ["XBMC.GetInfoBooleans", "VideoLibrary.Clean"]
+    assert kodi.sent("VideoLibrary.Clean") == [
+        {"showdialogs": False, "content": "movies", "directory": "smb://nas/movies/Heat (1995)/"}]
+
+
+def test_removal_is_skipped_when_clean_deleted_is_off(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    player = make_player(clean_deleted=False)
+    out = player.apply(targets([movie("Heat (1995)", removed=True)]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.requests == []
+
+
+# --- dry run, notify, full scan -----------------------------------------------------------
+
+
+def test_dry_run_sends_nothing_that_changes_kodi(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Old/Old.mkv")
+    kodi.add_movie(12, "smb://nas/movies/Gone/Gone.mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/New/")
+    player = make_player(dry_run=True)
+    out = player.apply(targets([movie("Old", id=1), movie("Gone", id=2, removed=True),
+                                movie("New", id=3)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    assert set(kodi.methods) <= READS and kodi.mutating == []
+    assert "XBMC.GetInfoBooleans" not in kodi.methods
+    assert len(player.commands) == 3
+    sent = [json.loads(c.split(" ", 2)[2]) for c in player.commands]
+    assert [(c["method"], c["params"]) for c in sent] == [
+        ("VideoLibrary.RemoveMovie", {"movieid": 12}),
+        ("VideoLibrary.RefreshMovie", {"movieid": 11, "ignorenfo": False}),
+        ("VideoLibrary.Scan", {"directory": "smb://nas/movies/New/", "showdialogs": False})]
+    assert all(c.startswith("POST /jsonrpc ") for c in player.commands)
+    assert PASSWORD not in "".join(player.commands)
+    player.notify("Metarr", "3 item(s) updated")
+    assert kodi.mutating == []
+
+
+def test_notify_shows_a_notification_long_enough(kodi):
+    player = make_player()
+    player.notify("Metarr", "3 item(s) updated")
+    (params,) = kodi.sent("GUI.ShowNotification")
+    assert params["title"] == "Metarr" and params["message"] == "3 item(s) updated"
+    assert params["displaytime"] >= 1500
+
+
+def test_scan_all_is_one_library_scan_after_waiting(kodi):
+    kodi.scanning = [True, False]
+    make_player().scan_all()
+    assert kodi.methods == ["XBMC.GetInfoBooleans"] * 2 + ["VideoLibrary.Scan"]
+    assert kodi.sent("VideoLibrary.Scan") == [{"showdialogs": False}]
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def test_verify_finds_delivered_items_by_exact_path(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
+    out = make_player().verify(targets([movie("Heat (1995)"), series("Severance", id=3),
+                                        episode("Severance", 1, 1, id=9),
+                                        movie("Gone", id=2, removed=True)]))
+    assert results(out) == {"movie:1": ("synced", None), "series:3": ("synced", None),
+                            "episode:9": ("synced", None), "movie:2": ("synced", None)}
+    assert kodi.methods[0] == "XBMC.GetInfoBooleans"  # scans must have finished
+    assert kodi.mutating == []
+
+
+def test_verify_lists_again_after_the_run_changed_the_library(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    player = make_player()
+    batch = targets([movie("Heat (1995)")])
+    player.apply(batch)
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    assert results(player.verify(batch)) == {"movie:1": ("synced", None)}
+
+
+def test_verify_says_when_no_source_contains_the_folder(kodi):
+    kodi.sources = ["smb://nas/films/", "smb://nas/tv/"]
+    (out,) = make_player().verify(targets([movie("Heat (1995)")]))
+    assert out.result == "unverified"
+    assert out.error == ("Kodi has no source containing smb://nas/movies/Heat (1995)/ — "
+                         "check the mapping for /data/media/movies")
+
+
+def test_verify_says_when_kodi_cannot_open_or_see_the_file(kodi):
+    (unopened,) = make_player().verify(targets([movie("Heat (1995)")]))
+    assert unopened.result == "unverified"
+    assert unopened.error.startswith("Kodi cannot open smb://nas/movies/Heat (1995)/ "
+                                     "(Invalid params. [code -32602])")
+    kodi.listing("smb://nas/movies/Heat (1995)/", "smb://nas/movies/Heat (1995)/movie.nfo")
+    (unseen,) = make_player().verify(targets([movie("Heat (1995)")]))
+    assert unseen.error == ("Kodi does not see smb://nas/movies/Heat (1995)/Heat (1995).mkv "
+                            "in smb://nas/movies/Heat (1995)/ — check the mapping for "
+                            "/data/media/movies")
+
+
+def test_verify_says_when_kodi_saw_the_file_and_skipped_it(kodi):
+    kodi.listing("smb://nas/movies/Heat (1995)/",
+                 "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    (out,) = make_player().verify(targets([movie("Heat (1995)")]))
+    assert out.result == "unverified"
+    assert "Kodi sees smb://nas/movies/Heat (1995)/Heat (1995).mkv but skipped it" in out.error
+    assert "content type and scraper" in out.error
+
+
+def test_verify_episode_of_a_show_kodi_did_not_add(kodi):
+    kodi.listing("smb://nas/tv/Severance/Season 01/",
+                 "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv")
+    (out,) = make_player().verify(targets([episode("Severance", 1, 1)]))
+    assert out.result == "unverified"
+    assert out.error.startswith("Kodi has not added the show smb://nas/tv/Severance/")
+
+
+def test_verify_flags_a_removed_item_kodi_still_lists(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    (out,) = make_player().verify(targets([movie("Heat (1995)", removed=True)]))
+    assert out.result == "unverified" and "still lists" in out.error
+
+
+def test_unmapped_player_hint_names_the_missing_mapping(kodi):
+    kodi.sources = ["/srv/films/"]
+    player = make_player(mappings=[])
+    target = target_for(movie("Heat (1995)"), [])
+    (out,) = player.verify([target])
+    assert "Kodi has no source containing /data/media/movies/Heat (1995)/" in out.error
+    assert "player lounge has no mapping" in out.error
+
+
+def test_kodi_rejected_is_a_rejected_player_error():
+    error = KodiRejected("VideoLibrary.Scan", {"code": -32601, "message": "Method not found."})
+    assert isinstance(error, Rejected) and error.kind == "rejected"
+    assert error.message == "Kodi rejected VideoLibrary.Scan: Method not found. [code -32601]"
