@@ -16,11 +16,13 @@ connection, and its failure only keeps its own items pending.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
@@ -98,6 +100,39 @@ class Request:
     wait: float = 0.0
     verify: bool = True  # False: --no-verify, fire-and-forget
     verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """A --since value (2026-11-01, 2026-11-01T10:00[Z], or 36h / 7d ago) as a stamp."""
+    now = now or datetime.now(UTC)
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if match:
+        unit = {"m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return now_stamp(now - timedelta(seconds=int(match.group(1)) * unit))
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since takes a date (2026-11-01), a time (2026-11-01T10:00Z) "
+                         f"or an age (36h, 7d), not {text!r}") from None
+    return now_stamp(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def bulk_items(source: MetarrSource, library_ids: Sequence[int] | None,
+               since: str | None) -> list[Item]:
+    """Present items of the given libraries (None: all) changed at or after `since`."""
+    wanted = None if library_ids is None else set(library_ids)
+    return [i for i in source.items()
+            if not i.removed and (wanted is None or i.library_id in wanted)
+            and (since is None or i.stamp >= since)]
+
+
+def queue_only(config: Config, state_dir: Path, items: Sequence[Item], source: str) -> int:
+    """Queue items for every configured player without contacting any (auto_sync off)."""
+    state = State(state_dir)
+    try:
+        return state.enqueue(items, list(config.players), source=source)
+    finally:
+        state.close()
 
 
 def selected_players(config: Config, names: Sequence[str], groups: Sequence[str]

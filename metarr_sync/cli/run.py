@@ -19,8 +19,10 @@ GroupOpt = Annotated[list[str] | None, typer.Option(
     "--group", "-g", help="Only the players of this group (repeatable)")]
 WaitOpt = Annotated[float, typer.Option(
     "--wait", min=0, help="Seconds to wait for another run to finish (default: exit 5)")]
-TriggerOpt = Annotated[str, typer.Option(
-    "--trigger", help="What started this run: manual, scheduled, post-publish or bulk")]
+TriggerOpt = Annotated[str | None, typer.Option(
+    "--trigger", help="What started this run: manual, scheduled, post-publish or bulk "
+    "[default: manual for run; post-publish for sync, bulk with --library/--since/--all]")]
+BULK_CONFIRM = 1000  # bulk syncs above this many items ask first
 
 
 NoVerifyOpt = Annotated[bool, typer.Option(
@@ -41,13 +43,13 @@ def run_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     wait: WaitOpt = 0.0,
-    trigger: TriggerOpt = "manual",
+    trigger: TriggerOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Sync everything Metarr changed since the last run to every enabled player."""
     from metarr_sync import engine
 
-    _check_trigger(trigger)
+    trigger = _check_trigger(trigger or "manual")
     config = common.load(ctx)
     _check_names(config, player, group)
     request = engine.Request(trigger=trigger, command="run", dry_run=dry_run,
@@ -84,41 +86,103 @@ def sync_command(
         "--episode", help="Episode id (repeatable)")] = None,
     series: Annotated[list[int] | None, typer.Option(
         "--series", help="Series id, with its episodes (repeatable)")] = None,
+    library: Annotated[list[str] | None, typer.Option(
+        "--library", help="Bulk: every item of this Metarr library (repeatable)")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Bulk: items changed since a date (2026-11-01) or age (7d, 36h)")
+    ] = None,
+    all_items: Annotated[bool, typer.Option(
+        "--all", help="Bulk: every item Metarr has")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help=f"Do not ask before a bulk sync of over {BULK_CONFIRM} items")
+    ] = False,
     dry_run: DryRunOpt = False,
     player: PlayerOpt = None,
     group: GroupOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     wait: WaitOpt = 0.0,
-    trigger: TriggerOpt = "post-publish",
+    trigger: TriggerOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
-    """Sync the named items now, whatever was delivered before (post-publish hooks)."""
+    """Sync the named items now, whatever was delivered before (post-publish hooks).
+
+    With [sync] auto_sync = false the items are only queued for the next run.
+    """
     from metarr_sync import engine
 
-    _check_trigger(trigger)
-    if not (paths or movie or episode or series):
-        common.fail("name what to sync: --movie ID, --episode ID, --series ID or a path",
-                    common.EXIT_USAGE)
+    bulk = bool(library or since or all_items)
+    trigger = _check_trigger(trigger or ("bulk" if bulk else "post-publish"))
+    if not (paths or movie or episode or series or bulk):
+        common.fail("name what to sync: --movie ID, --episode ID, --series ID, a path, "
+                    "or --library NAME / --since DATE / --all", common.EXIT_USAGE)
+    try:
+        since_stamp = engine.parse_since(since) if since else None
+    except ValueError as exc:
+        common.fail(str(exc), common.EXIT_USAGE)
     config = common.load(ctx)
     _check_names(config, player, group)
     source = common.open_metarr(config)
     try:
         items = named_items(source, paths or [], movie or [], episode or [], series or [])
+        if bulk:
+            items += _bulk(source, library or [], since_stamp)
     finally:
         source.close()
+    if bulk and len(items) > BULK_CONFIRM and not yes and not dry_run:
+        _confirm_bulk(len(items))
+    if not config.sync.auto_sync and not dry_run:
+        count = engine.queue_only(config, common.state_dir(ctx), items, source="sync")
+        message = (f"auto_sync is off ([sync] auto_sync = false): queued {len(items)} "
+                   f"item(s) for the next `metarr-sync run`, no player contacted")
+        if json_out:
+            common.dump_json({"command": "sync", "trigger": trigger, "queued": len(items),
+                              "queue_entries": count, "message": message})
+        elif not quiet:
+            print(message)
+        raise typer.Exit(common.EXIT_OK)
     request = engine.Request(trigger=trigger, command="sync", dry_run=dry_run,
                              players=player or (), groups=group or (), only=items, wait=wait,
                              verify=not no_verify)
     _execute(ctx, config, request, json_out, quiet)
 
 
-def _check_trigger(trigger: str) -> None:
+def _check_trigger(trigger: str) -> str:
     from metarr_sync.engine import TRIGGERS
 
     if trigger not in TRIGGERS:
         common.fail(f"--trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}",
                     common.EXIT_USAGE)
+    return trigger
+
+
+def _bulk(source: object, libraries: list[str], since: str | None) -> list:
+    from metarr_sync import engine
+    from metarr_sync.metarr import MetarrError, MetarrSource
+
+    assert isinstance(source, MetarrSource)
+    try:
+        ids = None
+        if libraries:
+            known = {lib.name: lib.id for lib in source.libraries()}
+            for name in libraries:
+                if name not in known:
+                    common.fail(f"no Metarr library named {name!r} (libraries: "
+                                f"{', '.join(known) or 'none'})", common.EXIT_USAGE)
+            ids = [known[name] for name in libraries]
+        return engine.bulk_items(source, ids, since)
+    except MetarrError as exc:
+        common.fail(str(exc), common.EXIT_METARR)
+
+
+def _confirm_bulk(count: int) -> None:
+    import sys
+
+    if not sys.stdin.isatty():
+        common.fail(f"this would sync {count} items to every player; add --yes to confirm "
+                    "(no terminal to ask on)", common.EXIT_USAGE)
+    if not typer.confirm(f"Sync {count} items to every player?", default=False, err=True):
+        common.fail("nothing was synced", common.EXIT_USAGE)
 
 
 def _check_names(config: object, players: list[str] | None, groups: list[str] | None) -> None:
