@@ -10,13 +10,14 @@ Whether an item changed is decided elsewhere (state.py) by comparing stamps for 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 KINDS = ("movie", "series", "episode")
 
@@ -100,6 +101,36 @@ class Dialect:
 
 
 SQLITE = Dialect()
+
+# What PostgreSQL may hand ts() as text: Metarr's two formats, and (for timestamp and
+# timestamptz columns, printed with DateStyle ISO) 'YYYY-MM-DD HH:MM:SS[.ffffff][+00]'.
+# Anything else becomes NULL instead of failing the whole query, as strftime() does on
+# SQLite. No '?' in it: _sql() turns every '?' into a placeholder.
+_PG_STAMP_RE = (
+    "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[ T]([01][0-9]|2[0-3]):[0-5][0-9]"
+    ":[0-5][0-9]([.][0-9]+){0,1}(Z|[+-][0-9]{2}(:{0,1}[0-9]{2}){0,1}){0,1}$"
+)
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL: %s placeholders; stamps from timestamp, timestamptz or text columns.
+
+    The cast to timestamptz reads naive values (timestamp columns, SQLite-format text) in
+    the session time zone, which open_postgres() sets to UTC as Metarr writes them; ISO text
+    carries its 'Z'. to_char then prints the same text as strftime() does on SQLite.
+    """
+
+    placeholder = "%s"
+
+    def ts(self, expr: str) -> str:
+        return (
+            f"CASE WHEN ({expr})::text ~ '{_PG_STAMP_RE}' THEN "
+            f"to_char(({expr})::timestamptz AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END"
+        )
+
+
+POSTGRES = PostgresDialect()
 
 
 def _sql(dialect: Dialect, text: str) -> str:
@@ -428,11 +459,190 @@ def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> SQLiteSource:
     return source
 
 
+# --- PostgreSQL -------------------------------------------------------------------------
+# psycopg 3 is an optional extra, imported only when a postgresql:// URL is used.
+
+PG_SCHEMES = ("postgresql://", "postgres://")
+PG_EXTRA_HINT = "pip install 'metarr-sync[postgres]'"
+
+
+def is_postgres_url(database: str) -> bool:
+    return database.strip().lower().startswith(PG_SCHEMES)
+
+
+def describe_url(url: str) -> str:
+    """The URL as it may be shown: no password, no query string (it may hold one too)."""
+    parts = urlsplit(url.strip())
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    shown = f"{parts.scheme}://{user + '@' if user else ''}{hosts}{parts.path}"
+    return shown
+
+
+class PostgresSource(MetarrSource):
+    """Metarr's PostgreSQL database over one read-only psycopg connection."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, connection: Any, description: str, secrets: Sequence[str] = ()):
+        super().__init__(connection, description)
+        self._secrets = [s for s in secrets if s]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
+        import psycopg
+
+        try:
+            with self.conn.cursor() as cursor:
+                # No parameters: pass None, so psycopg does not parse the text for them.
+                cursor.execute(_sql(self.dialect, sql), tuple(params) or None)
+                rows = cursor.fetchall() if cursor.description else []
+            # End the read-only transaction at once: a reader that idles inside one holds
+            # back Metarr's vacuum for the whole run (and may be cut off by the server).
+            self.conn.rollback()
+        except psycopg.Error as exc:
+            with contextlib.suppress(Exception):
+                self.conn.rollback()
+            raise MetarrError(self._explain(exc)) from None
+        yield from rows
+
+    def _explain(self, exc: Exception) -> str:
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        detail = _first_line(str(exc), self._secrets)
+        where = f"Metarr database {self.description}"
+        if sqlstate == "55P03":  # lock_not_available: waited lock_timeout
+            return (f"{where} is locked by another program (waited for the lock timeout): "
+                    f"{detail}")
+        if sqlstate == "42501":  # insufficient_privilege
+            return f"{where}: the user may not read it ({detail}); grant it SELECT"
+        if sqlstate == "25006":  # read_only_sql_transaction
+            return f"{where} is opened read-only; metarr-sync never writes it: {detail}"
+        if sqlstate.startswith("08") or getattr(self.conn, "closed", False):
+            return f"{where}: the connection to the PostgreSQL server was lost: {detail}"
+        return f"{where} cannot be read: {detail}"
+
+    def columns(self, table: str) -> set[str]:
+        # information_schema, in the first schema of the search_path holding the table,
+        # like an unqualified name in the queries resolves.
+        found = {row[0] for row in self.query(
+            "SELECT c.column_name FROM information_schema.columns c "
+            "WHERE c.table_name = ? AND c.table_schema = ("
+            "  SELECT s.schema_name FROM unnest(current_schemas(false)) "
+            "  WITH ORDINALITY AS s(schema_name, position) "
+            "  WHERE EXISTS (SELECT 1 FROM information_schema.tables t "
+            "                WHERE t.table_schema = s.schema_name AND t.table_name = ?) "
+            "  ORDER BY s.position LIMIT 1)", (table, table))}
+        if not found:
+            # information_schema hides tables the user has no privilege on: say so rather
+            # than calling them missing.
+            exists = next(iter(self.query("SELECT to_regclass(?) IS NOT NULL", (table,))))
+            if exists[0]:
+                user = next(iter(self.query("SELECT current_user")))[0]
+                raise MetarrError(
+                    f"Metarr database {self.description}: user {user} may not read table "
+                    f"{table}; grant it SELECT on Metarr's tables")
+        return found
+
+
+def _first_line(text: str, secrets: Sequence[str] = ()) -> str:
+    """libpq's message, shortened to its cause, with any secret masked."""
+    from metarr_sync.logs import redact
+
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = lines[0] if lines else text.strip()
+    line = re.sub(r"^connection failed:\s*", "", line)
+    line = re.sub(r"\s*(FATAL|ERROR):\s+", " ", line).strip()
+    return redact(line, secrets)
+
+
+def _connect_cause(text: str, target: str) -> str:
+    """Why a connection failed, in the user's words, from libpq's message."""
+    lowered = text.lower()
+    match = re.search(r'database "([^"]*)" does not exist', text)
+    if match:
+        return (f"database {match.group(1)} does not exist on the PostgreSQL server at "
+                f"{target}; name Metarr's database in the URL")
+    if any(sign in lowered for sign in ("authentication failed", "no password supplied",
+                                        "pg_hba.conf", "permission denied for database")
+           ) or re.search(r'role "[^"]*" does not exist', text):
+        return (f"the PostgreSQL server at {target} refused the credentials; check the "
+                "user in the URL and [metarr] password (or PGPASSFILE)")
+    if any(sign in lowered for sign in ("connection refused", "timeout", "resolve host",
+                                        "translate host", "no route", "unreachable",
+                                        "no such file or directory", "could not connect")):
+        return f"cannot reach the PostgreSQL server at {target}"
+    return f"cannot connect to the PostgreSQL server at {target}"
+
+
+def open_postgres(url: str, timeout: float = 30.0, password: str | None = None
+                  ) -> PostgresSource:
+    """Open Metarr's PostgreSQL database read-only, from a postgresql:// URL.
+
+    `password` (from [metarr] password) wins over one in the URL; without either, libpq's
+    own means apply (PGPASSFILE / ~/.pgpass, PGPASSWORD). `timeout` bounds connecting and
+    waiting for locks, like the busy timeout on SQLite.
+    """
+    description = describe_url(url)
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise MetarrError(
+            f"Metarr database {description} is on PostgreSQL, which needs the optional "
+            f"driver: {PG_EXTRA_HINT}"
+        ) from None
+    url_password = urlsplit(url.strip()).password or ""
+    secrets = [s for s in (password, url_password) if s]
+    if secrets:
+        from metarr_sync.logs import add_secrets
+
+        add_secrets(secrets)  # a -v log or a traceback must never show them either
+    try:
+        params = conninfo_to_dict(url.strip())
+    except psycopg.Error as exc:
+        raise MetarrError(f"{description} is not a valid PostgreSQL URL: "
+                          f"{_first_line(str(exc), secrets)}") from None
+    host = params.get("host") or "the local socket"
+    target = f"{host}:{params['port']}" if params.get("port") else str(host)
+    options: dict[str, Any] = {"application_name": params.get("application_name")
+                               or "metarr-sync"}
+    if not params.get("connect_timeout"):
+        options["connect_timeout"] = max(2, math.ceil(timeout))  # libpq's minimum is 2
+    if password:
+        options["password"] = password
+    try:
+        conn = psycopg.connect(url.strip(), **options)
+    except psycopg.Error as exc:
+        detail = _first_line(str(exc), secrets)
+        if isinstance(exc, psycopg.errors.ConnectionTimeout):
+            cause = (f"the PostgreSQL server at {target} did not answer within "
+                     f"{options.get('connect_timeout', params.get('connect_timeout'))} s")
+        else:
+            cause = _connect_cause(str(exc), target)
+        raise MetarrError(f"Metarr database {description}: {cause} ({detail})") from None
+    source = PostgresSource(conn, description, secrets)
+    try:
+        # Every transaction is BEGIN READ ONLY, and the session default says so too. The
+        # session reads naive times as UTC and prints ISO dates, whatever the server's
+        # defaults, so stamps come out the same as on SQLite. All of it parameterised.
+        conn.read_only = True
+        for name, value in (("default_transaction_read_only", "on"), ("TimeZone", "UTC"),
+                            ("DateStyle", "ISO, YMD"),
+                            ("lock_timeout", f"{max(1, int(timeout * 1000))}ms")):
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        conn.commit()
+        source.check_schema()
+    except psycopg.Error as exc:
+        source.close()
+        raise MetarrError(source._explain(exc)) from None
+    except MetarrError:
+        source.close()
+        raise
+    return source
+
+
 def open_source(database: str, busy_timeout: float = 30.0, password: str | None = None
                 ) -> MetarrSource:
     """Open Metarr's database named by a file path or a postgresql:// URL."""
-    if database.startswith(("postgresql://", "postgres://")):
-        from metarr_sync import metarr_pg  # optional extra, imported only when used
-
-        return metarr_pg.open_postgres(database, busy_timeout, password)
+    if is_postgres_url(database):
+        return open_postgres(database, busy_timeout, password)
     return open_sqlite(database, busy_timeout)
