@@ -1,0 +1,1197 @@
+"""Small fake Kodi, Jellyfin and Plex servers on 127.0.0.1, for fault and load tests.
+
+Each fake is a threaded `http.server` on a free port that answers the way the real server
+does for the calls metarr-sync makes (see ../shared/PLAYERS.md), keeps an in-memory library
+so that scans, refreshes, look-ups and verification behave plausibly, records every request
+and can be told to misbehave.
+
+The "disk" is what the player would find on its shares: a set of file paths as the player
+spells them (`add_file`). A scan of a folder adds the video files below it to the library;
+a refresh re-reads an item; a removal or a scan of a folder whose files are gone drops it.
+
+    with FakeKodi(sources={"/mnt/movies/": "movies"}) as kodi:
+        kodi.add_file("/mnt/movies/Heat (1995)/Heat (1995).mkv")
+        kodi.misbehave("503", times=2, retry_after=1)   # the first two requests get 503
+        ... run metarr-sync against kodi.url ...
+        assert kodi.count("VideoLibrary.Scan") == 1
+        kodi.heal()
+
+Faults (`misbehave(kind, times=N, match=TEXT)`; `times` None = until healed, `match` a
+substring of the endpoint such as "VideoLibrary.Scan" or "GET /library/sections"):
+  refused        the server stops listening (connection refused) until healed
+  hang           the request is read and never answered (the client times out)
+  slow           answered normally after `seconds` (default 2 s)
+  401 403 404 500 502 503 429   that status (503/429 with Retry-After when `retry_after`)
+  html           200 with an HTML page instead of JSON (a proxy or web UI in the way)
+  truncated      200 with JSON cut in half (a consistent Content-Length, so it parses badly)
+  reset          headers and part of the body, then the connection is reset
+  jsonrpc_error  (Kodi) 200 with a JSON-RPC error object
+  redirect       302 to the web UI
+Every fault applies per request, so retries of the client are each counted (and, with
+`times`, the retry after the last faulty answer succeeds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".avi", ".m4v", ".ts", ".iso", ".mov", ".wmv")
+FAULTS = ("refused", "hang", "slow", "401", "403", "404", "500", "502", "503", "429",
+          "html", "truncated", "reset", "jsonrpc_error", "redirect")
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
+             b"<body><h1>Welcome</h1><p>This is a web page, not an API.</p></body></html>")
+
+
+@dataclass
+class Recorded:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes
+    headers: dict[str, str]
+    endpoint: str  # what `counts` counts: a JSON-RPC method or "GET /route/{template}"
+    at: float
+    fault: str | None = None  # the fault this request got, if any
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def values(self, name: str) -> set[str]:
+        """Every value of a list parameter, repeated (`a=1&a=2`) or comma-separated,
+        with the name compared case-insensitively (as ASP.NET binds Jellyfin's)."""
+        found: set[str] = set()
+        for key, values in self.query.items():
+            if key.lower() == name.lower():
+                found.update(v.strip() for value in values for v in value.split(",")
+                             if v.strip())
+        return found
+
+    def text(self) -> str:
+        """Everything the client sent, as text (for searching secrets)."""
+        heads = "\n".join(f"{k}: {v}" for k, v in self.headers.items())
+        return f"{self.method} {self.path}?{self.query}\n{heads}\n" + \
+            self.body.decode("utf-8", "replace")
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int | None = None
+    match: str | None = None
+    seconds: float = 2.0
+    retry_after: float | None = None
+    hits: int = 0
+
+    def applies(self, endpoint: str, method: str, path: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return not self.match or self.match in endpoint or self.match in f"{method} {path}"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Close the connection without any answer (Kodi does this for a JSON-RPC notification).
+    silent: bool = False
+
+
+def json_reply(document: Any, status: int = 200) -> Reply:
+    return Reply(status, json.dumps(document).encode(), {"Content-Type": "application/json"})
+
+
+def sep_of(root: str) -> str:
+    return "\\" if "\\" in root or re.match(r"^[A-Za-z]:", root) else "/"
+
+
+def trailing(path: str, sep: str | None = None) -> str:
+    sep = sep or sep_of(path)
+    return path if path.endswith(sep) else path + sep
+
+
+def under(path: str, folder: str) -> bool:
+    """`path` lies at or below `folder`, by whole components (no `/Movies4K` for `/Movies`)."""
+    sep = sep_of(folder)
+    base = folder.rstrip("/\\")
+    return path.rstrip("/\\") == base or path.startswith(base + sep)
+
+
+def is_video(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakePlayer
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        tls = self.fake.tls
+        if tls is not None:
+            try:
+                request = tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # the client refused our certificate: exactly what TLS tests want
+        self.fake._track(request, True)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            self.fake._track(request, False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away mid-answer is normal here (timeouts, resets)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real servers: the client pools
+    server: _Server
+    timeout = 30
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        self.server.fake._serve(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _any
+
+
+class FakePlayer:
+    """The HTTP plumbing, recording and fault injection shared by the three fakes."""
+
+    kind = "fake"
+
+    def __init__(self, *, latency: float = 0.0, tls: ssl.SSLContext | None = None,
+                 port: int = 0):
+        self.latency = latency
+        self.tls = tls
+        self.port = port
+        self.requests: list[Recorded] = []
+        self.counts: Counter[str] = Counter()
+        self.files: set[str] = set()
+        self.faults: list[Fault] = []
+        self.lock = threading.RLock()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._release = threading.Event()  # wakes hanging requests when healed or stopped
+        self._connections: set[Any] = set()
+        self._refused = False
+
+    # --- life cycle --------------------------------------------------------------------
+
+    def start(self) -> FakePlayer:
+        self._release.clear()
+        httpd = _Server(("127.0.0.1", self.port), _Handler)
+        httpd.fake = self
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={
+            "poll_interval": 0.05}, daemon=True, name=f"fake-{self.kind}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop every open connection (pooled ones included)."""
+        self._release.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        with self.lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def __enter__(self) -> FakePlayer:
+        return self.start() if self._httpd is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _track(self, conn: Any, add: bool) -> None:
+        with self.lock:
+            (self._connections.add if add else self._connections.discard)(conn)
+
+    # --- faults ------------------------------------------------------------------------
+
+    def misbehave(self, kind: str | int, *, times: int | None = None, match: str | None = None,
+                  seconds: float = 2.0, retry_after: float | None = None) -> None:
+        """Misbehave in this way (see the module docstring) from now on."""
+        kind = str(kind)
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}: one of {', '.join(FAULTS)}")
+        if kind == "jsonrpc_error" and self.kind != "kodi":
+            raise ValueError("only Kodi speaks JSON-RPC")
+        if kind == "refused":
+            if times is not None or match is not None:
+                raise ValueError("a refused connection reaches no endpoint: no times/match")
+            self._refused = True
+            self.stop()
+            return
+        with self.lock:
+            self.faults.append(Fault(kind, times, match, seconds, retry_after))
+
+    def heal(self) -> None:
+        """Behave again: restart a stopped server on the same port, wake hanging requests."""
+        with self.lock:
+            self.faults.clear()
+        self._release.set()
+        if self._refused:
+            self._refused = False
+            self.start()
+        else:
+            self._release = threading.Event()
+
+    def fault_hits(self) -> int:
+        with self.lock:
+            return sum(f.hits for f in self.faults)
+
+    def _take_fault(self, endpoint: str, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.applies(endpoint, method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    # --- recording ---------------------------------------------------------------------
+
+    def count(self, endpoint: str | None = None) -> int:
+        """Requests received in all, or for endpoints containing `endpoint`."""
+        with self.lock:
+            if endpoint is None:
+                return len(self.requests)
+            return sum(n for name, n in self.counts.items() if endpoint in name)
+
+    def received(self, endpoint: str | None = None) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if endpoint is None or endpoint in r.endpoint]
+
+    def reset_log(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.counts.clear()
+
+    def all_text(self) -> str:
+        with self.lock:
+            return "\n".join(r.text() for r in self.requests)
+
+    # --- the disk ----------------------------------------------------------------------
+
+    def add_file(self, *paths: str) -> None:
+        with self.lock:
+            self.files.update(paths)
+
+    def remove_file(self, *paths: str) -> None:
+        with self.lock:
+            self.files.difference_update(paths)
+
+    def files_under(self, folder: str) -> list[str]:
+        with self.lock:
+            return sorted(f for f in self.files if under(f, folder))
+
+    # --- serving -----------------------------------------------------------------------
+
+    def endpoint(self, method: str, path: str, body: bytes) -> str:
+        return f"{method} {path}"
+
+    def handle(self, request: Recorded) -> Reply:
+        raise NotImplementedError
+
+    def unauthorized(self) -> Reply:
+        return Reply(401)
+
+    def _serve(self, handler: _Handler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        parts = urlsplit(handler.path)
+        method = handler.command
+        record = Recorded(method, parts.path, parse_qs(parts.query, keep_blank_values=True),
+                          body, dict(handler.headers.items()),
+                          self.endpoint(method, parts.path, body), time.monotonic())
+        with self.lock:
+            self.requests.append(record)
+            self.counts[record.endpoint] += 1
+        if self.latency:
+            time.sleep(self.latency)
+        fault = self._take_fault(record.endpoint, method, parts.path)
+        if fault is not None:
+            record.fault = fault.kind
+            reply = self._faulty(handler, fault, record)
+            if reply is None:
+                return
+        else:
+            try:
+                with self.lock:
+                    reply = self.handle(record)
+            except Exception as exc:  # noqa: BLE001 - a bug in a fake must show in the test
+                reply = Reply(500, f"fake {self.kind} crashed: {exc!r}".encode(),
+                              {"Content-Type": "text/plain"})
+        if reply.silent:
+            handler.close_connection = True
+            return
+        self._write(handler, reply)
+
+    def _write(self, handler: _Handler, reply: Reply) -> None:
+        try:
+            handler.send_response(reply.status)
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(reply.body)
+            handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
+
+    def _faulty(self, handler: _Handler, fault: Fault, record: Recorded) -> Reply | None:
+        """The faulty answer, or None when the fault already dealt with the connection."""
+        kind = fault.kind
+        if kind == "hang":
+            self._release.wait(60)
+            handler.close_connection = True
+            return None
+        if kind == "slow":
+            time.sleep(fault.seconds)
+            with self.lock:
+                return self.handle(record)
+        if kind == "reset":
+            full = json.dumps({"partial": "x" * 4000}).encode()
+            try:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(full)))
+                handler.end_headers()
+                handler.wfile.write(full[:100])
+                handler.wfile.flush()
+                # SO_LINGER 0: close sends a TCP RST, as a crashing proxy or server would.
+                handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                              struct.pack("ii", 1, 0))
+                handler.connection.close()
+            except OSError:
+                pass
+            handler.close_connection = True
+            return None
+        if kind == "html":
+            return Reply(200, HTML_PAGE, {"Content-Type": "text/html; charset=utf-8"})
+        if kind == "truncated":
+            with self.lock:
+                whole = self.handle(record)
+            text = whole.body or json.dumps({"result": {"items": ["a", "b", "c"]}}).encode()
+            return Reply(200, text[: max(1, len(text) // 2)],
+                         {"Content-Type": "application/json"})
+        if kind == "redirect":
+            return Reply(302, b"", {"Location": f"{self.url}/web/index.html"})
+        if kind == "jsonrpc_error":
+            request_id = (record.json or {}).get("id") if isinstance(record.json, dict) else None
+            return json_reply({"jsonrpc": "2.0", "id": request_id, "error": {
+                "code": -32603, "message": "Internal error."}})
+        status = int(kind)
+        if status == 401:
+            return self.unauthorized()
+        headers = {"Content-Type": "text/html"}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        return Reply(status, b"<html><body>" + str(status).encode() + b"</body></html>",
+                     headers)
+
+
+# --- Kodi ---------------------------------------------------------------------------------
+
+class FakeKodi(FakePlayer):
+    """Kodi's JSON-RPC over `POST /jsonrpc`, with the library behaviour measured on Kodi 20.1:
+    scans only add, need the trailing separator and are dropped while another runs;
+    refreshes re-add movies/episodes under a new id; removals answer OK for any id."""
+
+    kind = "kodi"
+
+    def __init__(self, *, sources: dict[str, str] | None = None, username: str | None = None,
+                 password: str | None = None, scan_seconds: float = 0.0, **kw: Any):
+        super().__init__(**kw)
+        #: root (with trailing separator) -> "movies" | "tvshows"
+        self.sources = sources if sources is not None else {
+            "/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}
+        self.username, self.password = username, password
+        self.scan_seconds = scan_seconds
+        self.movies: dict[int, str] = {}
+        self.shows: dict[int, str] = {}  # id -> show folder with trailing separator
+        self.episodes: dict[int, tuple[int, str]] = {}
+        self._next = 0
+        self.playing = False
+        self.scanning_until = 0.0
+        self._pending_scan: list[tuple[str, str]] | None = None
+        self.scans: list[str] = []  # every Scan directory received ("" = whole library)
+        self.dropped_scans = 0
+        self.full_scans = 0
+        self.full_cleans = 0
+        self.refreshed: list[str] = []  # files (or show folders) refreshed
+        self.removed: list[str] = []
+        self.notifications: list[dict[str, Any]] = []
+
+    # -- plumbing --
+    def endpoint(self, method: str, path: str, body: bytes) -> str:
+        if method == "POST" and path == "/jsonrpc":
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                return "POST /jsonrpc"
+            if isinstance(doc, list):
+                return "batch"
+            if isinstance(doc, dict) and isinstance(doc.get("method"), str):
+                return doc["method"]
+        return f"{method} {path}"
+
+    def unauthorized(self) -> Reply:
+        return Reply(401, b"", {"WWW-Authenticate": 'Basic realm="Kodi"'})
+
+    def _authorized(self, request: Recorded) -> bool:
+        if self.username is None and self.password is None:
+            return True
+        import base64
+
+        header = request.header("Authorization") or ""
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, word = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return user == (self.username or "kodi") and word == (self.password or "")
+
+    def handle(self, request: Recorded) -> Reply:
+        if request.path != "/jsonrpc":
+            return Reply(404, b"File not found", {"Content-Type": "text/plain"})
+        if not self._authorized(request):
+            return self.unauthorized()
+        if request.method != "POST":
+            return Reply(405)
+        if "application/json" not in (request.header("Content-Type") or ""):
+            return Reply(415)
+        doc = request.json
+        if doc is None:
+            return json_reply({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32700, "message": "Parse error."}})
+        if isinstance(doc, list):
+            answers = [a for a in (self._call(d) for d in doc) if a is not None]
+            return json_reply(answers)
+        answer = self._call(doc)
+        if answer is None:
+            return Reply(silent=True)  # a notification: executed, never answered
+        return json_reply(answer)
+
+    def _call(self, doc: Any) -> dict[str, Any] | None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
+            return {"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32600, "message": "Invalid request."}}
+        has_id = "id" in doc
+        method = doc["method"]
+        params = doc.get("params") or {}
+        handler = getattr(self, "rpc_" + method.replace(".", "_"), None)
+        if handler is None:
+            error = {"code": -32601, "message": "Method not found."}
+            return {"jsonrpc": "2.0", "id": doc.get("id"), "error": error} if has_id else None
+        try:
+            result = handler(params)
+        except _InvalidParams as exc:
+            error = {"code": -32602, "message": "Invalid params.",
+                     "data": {"method": method, "stack": {"message": str(exc),
+                                                          "name": exc.name}}}
+            return {"jsonrpc": "2.0", "id": doc.get("id"), "error": error} if has_id else None
+        return {"jsonrpc": "2.0", "id": doc.get("id"), "result": result} if has_id else None
+
+    # -- helpers --
+    def _id(self) -> int:
+        self._next += 1
+        return self._next
+
+    def _source_of(self, path: str) -> tuple[str, str] | None:
+        for root, content in self.sources.items():
+            if under(path, root):
+                return root, content
+        return None
+
+    def _show_folder(self, root: str, file: str) -> str:
+        sep = sep_of(root)
+        rest = file[len(trailing(root, sep)):]
+        return trailing(root, sep) + rest.split(sep)[0] + sep
+
+    def scanning(self) -> bool:
+        self._finish_scan()
+        return time.monotonic() < self.scanning_until
+
+    def _finish_scan(self) -> None:
+        if self._pending_scan is not None and time.monotonic() >= self.scanning_until:
+            additions, self._pending_scan = self._pending_scan, None
+            self._add(additions)
+
+    def _add(self, additions: Iterable[tuple[str, str]]) -> None:
+        for kind, file in additions:
+            if kind == "movie" and file not in self.movies.values():
+                self.movies[self._id()] = file
+            elif kind == "show" and file not in self.shows.values():
+                self.shows[self._id()] = file
+            elif kind == "episode" and file not in (f for _, f in self.episodes.values()):
+                source = self._source_of(file)
+                assert source is not None
+                show = self._show_folder(source[0], file)
+                show_id = next((i for i, f in self.shows.items() if f == show), None)
+                if show_id is not None:
+                    self.episodes[self._id()] = (show_id, file)
+
+    def _plan_scan(self, directory: str) -> list[tuple[str, str]]:
+        source = self._source_of(directory)
+        if source is None:
+            return []  # outside every source: "OK", and nothing happens
+        root, content = source
+        additions: list[tuple[str, str]] = []
+        for file in self.files_under(directory):
+            if not is_video(file):
+                continue
+            if content == "movies":
+                additions.append(("movie", file))
+                continue
+            show = self._show_folder(root, file)
+            known = show in self.shows.values() or ("show", show) in additions
+            if not known:
+                if not under(show, directory):
+                    continue  # a season folder of a show Kodi does not know: skipped
+                additions.append(("show", show))
+            additions.append(("episode", file))
+        return additions
+
+    def _listed(self, items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict]:
+        flt = params.get("filter")
+        if isinstance(flt, dict) and flt.get("field") == "path":
+            value = str(flt.get("value", "")).lower()
+            if flt.get("operator") == "startswith":
+                items = [i for i in items if i["file"].lower().startswith(value)]
+            elif flt.get("operator") == "is":
+                items = [i for i in items if i["file"].lower() == value]
+        limits = params.get("limits")
+        if isinstance(limits, dict):
+            start, end = int(limits.get("start", 0)), limits.get("end")
+            items = items[start:None if end is None else int(end)]
+        return items
+
+    # -- the JSON-RPC methods metarr-sync uses --
+    def rpc_JSONRPC_Ping(self, params: Any) -> str:
+        return "pong"
+
+    def rpc_JSONRPC_Version(self, params: Any) -> dict[str, Any]:
+        return {"version": {"major": 13, "minor": 0, "patch": 0}}
+
+    def rpc_Application_GetProperties(self, params: Any) -> dict[str, Any]:
+        return {"name": "Kodi", "version": {"major": 20, "minor": 1, "revision": "fake",
+                                            "tag": "stable"}}
+
+    def rpc_Files_GetSources(self, params: Any) -> dict[str, Any]:
+        sources = [{"file": root, "label": root.rstrip("/\\").rsplit("/", 1)[-1]}
+                   for root in self.sources]
+        return {"limits": {"start": 0, "end": len(sources), "total": len(sources)},
+                "sources": sources}
+
+    def rpc_Files_GetDirectory(self, params: Any) -> dict[str, Any]:
+        directory = str(params.get("directory") or "")
+        sep = sep_of(directory)
+        base = trailing(directory, sep)
+        if self._source_of(base) is None and not any(under(r, base) for r in self.sources):
+            raise _InvalidParams("directory", f"{directory} is not inside a source")
+        entries: dict[str, str] = {}
+        for file in self.files:
+            if not file.startswith(base):
+                continue
+            name, more, _ = file[len(base):].partition(sep)
+            if more:
+                entries[base + name + sep] = "directory"
+            else:
+                entries[base + name] = "file"
+        if not entries and base not in self.sources:
+            raise _InvalidParams("directory", f"{directory} does not exist")
+        files = [{"file": f, "filetype": t, "label": f.rstrip(sep).rsplit(sep, 1)[-1],
+                  "type": "unknown"} for f, t in sorted(entries.items())]
+        return {"files": files, "limits": {"start": 0, "end": len(files), "total": len(files)}}
+
+    def rpc_XBMC_GetInfoBooleans(self, params: Any) -> dict[str, bool]:
+        return {name: (self.scanning() if name == "Library.IsScanningVideo" else False)
+                for name in params.get("booleans") or []}
+
+    def rpc_Player_GetActivePlayers(self, params: Any) -> list[dict[str, Any]]:
+        return [{"playerid": 1, "playertype": "internal", "type": "video"}] if self.playing \
+            else []
+
+    def rpc_GUI_ShowNotification(self, params: Any) -> str:
+        if int(params.get("displaytime", 5000)) < 1500:
+            raise _InvalidParams("displaytime", "Value must be at least 1500")
+        self.notifications.append(dict(params))
+        return "OK"
+
+    def rpc_VideoLibrary_Scan(self, params: Any) -> str:
+        directory = params.get("directory", "")
+        if not isinstance(directory, str):
+            raise _InvalidParams("directory", f"Invalid type {type(directory).__name__} "
+                                 "received")
+        self.scans.append(directory)
+        if self.scanning():
+            # Not queued: the running scan stops and this one is dropped.
+            self._pending_scan, self.scanning_until = None, 0.0
+            self.dropped_scans += 1
+            return "OK"
+        if not directory:
+            self.full_scans += 1
+            additions = [a for root in self.sources for a in self._plan_scan(root)]
+        elif not directory.endswith(("/", "\\")):
+            additions = []  # without the trailing separator Kodi adds nothing
+        else:
+            additions = self._plan_scan(directory)
+        if self.scan_seconds:
+            self._pending_scan = additions
+            self.scanning_until = time.monotonic() + self.scan_seconds
+        else:
+            self._add(additions)
+        return "OK"
+
+    def rpc_VideoLibrary_Clean(self, params: Any) -> str:
+        directory = params.get("directory") or ""
+        if not directory:
+            self.full_cleans += 1
+        if self.scanning():
+            return "OK"  # dropped
+        if directory and params.get("content") != "movies":
+            return "OK"  # a folder-scoped clean does nothing without a matching content
+        for movie_id, file in list(self.movies.items()):
+            if (not directory or file.startswith(directory)) and file not in self.files:
+                del self.movies[movie_id]
+                self.removed.append(file)
+        return "OK"
+
+    def _get(self, table: dict[int, Any], key: str, params: Any, name: str) -> dict:
+        rows = [{key: i, "label": (f if isinstance(f, str) else f[1]).rstrip("/\\")
+                 .rsplit("/", 1)[-1], "file": f if isinstance(f, str) else f[1]}
+                for i, f in sorted(table.items())]
+        rows = self._listed(rows, params)
+        answer: dict[str, Any] = {"limits": {"start": 0, "end": len(rows), "total": len(rows)}}
+        if rows:
+            answer[name] = rows
+        return answer
+
+    def rpc_VideoLibrary_GetMovies(self, params: Any) -> dict[str, Any]:
+        return self._get(self.movies, "movieid", params, "movies")
+
+    def rpc_VideoLibrary_GetTVShows(self, params: Any) -> dict[str, Any]:
+        return self._get(self.shows, "tvshowid", params, "tvshows")
+
+    def rpc_VideoLibrary_GetEpisodes(self, params: Any) -> dict[str, Any]:
+        show = params.get("tvshowid")
+        rows = {i: e for i, e in self.episodes.items() if show is None or e[0] == show}
+        return self._get(rows, "episodeid", params, "episodes")
+
+    def _refresh(self, table: dict[int, Any], params: Any, field_name: str, readd: bool
+                 ) -> str:
+        item_id = params.get(field_name)
+        if item_id not in table:
+            raise _InvalidParams(field_name, f"Value {item_id} is not a known id")
+        entry = table[item_id]
+        self.refreshed.append(entry if isinstance(entry, str) else entry[1])
+        if readd:  # deleted and re-added with the next free id
+            del table[item_id]
+            table[self._id()] = entry
+        return "OK"
+
+    def rpc_VideoLibrary_RefreshMovie(self, params: Any) -> str:
+        return self._refresh(self.movies, params, "movieid", True)
+
+    def rpc_VideoLibrary_RefreshEpisode(self, params: Any) -> str:
+        return self._refresh(self.episodes, params, "episodeid", True)
+
+    def rpc_VideoLibrary_RefreshTVShow(self, params: Any) -> str:
+        return self._refresh(self.shows, params, "tvshowid", False)
+
+    def _remove(self, table: dict[int, Any], params: Any, field_name: str) -> str:
+        entry = table.pop(params.get(field_name), None)
+        if entry is not None:
+            self.removed.append(entry if isinstance(entry, str) else entry[1])
+        return "OK"  # also for an unknown id
+
+    def rpc_VideoLibrary_RemoveMovie(self, params: Any) -> str:
+        return self._remove(self.movies, params, "movieid")
+
+    def rpc_VideoLibrary_RemoveEpisode(self, params: Any) -> str:
+        return self._remove(self.episodes, params, "episodeid")
+
+    def rpc_VideoLibrary_RemoveTVShow(self, params: Any) -> str:
+        show = params.get("tvshowid")
+        for episode_id in [i for i, e in self.episodes.items() if e[0] == show]:
+            del self.episodes[episode_id]
+        return self._remove(self.shows, params, "tvshowid")
+
+    # -- for tests --
+    def library_files(self) -> set[str]:
+        with self.lock:
+            self._finish_scan()
+            return set(self.movies.values()) | set(self.shows.values()) | {
+                f for _, f in self.episodes.values()}
+
+    def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
+        lines = [f"[players.{name}]", 'type = "kodi"', f'url = "{self.url}"']
+        if self.username or self.password:
+            lines.append(f'username = "{self.username or "kodi"}"')
+            lines.append(f'password = "{self.password or ""}"')
+        return _toml_tail(lines, mappings, extra)
+
+
+class _InvalidParams(Exception):
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+# --- Plex ---------------------------------------------------------------------------------
+
+@dataclass
+class PlexSection:
+    key: str
+    type: str  # movie | show
+    title: str
+    locations: list[str]
+
+
+@dataclass
+class PlexItem:
+    rating_key: str
+    type: str  # movie | show | episode
+    section: str
+    file: str  # the video file; for shows the show folder
+    show: str | None = None  # rating key of an episode's show
+    guids: list[str] = field(default_factory=list)
+    deleted: bool = False
+
+
+class FakePlex(FakePlayer):
+    """Plex Media Server: X-Plex-Token header, JSON answers, GET partial scans (PUT/POST
+    404 since 1.32.7), 200 for folders outside every section (then ignored), PUT item
+    refresh, emptyTrash, paged section listings; a bad token gets 401 with HTML."""
+
+    kind = "plex"
+    PAGE_DEFAULT = 50
+
+    def __init__(self, *, token: str = "plex-token-fake", sections: list[PlexSection] | None
+                 = None, version: str = "1.41.3.9314", **kw: Any):
+        super().__init__(**kw)
+        self.token = token
+        self.version = version
+        self.machine = uuid.uuid4().hex
+        self.sections = sections if sections is not None else [
+            PlexSection("1", "movie", "Movies", ["/media/movies"]),
+            PlexSection("2", "show", "TV Shows", ["/media/tv"])]
+        self.items: dict[str, PlexItem] = {}
+        self._next = 100
+        self.playing = 0
+        self.scans: list[tuple[str, str | None]] = []  # (section key, path or None)
+        self.ignored_scans: list[str] = []  # folders outside the section's locations
+        self.full_scans = 0
+        self.refreshed: list[str] = []  # rating keys
+        self.analyzed: list[str] = []
+        self.emptied: list[str] = []  # section keys whose trash was emptied
+
+    def endpoint(self, method: str, path: str, body: bytes) -> str:
+        path = re.sub(r"^/library/sections/[^/]+/", "/library/sections/{key}/", path)
+        path = re.sub(r"^/library/metadata/[^/]+", "/library/metadata/{id}", path)
+        return f"{method} {path}"
+
+    def unauthorized(self) -> Reply:
+        # Plex answers a bad token with an HTML page even when JSON was asked for.
+        return Reply(401, b"<html><head><title>Unauthorized</title></head><body>"
+                     b"<h1>401 Unauthorized</h1></body></html>", {"Content-Type": "text/html"})
+
+    def _section(self, key: str) -> PlexSection | None:
+        return next((s for s in self.sections if s.key == key), None)
+
+    def _new_key(self) -> str:
+        self._next += 1
+        return str(self._next)
+
+    def handle(self, request: Recorded) -> Reply:
+        path, method = request.path, request.method
+        if path == "/identity" and method == "GET":
+            return json_reply({"MediaContainer": {"size": 0, "claimed": True,
+                                                  "machineIdentifier": self.machine,
+                                                  "version": self.version}})
+        token = request.header("X-Plex-Token") or request.param("X-Plex-Token")
+        if token != self.token:
+            return self.unauthorized()
+        if path == "/library/sections" and method == "GET":
+            return json_reply({"MediaContainer": {"size": len(self.sections), "Directory": [
+                {"key": s.key, "type": s.type, "title": s.title, "refreshing": False,
+                 "agent": "tv.plex.agents.movie", "Location": [
+                     {"id": n + 1, "path": loc} for n, loc in enumerate(s.locations)]}
+                for s in self.sections]}})
+        if path == "/status/sessions" and method == "GET":
+            metadata = [{"type": "movie", "title": "Something"}] * self.playing
+            return json_reply({"MediaContainer": {"size": self.playing,
+                                                  **({"Metadata": metadata} if metadata
+                                                     else {})}})
+        match = re.fullmatch(r"/library/sections/([^/]+)/(refresh|all|emptyTrash)", path)
+        if match:
+            section = self._section(match.group(1))
+            if section is None:
+                return Reply(404)
+            action = match.group(2)
+            if action == "refresh":
+                return self._scan(section, request) if method == "GET" else Reply(404)
+            if action == "all":
+                return self._all(section, request) if method == "GET" else Reply(405)
+            if method != "PUT":
+                return Reply(404)
+            for key, item in list(self.items.items()):
+                if item.section == section.key and item.deleted:
+                    del self.items[key]
+            self.emptied.append(section.key)
+            return Reply(200)
+        match = re.fullmatch(r"/library/metadata/([^/]+)/(refresh|analyze)", path)
+        if match:
+            if method != "PUT":
+                return Reply(405)
+            if match.group(1) not in self.items:
+                return Reply(404)
+            (self.refreshed if match.group(2) == "refresh" else self.analyzed).append(
+                match.group(1))
+            return Reply(200)
+        return Reply(404, b"<html><body>404 Not Found</body></html>",
+                     {"Content-Type": "text/html"})
+
+    def _scan(self, section: PlexSection, request: Recorded) -> Reply:
+        folder = request.param("path")
+        self.scans.append((section.key, folder))
+        if folder is None:
+            self.full_scans += 1
+            for location in section.locations:
+                self._scan_folder(section, location)
+            return Reply(200)
+        if not any(under(folder, loc) for loc in section.locations) or is_video(folder):
+            self.ignored_scans.append(folder)  # 200 all the same; Plex just skips it
+            return Reply(200)
+        self._scan_folder(section, folder)
+        return Reply(200)
+
+    def _scan_folder(self, section: PlexSection, folder: str) -> None:
+        present = set(self.files_under(folder))
+        known = {i.file: i for i in self.items.values() if i.section == section.key}
+        for item in known.values():
+            if item.type != "show" and under(item.file, folder):
+                item.deleted = item.file not in present
+        location = next(loc for loc in section.locations if under(folder, loc))
+        sep = sep_of(location)
+        for file in sorted(present):
+            if not is_video(file) or file in known:
+                continue
+            if section.type == "movie":
+                key = self._new_key()
+                self.items[key] = PlexItem(key, "movie", section.key, file)
+                continue
+            rest = file[len(trailing(location, sep)):]
+            show_folder = trailing(location, sep) + rest.split(sep)[0]
+            show = next((i for i in self.items.values()
+                         if i.type == "show" and i.file == show_folder), None)
+            if show is None:
+                key = self._new_key()
+                show = self.items[key] = PlexItem(key, "show", section.key, show_folder)
+            key = self._new_key()
+            self.items[key] = PlexItem(key, "episode", section.key, file, show=show.rating_key)
+
+    def _all(self, section: PlexSection, request: Recorded) -> Reply:
+        wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
+        rows = [i for k, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
+                if i.section == section.key and (wanted is None or i.type == wanted)]
+        start = int(request.param("X-Plex-Container-Start")
+                    or request.header("X-Plex-Container-Start") or 0)
+        size = int(request.param("X-Plex-Container-Size")
+                   or request.header("X-Plex-Container-Size") or self.PAGE_DEFAULT)
+        page = rows[start:start + size]
+        with_guids = request.param("includeGuids") == "1"
+        metadata = []
+        for item in page:
+            entry: dict[str, Any] = {"ratingKey": item.rating_key,
+                                     "key": f"/library/metadata/{item.rating_key}",
+                                     "type": item.type,
+                                     "title": item.file.rstrip("/\\").rsplit("/", 1)[-1]}
+            if item.type == "show":
+                entry["Location"] = [{"path": item.file}]
+            else:
+                entry["Media"] = [{"id": int(item.rating_key),
+                                   "Part": [{"id": int(item.rating_key), "file": item.file}]}]
+            if with_guids:
+                entry["Guid"] = [{"id": g} for g in item.guids]
+            if item.deleted:
+                entry["deletedAt"] = int(time.time())
+            metadata.append(entry)
+        container: dict[str, Any] = {"size": len(page), "totalSize": len(rows),
+                                     "offset": start, "librarySectionID": section.key}
+        if metadata:
+            container["Metadata"] = metadata
+        return json_reply({"MediaContainer": container})
+
+    def library_files(self) -> set[str]:
+        with self.lock:
+            return {i.file for i in self.items.values() if not i.deleted}
+
+    def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
+        lines = [f"[players.{name}]", 'type = "plex"', f'url = "{self.url}"',
+                 f'token = "{self.token}"']
+        return _toml_tail(lines, mappings, extra)
+
+
+# --- Jellyfin -----------------------------------------------------------------------------
+
+@dataclass
+class JellyfinLibrary:
+    name: str
+    collection_type: str  # movies | tvshows
+    locations: list[str]
+    item_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class JellyfinItem:
+    id: str
+    type: str  # Movie | Series | Episode
+    path: str
+    library: str  # the library's ItemId
+    series_id: str | None = None
+    provider_ids: dict[str, str] = field(default_factory=dict)
+
+
+_MEDIABROWSER_TOKEN = re.compile(r'(?i)\bToken="([^"]*)"')
+
+
+class FakeJellyfin(FakePlayer):
+    """Jellyfin: `Authorization: MediaBrowser ... Token="..."` (legacy X-Emby-Token and
+    api_key are refused, as Jellyfin 12 does), /System/Info/Public without auth,
+    POST /Library/Media/Updated (204; the reported paths are scanned), POST
+    /Items/{id}/Refresh with query parameters (204, 404 unknown), paged /Items listings.
+    With `emby=True` it takes X-Emby-Token instead, as Emby does."""
+
+    kind = "jellyfin"
+
+    def __init__(self, *, token: str = "jellyfin-api-key-fake",
+                 libraries: list[JellyfinLibrary] | None = None, version: str = "10.11.11",
+                 emby: bool = False, admin: bool = True, **kw: Any):
+        super().__init__(**kw)
+        self.token = token
+        self.version = version
+        self.emby = emby
+        self.admin = admin
+        self.server_id = uuid.uuid4().hex
+        self.libraries = libraries if libraries is not None else [
+            JellyfinLibrary("Movies", "movies", ["/media/movies"]),
+            JellyfinLibrary("Shows", "tvshows", ["/media/tv"])]
+        self.items: dict[str, JellyfinItem] = {}
+        self.sessions: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []  # every reported {Path, UpdateType}
+        self.refreshed: list[tuple[str, dict[str, str]]] = []  # (item id, query)
+        self.messages: list[dict[str, Any]] = []
+
+    def endpoint(self, method: str, path: str, body: bytes) -> str:
+        path = re.sub(r"^/Items/[0-9a-fA-F-]{8,}", "/Items/{id}", path)
+        path = re.sub(r"^/Sessions/[^/]+/", "/Sessions/{id}/", path)
+        return f"{method} {path}"
+
+    def _token(self, request: Recorded) -> str | None:
+        if self.emby:
+            return request.header("X-Emby-Token") or request.param("api_key")
+        header = request.header("Authorization") or ""
+        if header.lower().startswith("mediabrowser"):
+            found = _MEDIABROWSER_TOKEN.search(header)
+            return found.group(1) if found else None
+        return None
+
+    def _library_of(self, path: str) -> tuple[JellyfinLibrary, str] | None:
+        for library in self.libraries:
+            for location in library.locations:
+                if under(path, location):
+                    return library, location
+        return None
+
+    def handle(self, request: Recorded) -> Reply:
+        path, method = request.path, request.method
+        lower = path.lower()
+        if lower == "/system/info/public" and method == "GET":
+            return json_reply({"LocalAddress": self.url, "ServerName": "fake-jellyfin",
+                               "Version": self.version,
+                               "ProductName": "Emby Server" if self.emby else
+                               "Jellyfin Server", "Id": self.server_id,
+                               "StartupWizardCompleted": True})
+        if self._token(request) != self.token:
+            return Reply(401)
+        if lower == "/system/info" and method == "GET":
+            return json_reply({"ServerName": "fake-jellyfin", "Version": self.version,
+                               "Id": self.server_id, "OperatingSystem": "Linux"})
+        if lower in ("/library/virtualfolders", "/library/virtualfolders/query") \
+                and method == "GET":
+            if not self.admin:
+                return Reply(403)
+            folders = [{"Name": lib.name, "Locations": list(lib.locations),
+                        "CollectionType": lib.collection_type, "ItemId": lib.item_id}
+                       for lib in self.libraries]
+            return json_reply({"Items": folders, "TotalRecordCount": len(folders)}
+                              if lower.endswith("/query") else folders)
+        if lower == "/library/media/updated" and method == "POST":
+            body = request.json
+            updates = body.get("Updates") if isinstance(body, dict) else None
+            if not isinstance(updates, list):
+                return Reply(400, b'{"title":"One or more validation errors occurred."}',
+                             {"Content-Type": "application/json"})
+            for update in updates:
+                self.updates.append(dict(update))
+                self._rescan(str(update.get("Path", "")))
+            return Reply(200 if self.emby else 204)
+        if lower == "/items" and method == "GET":
+            return self._items(request)
+        match = re.fullmatch(r"/Items/([^/]+)/Refresh", path, flags=re.IGNORECASE)
+        if match and method == "POST":
+            if not self.admin:
+                return Reply(403)
+            if match.group(1) not in self.items:
+                return Reply(404)
+            self.refreshed.append((match.group(1), {k: v[0] for k, v in request.query.items()}))
+            return Reply(204)
+        match = re.fullmatch(r"/Items/([^/]+)", path, flags=re.IGNORECASE)
+        if match and method == "GET":
+            item = self.items.get(match.group(1))
+            return json_reply(self._dto(item, {"Path", "ProviderIds"})) if item else Reply(404)
+        if lower == "/sessions" and method == "GET":
+            return json_reply(self.sessions)
+        match = re.fullmatch(r"/Sessions/([^/]+)/Message", path, flags=re.IGNORECASE)
+        if match and method == "POST":
+            self.messages.append({"session": match.group(1), **(request.json or {}),
+                                  **{k: v[0] for k, v in request.query.items()}})
+            return Reply(204)
+        return Reply(404)
+
+    def _rescan(self, path: str) -> None:
+        """What the library monitor does with a reported path (without its debounce)."""
+        place = self._library_of(path)
+        if place is None:
+            return
+        library, location = place
+        present = set(self.files_under(path)) | ({path} if path in self.files else set())
+        for item_id, item in list(self.items.items()):
+            if item.type != "Series" and under(item.path, path) and item.path not in present:
+                del self.items[item_id]
+        known = {i.path for i in self.items.values()}
+        sep = sep_of(location)
+        for file in sorted(present):
+            if not is_video(file) or file in known:
+                continue
+            if library.collection_type == "movies":
+                new = uuid.uuid4().hex
+                self.items[new] = JellyfinItem(new, "Movie", file, library.item_id)
+                continue
+            rest = file[len(trailing(location, sep)):]
+            show_folder = trailing(location, sep) + rest.split(sep)[0]
+            series = next((i for i in self.items.values()
+                           if i.type == "Series" and i.path == show_folder), None)
+            if series is None:
+                new = uuid.uuid4().hex
+                series = self.items[new] = JellyfinItem(new, "Series", show_folder,
+                                                        library.item_id)
+            new = uuid.uuid4().hex
+            self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
+                                           series_id=series.id)
+
+    def _dto(self, item: JellyfinItem, fields: set[str]) -> dict[str, Any]:
+        dto: dict[str, Any] = {"Id": item.id, "Type": item.type, "ServerId": self.server_id,
+                               "Name": item.path.rstrip("/\\").rsplit("/", 1)[-1]}
+        if "Path" in fields:
+            dto["Path"] = item.path
+        if "ProviderIds" in fields:
+            dto["ProviderIds"] = dict(item.provider_ids)
+        if item.series_id:
+            dto["SeriesId"] = item.series_id
+        return dto
+
+    def _items(self, request: Recorded) -> Reply:
+        parent = request.param("parentId") or request.param("ParentId")
+        types = request.values("includeItemTypes")
+        fields = request.values("fields")
+        rows = [i for i in self.items.values()
+                if (parent is None or i.library == parent)
+                and (not types or i.type in types)]
+        if self.emby and request.param("Path"):
+            rows = [i for i in rows if i.path == request.param("Path")]
+        rows.sort(key=lambda i: i.path)
+        start = int(request.param("startIndex") or request.param("StartIndex") or 0)
+        limit = request.param("limit") or request.param("Limit")
+        page = rows[start:None if limit is None else start + int(limit)]
+        return json_reply({"Items": [self._dto(i, fields) for i in page],
+                           "TotalRecordCount": len(rows), "StartIndex": start})
+
+    def library_files(self) -> set[str]:
+        with self.lock:
+            return {i.path for i in self.items.values()}
+
+    def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
+        kind = "emby" if self.emby else "jellyfin"
+        lines = [f"[players.{name}]", f'type = "{kind}"', f'url = "{self.url}"',
+                 f'token = "{self.token}"']
+        return _toml_tail(lines, mappings, extra)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def _toml_tail(lines: list[str], mappings: Iterable[tuple[str, str]],
+               extra: dict[str, Any]) -> str:
+    for key, value in extra.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    pairs = [f"{{ metarr = {json.dumps(m)}, player = {json.dumps(p)} }}" for m, p in mappings]
+    if pairs:
+        lines.append("mappings = [ " + ", ".join(pairs) + " ]")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["FAULTS", "FakeJellyfin", "FakeKodi", "FakePlayer", "FakePlex", "JellyfinLibrary",
+           "PlexSection", "Recorded", "Reply"]
