@@ -144,6 +144,11 @@ class HttpClient:
             raise _retry_error(self.base, exc) from _quiet(exc)
         except requests.exceptions.ConnectionError as exc:
             text = str(exc)
+            if "Read timed out" in text:
+                # With a Retry configured, urllib3 wraps a read timeout in MaxRetryError,
+                # which requests raises as ConnectionError: the player is up but hung.
+                raise PlayerTimeout(f"{self.base} did not answer within {self.timeout:g} s"
+                                    ) from _quiet(exc)
             if "Connection refused" in text or "Errno 111" in text:
                 raise PlayerOffline(f"{self.base} refused the connection (player offline?)"
                                     ) from _quiet(exc)
