@@ -1,0 +1,462 @@
+"""Plex Media Server adapter (REST, JSON).
+
+What Plex needs to show what Metarr published (see ../shared/PLAYERS.md, Plex section):
+- new items: a *partial scan* of their folder, `GET /library/sections/{key}/refresh?path=`,
+  once per distinct folder, in every section whose locations contain the folder;
+- changed items Plex already has: `PUT /library/metadata/{ratingKey}/refresh` (a scan does
+  not pick up rewritten NFO/artwork of an unchanged video), optionally `.../analyze`;
+- removed items: a partial scan of their folder (Plex marks them missing), then, guarded,
+  `PUT /library/sections/{key}/emptyTrash`.
+
+Plex answers 200 to a partial scan of a folder outside every section and then ignores it,
+so this adapter checks every folder against the sections' `Location` paths itself.
+The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metarr_sync import __version__
+from metarr_sync.config import PlayerConfig, SyncConfig
+from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join
+from metarr_sync.players.base import (
+    AuthFailed,
+    Outcome,
+    Player,
+    ProbeResult,
+    ProbeStep,
+    ProtocolError,
+)
+from metarr_sync.players.http import HttpClient
+
+log = logging.getLogger("metarr_sync.plex")
+
+#: Plex metadata types used in `/library/sections/{key}/all?type=`.
+TYPE_MOVIE, TYPE_SHOW, TYPE_EPISODE = 1, 2, 4
+#: Which listing finds an item of each Metarr kind, and which section type holds it.
+LISTING_TYPE = {"movie": TYPE_MOVIE, "series": TYPE_SHOW, "episode": TYPE_EPISODE}
+SECTION_TYPE = {"movie": "movie", "series": "show", "episode": "show"}
+#: Items per page when listing a section: big TV sections hold tens of thousands of
+#: episodes, and one huge answer risks the timeout.
+PAGE_SIZE = 1000
+#: Old Plex agents spell provider ids inside `guid` ("com.plexapp.agents.imdb://tt1?lang=en").
+_LEGACY_GUID = re.compile(r"^com\.plexapp\.agents\.(imdb|themoviedb|thetvdb)://([^?/]+)")
+_LEGACY_NAMES = {"imdb": "imdb", "themoviedb": "tmdb", "thetvdb": "tvdb"}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def machine_id() -> str:
+    """A stable identifier of this machine (systemd's machine-id where there is one)."""
+    for candidate in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(candidate).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text:
+            return text
+    return f"{socket.gethostname()}-{uuid.getnode():012x}"
+
+
+def client_identifier(player_name: str, machine: str | None = None) -> str:
+    """The X-Plex-Client-Identifier: the same for one player on one machine, every run.
+
+    Plex lists every new identifier as a new device under "Authorized Devices", so it
+    must not change between runs.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL,
+                          f"metarr-sync:{player_name}:{machine or machine_id()}"))
+
+
+# --- paths as Plex spells them -----------------------------------------------------------
+
+def _windows(path: str) -> bool:
+    return "\\" in path or bool(_DRIVE.match(path))
+
+
+def _parts(path: str, fold: bool) -> list[str]:
+    """Path components; case-folded for Windows servers, whose file systems ignore case."""
+    parts = [p for p in re.split(r"[\\/]", path) if p]
+    return [p.casefold() for p in parts] if fold else parts
+
+
+def components_below(path: str, location: str) -> list[str] | None:
+    """The components of `path` below `location`, or None when it is not inside it.
+
+    Whole components only: `/Movies4K/x` is not inside `/Movies`. A Windows location
+    (`S:\\Movies`, `S:\\`) compares without regard to case or separator.
+    """
+    fold = _windows(location)
+    loc = _parts(location, fold)
+    here = _parts(path, fold)
+    if here[: len(loc)] != loc:
+        return None
+    return [p for p in re.split(r"[\\/]", path) if p][len(loc):]
+
+
+def same_path(a: str, b: str) -> bool:
+    fold = _windows(a) or _windows(b)
+    return _parts(a, fold) == _parts(b, fold)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One Plex library section with the folders it covers."""
+
+    key: str
+    type: str
+    title: str
+    locations: tuple[str, ...]
+
+    def place(self, folder: str) -> str | None:
+        """`folder` as this section's server spells it, or None when outside every location.
+
+        The separator comes from the location (a Windows server uses `\\`); a drive root
+        location `S:\\` gives `S:\\Movies`, never `S:\\\\Movies`.
+        """
+        for location in self.locations:
+            rest = components_below(folder, location)
+            if rest is not None:
+                return join(location, rest, PathStyle.of(location))
+        return None
+
+    def is_location(self, folder: str) -> bool:
+        return any(same_path(folder, loc) for loc in self.locations)
+
+
+@dataclass
+class Entry:
+    """One item of a section listing, reduced to what matching needs."""
+
+    rating_key: str
+    files: list[str] = field(default_factory=list)  # Media[].Part[].file, or show Location
+    guids: set[str] = field(default_factory=set)  # "imdb://tt0133093", "tmdb://603"
+    deleted: bool = False  # carries deletedAt: Plex marked it missing
+
+
+@dataclass
+class Listing:
+    """A section listing of one type, indexed by file path and provider id."""
+
+    entries: list[Entry] = field(default_factory=list)
+
+    def by_path(self, path: str) -> list[Entry]:
+        return [e for e in self.entries if any(same_path(path, f) for f in e.files)]
+
+    def by_guid(self, ids: dict[str, str]) -> list[Entry]:
+        wanted = {f"{k}://{v}" for k, v in ids.items() if k in ("imdb", "tmdb", "tvdb") and v}
+        return [e for e in self.entries if wanted & e.guids] if wanted else []
+
+
+def _entry(meta: dict[str, Any]) -> Entry | None:
+    key = meta.get("ratingKey")
+    if key is None:
+        return None
+    files = [part["file"] for media in meta.get("Media") or []
+             for part in media.get("Part") or [] if isinstance(part.get("file"), str)]
+    files += [loc["path"] for loc in meta.get("Location") or [] if isinstance(loc.get("path"), str)]
+    guids = {g["id"] for g in meta.get("Guid") or [] if isinstance(g.get("id"), str)}
+    legacy = _LEGACY_GUID.match(str(meta.get("guid") or ""))
+    if legacy:
+        guids.add(f"{_LEGACY_NAMES[legacy.group(1)]}://{legacy.group(2)}")
+    return Entry(str(key), files, guids, deleted=meta.get("deletedAt") is not None)
+
+
+def _container(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("MediaContainer"), dict):
+        raise ProtocolError(f"{what} is not a Plex answer (no MediaContainer)")
+    return data["MediaContainer"]
+
+
+# --- the adapter -------------------------------------------------------------------------
+
+class PlexPlayer(Player):
+    type_name = "plex"
+    #: Plex scans and refreshes in the background: check deliveries on a later run.
+    verify_after = 120.0
+
+    def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False,
+                 sleep: Callable[[float], None] = time.sleep):
+        super().__init__(config, sync, dry_run=dry_run)
+        headers = {
+            "Accept": "application/json",
+            "X-Plex-Client-Identifier": client_identifier(config.name),
+            "X-Plex-Product": "metarr-sync",
+            "X-Plex-Version": __version__,
+        }
+        if config.token_value:
+            headers["X-Plex-Token"] = config.token_value
+        self.http = HttpClient(config, sync, dry_run=dry_run, headers=headers)
+        self.commands = self.http.commands  # one list: what --dry-run prints
+        self._sleep = sleep
+        self._sections: list[Section] | None = None
+        self._listings: dict[tuple[str, int], Listing] = {}
+        self._scanned: dict[str, list[str]] = {}  # section key -> folders scanned this run
+        self._refreshed: set[str] = set()  # ratingKeys refreshed this run
+        #: section key -> None (empty its trash in finish()) or why not, once removals
+        #: were scanned there and clean_deleted is on
+        self._trash: dict[str, str | None] = {}
+        self._scans_sent = 0
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            return self.http.json("GET", path, params=params)
+        finally:
+            self.requests = self.http.requests
+
+    def _send(self, method: str, path: str, params: dict[str, Any] | None = None) -> None:
+        """A state-changing call: recorded, and under --dry-run not sent."""
+        try:
+            self.http.request(method, path, params=params, mutating=True)
+        finally:
+            self.requests = self.http.requests
+
+    # -- discovery ---------------------------------------------------------------------
+
+    def probe(self) -> ProbeResult:
+        result = ProbeResult()
+        identity = _container(self._get("/identity"), f"{self.http.base}/identity")
+        result.version = str(identity.get("version") or "")
+        result.api_version = result.version
+        result.steps.append(ProbeStep(
+            "reachable", True, f"Plex Media Server {result.version or '(version unknown)'}"))
+        sections = self.sections()
+        result.steps.append(ProbeStep(
+            "token", True, f"{len(sections)} librar{'y' if len(sections) == 1 else 'ies'}: "
+            + ", ".join(f"{s.title} ({s.type})" for s in sections)))
+        result.roots = [loc for s in sections for loc in s.locations]
+        return result
+
+    def sections(self) -> list[Section]:
+        """The library sections and their folders, read once per run."""
+        if self._sections is None:
+            try:
+                data = self._get("/library/sections")
+            except AuthFailed:
+                raise AuthFailed(f"Plex at {self.http.base} rejected the token (HTTP 401): "
+                                 "set a valid X-Plex-Token for this player") from None
+            container = _container(data, f"{self.http.base}/library/sections")
+            found = []
+            for raw in container.get("Directory") or []:
+                locations = tuple(loc["path"] for loc in raw.get("Location") or []
+                                  if isinstance(loc.get("path"), str) and loc["path"])
+                found.append(Section(str(raw.get("key")), str(raw.get("type", "")),
+                                     str(raw.get("title", "")), locations))
+            self._sections = found
+        return self._sections
+
+    def is_playing(self) -> bool:
+        container = _container(self._get("/status/sessions"),
+                               f"{self.http.base}/status/sessions")
+        size = container.get("size")
+        if isinstance(size, int):
+            return size > 0
+        return bool(container.get("Metadata"))
+
+    def listing(self, section: Section, plex_type: int) -> Listing:
+        """Every item of one type in a section, with files and provider ids (once per run)."""
+        cache_key = (section.key, plex_type)
+        if cache_key not in self._listings:
+            found = Listing()
+            start = 0
+            while True:
+                container = _container(
+                    self._get(f"/library/sections/{section.key}/all", {
+                        "type": plex_type, "includeGuids": 1,
+                        "X-Plex-Container-Start": start, "X-Plex-Container-Size": PAGE_SIZE}),
+                    f"the listing of Plex library {section.title!r}")
+                page = container.get("Metadata") or []
+                found.entries.extend(e for e in map(_entry, page) if e is not None)
+                start += len(page)
+                total = container.get("totalSize")
+                if not page or len(page) < PAGE_SIZE or (isinstance(total, int)
+                                                         and start >= total):
+                    break
+            self._listings[cache_key] = found
+        return self._listings[cache_key]
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def _where(self, target: Target) -> tuple[list[tuple[Section, str]], str | None]:
+        """The sections (with the folder as each spells it) that should scan `target`,
+        or a reason why no scan may be sent."""
+        folder = target.folder
+        if target.folder_is_root:
+            return [], (f"refusing to scan {folder}: it is the library root itself, and "
+                        "one item never justifies a whole-library scan")
+        wanted = SECTION_TYPE[target.item.kind]
+        places: list[tuple[Section, str]] = []
+        other: list[tuple[Section, str]] = []
+        for section in self.sections():
+            try:
+                spelled = section.place(folder)
+            except MappingError as exc:  # a name a Windows server cannot hold
+                return [], f"{folder} cannot be scanned on this Plex server: {exc}"
+            if spelled is None:
+                continue
+            if section.is_location(folder):
+                return [], (f"refusing to scan {folder}: it is the whole location of Plex "
+                            f"library {section.title!r}, and one item never justifies a "
+                            "whole-library scan")
+            (places if section.type == wanted else other).append((section, spelled))
+        if places:
+            return places, None
+        if other:
+            names = ", ".join(f"{s.title!r} ({s.type})" for s, _ in other)
+            return [], (f"{folder} is not in any Plex {wanted} library, only in {names}")
+        locations = ", ".join(loc for s in self.sections() for loc in s.locations) or "none"
+        return [], (f"{folder} is not in any Plex library (library folders: {locations}); "
+                    "check the path mapping")
+
+    def apply(self, batch: Sequence[Target]) -> list[Outcome]:
+        failed: dict[str, str] = {}
+        scans: dict[str, tuple[Section, list[str]]] = {}
+        refreshes: list[str] = []
+        for target in batch:
+            places, reason = self._where(target)
+            if reason:
+                failed[target.key] = reason
+                continue
+            for section, folder in places:
+                if target.item.removed:
+                    # The scan marks the item missing; the trash is emptied in finish().
+                    need_scan = True
+                    refused = self._trash_refusal(section)
+                    if refused:
+                        failed.setdefault(target.key, refused)
+                else:
+                    need_scan = self._plan_update(target, section, refreshes)
+                if need_scan:
+                    scans.setdefault(section.key, (section, []))[1].append(folder)
+        # Scans first, one at a time; then refreshes of items Plex already has.
+        for section, folders in scans.values():
+            for folder in collapse_folders(folders):
+                self._scan(section, folder)
+        for rating_key in refreshes:
+            self._refresh(rating_key)
+        return [Outcome(t.key, "failed", failed[t.key]) if t.key in failed
+                else Outcome(t.key, "synced") for t in batch]
+
+    def _plan_update(self, target: Target, section: Section, refreshes: list[str]) -> bool:
+        """Queue refreshes of the items Plex has for `target`; True when a scan is needed."""
+        listing = self.listing(section, LISTING_TYPE[target.item.kind])
+        by_path = listing.by_path(target.path)
+        found = by_path or listing.by_guid(target.item.ids)
+        for entry in found:
+            if entry.rating_key not in self._refreshed:
+                self._refreshed.add(entry.rating_key)
+                refreshes.append(entry.rating_key)
+        # Not there yet, or there under another path (Metarr renamed or moved the file):
+        # a scan adds the file at its new place.
+        return not by_path
+
+    def _scan(self, section: Section, folder: str) -> None:
+        done = self._scanned.setdefault(section.key, [])
+        if any(components_below(folder, earlier) is not None for earlier in done):
+            return  # this folder, or one holding it, was already scanned in this run
+        if self._scans_sent and self.config.scan_delay and not self.dry_run:
+            # Plex drops scans when flooded: space them out.
+            self._sleep(self.config.scan_delay)
+        self._send("GET", f"/library/sections/{section.key}/refresh", {"path": folder})
+        done.append(folder)
+        self._scans_sent += 1
+
+    def _refresh(self, rating_key: str) -> None:
+        self._send("PUT", f"/library/metadata/{rating_key}/refresh")
+        if self.config.analyze:
+            self._send("PUT", f"/library/metadata/{rating_key}/analyze")
+
+    def _trash_refusal(self, section: Section) -> str | None:
+        """Why the trash of `section` must not be emptied in this run, or None when it may.
+
+        An offline disk or share makes Plex mark everything on it missing; emptying the
+        trash then deletes all of it from Plex (watch history, collections, edits). So the
+        trash is only emptied when at most `max_trash_items` items of the section already
+        carry deletedAt in its listing. Decided once per section and run, here in apply()
+        rather than in finish(), so that the refusal is recorded with the removed items
+        themselves (a removal recorded as synced is no longer in the queue to re-judge).
+        """
+        if not self.sync.clean_deleted:
+            return None
+        if section.key not in self._trash:
+            missing = self._missing(section)
+            limit = self.config.max_trash_items
+            why = None
+            if missing > limit:
+                why = (f"Plex trash of library {section.title!r} not emptied: {missing} items "
+                       f"there are already marked missing, more than max_trash_items = "
+                       f"{limit}; is a disk or network share offline? Check in Plex, then "
+                       "empty its trash yourself or raise max_trash_items")
+                log.warning("%s: %s", self.name, why)
+            self._trash[section.key] = why
+        return self._trash[section.key]
+
+    def _missing(self, section: Section) -> int:
+        """Items of `section` carrying deletedAt, from the listings of this run."""
+        types = (TYPE_MOVIE,) if section.type == "movie" else (TYPE_SHOW, TYPE_EPISODE)
+        if not any((section.key, t) in self._listings for t in types):
+            types = types[-1:]  # nothing listed yet: the finest-grained listing suffices
+        keys = {e.rating_key for t in types for e in self.listing(section, t).entries
+                if e.deleted}
+        return len(keys)
+
+    def finish(self) -> list[Outcome]:
+        """Empty the trash of every section where removed items were scanned, unless the
+        guard (see _trash_refusal) refused it; the refusal was reported with the items."""
+        for section in self.sections():
+            if section.key in self._trash and self._trash[section.key] is None:
+                self._send("PUT", f"/library/sections/{section.key}/emptyTrash")
+        return []
+
+    # -- checking ----------------------------------------------------------------------
+
+    def verify(self, targets: Sequence[Target]) -> list[Outcome]:
+        """Is every delivered item now in Plex at its path (or by provider id)?"""
+        self._listings.clear()  # scans happened since any earlier listing: read afresh
+        outcomes = []
+        for target in targets:
+            if target.item.removed:
+                outcomes.append(Outcome(target.key, "synced"))
+                continue
+            places, reason = self._where(target)
+            if reason:
+                outcomes.append(Outcome(target.key, "unverified",
+                                        f"Plex ignored the scan: {reason}"))
+                continue
+            seen = False
+            for section, _ in places:
+                listing = self.listing(section, LISTING_TYPE[target.item.kind])
+                if listing.by_path(target.path) or listing.by_guid(target.item.ids):
+                    seen = True
+                    break
+            if seen:
+                outcomes.append(Outcome(target.key, "synced"))
+            else:
+                scanned = ", ".join(f"{folder} in library {section.title!r}"
+                                    for section, folder in places)
+                outcomes.append(Outcome(target.key, "unverified", (
+                    f"Plex has no item at {target.path} after the scan of {scanned}: "
+                    "is the file readable by Plex and named the way Plex expects?")))
+        return outcomes
+
+    def scan_all(self) -> None:
+        """targeted_updates = false: scan every movie and TV library in full."""
+        for section in self.sections():
+            if section.type in ("movie", "show"):
+                self._send("GET", f"/library/sections/{section.key}/refresh")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+__all__ = ["PlexPlayer", "Section", "client_identifier", "components_below", "machine_id"]
