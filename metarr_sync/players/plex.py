@@ -102,9 +102,13 @@ def components_below(path: str, location: str) -> list[str] | None:
     return [p for p in re.split(r"[\\/]", path) if p][len(loc):]
 
 
+def path_key(path: str) -> tuple[str, ...]:
+    """A path's identity for comparison: its components, case-folded on Windows."""
+    return tuple(_parts(path, _windows(path)))
+
+
 def same_path(a: str, b: str) -> bool:
-    fold = _windows(a) or _windows(b)
-    return _parts(a, fold) == _parts(b, fold)
+    return path_key(a) == path_key(b)
 
 
 @dataclass(frozen=True)
@@ -144,16 +148,38 @@ class Entry:
 
 @dataclass
 class Listing:
-    """A section listing of one type, indexed by file path and provider id."""
+    """A section listing of one type, indexed by file path and provider id.
+
+    The indexes are built on first use: a TV section can list tens of thousands of
+    episodes, looked up once per item of the run.
+    """
 
     entries: list[Entry] = field(default_factory=list)
+    _paths: dict[tuple[str, ...], list[Entry]] | None = field(default=None, repr=False)
+    _guids: dict[str, list[Entry]] | None = field(default=None, repr=False)
 
     def by_path(self, path: str) -> list[Entry]:
-        return [e for e in self.entries if any(same_path(path, f) for f in e.files)]
+        if self._paths is None:
+            self._paths = {}
+            for entry in self.entries:
+                for file in entry.files:
+                    found = self._paths.setdefault(path_key(file), [])
+                    if entry not in found:
+                        found.append(entry)
+        return list(self._paths.get(path_key(path), []))
 
     def by_guid(self, ids: dict[str, str]) -> list[Entry]:
-        wanted = {f"{k}://{v}" for k, v in ids.items() if k in ("imdb", "tmdb", "tvdb") and v}
-        return [e for e in self.entries if wanted & e.guids] if wanted else []
+        if self._guids is None:
+            self._guids = {}
+            for entry in self.entries:
+                for guid in entry.guids:
+                    self._guids.setdefault(guid, []).append(entry)
+        found: list[Entry] = []
+        for kind in ("imdb", "tmdb", "tvdb"):
+            if ids.get(kind):
+                found += [e for e in self._guids.get(f"{kind}://{ids[kind]}", [])
+                          if e not in found]
+        return found
 
 
 def _entry(meta: dict[str, Any]) -> Entry | None:
@@ -413,9 +439,9 @@ class PlexPlayer(Player):
     def finish(self) -> list[Outcome]:
         """Empty the trash of every section where removed items were scanned, unless the
         guard (see _trash_refusal) refused it; the refusal was reported with the items."""
-        for section in self.sections():
-            if section.key in self._trash and self._trash[section.key] is None:
-                self._send("PUT", f"/library/sections/{section.key}/emptyTrash")
+        for section_key, refused in self._trash.items():
+            if refused is None:
+                self._send("PUT", f"/library/sections/{section_key}/emptyTrash")
         return []
 
     # -- checking ----------------------------------------------------------------------
