@@ -296,6 +296,11 @@ def validate_url(url: str) -> str | None:
     return None
 
 
+def hide_userinfo(url: str) -> str:
+    """`url` with any `user:password@` masked: a message must never echo a password."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1••••@", url)
+
+
 def is_absolute_any(path: str) -> bool:
     """Absolute in any of the players' path styles: POSIX, Windows or URL (smb://...)."""
     return (
@@ -380,7 +385,7 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
     elif _check_type(url, str, f"{where}.url", problems):
         reason = validate_url(url)
         if reason:
-            problems.append(f"{where}.url: {url!r} {reason}")
+            problems.append(f"{where}.url: {hide_userinfo(url)!r} {reason}")
         player.url = url.rstrip("/")
     for key, typ in (("enabled", bool), ("verify_tls", bool), ("verify", bool),
                      ("analyze", bool), ("username", str), ("group", str),
@@ -399,6 +404,11 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
         if raw["max_trash_items"] < 0:
             problems.append(f"{where}.max_trash_items: must not be negative")
         player.max_trash_items = raw["max_trash_items"]
+    if player.ca_bundle is not None:
+        bundle = Path(player.ca_bundle).expanduser()
+        if not player.ca_bundle.strip() or not bundle.exists():
+            problems.append(f"{where}.ca_bundle: {player.ca_bundle!r} does not exist "
+                            "(a PEM file of the CA that signed the player's certificate)")
     if player.refresh_mode not in REFRESH_MODES:
         problems.append(f"{where}.refresh_mode: must be one of {', '.join(REFRESH_MODES)}")
     for key in ("password", "token"):
