@@ -226,6 +226,30 @@ def test_the_tool_cannot_write_metarrs_database(backend):
     assert backend.items()[f"movie:{heat}"].title == "Heat"
 
 
+def test_metarrs_player_setup_reads_the_same(backend):
+    # `players import` reads these; PostgreSQL hands back real booleans, SQLite 0/1.
+    db = backend.db
+    truth = (lambda v: v) if backend.name == "postgres" else int
+    group = db._insert("media_player_groups", name="Living room", type="kodi", max_members=3,
+                       enabled=truth(True), skip_active=truth(False))
+    db._insert("media_players", group_id=group, name="Lounge Kodi", type="kodi",
+               host="192.168.1.20", http_port=8080, username="kodi", password="kodi-pw",
+               enabled=truth(False))
+    db._insert("media_player_group_path_mappings", group_id=group,
+               metarr_path="/data/media", player_path="smb://nas/media")
+    source = backend.open()
+    try:
+        setup = source.player_setup()
+    finally:
+        source.close()
+    assert [(g.name, g.type, g.enabled, g.skip_active) for g in setup.groups] == [
+        ("Living room", "kodi", True, False)]
+    assert [(p.name, p.host, p.http_port, p.username, p.password, p.enabled)
+            for p in setup.players] == [
+        ("Lounge Kodi", "192.168.1.20", 8080, "kodi", "kodi-pw", False)]
+    assert setup.mappings == [(group, "/data/media", "smb://nas/media")]
+
+
 def test_missing_table_and_missing_column_are_named(backend):
     db = backend.db
     db.conn.execute("DROP TABLE library_audio_files")
