@@ -200,6 +200,16 @@ def _retry_error(base: str, exc: requests.exceptions.RetryError) -> PlayerError:
 
 
 def check_status(response: requests.Response, base: str) -> None:
+    try:
+        _check_status(response, base)
+    except PlayerError as exc:
+        # The HTTP status, for adapters that must tell one item's 404 from a 403 that
+        # concerns the whole player (e.g. Jellyfin: item gone vs. token lacks rights).
+        exc.status = response.status_code  # type: ignore[attr-defined]
+        raise
+
+
+def _check_status(response: requests.Response, base: str) -> None:
     code = response.status_code
     if 200 <= code < 300:
         return
