@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -499,6 +499,12 @@ def _clip(text: str, limit: int = 300) -> str:
 def _shown(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@cache
+def shared_spec(name: str) -> Spec:
+    """A spec from ../shared/specs, loaded once per test session (they are large)."""
+    return load_spec(find_spec(name))
 
 
 def spec_dirs(repo_root: Path) -> Sequence[Path]:
