@@ -1,0 +1,552 @@
+"""Jellyfin (and Emby) over REST: targeted refreshes of changed items, one media report per batch.
+
+What the servers really do (../shared/PLAYERS.md, Jellyfin section):
+- Jellyfin 12 accepts only `Authorization: MediaBrowser ..., Token="..."`; the legacy
+  X-Emby-Token is rejected with a 401 that looks exactly like a revoked key. Emby still
+  wants X-Emby-Token.
+- `POST /Library/Media/Updated` takes a list: all new/removed paths of a batch go in one
+  request. Jellyfin stores movies by *file* path; a movie *folder* walks up to the library
+  root and rescans the whole library, so we always report the file.
+- Items it already has are refreshed with `POST /Items/{id}/Refresh`, whose parameters are
+  query-string only and default to None/None (a bare call does almost nothing).
+- Jellyfin cannot search by path or provider id: we list each library once per run
+  (paged) and match ourselves. Emby can (`/Items?Path=`, `AnyProviderIdEquals=`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from metarr_sync import __version__
+from metarr_sync.config import PlayerConfig, SyncConfig
+from metarr_sync.plan import Target, is_under, strip_trailing
+from metarr_sync.players.base import (
+    AuthFailed,
+    Outcome,
+    Player,
+    PlayerError,
+    ProbeResult,
+    ProbeStep,
+    ProtocolError,
+    Rejected,
+)
+from metarr_sync.players.http import HttpClient
+
+log = logging.getLogger("metarr_sync.jellyfin")
+
+CLIENT = "metarr-sync"
+PAGE_SIZE = 500
+MESSAGE_MS = 5000
+#: Jellyfin item type for each Metarr item kind.
+ITEM_TYPE = {"movie": "Movie", "series": "Series", "episode": "Episode"}
+#: Metarr's provider id names → Jellyfin's ProviderIds keys.
+PROVIDERS = {"tmdb": "Tmdb", "imdb": "Imdb", "tvdb": "Tvdb"}
+
+
+def machine_id() -> str:
+    """An id of this machine that survives restarts (systemd/dbus), else the host name."""
+    for candidate in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(candidate).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    node = uuid.getnode()
+    if not node & (1 << 40):  # bit 40 set: a random stand-in, different on every start
+        return f"{node:012x}"
+    return socket.gethostname()
+
+
+def device_id(player_name: str) -> str:
+    """A DeviceId stable across runs, distinct per player, revealing nothing.
+
+    Jellyfin keys sessions and device entries by it: a new id every run would pile up
+    devices in the dashboard.
+    """
+    digest = hashlib.sha256(f"{CLIENT}\0{machine_id()}\0{player_name}".encode())
+    return digest.hexdigest()[:32]
+
+
+def authorization(token: str, player_name: str) -> str:
+    """The `Authorization: MediaBrowser ...` value; Jellyfin URL-decodes every value."""
+    fields = {
+        "Client": CLIENT,
+        "Device": socket.gethostname() or "metarr-sync",
+        "DeviceId": device_id(player_name),
+        "Version": __version__,
+        "Token": token,
+    }
+    return "MediaBrowser " + ", ".join(f'{k}="{quote(v, safe="")}"' for k, v in fields.items())
+
+
+@dataclass
+class Library:
+    """One Jellyfin library (a "virtual folder") as the server lists it."""
+
+    name: str
+    locations: list[str]
+    item_id: str | None
+    collection_type: str | None
+
+    def holds(self, path: str) -> bool:
+        return any(is_under(path, loc) for loc in self.locations)
+
+    def describe(self) -> str:
+        return f"{self.name!r} ({', '.join(self.locations) or 'no folders'})"
+
+    @property
+    def item_types(self) -> list[str]:
+        kind = (self.collection_type or "").lower()
+        if kind == "movies":
+            return ["Movie"]
+        if kind == "tvshows":
+            return ["Series", "Episode"]
+        return ["Movie", "Series", "Episode"]
+
+
+@dataclass
+class Index:
+    """A library's items, for matching by exact path or by provider id."""
+
+    by_path: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_provider: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, item: dict[str, Any]) -> None:
+        path = item.get("Path")
+        if isinstance(path, str) and path:
+            self.by_path.setdefault(strip_trailing(path), []).append(item)
+        kind = str(item.get("Type") or "")
+        for key, value in (item.get("ProviderIds") or {}).items():
+            if value:
+                self.by_provider.setdefault((kind, key.lower(), str(value).strip()),
+                                            []).append(item)
+
+    def at_path(self, path: str, kind: str) -> list[dict[str, Any]]:
+        """Items of `kind` whose Path is exactly `path` (case-sensitive, as stored)."""
+        return [i for i in self.by_path.get(strip_trailing(path), [])
+                if i.get("Type") in (kind, None)]
+
+    def with_ids(self, ids: dict[str, str], kind: str) -> list[dict[str, Any]]:
+        """Items of `kind` sharing any tmdb/imdb/tvdb id with Metarr's item."""
+        found: dict[str, dict[str, Any]] = {}
+        for provider, value in ids.items():
+            if provider.lower() in PROVIDERS and value:
+                for i in self.by_provider.get((kind, provider.lower(), str(value).strip()), []):
+                    found[str(i.get("Id"))] = i
+        return list(found.values())
+
+
+class JellyfinPlayer(Player):
+    type_name: ClassVar[str] = "jellyfin"
+    product: ClassVar[str] = "Jellyfin"
+    #: Jellyfin reports debounce media paths (~60 s) and scans in the background:
+    #: deliveries are checked on a later run, once this many seconds have passed.
+    verify_after = 180.0
+
+    def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
+        super().__init__(config, sync, dry_run=dry_run)
+        self.http = HttpClient(config, sync, dry_run=dry_run, headers=self.auth_headers())
+        # The engine reads .requests/.commands: share the client's counters.
+        self.commands = self.http.commands
+        self._libraries: list[Library] | None = None
+        self._indexes: dict[str, Index] = {}
+        self.device = device_id(config.name)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @property  # type: ignore[override]
+    def requests(self) -> int:
+        return self.http.requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:  # the base class initialises it to 0
+        pass
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.config.token_value:
+            headers["Authorization"] = authorization(self.config.token_value, self.config.name)
+        return headers
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.http.json("GET", path, params=params)
+
+    # --- discovery ------------------------------------------------------------------------
+
+    def probe(self) -> ProbeResult:
+        result = ProbeResult()
+        public = self._get("/System/Info/Public")
+        if not isinstance(public, dict):
+            raise ProtocolError(f"{self.http.base} does not answer like a {self.product} "
+                                "server (/System/Info/Public is not a JSON object)")
+        self._check_product(str(public.get("ProductName") or ""))
+        result.version = str(public.get("Version") or "")
+        result.steps.append(ProbeStep("reachable", True, " ".join(filter(None, (
+            str(public.get("ProductName") or self.product), result.version,
+            f"({public['ServerName']})" if public.get("ServerName") else None)))))
+        if not self.config.token_value:
+            raise AuthFailed(f"no API key configured for {self.name}: create one in "
+                             f"{self.product}'s dashboard (API Keys) and set `token`")
+        try:
+            self._get("/System/Info")
+        except AuthFailed:
+            raise AuthFailed(self._auth_help()) from None
+        result.steps.append(ProbeStep("credentials", True, "API key accepted"))
+        libraries = self.libraries(refresh=True)
+        result.roots = [loc for lib in libraries for loc in lib.locations]
+        result.steps.append(ProbeStep("libraries", True, ", ".join(
+            lib.describe() for lib in libraries) or "none"))
+        return result
+
+    def _check_product(self, product: str) -> None:
+        if product and "emby" in product.lower():
+            raise Rejected(f"{self.http.base} is {product}: set type = \"emby\" for "
+                           f"{self.name}")
+
+    def _auth_help(self) -> str:
+        return (f"{self.product} at {self.http.base} rejected the API key (HTTP 401): create "
+                "one in Dashboard → API Keys and set it as this player's token")
+
+    def libraries(self, *, refresh: bool = False) -> list[Library]:
+        """The server's libraries and their folders (admin rights needed)."""
+        if self._libraries is not None and not refresh:
+            return self._libraries
+        try:
+            raw = self._list_libraries()
+        except Rejected as exc:
+            if getattr(exc, "status", None) == 403:
+                raise Rejected(f"{self.product} at {self.http.base}: the token lacks admin "
+                               "rights (HTTP 403 listing libraries); use an API key from "
+                               "Dashboard → API Keys") from None
+            raise
+        if not isinstance(raw, list):
+            raise ProtocolError(f"{self.http.base} sent an unexpected library list")
+        found = []
+        for entry in raw:
+            if not isinstance(entry, dict):
+                continue
+            locations = [str(p) for p in entry.get("Locations") or [] if p]
+            found.append(Library(str(entry.get("Name") or "?"), locations,
+                                 entry.get("ItemId") or entry.get("Id"),
+                                 entry.get("CollectionType")))
+        self._libraries = found
+        self._indexes = {}
+        return found
+
+    def _list_libraries(self) -> Any:
+        return self._get("/Library/VirtualFolders")
+
+    def libraries_of(self, path: str) -> list[Library]:
+        return [lib for lib in self.libraries() if lib.holds(path)]
+
+    def _outside(self, path: str) -> str:
+        known = "; ".join(lib.describe() for lib in self.libraries()) or "none"
+        return f"not in any {self.product} library: {path} (libraries: {known})"
+
+    # --- finding items --------------------------------------------------------------------
+
+    def index(self, library: Library) -> Index:
+        """All items of one library, listed once per run (paged)."""
+        key = library.item_id or library.name
+        if key in self._indexes:
+            return self._indexes[key]
+        if not library.item_id:
+            raise ProtocolError(f"{self.product} did not send the id of library "
+                                f"{library.name!r}; cannot list its items")
+        index = Index()
+        start = 0
+        while True:
+            page = self._get("/Items", {
+                "parentId": library.item_id,
+                "recursive": "true",
+                "includeItemTypes": library.item_types,
+                "fields": ["Path", "ProviderIds"],
+                "enableImages": "false",
+                "enableUserData": "false",
+                "startIndex": start,
+                "limit": PAGE_SIZE,
+            })
+            if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
+                raise ProtocolError(f"{self.http.base} sent an unexpected item list")
+            items = page["Items"]
+            for item in items:
+                if isinstance(item, dict):
+                    index.add(item)
+            start += len(items)
+            total = page.get("TotalRecordCount")
+            if not items or (isinstance(total, int) and start >= total) or \
+                    (not isinstance(total, int) and len(items) < PAGE_SIZE):
+                break
+        self._indexes[key] = index
+        return index
+
+    def find(self, target: Target, libraries: Sequence[Library]
+             ) -> tuple[list[dict[str, Any]], bool]:
+        """The server's items for a target, and whether they were found at its exact path.
+
+        Provider ids are only the fallback: two copies of a film (4K and HD) share them.
+        """
+        kind = ITEM_TYPE[target.item.kind]
+        indexes = [self.index(lib) for lib in libraries if kind in lib.item_types]
+        at = _unique(i for index in indexes for i in index.at_path(target.path, kind))
+        if at:
+            return at, True
+        return _unique(i for index in indexes for i in index.with_ids(target.item.ids, kind)
+                       ), False
+
+    def has_series(self, folder: str, libraries: Sequence[Library]) -> bool:
+        return any(self.index(lib).at_path(folder, "Series") for lib in libraries
+                   if "Series" in lib.item_types)
+
+    # --- delivering -----------------------------------------------------------------------
+
+    def apply(self, batch: Sequence[Target]) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        updates: list[tuple[str, str, list[str]]] = []  # (path, UpdateType, item keys)
+
+        def report(path: str, kind: str, key: str) -> None:
+            for entry in updates:
+                if entry[0] == path:
+                    entry[2].append(key)
+                    return
+            updates.append((path, kind, [key]))
+
+        for target in batch:
+            libraries = self.libraries_of(target.path)
+            if not libraries:
+                outcomes[target.key] = Outcome(target.key, "failed", self._outside(target.path))
+                continue
+            items, exact = self.find(target, libraries)
+            if target.item.removed:
+                if exact:
+                    report(target.path, "Deleted", target.key)
+                else:  # the server never had it there: reporting it would only cost a scan
+                    outcomes[target.key] = Outcome(target.key, "synced")
+                continue
+            refreshed = [self.refresh(str(i.get("Id"))) for i in items]
+            if exact and all(refreshed):
+                outcomes[target.key] = Outcome(target.key, "synced")
+            elif items:
+                # Gone since we listed it, or known only by its ids at another path (a
+                # renamed or upgraded file): let the server look at the file itself too.
+                report(target.path, "Modified", target.key)
+            elif target.item.kind == "episode" and target.series_folder and \
+                    not self.has_series(target.series_folder, libraries):
+                # A new show: reporting the show folder adds the show with its episodes.
+                report(target.series_folder, "Created", target.key)
+            else:
+                report(target.path, "Created", target.key)
+
+        if updates:
+            self.media_updated([(path, kind) for path, kind, _ in _collapse(updates)])
+            for _, _, keys in updates:
+                for key in keys:
+                    outcomes[key] = Outcome(key, "synced")
+        return [outcomes[t.key] for t in batch]
+
+    def refresh(self, item_id: str) -> bool:
+        """Queue a metadata/image refresh; False when the item no longer exists."""
+        try:
+            self.http.request("POST", f"/Items/{quote(item_id, safe='')}/Refresh",
+                              params=self.refresh_params(), mutating=True)
+        except Rejected as exc:
+            if getattr(exc, "status", None) == 404:
+                log.info("%s: item %s vanished before its refresh", self.name, item_id)
+                return False
+            raise self._rights(exc) from None
+        return True
+
+    def refresh_params(self) -> dict[str, str]:
+        # Explicit: the server defaults are None/None, which re-reads nothing.
+        mode = "FullRefresh" if self.config.refresh_mode == "full" else "Default"
+        return {"metadataRefreshMode": mode, "imageRefreshMode": mode,
+                "replaceAllMetadata": "false", "replaceAllImages": "false"}
+
+    def media_updated(self, updates: Sequence[tuple[str, str]]) -> None:
+        """One report carrying every new/changed/removed path of a batch."""
+        body = {"Updates": [{"Path": path, "UpdateType": kind} for path, kind in updates]}
+        try:
+            self.http.request("POST", "/Library/Media/Updated", json_body=body, mutating=True)
+        except Rejected as exc:
+            raise self._rights(exc) from None
+
+    def _rights(self, exc: Rejected) -> PlayerError:
+        if getattr(exc, "status", None) == 403:
+            return Rejected(f"{self.product} at {self.http.base} refused the update "
+                            "(HTTP 403): the token lacks admin rights")
+        return exc
+
+    # --- checking -------------------------------------------------------------------------
+
+    def verify(self, targets: Sequence[Target]) -> list[Outcome]:
+        """Did delivered items land? New ones must now be listed at their path (or ids).
+
+        Jellyfin's item DTO has no DateLastSaved/DateLastRefreshed (the ItemFields enum
+        names them, BaseItemDto in both specs does not carry them), so a refreshed item
+        is judged by presence too.
+        """
+        outcomes = []
+        self._indexes = {}  # a fresh look: the server may have scanned since we listed
+        for target in targets:
+            libraries = self.libraries_of(target.path)
+            if not libraries:
+                outcomes.append(Outcome(target.key, "unverified", self._outside(target.path)))
+                continue
+            items, exact = self.find(target, libraries)
+            if target.item.removed:
+                outcomes.append(Outcome(target.key, "synced") if not exact else Outcome(
+                    target.key, "unverified",
+                    f"{self.product} still lists {target.path}: the removal was not picked up "
+                    f"(library {libraries[0].describe()})"))
+            elif items:
+                outcomes.append(Outcome(target.key, "synced"))
+            else:
+                outcomes.append(Outcome(target.key, "unverified", self._missing(target,
+                                                                                libraries)))
+        return outcomes
+
+    def _missing(self, target: Target, libraries: Sequence[Library]) -> str:
+        what = {"movie": "movie", "series": "show", "episode": "episode"}[target.item.kind]
+        thing = "folder" if target.item.kind == "series" else "file"
+        where = " or ".join(lib.describe() for lib in libraries)
+        return (f"{self.product} has no {what} at {target.path} — is the {thing} really "
+                f"there as {self.product} sees it, inside library {where}, and named so "
+                f"{self.product} recognises it? (or its scan is still running)")
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def sessions(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        found = self._get("/Sessions", params)
+        if not isinstance(found, list):
+            raise ProtocolError(f"{self.http.base} sent an unexpected session list")
+        return [s for s in found if isinstance(s, dict)]
+
+    def is_playing(self) -> bool:
+        # Paused counts as watching: the viewer is still in front of the film.
+        return any(s.get("NowPlayingItem") for s in self.sessions())
+
+    def notify(self, title: str, message: str) -> None:
+        targets = [s for s in self.sessions({"activeWithinSeconds": 960})
+                   if s.get("Id") and s.get("DeviceId") != self.device
+                   and s.get("SupportsRemoteControl") is not False]
+        for session in targets:
+            try:
+                self.send_message(str(session["Id"]), title, message or title)
+            except Rejected as exc:  # the session ended meanwhile: tell the others anyway
+                log.info("%s: no message to session %s: %s", self.name, session["Id"],
+                         exc.message)
+
+    def send_message(self, session_id: str, title: str, text: str) -> None:
+        self.http.request("POST", f"/Sessions/{quote(session_id, safe='')}/Message",
+                          json_body={"Header": title, "Text": text, "TimeoutMs": MESSAGE_MS},
+                          mutating=True)
+
+
+class EmbyPlayer(JellyfinPlayer):
+    """Emby, Jellyfin's closed-source ancestor: same shape, a few different calls."""
+
+    type_name: ClassVar[str] = "emby"
+    product: ClassVar[str] = "Emby"
+
+    def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
+        super().__init__(config, sync, dry_run=dry_run)
+        self._found: dict[tuple[str, str], tuple[list[dict[str, Any]], bool]] = {}
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.config.token_value:
+            headers["X-Emby-Token"] = self.config.token_value
+        return headers
+
+    def _check_product(self, product: str) -> None:
+        if product and "jellyfin" in product.lower():
+            raise Rejected(f"{self.http.base} is {product}: set type = \"jellyfin\" for "
+                           f"{self.name}")
+
+    def _auth_help(self) -> str:
+        return (f"Emby at {self.http.base} rejected the API key (HTTP 401): create one in "
+                "Settings → Advanced → API Keys and set it as this player's token")
+
+    def _list_libraries(self) -> Any:
+        raw = self._get("/Library/VirtualFolders/Query")
+        return raw.get("Items") if isinstance(raw, dict) else raw
+
+    def find(self, target: Target, libraries: Sequence[Library]
+             ) -> tuple[list[dict[str, Any]], bool]:
+        """Emby searches server-side: by path, then by any provider id."""
+        return self._lookup(ITEM_TYPE[target.item.kind], target.path, target.item.ids)
+
+    def has_series(self, folder: str, libraries: Sequence[Library]) -> bool:
+        return bool(self._lookup("Series", folder, {})[0])
+
+    def _lookup(self, kind: str, path: str, ids: dict[str, str]
+                ) -> tuple[list[dict[str, Any]], bool]:
+        if (kind, path) in self._found:
+            return self._found[(kind, path)]
+        base = {"Recursive": "true", "IncludeItemTypes": kind, "Fields": "Path,ProviderIds"}
+        found = [i for i in self._items({**base, "Path": path})
+                 if strip_trailing(str(i.get("Path") or "")) == strip_trailing(path)]
+        exact = bool(found)
+        wanted = [f"{p}.{v}" for p, v in sorted(ids.items()) if p.lower() in PROVIDERS and v]
+        if not found and wanted:
+            found = self._items({**base, "AnyProviderIdEquals": ",".join(wanted)})
+        self._found[(kind, path)] = (found, exact)
+        return found, exact
+
+    def _items(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        page = self._get("/Items", params)
+        if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
+            raise ProtocolError(f"{self.http.base} sent an unexpected item list")
+        return [i for i in page["Items"] if isinstance(i, dict)]
+
+    def refresh_params(self) -> dict[str, str]:
+        # Emby has no None mode, and takes Recursive (a show refresh reaches its seasons,
+        # as Jellyfin's does on its own).
+        mode = "FullRefresh" if self.config.refresh_mode == "full" else "Default"
+        return {"Recursive": "true", "MetadataRefreshMode": mode, "ImageRefreshMode": mode,
+                "ReplaceAllMetadata": "false", "ReplaceAllImages": "false"}
+
+    def send_message(self, session_id: str, title: str, text: str) -> None:
+        # Emby reads the message from the query string, not a JSON body.
+        self.http.request("POST", f"/Sessions/{quote(session_id, safe='')}/Message",
+                          params={"Header": title, "Text": text, "TimeoutMs": MESSAGE_MS},
+                          mutating=True)
+
+    def verify(self, targets: Sequence[Target]) -> list[Outcome]:
+        self._found = {}
+        return super().verify(targets)
+
+
+def _unique(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        found.setdefault(str(item.get("Id")), item)
+    return list(found.values())
+
+
+def _collapse(updates: Iterable[tuple[str, str, list[str]]]) -> list[tuple[str, str, list[str]]]:
+    """Leave out new/changed paths inside another reported new/changed folder.
+
+    A new show's folder already brings its episodes; removals are kept as they are.
+    """
+    updates = list(updates)
+    folders = [p for p, kind, _ in updates if kind != "Deleted"]
+    kept = []
+    for path, kind, keys in updates:
+        covered = kind != "Deleted" and any(
+            other != path and is_under(path, other) for other in folders)
+        if not covered:
+            kept.append((path, kind, keys))
+    return kept
