@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -413,7 +415,7 @@ def test_empty_database_reports_the_missing_tables(postgres_server, pg_database)
 
 
 @pg
-def test_a_user_without_select_is_told_so_not_that_tables_are_missing(pg_db):
+def test_a_user_without_select_is_told_so_and_select_is_enough(pg_db):
     with pg_db.server.admin() as admin:
         admin.execute("CREATE ROLE stranger LOGIN PASSWORD 'stranger-pw-1'")
     try:
@@ -421,6 +423,15 @@ def test_a_user_without_select_is_told_so_not_that_tables_are_missing(pg_db):
         with pytest.raises(MetarrError, match="user stranger may not read table libraries; "
                                               "grant it SELECT"):
             open_postgres(url, 5, "stranger-pw-1")
+        # SELECT is all a read-only role needs (README says so).
+        with pg_db.server.admin(pg_db.dbname) as admin:
+            admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO stranger")
+        pg_db.add_movie("Heat", 1995)
+        source = open_postgres(url, 5, "stranger-pw-1")
+        try:
+            assert [i.title for i in source.items()] == ["Heat"]
+        finally:
+            source.close()
     finally:
         with pg_db.server.admin(pg_db.dbname) as admin:
             admin.execute("DROP OWNED BY stranger")
@@ -481,3 +492,20 @@ def test_urls_are_shown_without_password_or_query():
     assert describe_url("postgres://u:p:q@h1:1,h2:2/db") == "postgres://u@h1:1,h2:2/db"
     assert describe_url("postgresql:///metarr") == "postgresql:///metarr"
     assert not re.search("s3cret", describe_url("postgresql://:s3cret@host/db"))
+
+
+def test_sqlite_users_never_load_the_postgresql_driver(tmp_path):
+    db = MetarrDB(tmp_path / "metarr.sqlite")
+    db.add_movie("Heat", 1995)
+    db.close()
+    script = (
+        "import sys\n"
+        "from metarr_sync.metarr import open_source\n"
+        f"source = open_source({str(tmp_path / 'metarr.sqlite')!r})\n"
+        "assert [i.title for i in source.items()] == ['Heat']\n"
+        "print('psycopg' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
