@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -50,6 +51,7 @@ class FakeKodi:
         self.scanning: list[bool] = []  # answers for Library.IsScanningVideo, then False
         self.errors: dict[str, dict[str, Any]] = {}  # method -> JSON-RPC error object
         self.playing: list[dict[str, Any]] = []
+        self.after: dict[str, Callable[[], None]] = {}  # method -> run once after answering
         rsps.add_callback(responses.POST, f"{URL}/jsonrpc", callback=self._answer)
 
     def add_movie(self, movieid: int, file: str) -> None:
@@ -87,6 +89,8 @@ class FakeKodi:
         if method in self.errors:
             return self._reply(body, error=self.errors[method])
         result = self._result(method, params)
+        if method in self.after:
+            self.after.pop(method)()  # e.g. Kodi's background job adds an item meanwhile
         if isinstance(result, dict) and "__error__" in result:
             return self._reply(body, error=result["__error__"])
         return self._reply(body, result=result)
@@ -160,7 +164,9 @@ def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
                           mappings=SMB if mappings is None else mappings)
     player = KodiPlayer(config, SyncConfig(timeout=timeout, retry_attempts=0, **sync),
                         dry_run=dry_run)
-    player.sleep = lambda seconds: None
+    now = [0.0]  # a fake clock that only sleeping moves: waits take no real time
+    player.clock = lambda: now[0]
+    player.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
     return player
 
 
@@ -380,14 +386,11 @@ def test_scan_gives_up_after_the_timeout_and_sends_no_scan(kodi):
     kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
     kodi.scanning = [True] * 1000
     player = make_player(timeout=3)
-    now = [0.0]
-    player.clock = lambda: now[0]
-    player.sleep = lambda s: now.__setitem__(0, now[0] + s)
     with pytest.raises(PlayerTimeout) as caught:
         player.apply(targets([movie("Heat (1995)")]))
     assert "still scanning its video library after 3 s" in caught.value.message
     assert "VideoLibrary.Scan" not in kodi.methods
-    assert 2.0 <= now[0] <= 3.0
+    assert 2.0 <= player.clock() <= 3.0
 
 
 def test_folders_are_scanned_one_at_a_time_each_after_waiting(kodi):
@@ -672,6 +675,29 @@ def test_verify_lists_again_after_the_run_changed_the_library(kodi):
     player.apply(batch)
     kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
     assert results(player.verify(batch)) == {"movie:1": ("synced", None)}
+
+
+def test_verify_looks_again_while_kodis_background_job_runs(kodi):
+    # A refresh deletes and re-adds the movie in a background job: the first listing can
+    # miss it. verify() lists again after a short wait instead of calling it missing.
+    kodi.after["VideoLibrary.GetMovies"] = lambda: kodi.add_movie(
+        12, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    player = make_player()
+    assert results(player.verify(targets([movie("Heat (1995)")]))) == {
+        "movie:1": ("synced", None)}
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 2
+    assert player.clock() == 0.25
+
+
+def test_verify_gives_up_after_a_few_seconds(kodi):
+    kodi.listing("smb://nas/movies/Heat (1995)/",
+                 "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    player = make_player()
+    (out,) = player.verify(targets([movie("Heat (1995)")]))
+    assert out.result == "unverified"
+    assert 2.0 <= player.clock() <= 3.0
+    assert kodi.methods.count("VideoLibrary.GetMovies") <= 6
+    assert kodi.mutating == []
 
 
 def test_verify_says_when_no_source_contains_the_folder(kodi):

@@ -17,6 +17,8 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
@@ -44,8 +46,12 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.http import HttpClient
 
+log = logging.getLogger("metarr_sync.kodi")
+
 #: Kodi's default web server user, used when only a password is configured.
 DEFAULT_USER = "kodi"
+#: Longest time verify() looks again for items Kodi's background job has not added yet.
+VERIFY_GRACE = 3.0
 #: How long a notification stays on screen; Kodi rejects less than 1500 ms.
 NOTIFICATION_MS = 5000
 _REFRESH = {
@@ -161,6 +167,10 @@ class KodiPlayer(Player):
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
         if params is not None:
             body["params"] = params
+        # -v shows what changes Kodi's library; -vv every call.
+        log.log(logging.INFO if mutating else logging.DEBUG, "%s: %s %s%s", self.name, method,
+                json.dumps(params or {}, ensure_ascii=False, sort_keys=True),
+                " (dry run: not sent)" if mutating and self.dry_run else "")
         try:
             answer = self.http.json("POST", "/jsonrpc", json_body=body, mutating=mutating,
                                     auth=self.auth)
@@ -473,22 +483,40 @@ class KodiPlayer(Player):
     # --- verifying ---------------------------------------------------------------------
 
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
-        """Look every delivered item up in Kodi by its exact path, after scans finished."""
-        self.wait_idle()
-        self.library = _Library()  # scans and refreshes since the last listing changed it
+        """Look every delivered item up in Kodi by its exact path, after scans finished.
+
+        Kodi works through scans and refreshes in a background job (a refresh deletes and
+        re-adds the item), so an item not seen at once is looked for again for a few
+        seconds before it is called unverified.
+        """
+        deadline = self.clock() + min(self.sync.timeout, VERIFY_GRACE)
+        delay = 0.25
+        waiting = list(targets)
+        while True:
+            self.wait_idle()
+            self.library = _Library()  # scans and refreshes since the last listing
+            waiting = [t for t in waiting if not self._landed(t)]
+            if not waiting or self.clock() + delay > deadline:
+                break
+            self.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        late = {t.key for t in waiting}
         outcomes = []
         for target in targets:
-            present = self.find(target) is not None
-            if target.item.removed:
-                outcomes.append(Outcome(target.key, "synced") if not present or
-                                not self.sync.clean_deleted else Outcome(
-                                    target.key, "unverified",
-                                    f"Kodi still lists {target.path} after its removal"))
-            elif present:
+            if target.key not in late:
                 outcomes.append(Outcome(target.key, "synced"))
+            elif target.item.removed:
+                outcomes.append(Outcome(target.key, "unverified",
+                                        f"Kodi still lists {target.path} after its removal"))
             else:
                 outcomes.append(Outcome(target.key, "unverified", self._why_missing(target)))
         return outcomes
+
+    def _landed(self, target: Target) -> bool:
+        present = self.find(target) is not None
+        if target.item.removed:
+            return not present or not self.sync.clean_deleted
+        return present
 
     def _why_missing(self, target: Target) -> str:
         """An actionable cause for an item Kodi does not list after delivery."""

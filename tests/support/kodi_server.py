@@ -1,0 +1,322 @@
+"""A real Kodi (Debian's `kodi` package) running headless under Xvfb, for integration tests.
+
+The recipe is the verified one of ../shared/PLAYERS.md:
+- a private HOME, so the user's own Kodi profile is never touched;
+- guisettings.xml written *before* the first start: web server on a free loopback-chosen port
+  with Basic auth, and every network announcement off (zeroconf, WS-Discovery, UPnP, AirPlay,
+  event server, add-on updates), so Kodi sends nothing to the network;
+- sources.xml with one movie root and one TV root, and rows in Kodi's `path` table giving
+  them content types and the offline `metadata.local` scraper (no JSON-RPC call sets those);
+- kodi.bin started directly (the /usr/bin/kodi wrapper's PID is not Kodi's), stopped with
+  SIGTERM and, after 15 s, SIGKILL.
+
+This module installs nothing: `.ci/run` installs kodi and xvfb; elsewhere `missing()` says
+why the tests cannot run and they are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import requests
+
+USERNAME = "kodi"
+PASSWORD = "kodi-test-pw-4821"
+
+GUI_SETTINGS = {
+    "services.webserver": "true",
+    "services.webserverauthentication": "true",
+    "services.webserverusername": USERNAME,
+    "services.esenabled": "false",
+    "services.esallinterfaces": "false",
+    "services.zeroconf": "false",
+    "services.wsdiscovery": "false",
+    "services.upnp": "false",
+    "services.upnpserver": "false",
+    "services.upnprenderer": "false",
+    "services.upnpcontroller": "false",
+    "services.airplay": "false",
+    "general.addonupdates": "2",
+    "videolibrary.updateonstartup": "false",
+    "videolibrary.backgroundupdate": "false",
+    "myvideos.extractflags": "false",
+    "myvideos.extractthumb": "false",
+    "myvideos.extractchapterthumbs": "false",
+}
+
+
+def kodi_binary() -> str | None:
+    found = sorted(glob.glob("/usr/lib/*/kodi/kodi.bin"))
+    return found[0] if found else None
+
+
+def missing() -> str | None:
+    """Why a real Kodi cannot run here, or None when it can."""
+    if kodi_binary() is None:
+        return ("Kodi is not installed (no /usr/lib/*/kodi/kodi.bin): "
+                "`.ci/run` installs it with apt-get (kodi, xvfb)")
+    if shutil.which("Xvfb") is None:
+        return "Xvfb is not installed: `.ci/run` installs it with apt-get (xvfb)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class KodiError(Exception):
+    pass
+
+
+class KodiServer:
+    """One Kodi instance with its own HOME, media folders and web server port."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.home = root / "home"
+        self.media = root / "media"
+        self.movies = self.media / "movies"
+        self.tv = self.media / "tv"
+        self.port = free_port()
+        self.username, self.password = USERNAME, PASSWORD
+        self.kodi: subprocess.Popen[bytes] | None = None
+        self.xvfb: subprocess.Popen[bytes] | None = None
+        self.display: str | None = None
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.auth = (self.username, self.password)
+        self._id = 0
+
+    # --- paths -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def userdata(self) -> Path:
+        return self.home / ".kodi" / "userdata"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / ".kodi" / "temp" / "kodi.log"
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no kodi.log)"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def _write_profile(self) -> None:
+        self.movies.mkdir(parents=True, exist_ok=True)
+        self.tv.mkdir(parents=True, exist_ok=True)
+        self.userdata.mkdir(parents=True, exist_ok=True)
+        settings = dict(GUI_SETTINGS, **{
+            "services.webserverport": str(self.port),
+            "services.webserverpassword": self.password,
+        })
+        lines = [f'    <setting id="{key}">{escape(value)}</setting>'
+                 for key, value in settings.items()]
+        (self.userdata / "guisettings.xml").write_text(
+            '<settings version="2">\n' + "\n".join(lines) + "\n</settings>\n")
+        sources = "".join(
+            f"    <source><name>{name}</name><path pathversion=\"1\">{escape(str(path))}/"
+            f"</path><allowsharing>true</allowsharing></source>\n"
+            for name, path in (("Movies", self.movies), ("TV Shows", self.tv)))
+        (self.userdata / "sources.xml").write_text(
+            "<sources>\n  <video>\n    <default pathversion=\"1\"></default>\n"
+            + sources + "  </video>\n</sources>\n")
+
+    def _start_xvfb(self) -> None:
+        read, write = os.pipe()
+        self.xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten",
+             "tcp"], pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        number = b""
+        deadline = time.monotonic() + 15
+        while not number.endswith(b"\n") and time.monotonic() < deadline:
+            chunk = os.read(read, 16)
+            if not chunk:
+                break
+            number += chunk
+        os.close(read)
+        if not number.strip():
+            raise KodiError("Xvfb did not report a display number")
+        self.display = ":" + number.decode().strip()
+
+    def start(self, timeout: float = 60) -> None:
+        """Start Kodi (and Xvfb on first use); return once JSON-RPC answers."""
+        if not (self.userdata / "guisettings.xml").exists():
+            self._write_profile()
+        if self.xvfb is None or self.xvfb.poll() is not None:
+            self._start_xvfb()
+        binary = kodi_binary()
+        assert binary, missing()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("KODI_", "XDG_", "DBUS_", "WAYLAND_"))}
+        env.update({"HOME": str(self.home), "DISPLAY": str(self.display),
+                    "LIBGL_ALWAYS_SOFTWARE": "1"})
+        self.kodi = subprocess.Popen(
+            [binary, "--standalone", "--windowing=x11"], env=env, cwd=self.home,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.kodi.poll() is not None:
+                raise KodiError(f"Kodi exited with {self.kodi.returncode} while starting:\n"
+                                + self.log_tail())
+            try:
+                if self.rpc("JSONRPC.Ping", timeout=2) == "pong":
+                    break
+            except (requests.RequestException, KodiError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise KodiError(f"Kodi's JSON-RPC did not answer within {timeout:g} s:\n"
+                                + self.log_tail())
+            time.sleep(0.2)
+        self._set_content_types()
+
+    def _set_content_types(self) -> None:
+        """Give both sources a content type and the offline metadata.local scraper."""
+        rows = [(f"{self.movies}/", "movies", 2147483647, 1),
+                (f"{self.tv}/", "tvshows", 0, 0)]
+        deadline = time.monotonic() + 20
+        while True:
+            found = sorted(glob.glob(str(self.userdata / "Database" / "MyVideos*.db")))
+            if found:
+                break
+            if time.monotonic() > deadline:
+                raise KodiError("Kodi created no MyVideos*.db")
+            time.sleep(0.1)
+        conn = sqlite3.connect(found[-1], timeout=10)
+        try:
+            with conn:
+                for path, content, recursive, folder_names in rows:
+                    known = conn.execute("SELECT idPath FROM path WHERE strPath = ?",
+                                         (path,)).fetchone()
+                    values = (content, "metadata.local", recursive, folder_names, "", 0, 0)
+                    if known:
+                        conn.execute(
+                            "UPDATE path SET strContent=?, strScraper=?, scanRecursive=?, "
+                            "useFolderNames=?, strSettings=?, noUpdate=?, exclude=? "
+                            "WHERE idPath=?", (*values, known[0]))
+                    else:
+                        conn.execute(
+                            "INSERT INTO path (strContent, strScraper, scanRecursive, "
+                            "useFolderNames, strSettings, noUpdate, exclude, strPath) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, path))
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """SIGTERM (Kodi needs about a second), SIGKILL after 15 s."""
+        if self.kodi is None:
+            return
+        if self.kodi.poll() is None:
+            self.kodi.send_signal(signal.SIGTERM)
+            try:
+                self.kodi.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kodi.kill()
+                self.kodi.wait(timeout=10)
+        self.kodi = None
+
+    def close(self) -> None:
+        self.stop()
+        if self.xvfb is not None and self.xvfb.poll() is None:
+            self.xvfb.terminate()
+            try:
+                self.xvfb.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.xvfb.kill()
+                self.xvfb.wait(timeout=10)
+        self.xvfb = None
+        self.session.close()
+
+    @property
+    def running(self) -> bool:
+        return self.kodi is not None and self.kodi.poll() is None
+
+    # --- JSON-RPC, for assertions ------------------------------------------------------
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None,
+            timeout: float = 10) -> Any:
+        self._id += 1
+        body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self._id}
+        if params is not None:
+            body["params"] = params
+        answer = self.session.post(f"{self.url}/jsonrpc", json=body, timeout=timeout)
+        answer.raise_for_status()
+        doc = answer.json()
+        if "error" in doc:
+            raise KodiError(f"{method}: {doc['error']}")
+        return doc["result"]
+
+    def scanning(self) -> bool:
+        result = self.rpc("XBMC.GetInfoBooleans", {"booleans": ["Library.IsScanningVideo"]})
+        return bool(result["Library.IsScanningVideo"])
+
+    def movies_by_file(self) -> dict[str, dict[str, Any]]:
+        result = self.rpc("VideoLibrary.GetMovies", {"properties": ["file", "title"]})
+        return {m["file"]: m for m in result.get("movies", [])}
+
+    def shows_by_folder(self) -> dict[str, dict[str, Any]]:
+        result = self.rpc("VideoLibrary.GetTVShows", {"properties": ["file", "title"]})
+        return {s["file"]: s for s in result.get("tvshows", [])}
+
+    def episodes_by_file(self) -> dict[str, dict[str, Any]]:
+        result = self.rpc("VideoLibrary.GetEpisodes", {"properties": ["file", "title"]})
+        return {e["file"]: e for e in result.get("episodes", [])}
+
+    def wait_until(self, condition: Callable[[], bool], what: str,
+                   timeout: float = 20) -> None:
+        """Poll until `condition()` holds: Kodi scans and refreshes asynchronously."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Kodi never showed {what} within {timeout:g} s; "
+                                     f"kodi.log ends with:\n{self.log_tail(30)}")
+            time.sleep(0.1)
+
+    # --- media on disk (what Metarr publishes) -----------------------------------------
+
+    def write_movie(self, folder: Path, file_name: str, title: str, year: int,
+                    imdb: str = "tt0000001") -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        video = folder / file_name
+        video.touch()
+        (folder / "movie.nfo").write_text(
+            f"<movie><title>{escape(title)}</title><year>{year}</year>"
+            f'<uniqueid type="imdb" default="true">{imdb}</uniqueid></movie>\n')
+        return video
+
+    def write_show(self, folder: Path, title: str, premiered: str = "2019-03-01") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tvshow.nfo").write_text(
+            f"<tvshow><title>{escape(title)}</title><premiered>{premiered}</premiered>"
+            "</tvshow>\n")
+
+    def write_episode(self, video: Path, title: str, season: int, episode: int) -> Path:
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.touch()
+        video.with_suffix(".nfo").write_text(
+            f"<episodedetails><title>{escape(title)}</title><season>{season}</season>"
+            f"<episode>{episode}</episode></episodedetails>\n")
+        return video

@@ -1,0 +1,219 @@
+"""The installed `metarr-sync run` against a real Kodi 20.1 (headless, under Xvfb).
+
+Kodi is started once per test session (tests/support/kodi_server.py, ~7 s) with its own
+HOME, a loopback web server with Basic auth and its network announcements off. Each test
+writes the media files Metarr would have published into Kodi's source folders, builds the
+matching Metarr database (whose paths differ from Kodi's: the config maps them), runs the
+command as cron would, and then asks Kodi itself, over its own JSON-RPC, what it now holds.
+Everything is asynchronous in Kodi, so assertions poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from support.kodi_server import KodiServer, missing
+
+pytestmark = [pytest.mark.kodi,
+              pytest.mark.skipif(missing() is not None, reason=str(missing()))]
+
+CONFIG = """
+[metarr]
+database = "{db}"
+
+[sync]
+timeout = 15
+retry_attempts = 1
+
+[players.lounge]
+type = "kodi"
+url = "{url}"
+username = "{user}"
+password = {{ env = "KODI_TEST_PASSWORD" }}
+mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
+             {{ metarr = "/data/media/tv", player = "{tv}" }} ]
+"""
+
+
+@pytest.fixture(scope="session")
+def kodi_server(tmp_path_factory: pytest.TempPathFactory):
+    server = KodiServer(tmp_path_factory.mktemp("kodi"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def kodi(kodi_server: KodiServer) -> KodiServer:
+    if not kodi_server.running:  # a test that stopped it and failed before restarting
+        kodi_server.start()
+    return kodi_server
+
+
+@pytest.fixture
+def setup(cli, metarr, kodi):
+    cli.write_config(CONFIG.format(db=metarr.path, url=kodi.url, user=kodi.username,
+                                   movies=kodi.movies, tv=kodi.tv))
+    cli.env["KODI_TEST_PASSWORD"] = kodi.password
+    return cli, metarr, kodi
+
+
+def run(cli, log: Path | None = None) -> tuple[int, dict]:
+    args = ["--log-file", str(log)] if log else []
+    result = cli(*args, "run", "--json")
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def explain(cli, report: dict) -> str:
+    """The report and every queued item's error: what a failed assertion needs to show."""
+    with cli.state() as state:
+        queue = [dict(r) for r in state.execute(
+            "SELECT item_key, status, last_error FROM sync_queue ORDER BY item_key")]
+    return json.dumps({"report": report, "queue": queue}, indent=1, ensure_ascii=False)
+
+
+def sent_methods(log: Path) -> list[tuple[str, dict]]:
+    """The library-changing JSON-RPC calls the run logged (INFO lines of the adapter)."""
+    calls = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        match = re.search(r"metarr_sync\.kodi: lounge: (\S+) (\{.*\})$", line)
+        if match:
+            calls.append((match.group(1), json.loads(match.group(2))))
+    return calls
+
+
+def publish_movie(kodi: KodiServer, title: str, year: int, nfo_title: str | None = None,
+                  imdb: str = "tt0000001") -> str:
+    """What Metarr's publish step leaves on disk; returns the file as Kodi sees it."""
+    folder = kodi.movies / f"{title} ({year})"
+    return str(kodi.write_movie(folder, f"{title} ({year}).mkv", nfo_title or title, year,
+                                imdb))
+
+
+def publish_episode(kodi: KodiServer, show: str, season: int, number: int, title: str) -> str:
+    name = f"{show} - S{season:02d}E{number:02d}.mkv"
+    return str(kodi.write_episode(kodi.tv / show / f"Season {season:02d}" / name, title,
+                                  season, number))
+
+
+def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
+    cli, db, kodi = setup
+    odd = 'Ça, "Quoted" & [Cut]'
+    matrix_file = publish_movie(kodi, "The Matrix", 1999, imdb="tt0133093")
+    heat_file = publish_movie(kodi, "Heat", 1995, imdb="tt0113277")
+    odd_file = publish_movie(kodi, odd, 2001, imdb="tt0000042")
+    kodi.write_show(kodi.tv / "Severance", "Severance", "2022-02-18")
+    ep1_file = publish_episode(kodi, "Severance", 1, 1, "Good News About Hell")
+    matrix = db.add_movie("The Matrix", 1999)
+    heat = db.add_movie("Heat", 1995)
+    db.add_movie(odd, 2001)
+    show = db.add_series("Severance")
+    season = db.add_season(show, 1)
+    db.add_episode(show, season, 1, 1)
+
+    # --dry-run prints the scans it would send and changes nothing in Kodi.
+    before = (kodi.movies_by_file(), kodi.shows_by_folder())
+    dry = cli("run", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    commands = json.loads(dry.stdout)["players"][0]["commands"]
+    scans = [json.loads(c.split(" ", 2)[2])["params"]["directory"] for c in commands]
+    assert scans == [f"{kodi.movies}/Heat (1995)/", f"{kodi.movies}/The Matrix (1999)/",
+                     f"{kodi.movies}/{odd} (2001)/", f"{kodi.tv}/Severance/"]
+    assert (kodi.movies_by_file(), kodi.shows_by_folder()) == before
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    (row,) = report["players"]
+    assert (row["name"], row["status"], row["synced"], row["failed"]) == (
+        "lounge", "synced", 5, 0)
+    # The run itself looked each item up in Kodi after its scans: all five are there.
+    assert row["verified"] == 5
+    kodi.wait_until(lambda: {matrix_file, heat_file, odd_file} <= set(kodi.movies_by_file()),
+                    "the three new movies")
+    movies = kodi.movies_by_file()
+    assert movies[matrix_file]["title"] == "The Matrix"
+    assert movies[odd_file]["title"] == odd
+    kodi.wait_until(lambda: ep1_file in kodi.episodes_by_file(), "the new show's episode")
+    assert kodi.shows_by_folder()[f"{kodi.tv}/Severance/"]["title"] == "Severance"
+    assert kodi.episodes_by_file()[ep1_file]["title"] == "Good News About Hell"
+
+    # Metarr rewrites The Matrix's NFO and republishes it, Heat goes to Metarr's recycle
+    # bin (its files stay on disk: only a surgical removal gets it out of Kodi), and a new
+    # episode of the known show arrives.
+    publish_movie(kodi, "The Matrix", 1999, nfo_title="The Matrix (Remastered)",
+                  imdb="tt0133093")
+    db.republish_movie(matrix)
+    db.soft_delete("movies", heat)
+    ep2_file = publish_episode(kodi, "Severance", 1, 2, "Half Loop")
+    db.add_episode(show, season, 1, 2)
+    # A movie folder created after Kodi listed the movies folder (someone browsed it in
+    # Kodi): Kodi caches that listing and would skip the new folder as missing.
+    kodi.rpc("Files.GetDirectory", {"directory": f"{kodi.movies}/"})
+    alien_file = publish_movie(kodi, "Alien", 1979, imdb="tt0078748")
+    db.add_movie("Alien", 1979)
+    log = tmp_path / "second.log"
+    code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    # Removals are not verified by the run; the refreshed movie and new items are.
+    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (4, 3)
+    kodi.wait_until(
+        lambda: kodi.movies_by_file().get(matrix_file, {}).get("title")
+        == "The Matrix (Remastered)", "The Matrix's new title")
+    assert heat_file not in kodi.movies_by_file()
+    assert alien_file in kodi.movies_by_file()
+    kodi.wait_until(lambda: ep2_file in kodi.episodes_by_file(), "the new episode")
+    calls = sent_methods(log)
+    assert sorted(m for m, _ in calls) == [
+        "VideoLibrary.RefreshMovie", "VideoLibrary.RemoveMovie", "VideoLibrary.Scan",
+        "VideoLibrary.Scan"]
+    assert [p for m, p in calls if m == "VideoLibrary.Scan"] == [
+        {"directory": f"{kodi.movies}/Alien (1979)/", "showdialogs": False},
+        {"directory": f"{kodi.tv}/Severance/Season 01/", "showdialogs": False}]
+
+    # Nothing changed since: the third run sends nothing at all and Kodi keeps its ids.
+    before = kodi.movies_by_file()
+    log = tmp_path / "third.log"
+    code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    assert report["items"] == 0 and report["players"][0]["requests"] == 0
+    assert sent_methods(log) == []
+    assert kodi.movies_by_file() == before
+
+
+def test_kodi_down_fails_the_run_and_the_rerun_delivers_everything(setup):
+    cli, db, kodi = setup
+    blade_file = publish_movie(kodi, "Blade Runner", 1982, imdb="tt0083658")
+    kodi.write_show(kodi.tv / "Dark", "Dark", "2017-12-01")
+    dark_file = publish_episode(kodi, "Dark", 1, 1, "Secrets")
+    db.add_movie("Blade Runner", 1982)
+    show = db.add_series("Dark")
+    db.add_episode(show, db.add_season(show, 1), 1, 1)
+
+    kodi.stop()
+    try:
+        code, report = run(cli)
+        assert code == 1
+        row = report["players"][0]
+        assert (row["status"], row["error_kind"]) == ("failed", "offline")
+        assert "refused the connection" in row["error"]
+        assert kodi.password not in json.dumps(report)
+        with cli.state() as state:
+            queued = state.execute("SELECT status, count(*) FROM sync_queue "
+                                   "WHERE player = 'lounge' GROUP BY status").fetchall()
+        assert [tuple(r) for r in queued] == [("pending", 3)]
+    finally:
+        kodi.start()
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (3, 3)
+    kodi.wait_until(lambda: blade_file in kodi.movies_by_file(), "Blade Runner after the rerun")
+    kodi.wait_until(lambda: dark_file in kodi.episodes_by_file(), "Dark after the rerun")
+    with cli.state() as state:
+        assert state.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0
