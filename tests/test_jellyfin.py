@@ -373,7 +373,25 @@ def test_library_items_are_listed_with_the_documented_query(jf: Server) -> None:
         "parentId": [MOVIES_ID], "recursive": ["true"], "includeItemTypes": ["Movie"],
         "fields": ["Path", "ProviderIds"], "enableImages": ["false"],
         "enableUserData": ["false"], "startIndex": ["0"], "limit": ["500"]}
-    assert lists[TV_ID]["includeItemTypes"] == ["Series", "Episode"]
+    # a TV library's episodes are never listed whole: only shows, then one show's episodes
+    assert lists[TV_ID]["includeItemTypes"] == ["Series"]
+
+
+def test_an_episode_is_looked_for_among_its_own_shows_episodes(jf: Server) -> None:
+    jf.standard()
+    severance = jf_item("Series", "/media/tv/Severance")
+    known = jf_item("Episode", "/media/tv/Severance/Season 01/Severance S01E01.mkv")
+    jf.has(TV_ID, severance, jf_item("Series", "/media/tv/Andor"))
+    jf.library_items[severance["Id"]] = [known]
+    outcomes = make_player().apply(targets(episode(10, "Severance", 1, 1),
+                                           episode(11, "Severance", 1, 2)))
+    assert [o.result for o in outcomes] == ["synced", "synced"]
+    listings = [parse_qs(urlsplit(r.url).query) for r in jf.sent("GET", "/Items")]
+    assert [(q["parentId"][0], q["includeItemTypes"]) for q in listings] == [
+        (TV_ID, ["Series"]), (severance["Id"], ["Episode"])]  # the show's, once
+    assert [item_id for item_id, _ in jf.refreshed()] == [known["Id"]]
+    assert jf.updates() == [[{"Path": "/media/tv/Severance/Season 01/Severance S01E02.mkv",
+                              "UpdateType": "Created"}]]
 
 
 def test_paging_across_several_pages_finds_an_item_on_the_last(jf: Server) -> None:

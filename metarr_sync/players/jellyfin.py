@@ -258,20 +258,31 @@ class JellyfinPlayer(Player):
     # --- finding items --------------------------------------------------------------------
 
     def index(self, library: Library) -> Index:
-        """All items of one library, listed once per run (paged)."""
-        key = library.item_id or library.name
-        if key in self._indexes:
-            return self._indexes[key]
+        """A library's movies and shows, listed once per run (paged).
+
+        Episodes are not listed here: a TV library holds tens of thousands of them, and an
+        episode is looked for only among the episodes of its own show (`series_index`).
+        """
         if not library.item_id:
             raise ProtocolError(f"{self.product} did not send the id of library "
                                 f"{library.name!r}; cannot list its items")
+        types = [t for t in library.item_types if t != "Episode"]
+        return self._listing(library.item_id, types)
+
+    def series_index(self, series_id: str) -> Index:
+        """The episodes of one show, listed once per run."""
+        return self._listing(series_id, ["Episode"])
+
+    def _listing(self, parent_id: str, types: list[str]) -> Index:
+        if parent_id in self._indexes:
+            return self._indexes[parent_id]
         index = Index()
         start = 0
         while True:
             page = self._get("/Items", {
-                "parentId": library.item_id,
+                "parentId": parent_id,
                 "recursive": "true",
-                "includeItemTypes": library.item_types,
+                "includeItemTypes": types,
                 "fields": ["Path", "ProviderIds"],
                 "enableImages": "false",
                 "enableUserData": "false",
@@ -289,7 +300,7 @@ class JellyfinPlayer(Player):
             if not items or (isinstance(total, int) and start >= total) or \
                     (not isinstance(total, int) and len(items) < PAGE_SIZE):
                 break
-        self._indexes[key] = index
+        self._indexes[parent_id] = index
         return index
 
     def find(self, target: Target, libraries: Sequence[Library]
@@ -299,16 +310,23 @@ class JellyfinPlayer(Player):
         Provider ids are only the fallback: two copies of a film (4K and HD) share them.
         """
         kind = ITEM_TYPE[target.item.kind]
-        indexes = [self.index(lib) for lib in libraries if kind in lib.item_types]
+        if kind == "Episode":
+            indexes = [self.series_index(str(s.get("Id"))) for s in self.series_at(
+                target.series_folder, libraries)] if target.series_folder else []
+        else:
+            indexes = [self.index(lib) for lib in libraries if kind in lib.item_types]
         at = _unique(i for index in indexes for i in index.at_path(target.path, kind))
         if at:
             return at, True
         return _unique(i for index in indexes for i in index.with_ids(target.item.ids, kind)
                        ), False
 
+    def series_at(self, folder: str, libraries: Sequence[Library]) -> list[dict[str, Any]]:
+        return _unique(s for lib in libraries if "Series" in lib.item_types
+                       for s in self.index(lib).at_path(folder, "Series"))
+
     def has_series(self, folder: str, libraries: Sequence[Library]) -> bool:
-        return any(self.index(lib).at_path(folder, "Series") for lib in libraries
-                   if "Series" in lib.item_types)
+        return bool(self.series_at(folder, libraries))
 
     # --- delivering -----------------------------------------------------------------------
 
