@@ -19,6 +19,7 @@ import glob
 import itertools
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -119,10 +120,27 @@ class PostgresServer:
         else:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{log}")
+        self._watch()
         with self.admin() as conn:
             conn.execute(f"CREATE ROLE {OWNER} LOGIN PASSWORD '{OWNER_PASSWORD}'")
 
+    def _watch(self) -> None:
+        """Stop the server and remove its folder even if pytest is killed (SIGKILL, the
+        SIGTERM of `timeout`): pg_ctl daemonizes it, so nothing else would."""
+        stop = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+        if self.run_as:
+            stop = ["runuser", "-u", self.run_as, "--", *stop]
+        script = (f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+                  f"{shlex.join(stop)} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.root))}")
+        self._watchdog = subprocess.Popen(["sh", "-c", script], start_new_session=True,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+
     def stop(self) -> None:
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.kill()  # our own child, by its handle
+            watchdog.wait()
         if self.data.exists():
             self._run(self.bindir / "pg_ctl", "-D", self.data, "-m", "immediate", "-w",
                       "stop")
