@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -412,11 +412,18 @@ class State:
                     continue
                 status = {"failed": "failed", "deferred": "deferred"}.get(outcome.result,
                                                                          "pending")
+                tried = 0 if outcome.result == "deferred" else 1
+                # An upsert: finish() may re-judge an item an earlier batch of this run
+                # recorded as synced (its queue row is gone); the item must come back.
+                marks = ", ".join("?" for _ in _ITEM_COLUMNS)
                 self.conn.execute(
-                    "UPDATE sync_queue SET status = ?, attempts = attempts + ?, "
-                    "last_error = ?, updated_at = ? WHERE player = ? AND item_key = ?",
-                    (status, 0 if outcome.result == "deferred" else 1, outcome.error,
-                     stamp_now, player, item.key))
+                    f"INSERT INTO sync_queue ({', '.join(_ITEM_COLUMNS)}, player, status, "
+                    f"attempts, last_error, enqueued_at, updated_at) VALUES ({marks}, ?, ?, ?, "
+                    "?, ?, ?) ON CONFLICT(player, item_key) DO UPDATE SET "
+                    "status = excluded.status, attempts = attempts + ?, "
+                    "last_error = excluded.last_error, updated_at = excluded.updated_at",
+                    (*item_row(item), player, status, tried, outcome.error, stamp_now,
+                     stamp_now, tried))
 
     def retry_failed(self, player: str | None = None,
                      keys: Sequence[str] | None = None) -> int:
@@ -493,6 +500,149 @@ class State:
                 "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, items = ?, "
                 "synced = ?, failed = ? WHERE id = ?",
                 (now_stamp(), status, exit_code, items, synced, failed, run_id))
+
+    # -- reports: `players list`, `queue list`, `status` (read only) ----------------------
+    def player_states(self) -> dict[str, dict[str, Any]]:
+        """Per player the state knows: baseline time and any authentication-failure disable."""
+        return {r["name"]: dict(r) for r in self.conn.execute("SELECT * FROM players")}
+
+    def last_results(self) -> dict[str, dict[str, Any]]:
+        """Per player, its row of the most recent run it took part in."""
+        rows = self.conn.execute(
+            "SELECT rp.* FROM run_players rp JOIN (SELECT player, MAX(run_id) AS run_id "
+            "FROM run_players GROUP BY player) last USING (player, run_id)")
+        return {r["player"]: dict(r) for r in rows}
+
+    def run_history(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest runs, newest first, with their duration in seconds (None: unfinished)."""
+        rows = self.conn.execute(
+            f"SELECT *, {_SECONDS} AS duration FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def queue_summary(self) -> dict[str, QueueSummary]:
+        """Per player: entries per status, oldest waiting entry, items given up on."""
+        summary: dict[str, QueueSummary] = {}
+        for row in self.conn.execute(
+                "SELECT player, status, count(*), MIN(enqueued_at), "
+                "SUM(status = 'unverified' AND attempts >= ?) "
+                "FROM sync_queue GROUP BY player, status", (MAX_DELIVERIES,)):
+            entry = summary.setdefault(row[0], QueueSummary())
+            entry.counts[row[1]] = row[2]
+            entry.stuck += row[4] or 0
+            if row[1] in WAITING_STATUSES and (entry.oldest_waiting is None
+                                               or row[3] < entry.oldest_waiting):
+                entry.oldest_waiting = row[3]
+        return summary
+
+    def waiting_since(self, cutoff: str) -> dict[str, int]:
+        """Per player: entries still to deliver that were queued before `cutoff`."""
+        marks = ", ".join("?" for _ in WAITING_STATUSES)
+        return {r[0]: r[1] for r in self.conn.execute(
+            f"SELECT player, count(*) FROM sync_queue WHERE status IN ({marks}) "
+            "AND enqueued_at < ? AND NOT (status = 'unverified' AND attempts >= ?) "
+            "GROUP BY player", (*WAITING_STATUSES, cutoff, MAX_DELIVERIES))}
+
+    def sync_metrics(self) -> SyncMetrics:
+        """The design's SyncMetrics over every recorded sync (`run`, `sync`) run.
+
+        `verify` runs send nothing and are not counted; unfinished runs (interrupted, or
+        still going) are counted apart. Times are in seconds.
+        """
+        c = self.conn
+        row = c.execute(
+            f"SELECT count(*), SUM(status = 'synced'), SUM(status IN ('failed', 'partial')), "
+            f"AVG({_SECONDS}), MAX(finished_at), SUM(CASE WHEN synced > 0 THEN synced END), "
+            f"SUM(CASE WHEN synced > 0 THEN {_SECONDS} END) "
+            f"FROM runs WHERE finished_at IS NOT NULL AND {_SYNC_RUNS}").fetchone()
+        metrics = SyncMetrics(
+            total_syncs=row[0], successful_syncs=row[1] or 0, failed_syncs=row[2] or 0,
+            average_sync_time=_round(row[3]), last_sync_timestamp=row[4],
+            items_per_second=_round(row[5] / row[6]) if row[5] and row[6] else None)
+        metrics.unfinished = c.execute(
+            f"SELECT count(*) FROM runs WHERE finished_at IS NULL AND {_SYNC_RUNS}"
+        ).fetchone()[0]
+        last = c.execute(f"SELECT id, status FROM runs WHERE finished_at IS NOT NULL AND "
+                         f"{_SYNC_RUNS} ORDER BY id DESC LIMIT 1").fetchone()
+        if last:
+            metrics.last_run_id, metrics.last_status = last[0], last[1]
+        # A player's sync counts when it had something to do and was tried.
+        tried = "rp.items > 0 AND rp.status IN ('synced', 'partial', 'failed', 'deferred')"
+        for r in c.execute(
+                f"SELECT rp.player, SUM({tried}), "
+                f"SUM({tried} AND rp.status IN ('synced', 'deferred')), "
+                "SUM(CASE WHEN rp.requests > 0 THEN rp.duration_ms END), "
+                "SUM(CASE WHEN rp.requests > 0 THEN rp.requests END), "
+                f"MAX(CASE WHEN {tried} THEN rp.finished_at END), "
+                "MAX(rp.finished_at) "
+                f"FROM run_players rp JOIN runs ON runs.id = rp.run_id WHERE {_SYNC_RUNS} "
+                "GROUP BY rp.player ORDER BY rp.player"):
+            player = PlayerMetrics(
+                success_rate=_round(r[2] / r[1]) if r[1] else None,
+                average_response_time=_round(r[3] / r[4] / 1000.0) if r[4] else None,
+                last_error=None, syncs=r[1] or 0, last_sync_at=r[5], last_run_at=r[6])
+            metrics.by_player[r[0]] = player
+        for r in c.execute(
+                "SELECT rp.player, rp.error, rp.finished_at, rp.status FROM run_players rp "
+                "JOIN (SELECT player, MAX(run_id) AS run_id FROM run_players "
+                "WHERE error IS NOT NULL AND status IN ('failed', 'partial', 'disabled') "
+                "GROUP BY player) e USING (player, run_id)"):
+            if r[0] in metrics.by_player:
+                metrics.by_player[r[0]].last_error = r[1]
+                metrics.by_player[r[0]].last_error_at = r[2]
+        for r in c.execute(
+                "SELECT rp.player, rp.status FROM run_players rp JOIN (SELECT player, "
+                f"MAX(run_id) AS run_id FROM run_players JOIN runs ON runs.id = run_id "
+                f"WHERE {_SYNC_RUNS} GROUP BY player) l USING (player, run_id)"):
+            if r[0] in metrics.by_player:
+                metrics.by_player[r[0]].last_result = r[1]
+        return metrics
+
+
+# Statuses of queue entries still to be delivered (`sent` ones wait for verification).
+WAITING_STATUSES = ("pending", "unverified")
+_SECONDS = "(julianday(finished_at) - julianday(started_at)) * 86400.0"
+_SYNC_RUNS = "runs.command != 'verify'"
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+@dataclass
+class QueueSummary:
+    counts: dict[str, int] = field(default_factory=dict)  # status -> entries
+    oldest_waiting: str | None = None  # enqueued_at of the oldest pending/unverified entry
+    stuck: int = 0  # unverified after MAX_DELIVERIES deliveries: needs a person
+
+
+@dataclass
+class PlayerMetrics:
+    """The design's per-player metrics, plus when (the last three fields are extras)."""
+
+    success_rate: float | None  # share of tried syncs that ended synced (or deferred)
+    average_response_time: float | None  # seconds per request
+    last_error: str | None
+    syncs: int = 0
+    last_sync_at: str | None = None  # last run with work for this player
+    last_run_at: str | None = None
+    last_error_at: str | None = None
+    last_result: str | None = None
+
+
+@dataclass
+class SyncMetrics:
+    """The design's SyncMetrics; `unfinished`, `last_run_id`, `last_status` are extras."""
+
+    total_syncs: int = 0
+    successful_syncs: int = 0
+    failed_syncs: int = 0  # failed or partial runs
+    average_sync_time: float | None = None  # seconds per run
+    last_sync_timestamp: str | None = None
+    items_per_second: float | None = None
+    by_player: dict[str, PlayerMetrics] = field(default_factory=dict)
+    unfinished: int = 0
+    last_run_id: int | None = None
+    last_status: str | None = None
 
 
 class RunLock:
