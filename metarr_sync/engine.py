@@ -386,7 +386,10 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                     pending = [i for i in pending if i.key not in {t.key for t in batch}]
                     done += len(batch)
                     ctx.tick(player.name, done, len(items))
-                recorder.save(items, adapter.finish())
+                finished = adapter.finish()
+                recorder.save(items, finished)
+                taken_back = {o.item_key for o in finished if o.result != "synced"}
+                delivered = [i for i in delivered if i.key not in taken_back]
                 if verifying and adapter.verify_after == 0 and delivered:
                     _verify(adapter, player, delivered, recorder)
             pending = []

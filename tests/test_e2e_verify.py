@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 ONE_PLAYER = """
 [metarr]
@@ -70,7 +69,7 @@ def test_item_not_seen_on_the_player_is_unverified_with_its_cause_and_retried_bo
 
 def test_background_scanners_are_verified_on_the_next_run(cli, metarr):
     cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
-    cli.behave("lounge", "async", "1")
+    cli.behave("lounge", "async", "3600")
     movie = metarr.add_movie("The Matrix", 1999)
     first = report(cli("run", "--json"))
     assert (first["synced"], first["verified"]) == (1, 0)
@@ -79,11 +78,26 @@ def test_background_scanners_are_verified_on_the_next_run(cli, metarr):
     # Too early: the player may still be scanning in the background.
     early = report(cli("run", "--json"))
     assert early["verified"] == 0 and queue_rows(cli)[0]["status"] == "sent"
-    time.sleep(1.2)
+    # An hour later (the delivery's time moved back instead of sleeping).
+    with cli.state() as state:
+        state.execute("UPDATE sync_queue SET updated_at = '2000-01-01T00:00:00.000Z'")
     later = report(cli("run", "--json"))
     assert (later["verified"], later["synced"]) == (1, 0)
     assert queue_rows(cli) == []
     assert [c["op"] for c in cli.calls("lounge")].count("apply") == 1
+
+
+def test_an_item_taken_back_by_finish_stays_queued(cli, metarr):
+    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra="").replace(
+        'type = "recorder"', 'type = "rejudging"'))
+    movie = metarr.add_movie("The Matrix", 1999)
+    plugins = "rejudging=support.rejudging_player:RejudgingPlayer"
+    result = cli("run", "--json", env={"METARR_SYNC_PLUGINS": plugins})
+    assert result.returncode == 1
+    row = report(result)
+    assert (row["synced"], row["failed"], row["status"]) == (0, 1, "partial")
+    assert queue_rows(cli) == [{"item_key": f"movie:{movie}", "status": "failed",
+                                "attempts": 2, "last_error": "taken back by finish()"}]
 
 
 def test_verify_command_checks_earlier_deliveries_at_once(cli, metarr):
