@@ -23,6 +23,9 @@ PLAYER_TYPES = ("kodi", "jellyfin", "emby", "plex")
 SYNC_MODES = ("parallel", "sequential")
 REFRESH_MODES = ("default", "full")
 LOOKBACK_RE = re.compile(r"^(?:(\d+)\s*([smhdw])|all|none)$")
+#: Seconds: the longest request timeout (and scan delay) accepted. Sockets cannot wait
+#: much longer anyway, and a sync that waits an hour for one answer is misconfigured.
+MAX_TIMEOUT = 3600
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -398,6 +401,9 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
                                            f"{where}.scan_delay", problems):
         if raw["scan_delay"] < 0:
             problems.append(f"{where}.scan_delay: must not be negative")
+        elif not raw["scan_delay"] <= MAX_TIMEOUT:  # also refuses nan and inf
+            problems.append(f"{where}.scan_delay: must be at most {MAX_TIMEOUT} seconds, "
+                            f"not {raw['scan_delay']:g}")
         player.scan_delay = float(raw["scan_delay"])
     if "max_trash_items" in raw and _check_type(raw["max_trash_items"], int,
                                                 f"{where}.max_trash_items", problems):
@@ -458,8 +464,11 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     s = config.sync
     if s.batch_size < 1:
         problems.append(f"sync.batch_size: must be at least 1, not {s.batch_size}")
-    if s.timeout <= 0:
+    if not s.timeout > 0:  # written so that nan is refused too
         problems.append(f"sync.timeout: must be a positive number of seconds, not {s.timeout}")
+    elif s.timeout > MAX_TIMEOUT:  # inf would let a run hang forever
+        problems.append(f"sync.timeout: must be at most {MAX_TIMEOUT} seconds, "
+                        f"not {s.timeout:g}")
     if s.retry_attempts < 0:
         problems.append(f"sync.retry_attempts: must not be negative, not {s.retry_attempts}")
     if not LOOKBACK_RE.match(s.initial_lookback.strip().lower()):

@@ -13,7 +13,8 @@ from urllib.parse import quote
 from metarr_sync.config import Mapping
 from metarr_sync.metarr import Item
 
-_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$")
+# DOTALL: a file name may hold a newline, and must not turn a URL into a plain path.
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]?$")
 _WINDOWS_BAD = re.compile(r'[<>:"|?*\x00-\x1f]')
 _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -115,6 +116,9 @@ def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
     """
     if not path or not (path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path)):
         raise MappingError(f"Metarr path {path!r} is not absolute")
+    if any(part in (".", "..") for part in _split(path)):
+        # `..` would lead the player outside the root the mapping claims.
+        raise MappingError(f"Metarr path {path!r} contains '.' or '..'")
     if not mappings:
         return strip_trailing(path), "/" if path.startswith("/") else path[:3]
     mapping = best_mapping(path, mappings)
