@@ -217,3 +217,17 @@ def test_kodi_down_fails_the_run_and_the_rerun_delivers_everything(setup):
     kodi.wait_until(lambda: dark_file in kodi.episodes_by_file(), "Dark after the rerun")
     with cli.state() as state:
         assert state.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0
+
+
+def test_wrong_password_is_reported_as_authentication_failed(setup):
+    cli, db, kodi = setup
+    cli.env["KODI_TEST_PASSWORD"] = "not-the-password"
+    publish_movie(kodi, "Ran", 1985, imdb="tt0089881")
+    db.add_movie("Ran", 1985)
+    code, report = run(cli)
+    assert code == 1
+    row = report["players"][0]
+    assert (row["status"], row["error_kind"]) == ("failed", "auth_failed")
+    assert "authentication failed" in row["error"] and "HTTP 401" in row["error"]
+    assert "not-the-password" not in json.dumps(report)
+    assert f"{kodi.movies}/Ran (1985)/Ran (1985).mkv" not in kodi.movies_by_file()
