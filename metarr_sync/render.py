@@ -88,3 +88,235 @@ def print_run(report: RunReport) -> None:
         out.print("No players selected: add one with `metarr-sync players add`.")
         return
     out.print(run_table(report))
+
+
+# --- operator commands: players, mappings, queue, status ----------------------------------
+# Every cell is a Text, never markup: paths and errors may hold [brackets].
+
+def _cell(value: object, style: str = "") -> Any:
+    from rich.text import Text
+
+    return Text("" if value is None else str(value), style=style)
+
+
+def _ago(stamp: str | None) -> str:
+    from metarr_sync.health import ago
+
+    return ago(stamp)
+
+
+def players_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="metarr-sync players", title_justify="left")
+    for column in ("player", "type", "url", "group", "priority", "enabled", "mappings",
+                   "credentials", "last result"):
+        table.add_column(column, justify="right" if column in ("priority", "mappings")
+                         else "left")
+    for row in rows:
+        enabled = "yes" if row["enabled"] else "no"
+        if row.get("disabled_reason"):
+            enabled = f"no: {row['disabled_reason']}"
+        last = row.get("last_result")
+        if last is None:
+            result, style = "never synced", "dim"
+        else:
+            result = f"{last['status']} {_ago(last['finished_at'])}".strip()
+            if last.get("error"):
+                result += f": {last['error']}"
+            style = STATUS_STYLE.get(last["status"], "")
+        table.add_row(_cell(row["name"]), _cell(row["type"]), _cell(row["url"]),
+                      _cell(row["group"] or ""), _cell(row["priority"]),
+                      _cell(enabled, "" if row["enabled"] and not row.get("disabled_reason")
+                            else "red" if row.get("disabled_reason") else "dim"),
+                      _cell(row["mappings"]), _cell(row["credentials_text"]),
+                      _cell(result, style))
+    return table
+
+
+def player_test_json(result: Any, reenabled: bool = False) -> dict[str, Any]:
+    return {
+        "name": result.name, "type": result.type, "ok": result.ok,
+        "version": result.version, "api_version": result.api_version,
+        "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in result.steps],
+        "roots": result.roots, "error": result.error, "error_kind": result.error_kind,
+        "reenabled": reenabled,
+    }
+
+
+def player_test_table(results: list[Any]) -> Table:
+    table = Table(title="metarr-sync players test", title_justify="left")
+    for column in ("player", "step", "result", "detail"):
+        table.add_column(column)
+    for result in results:
+        for index, step in enumerate(result.steps):
+            table.add_row(_cell(result.name if index == 0 else ""), _cell(step.name),
+                          _cell("ok" if step.ok else "FAILED", "green" if step.ok else "red"),
+                          _cell(step.detail))
+    return table
+
+
+def mappings_table(players: list[Any]) -> Table:
+    table = Table(title="metarr-sync mappings", title_justify="left")
+    for column in ("player", "metarr path", "player path"):
+        table.add_column(column)
+    for player in players:
+        if not player.mappings:
+            table.add_row(_cell(player.name), _cell("(none: Metarr's own paths are sent)",
+                                                    "dim"), _cell(""))
+        for mapping in player.mappings:
+            table.add_row(_cell(player.name), _cell(mapping.metarr), _cell(mapping.player))
+    return table
+
+
+def mapping_test_table(path: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"metarr-sync mappings test {path}", title_justify="left")
+    for column in ("player", "mapping", "player path"):
+        table.add_column(column)
+    for row in rows:
+        mapping = row["mapping"]
+        used = (f"{mapping['metarr']} → {mapping['player']}" if mapping
+                else "(none)" if row["error"] else "(no mappings: Metarr's own path)")
+        if row["error"]:
+            table.add_row(_cell(row["name"]), _cell(used), _cell(row["error"], "red"))
+        else:
+            table.add_row(_cell(row["name"]), _cell(used), _cell(row["player_path"], "green"))
+    return table
+
+
+DETECT_STYLE = {"new": "green", "configured": "", "conflict": "red", "ambiguous": "yellow",
+                "unmatched": "yellow", "error": "red", "applied": "green"}
+
+
+def detect_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="metarr-sync mappings detect", title_justify="left")
+    for column in ("player", "library", "status", "mapping", "detail"):
+        table.add_column(column)
+    for row in rows:
+        mapping = row.get("mapping")
+        table.add_row(_cell(row["player"]), _cell(row.get("library_path") or ""),
+                      _cell(row["status"], DETECT_STYLE.get(row["status"], "")),
+                      _cell(f"{mapping['metarr']} → {mapping['player']}" if mapping else ""),
+                      _cell(row.get("detail") or ""))
+    return table
+
+
+QUEUE_STYLE = {"pending": "", "deferred": "cyan", "failed": "red", "unverified": "yellow",
+               "sent": "dim"}
+
+
+def queue_entry_json(entry: Any) -> dict[str, Any]:
+    item = entry.item
+    return {
+        "player": entry.player, "item": item.key, "kind": item.kind, "id": item.id,
+        "title": item.label(), "path": item.path, "removed": item.removed,
+        "status": entry.status, "attempts": entry.attempts, "last_error": entry.last_error,
+        "next_attempt": entry.next_attempt_at, "enqueued_at": entry.enqueued_at,
+        "updated_at": entry.updated_at, "source": entry.source,
+    }
+
+
+def queue_table(entries: list[Any]) -> Table:
+    table = Table(title="metarr-sync queue", title_justify="left")
+    for column in ("player", "item", "title", "status", "tries", "queued", "next attempt",
+                   "why"):
+        table.add_column(column, justify="right" if column == "tries" else "left")
+    for entry in entries:
+        title = entry.item.label() + (" (removed)" if entry.item.removed else "")
+        table.add_row(_cell(entry.player), _cell(entry.item.key), _cell(title),
+                      _cell(entry.status, QUEUE_STYLE.get(entry.status, "")),
+                      _cell(entry.attempts), _cell(_ago(entry.enqueued_at)),
+                      _cell(_next_attempt(entry)), _cell(entry.last_error or ""))
+    return table
+
+
+def _next_attempt(entry: Any) -> str:
+    if entry.next_attempt_at:
+        return entry.next_attempt_at
+    return {"pending": "next run", "deferred": "next run", "unverified": "next run",
+            "sent": "verified next run", "failed": "after `queue retry`"}.get(entry.status, "")
+
+
+HEALTH_STYLE = {0: "green", 1: "yellow", 2: "red", 3: "magenta"}
+
+
+def status_json(metrics: Any, health: Any, players: list[dict[str, Any]],
+                queue: dict[str, int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The design's SyncMetrics fields first; health, players, queue and runs apart."""
+    return {
+        "total_syncs": metrics.total_syncs,
+        "successful_syncs": metrics.successful_syncs,
+        "failed_syncs": metrics.failed_syncs,
+        "average_sync_time": metrics.average_sync_time,
+        "last_sync_timestamp": metrics.last_sync_timestamp,
+        "items_per_second": metrics.items_per_second,
+        "by_player": {
+            name: {"success_rate": m.success_rate,
+                   "average_response_time": m.average_response_time,
+                   "last_error": m.last_error}
+            for name, m in metrics.by_player.items()
+        },
+        "health": {"status": health.label, "exit_code": health.code,
+                   "summary": health.summary, "reasons": health.reasons},
+        "players": players,
+        "queue": queue,
+        "runs": {"unfinished": metrics.unfinished, "recent": runs},
+    }
+
+
+def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
+                 queue: dict[str, int], runs: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
+    out = console()
+    out.print(Text(health.summary, style=HEALTH_STYLE.get(health.code, "")))
+    for reason in health.reasons[1:]:
+        out.print(Text(f"  also: {reason}"))
+    table = Table(title="players", title_justify="left")
+    for column in ("player", "state", "last sync", "result", "success", "avg response",
+                   "pending", "failed", "deferred", "unverified", "last error"):
+        table.add_column(column, justify="right" if column in (
+            "success", "avg response", "pending", "failed", "deferred", "unverified")
+            else "left")
+    for p in players:
+        state = "enabled" if p["enabled"] else "disabled"
+        if p["disabled_reason"]:
+            state = "disabled: auth failed"
+        rate = p["success_rate"]
+        response = p["average_response_time"]
+        counts = p["queue"]
+        table.add_row(
+            _cell(p["name"]), _cell(state, "red" if p["disabled_reason"] else
+                                    "" if p["enabled"] else "dim"),
+            _cell(_ago(p["last_sync_at"]) or "never"),
+            _cell(p["last_result"] or "", STATUS_STYLE.get(p["last_result"] or "", "")),
+            _cell("" if rate is None else f"{rate:.0%}"),
+            _cell("" if response is None else duration(int(response * 1000))),
+            _cell(counts.get("pending", 0)), _cell(counts.get("failed", 0)),
+            _cell(counts.get("deferred", 0)), _cell(counts.get("unverified", 0)),
+            _cell(p["last_error"] or ""))
+    out.print(table)
+    average = metrics.average_sync_time
+    line = (f"runs: {metrics.total_syncs} finished ({metrics.successful_syncs} synced, "
+            f"{metrics.failed_syncs} failed or partial)")
+    if average is not None:
+        line += f", {average:.1f}s on average"
+    if metrics.items_per_second is not None:
+        line += f", {metrics.items_per_second:g} items/s"
+    if metrics.unfinished:
+        line += f"; {metrics.unfinished} interrupted or still running"
+    out.print(Text(line))
+    if runs:
+        history = Table(title="recent runs", title_justify="left")
+        for column in ("run", "command", "trigger", "started", "result", "items", "synced",
+                       "failed", "time"):
+            history.add_column(column, justify="right" if column in (
+                "run", "items", "synced", "failed", "time") else "left")
+        for run in runs:
+            seconds = run["duration"]
+            history.add_row(
+                _cell(f"#{run['id']}"), _cell(run["command"]), _cell(run["trigger"]),
+                _cell(_ago(run["started_at"])),
+                _cell(run["status"] or "unfinished",
+                      STATUS_STYLE.get(run["status"] or "", "yellow")),
+                _cell(run["items"]), _cell(run["synced"]), _cell(run["failed"]),
+                _cell("" if seconds is None else duration(int(seconds * 1000))))
+        out.print(history)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from metarr_sync import __version__
-from metarr_sync.cli import common, run
+from metarr_sync.cli import common, mappings, players, queue, run, status
 
 app = typer.Typer(
     name="metarr-sync",
@@ -56,6 +56,10 @@ def main_options(
 
 
 run.register(app)
+players.register(app)
+mappings.register(app)
+queue.register(app)
+status.register(app)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -50,7 +50,15 @@ class RecorderPlayer(base.Player):
                       "rejected": base.Rejected}
             raise errors[kind](f"recorder told to fail: {kind}")
         self._log(op="probe")
-        return base.ProbeResult(version="1.0")
+        # `<player>.roots`: its library roots, one a line; `<player>.steps`: discovery
+        # steps as JSON [[name, ok, detail], ...] (for `players test` / `mappings detect`).
+        roots = self._file("roots")
+        steps = self._file("steps")
+        return base.ProbeResult(
+            version="1.0",
+            roots=roots.read_text().splitlines() if roots.exists() else [],
+            steps=[base.ProbeStep(*s) for s in json.loads(steps.read_text())]
+            if steps.exists() else [])
 
     def is_playing(self) -> bool:
         return self._file("playing").exists()

@@ -1,0 +1,213 @@
+"""`queue`: what waits for which player and why; add, retry and clear work."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated
+
+import typer
+
+from metarr_sync.cli import common, ops
+from metarr_sync.cli.ops import JsonOpt
+
+QUEUE_EXIT_HELP = (
+    "Exit codes: 0 done (or nothing to do); 1 queue clear was not confirmed; 2 bad command "
+    "line (unknown player, unknown item id, relative path, no terminal to confirm on); "
+    "3 configuration or state unreadable; 4 Metarr's database unreadable."
+)
+
+app = typer.Typer(
+    help="The work waiting for each player: list, add, retry, clear.",
+    no_args_is_help=True, rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+PlayerOpt = Annotated[list[str] | None, typer.Option(
+    "--player", "-p", help="Only this player (repeatable)")]
+ITEM_RE = re.compile(r"^(movie|series|episode):(\d+)$")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="queue")
+
+
+def _statuses() -> tuple[str, ...]:
+    from metarr_sync.state import QUEUE_STATUSES
+
+    return QUEUE_STATUSES
+
+
+@app.command("list", epilog=QUEUE_EXIT_HELP)
+def list_command(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="Only entries in this state: pending, deferred (someone was "
+        "watching), failed (needs a person), unverified (sent, not seen on the player) or "
+        "sent (waiting to be verified)")] = None,
+    player: PlayerOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What waits for each player, why (the last error), tries so far and next attempt."""
+    from metarr_sync import render
+
+    if status is not None and status not in _statuses():
+        common.fail(f"--status must be one of {', '.join(_statuses())}, not {status!r}",
+                    common.EXIT_USAGE)
+    config = common.load(ctx, secrets=False)
+    names = [p.name for p in ops.selected(config, player)]
+    state = ops.open_state(ctx)
+    entries = []
+    if state is not None:
+        try:
+            entries = [e for e in state.queue(status=status) if e.player in names]
+        finally:
+            state.close()
+    if json_out:
+        counts: dict[str, dict[str, int]] = {name: {} for name in names}
+        for entry in entries:
+            counts[entry.player][entry.status] = counts[entry.player].get(entry.status, 0) + 1
+        common.dump_json({"entries": [render.queue_entry_json(e) for e in entries],
+                          "counts": counts})
+        return
+    if not entries:
+        ops.say("Nothing is queued" + (f" with status {status}" if status else "")
+                + (f" for {', '.join(names)}" if player else "") + ".")
+        return
+    render.console().print(render.queue_table(entries))
+
+
+@app.command("add", epilog=QUEUE_EXIT_HELP)
+def add_command(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(
+        metavar="[PATH...]", help="Metarr-side paths: items at or below each path")] = None,
+    movie: Annotated[list[int] | None, typer.Option("--movie", help="Movie id (repeatable)")
+                     ] = None,
+    episode: Annotated[list[int] | None, typer.Option(
+        "--episode", help="Episode id (repeatable)")] = None,
+    series: Annotated[list[int] | None, typer.Option(
+        "--series", help="Series id, with its episodes (repeatable)")] = None,
+    player: PlayerOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Queue items for the next `run`, without contacting any player (fast, for hooks)."""
+    from metarr_sync.cli.run import named_items
+
+    if not (paths or movie or episode or series):
+        common.fail("name what to queue: --movie ID, --episode ID, --series ID or a path",
+                    common.EXIT_USAGE)
+    config = common.load(ctx, secrets=False)
+    targets = [p.name for p in ops.selected(config, player)]
+    if not targets:
+        common.fail(f"no players configured in {config.path}: nothing to queue for",
+                    common.EXIT_USAGE)
+    source = common.open_metarr(config)
+    try:
+        items = named_items(source, paths or [], movie or [], episode or [], series or [])
+    finally:
+        source.close()
+    state = ops.create_state(ctx)
+    try:
+        queued = state.enqueue(items, targets, source="queue")
+    finally:
+        state.close()
+    if json_out:
+        common.dump_json({"players": targets, "entries": queued, "items": [
+            {"item": i.key, "title": i.label(), "path": i.path, "removed": i.removed}
+            for i in items]})
+        return
+    ops.say(f"Queued {len(items)} item(s) for {', '.join(targets)}: the next "
+            "`metarr-sync run` delivers them.")
+
+
+@app.command("retry", epilog=QUEUE_EXIT_HELP)
+def retry_command(
+    ctx: typer.Context,
+    items: Annotated[list[str] | None, typer.Argument(
+        metavar="[ITEM...]", help="Items as queue list shows them (movie:42, episode:7); "
+        "default: every failed item")] = None,
+    player: PlayerOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send failed items (and unverified ones given up on) again at the next run."""
+    for item in items or []:
+        if not ITEM_RE.match(item):
+            common.fail(f"{item!r} is not an item like movie:42, series:3 or episode:7 "
+                        "(see `metarr-sync queue list`)", common.EXIT_USAGE)
+    config = common.load(ctx, secrets=False)
+    names = [p.name for p in ops.selected(config, player)] if player else None
+    state = ops.open_state(ctx)
+    if state is None:
+        if items:
+            common.fail(f"{items[0]} is not in the queue (no run has happened yet)",
+                        common.EXIT_USAGE)
+        moved = 0
+    else:
+        try:
+            retryable = [e for e in state.queue() if e.status in ("failed", "unverified")
+                         and (names is None or e.player in names)]
+            keys = {e.item.key for e in retryable}
+            for item in items or []:
+                if item not in keys:
+                    common.fail(f"{item} is not failed or unverified in the queue"
+                                + (f" of {', '.join(names)}" if names else "")
+                                + " (see `metarr-sync queue list`)", common.EXIT_USAGE)
+            moved = 0
+            for name in names or [None]:
+                moved += state.retry_failed(name, items or None)
+        finally:
+            state.close()
+    if json_out:
+        common.dump_json({"retried": moved})
+        return
+    ops.say(f"{moved} item(s) will be sent again at the next run." if moved
+            else "Nothing to retry: no failed or unverified items.")
+
+
+@app.command("clear", epilog=QUEUE_EXIT_HELP)
+def clear_command(
+    ctx: typer.Context,
+    player: PlayerOpt = None,
+    failed: Annotated[bool, typer.Option(
+        "--failed", help="Only failed entries")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")
+                   ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Drop queued work. Cleared items are not sent unless they change again in Metarr or
+    are named with `sync` / `queue add`. Asks first unless --yes."""
+    config = common.load(ctx, secrets=False)
+    names = [p.name for p in ops.selected(config, player)] if player else None
+    status = "failed" if failed else None
+    state = ops.open_state(ctx)
+    if state is None:
+        count = 0
+    else:
+        try:
+            entries = [e for e in state.queue(status=status)
+                       if names is None or e.player in names]
+            count = len(entries)
+            if count and not yes:
+                _confirm(count, status, names)
+            removed = 0
+            for name in names or [None]:
+                removed += state.clear_queue(name, status)
+            count = removed
+        finally:
+            state.close()
+    if json_out:
+        common.dump_json({"cleared": count})
+        return
+    ops.say(f"Cleared {count} queued item(s)." if count else "Nothing to clear.")
+
+
+def _confirm(count: int, status: str | None, names: list[str] | None) -> None:
+    what = f"{count} {status + ' ' if status else ''}queue entr{'y' if count == 1 else 'ies'}"
+    who = f" of {', '.join(names)}" if names else " of every player"
+    if not sys.stdin.isatty():
+        common.fail(f"queue clear would drop {what}{who}; there is no terminal to confirm "
+                    "on: add --yes", common.EXIT_USAGE)
+    if not typer.confirm(f"Drop {what}{who}?", default=False, err=True):
+        common.err("metarr-sync: nothing was cleared")
+        raise typer.Exit(common.EXIT_FAILED)

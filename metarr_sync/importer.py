@@ -1,0 +1,142 @@
+"""`players import`: the players, groups and path mappings set up in Metarr, as config.
+
+Metarr keeps players in `media_players` (host, http_port, credentials), groups in
+`media_player_groups` and path mappings per group in `media_player_group_path_mappings`.
+Metarr syncs one member of a Kodi group for all of them (the members share a MySQL
+library), so a Kodi group of several players becomes a `shared_library` group here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from metarr_sync.config import (
+    PLAYER_TYPES,
+    Config,
+    GroupConfig,
+    Mapping,
+    PlayerConfig,
+    Secret,
+    is_absolute_any,
+    validate_url,
+)
+from metarr_sync.metarr import MetarrPlayer, MetarrPlayerGroup, PlayerSetup
+
+DEFAULT_PORTS = {"kodi": 8080, "jellyfin": 8096, "emby": 8096, "plex": 32400}
+
+
+@dataclass
+class Imported:
+    players: list[PlayerConfig] = field(default_factory=list)
+    groups: list[GroupConfig] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (Metarr's name, why)
+    notes: list[str] = field(default_factory=list)
+
+
+def slug(name: str, fallback: str = "player") -> str:
+    """A config name (letters, digits, '-', '_', '.') for one of Metarr's display names."""
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip().lower()).strip("-_.")
+    return text[:64].rstrip("-_.") or fallback
+
+
+def player_url(host: str, port: int | None, player_type: str) -> tuple[str, str | None]:
+    """http://host:port from Metarr's columns, and why it is unusable (None: usable)."""
+    host = host.strip()
+    if "://" in host:
+        parts = urlsplit(host)
+        url = host.rstrip("/")
+        try:
+            has_port = parts.port is not None
+        except ValueError:
+            has_port = True  # validate_url names the bad port
+        if not has_port and port:
+            url = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}".rstrip("/")
+    else:
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address
+        url = f"http://{host}:{port or DEFAULT_PORTS.get(player_type, 80)}"
+    reason = validate_url(url)
+    return url, (f"its address {url!r} {reason}" if reason else None)
+
+
+def from_metarr(setup: PlayerSetup, config: Config) -> Imported:
+    """The config entries for Metarr's players; names already configured are skipped."""
+    result = Imported()
+    groups = {g.id: g for g in setup.groups}
+    mappings: dict[int, list[Mapping]] = {}
+    for group_id, metarr_path, player_path in setup.mappings:
+        group = groups.get(group_id)
+        where = f"group {group.name!r}" if group else f"group #{group_id}"
+        if not metarr_path.startswith("/") and not is_absolute_any(metarr_path) \
+                or not is_absolute_any(player_path):
+            result.notes.append(f"{where}: path mapping {metarr_path!r} → {player_path!r} "
+                                "left out: both sides must be absolute paths")
+            continue
+        mappings.setdefault(group_id, []).append(Mapping(metarr_path, player_path))
+    configured = set(config.players)
+    taken: set[str] = set()
+    members: dict[int, list[PlayerConfig]] = {}
+    for row in setup.players:
+        player, why = _player(row, groups.get(row.group_id) if row.group_id else None,
+                              mappings.get(row.group_id or -1, []), configured, taken)
+        if player is None:
+            result.skipped.append((row.name, why or "unusable"))
+            continue
+        taken.add(player.name)
+        result.players.append(player)
+        if row.group_id is not None and row.group_id in groups:
+            members.setdefault(row.group_id, []).append(player)
+    for group_id, players in members.items():
+        if len(players) < 2:
+            continue  # one player needs no group
+        group = groups[group_id]
+        name = slug(group.name, f"group-{group_id}")
+        shared = group.type.lower() == "kodi" and all(p.type == "kodi" for p in players)
+        if name in config.groups:
+            result.notes.append(f"group {name!r} exists already: its settings are kept")
+        else:
+            result.groups.append(GroupConfig(name, "parallel", True, shared))
+            if shared:
+                result.notes.append(
+                    f"group {name!r}: {len(players)} Kodi players imported with "
+                    "shared_library = true (Metarr syncs one member of a Kodi group for all); "
+                    "set it to false if each Kodi keeps its own library")
+        for priority, player in enumerate(players, start=1):
+            player.group, player.priority = name, priority * 10
+    if any(p.password or p.token for p in result.players):
+        result.notes.append("passwords and API keys copied from Metarr are written into the "
+                            "config file (mode 0600); { env = \"VAR\" } or { file = \"/path\" } "
+                            "keep them out of it")
+    return result
+
+
+def _player(row: MetarrPlayer, group: MetarrPlayerGroup | None, mappings: list[Mapping],
+            configured: set[str], taken: set[str]) -> tuple[PlayerConfig | None, str | None]:
+    player_type = row.type.strip().lower()
+    if player_type not in PLAYER_TYPES:
+        return None, f"unknown player type {row.type!r} (expected one of " \
+                     f"{', '.join(PLAYER_TYPES)})"
+    name = slug(row.name, f"{player_type}-{row.id}")
+    if name in taken:  # two of Metarr's names give the same config name
+        name = f"{name[:58]}-{row.id}"
+    if name in configured:
+        return None, (f"a player named {name!r} is configured already; remove it first "
+                      f"(`metarr-sync players remove {name}`) to import it again")
+    url, why = player_url(row.host, row.http_port, player_type)
+    if why:
+        return None, why
+    player = PlayerConfig(name=name, type=player_type, url=url,
+                          enabled=row.enabled and (group.enabled if group else True),
+                          mappings=list(mappings))
+    if player_type == "kodi":
+        if row.password and not row.username:
+            return None, "Metarr has a password for it but no user name"
+        player.username = row.username
+        player.password = Secret(value=row.password) if row.password else None
+    else:
+        if not row.api_key:
+            return None, f"Metarr has no API key for it ({player_type} needs one)"
+        player.token = Secret(value=row.api_key)
+    return player, None
