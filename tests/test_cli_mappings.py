@@ -258,3 +258,33 @@ def test_detect_apply_with_an_unwritable_config(cli, metarr, tmp_path):
     assert result.returncode == 3, result.stderr
     assert f"metarr-sync: {config}: cannot be written: " in result.stderr
     assert config.read_bytes() == before
+
+
+# --- the path comparisons behind players test and detect (pure) -------------------------
+
+def test_mapping_roots_compare_by_whole_components_and_player_case_rules():
+    from metarr_sync.discovery import check_mapping
+
+    assert check_mapping("/data/movies", ["/data/movies4k"]) == (
+        False, "not a library root on the player, nor inside one; its roots: /data/movies4k")
+    assert check_mapping("D:\\Media\\Movies", ["d:\\media\\movies\\"]) == (
+        True, "a library root on the player")
+    assert check_mapping("smb://NAS/Share/movies", ["smb://nas/share/"]) == (
+        True, "inside the player's library root smb://nas/share/")
+    # POSIX paths are case-sensitive: /Movies is another folder than /movies.
+    assert check_mapping("/srv/Movies", ["/srv/movies"])[0] is False
+
+
+def test_proposals_prefer_the_longest_common_tail():
+    from metarr_sync.config import Mapping
+    from metarr_sync.discovery import propose_mappings
+    from metarr_sync.metarr import Library
+
+    libraries = [Library(1, "Movies", "/data/media/movies", "movie"),
+                 Library(2, "Music", "/data/media/music", "music")]
+    roots = ["/mnt/movies4k", "/srv/media/movies", "/backup/movies"]
+    (proposal,) = propose_mappings(libraries, roots, [])  # music libraries are left out
+    assert proposal.status == "new"
+    assert proposal.mapping == Mapping("/data/media/movies", "/srv/media/movies")
+    same = propose_mappings(libraries[:1], ["/data/media/movies/"], [])
+    assert same[0].status == "configured"  # the player sees Metarr's own path

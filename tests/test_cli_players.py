@@ -511,3 +511,19 @@ def test_import_from_a_metarr_without_player_tables(cli, metarr):
         "media_player_group_path_mappings: this Metarr version keeps no media players to "
         "import"]
     assert not cli.config.exists()
+
+
+def test_player_urls_from_metarrs_host_and_port():
+    from metarr_sync.importer import player_url, slug
+
+    assert player_url("192.168.1.10", None, "kodi") == ("http://192.168.1.10:8080", None)
+    assert player_url("fd00::5", 32400, "plex") == ("http://[fd00::5]:32400", None)
+    assert player_url("https://jelly.example.org/", 443, "jellyfin") == (
+        "https://jelly.example.org:443", None)
+    assert player_url("https://jelly.example.org:8920", 8096, "jellyfin") == (
+        "https://jelly.example.org:8920", None)
+    assert player_url("nas", 99999, "kodi") == (
+        "http://nas:99999", "its address 'http://nas:99999' not a valid URL (Port out of "
+        "range 0-65535)")
+    assert slug("Living Room (Kodi)") == "living-room-kodi"
+    assert slug("ÄÖÜ") == "player"

@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", help="Only this player (repeatable)")]
+    "--player", "-p", metavar="NAME", help="Only this player (repeatable)")]
 
 
 def register(root: typer.Typer) -> None:

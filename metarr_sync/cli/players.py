@@ -111,27 +111,37 @@ def add_command(
     name: Annotated[str, typer.Argument(
         help="A name for it: letters, digits, '-', '_' and '.'")],
     url: Annotated[str, typer.Option(
-        "--url", help="Its web address, e.g. http://192.168.1.10:8080")],
+        "--url", metavar="URL",
+        help="Its web address, e.g. http://192.168.1.10:8080")],
     username: Annotated[str | None, typer.Option(
-        "--username", help="Kodi: the web server's user name")] = None,
+        "--username", metavar="USER",
+        help="Kodi: the web server's user name")] = None,
     password: Annotated[str | None, typer.Option(
-        "--password", help="Kodi: the password ('-' reads it from stdin; a value given "
+        "--password", metavar="PASSWORD",
+        help="Kodi: the password ('-' reads it from stdin; a value given "
         "here shows in `ps` and the shell history)")] = None,
     password_env: Annotated[str | None, typer.Option(
-        "--password-env", metavar="VAR", help="Read the password from this variable")] = None,
+        "--password-env", metavar="VAR",
+        help="Read the password from this variable")] = None,
     password_file: Annotated[str | None, typer.Option(
-        "--password-file", metavar="PATH", help="Read the password from this file")] = None,
+        "--password-file", metavar="PATH",
+        help="Read the password from this file")] = None,
     token: Annotated[str | None, typer.Option(
-        "--token", help="Jellyfin/Emby/Plex: the API token ('-' reads it from stdin)")] = None,
+        "--token", metavar="TOKEN",
+        help="Jellyfin/Emby/Plex: the API token ('-' reads it from stdin)")] = None,
     token_env: Annotated[str | None, typer.Option(
-        "--token-env", metavar="VAR", help="Read the token from this variable")] = None,
+        "--token-env", metavar="VAR",
+        help="Read the token from this variable")] = None,
     token_file: Annotated[str | None, typer.Option(
-        "--token-file", metavar="PATH", help="Read the token from this file "
+        "--token-file", metavar="PATH",
+        help="Read the token from this file "
         "(e.g. under $CREDENTIALS_DIRECTORY)")] = None,
     group: Annotated[str | None, typer.Option(
-        "--group", help="Player group (created with default settings if new)")] = None,
+        "--group", metavar="GROUP",
+        help="Player group (created with default settings if new)")] = None,
     priority: Annotated[int | None, typer.Option(
-        "--priority", help="Order inside its group: lower goes first [default: 100]")] = None,
+        "--priority", metavar="N",
+        help="Order inside its group: lower goes first [default: 100]")] = None,
     maps: Annotated[list[str] | None, typer.Option(
         "--map", metavar="METARR=PLAYER",
         help="Path mapping, e.g. /data/media/movies=smb://nas/movies (repeatable)")] = None,
@@ -241,7 +251,7 @@ def _set_enabled(ctx: typer.Context, names: list[str], enabled: bool, json_out: 
 @app.command("enable", epilog=ops.EDIT_EXIT_HELP)
 def enable_command(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Players to enable")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to enable")],
     json_out: JsonOpt = False,
 ) -> None:
     """Enable players; also clears a disable after an authentication failure."""
@@ -251,7 +261,7 @@ def enable_command(
 @app.command("disable", epilog=ops.EDIT_EXIT_HELP)
 def disable_command(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Players to disable")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to disable")],
     json_out: JsonOpt = False,
 ) -> None:
     """Disable players: runs skip them (their queue is kept)."""
@@ -264,7 +274,7 @@ def disable_command(
 def test_command(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(
-        metavar="[NAME...]", help="Players to test [default: all]")] = None,
+        metavar="NAME", help="Players to test [default: all]")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check each player step by step: reachable, version, credentials, rights, libraries,

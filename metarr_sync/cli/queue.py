@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", help="Only this player (repeatable)")]
+    "--player", "-p", metavar="NAME", help="Only this player (repeatable)")]
 ITEM_RE = re.compile(r"^(movie|series|episode):(\d+)$")
 
 
@@ -42,7 +42,8 @@ def _statuses() -> tuple[str, ...]:
 def list_command(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(
-        "--status", help="Only entries in this state: pending, deferred (someone was "
+        "--status", metavar="STATUS",
+        help="Only entries in this state: pending, deferred (someone was "
         "watching), failed (needs a person), unverified (sent, not seen on the player) or "
         "sent (waiting to be verified)")] = None,
     player: PlayerOpt = None,
@@ -81,13 +82,17 @@ def list_command(
 def add_command(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(
-        metavar="[PATH...]", help="Metarr-side paths: items at or below each path")] = None,
-    movie: Annotated[list[int] | None, typer.Option("--movie", help="Movie id (repeatable)")
+        metavar="PATH", help="Metarr-side paths: items at or below each path")] = None,
+    movie: Annotated[list[int] | None, typer.Option(
+        "--movie", metavar="ID",
+        help="Movie id (repeatable)")
                      ] = None,
     episode: Annotated[list[int] | None, typer.Option(
-        "--episode", help="Episode id (repeatable)")] = None,
+        "--episode", metavar="ID",
+        help="Episode id (repeatable)")] = None,
     series: Annotated[list[int] | None, typer.Option(
-        "--series", help="Series id, with its episodes (repeatable)")] = None,
+        "--series", metavar="ID",
+        help="Series id, with its episodes (repeatable)")] = None,
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -125,7 +130,7 @@ def add_command(
 def retry_command(
     ctx: typer.Context,
     items: Annotated[list[str] | None, typer.Argument(
-        metavar="[ITEM...]", help="Items as queue list shows them (movie:42, episode:7); "
+        metavar="ITEM", help="Items as queue list shows them (movie:42, episode:7); "
         "default: every failed item")] = None,
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
