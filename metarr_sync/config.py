@@ -292,6 +292,12 @@ def validate_url(url: str) -> str | None:
         return "must start with http:// or https://"
     if not parts.hostname:
         return "has no host name"
+    # urlsplit accepts "bad host" (and silently drops tabs and newlines); requests would
+    # then fail on every run instead of the config being refused once.
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not contain spaces or control characters (write a space as %20)"
+    if "[" not in parts.netloc and re.search(r"[^\w.-]", parts.hostname):
+        return f"has an invalid host name {parts.hostname!r} (no spaces or punctuation)"
     if parts.query or parts.fragment:
         return "must not contain a query string or fragment"
     if parts.username or parts.password:

@@ -37,10 +37,11 @@ def run_table(report: RunReport) -> Table:
         table.add_column(column, justify="right" if column in (
             "items", "synced", "failed", "verified", "requests", "time") else "left")
     for p in report.players:
-        style = STATUS_STYLE.get(p.status, "")
-        table.add_row(p.name, p.type, f"[{style}]{p.status}[/]" if style else p.status,
-                      str(p.items), str(p.synced), str(p.failed), str(p.verified),
-                      str(p.requests), duration(p.duration_ms), p.error or "")
+        # Text cells, never markup: an error or a player name may hold [brackets].
+        table.add_row(_cell(p.name), _cell(p.type),
+                      _cell(p.status, STATUS_STYLE.get(p.status, "")),
+                      _cell(p.items), _cell(p.synced), _cell(p.failed), _cell(p.verified),
+                      _cell(p.requests), _cell(duration(p.duration_ms)), _cell(p.error or ""))
     return table
 
 
