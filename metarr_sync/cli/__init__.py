@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from metarr_sync import __version__
-from metarr_sync.cli import common, mappings, players, queue, run, status
+from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status
 
 app = typer.Typer(
     name="metarr-sync",
@@ -60,6 +60,7 @@ players.register(app)
 mappings.register(app)
 queue.register(app)
 status.register(app)
+config_cmd.register(app)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
