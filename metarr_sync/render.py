@@ -74,6 +74,50 @@ def run_json(report: RunReport) -> dict[str, Any]:
     }
 
 
+class RunProgress:
+    """Per-player progress bars (items done of total) on stderr while a run works: the
+    engine's `progress(player, done, total)` callback, called from the player threads."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        # transient: the bars make way for the result table once the run is over.
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), TextColumn("items"), TimeElapsedColumn(),
+                             console=Console(stderr=True, highlight=False), transient=True)
+        self.tasks: dict[str, Any] = {}
+        self.started = False
+
+    def __call__(self, player: str, done: int, total: int) -> None:
+        if not self.started:
+            self.bars.start()
+            self.started = True
+        task = self.tasks.get(player)
+        if task is None:
+            self.tasks[player] = self.bars.add_task(player, total=total, completed=done)
+        else:
+            self.bars.update(task, total=total, completed=done)
+
+    def close(self) -> None:
+        if self.started:
+            self.bars.stop()
+            self.started = False
+
+
+def run_progress() -> RunProgress | None:
+    """A progress display only for a person at a terminal: never when stdout or stderr is
+    a pipe or a file (cron, scripts, `| less`), so no escape codes end up there."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        return None
+    return RunProgress()
+
+
 def print_run(report: RunReport) -> None:
     out = console()
     if report.message:

@@ -218,8 +218,13 @@ def _execute(ctx: typer.Context, config: object, request: object, json_out: bool
 
     assert isinstance(request, engine.Request)
     source = common.open_metarr(config)  # type: ignore[arg-type]
+    # Progress bars for a person at a terminal; never with --json, --quiet (cron) or -v
+    # (log lines on stderr would tear through the bars).
+    progress = (None if json_out or quiet or common.globals_of(ctx).verbose
+                else render.run_progress())
     try:
-        report = engine.run(config, source, common.state_dir(ctx), request)  # type: ignore[arg-type]
+        report = engine.run(config, source, common.state_dir(ctx), request,  # type: ignore[arg-type]
+                            progress=progress)
     except engine.LockHeld as exc:
         common.fail(str(exc), common.EXIT_LOCKED)
     except MetarrError as exc:
@@ -227,6 +232,8 @@ def _execute(ctx: typer.Context, config: object, request: object, json_out: bool
     except StateError as exc:
         common.fail(str(exc), common.EXIT_CONFIG)
     finally:
+        if progress is not None:
+            progress.close()
         source.close()
     if json_out:
         common.dump_json(render.run_json(report))
