@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common, ops
+from metarr_sync.cli import common, complete, ops
 from metarr_sync.cli.ops import JsonOpt
 
 TEST_EXIT_HELP = (
@@ -28,7 +28,8 @@ app = typer.Typer(
 )
 
 PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", metavar="NAME", help="Only this player (repeatable)")]
+    "--player", "-p", metavar="NAME", help="Only this player (repeatable)",
+    autocompletion=complete.player_names)]
 
 
 def register(root: typer.Typer) -> None:
@@ -66,7 +67,8 @@ def list_command(ctx: typer.Context, player: PlayerOpt = None, json_out: JsonOpt
 @app.command("add", epilog=ops.EDIT_EXIT_HELP)
 def add_command(
     ctx: typer.Context,
-    player: Annotated[str, typer.Argument(help="The player")],
+    player: Annotated[str, typer.Argument(help="The player",
+                                          autocompletion=complete.player_names)],
     metarr_path: Annotated[str, typer.Argument(help="The folder as Metarr sees it")],
     player_path: Annotated[str, typer.Argument(
         help="The same folder as the player sees it (/..., D:\\... or smb://...)")],
@@ -105,7 +107,8 @@ def add_command(
 @app.command("remove", epilog=ops.EDIT_EXIT_HELP)
 def remove_command(
     ctx: typer.Context,
-    player: Annotated[str, typer.Argument(help="The player")],
+    player: Annotated[str, typer.Argument(help="The player",
+                                          autocompletion=complete.player_names)],
     metarr_path: Annotated[str, typer.Argument(help="The Metarr side of the mapping")],
     json_out: JsonOpt = False,
 ) -> None:

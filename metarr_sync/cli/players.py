@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common, ops
+from metarr_sync.cli import common, complete, ops
 from metarr_sync.cli.ops import JsonOpt
 
 TEST_EXIT_HELP = (
@@ -107,7 +107,8 @@ def _secret(kind: str, value: str | None, env: str | None, file: str | None) -> 
 def add_command(
     ctx: typer.Context,
     player_type: Annotated[str, typer.Argument(
-        metavar="TYPE", help="kodi, jellyfin, emby or plex")],
+        metavar="TYPE", help="kodi, jellyfin, emby or plex",
+        autocompletion=complete.player_types)],
     name: Annotated[str, typer.Argument(
         help="A name for it: letters, digits, '-', '_' and '.'")],
     url: Annotated[str, typer.Option(
@@ -197,7 +198,8 @@ def add_command(
 @app.command("remove", epilog=ops.EDIT_EXIT_HELP)
 def remove_command(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The player to remove")],
+    name: Annotated[str, typer.Argument(help="The player to remove",
+                                        autocompletion=complete.player_names)],
     json_out: JsonOpt = False,
 ) -> None:
     """Remove a player from the configuration (its queue is dropped at the next run)."""
@@ -251,7 +253,8 @@ def _set_enabled(ctx: typer.Context, names: list[str], enabled: bool, json_out: 
 @app.command("enable", epilog=ops.EDIT_EXIT_HELP)
 def enable_command(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to enable")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to enable",
+                                               autocompletion=complete.player_names)],
     json_out: JsonOpt = False,
 ) -> None:
     """Enable players; also clears a disable after an authentication failure."""
@@ -261,7 +264,8 @@ def enable_command(
 @app.command("disable", epilog=ops.EDIT_EXIT_HELP)
 def disable_command(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to disable")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to disable",
+                                               autocompletion=complete.player_names)],
     json_out: JsonOpt = False,
 ) -> None:
     """Disable players: runs skip them (their queue is kept)."""
@@ -274,7 +278,8 @@ def disable_command(
 def test_command(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(
-        metavar="NAME", help="Players to test [default: all]")] = None,
+        metavar="NAME", help="Players to test [default: all]",
+        autocompletion=complete.player_names)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check each player step by step: reachable, version, credentials, rights, libraries,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common, ops
+from metarr_sync.cli import common, complete, ops
 from metarr_sync.cli.ops import JsonOpt
 
 QUEUE_EXIT_HELP = (
@@ -24,7 +24,8 @@ app = typer.Typer(
 )
 
 PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", metavar="NAME", help="Only this player (repeatable)")]
+    "--player", "-p", metavar="NAME", help="Only this player (repeatable)",
+    autocompletion=complete.player_names)]
 ITEM_RE = re.compile(r"^(movie|series|episode):(\d+)$")
 
 
@@ -45,7 +46,7 @@ def list_command(
         "--status", metavar="STATUS",
         help="Only entries in this state: pending, deferred (someone was "
         "watching), failed (needs a person), unverified (sent, not seen on the player) or "
-        "sent (waiting to be verified)")] = None,
+        "sent (waiting to be verified)", autocompletion=complete.queue_statuses)] = None,
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common
+from metarr_sync.cli import common, complete
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
 QuietOpt = Annotated[bool, typer.Option(
@@ -14,14 +14,17 @@ QuietOpt = Annotated[bool, typer.Option(
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", "-n", help="Print the exact commands each player would get; change nothing")]
 PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", help="Only this player (repeatable)")]
+    "--player", "-p", help="Only this player (repeatable)",
+    autocompletion=complete.player_names)]
 GroupOpt = Annotated[list[str] | None, typer.Option(
-    "--group", "-g", help="Only the players of this group (repeatable)")]
+    "--group", "-g", help="Only the players of this group (repeatable)",
+    autocompletion=complete.group_names)]
 WaitOpt = Annotated[float, typer.Option(
     "--wait", min=0, help="Seconds to wait for another run to finish (default: exit 5)")]
 TriggerOpt = Annotated[str | None, typer.Option(
     "--trigger", help="What started this run: manual, scheduled, post-publish or bulk "
-    "[default: manual for run; post-publish for sync, bulk with --library/--since/--all]")]
+    "[default: manual for run; post-publish for sync, bulk with --library/--since/--all]",
+    autocompletion=complete.triggers)]
 BULK_CONFIRM = 1000  # bulk syncs above this many items ask first
 
 
