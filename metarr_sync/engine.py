@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,15 @@ from pathlib import Path
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.metarr import Item, MetarrSource
 from metarr_sync.plan import build_plan
-from metarr_sync.players.base import AuthFailed, Outcome, Player, PlayerError
+from metarr_sync.players.base import (
+    STOP,
+    AuthFailed,
+    Interrupted,
+    Outcome,
+    Player,
+    PlayerError,
+    signal_name,
+)
 from metarr_sync.state import RunLock, State, now_stamp
 
 log = logging.getLogger("metarr_sync.engine")
@@ -45,7 +53,7 @@ class LockHeld(Exception):
 class PlayerResult:
     name: str
     type: str
-    status: str = "synced"  # synced|partial|failed|deferred|skipped|disabled
+    status: str = "synced"  # synced|partial|failed|deferred|skipped|disabled|interrupted
     items: int = 0
     synced: int = 0
     failed: int = 0
@@ -75,13 +83,19 @@ class RunReport:
     changed: int = 0
     players: list[PlayerResult] = field(default_factory=list)
     message: str | None = None
+    #: The signal that stopped the run (SIGINT/SIGTERM), if one did.
+    interrupted: int | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return 128 + self.interrupted  # 130 for SIGINT, 143 for SIGTERM, as shells do
         return 1 if any(p.is_failure for p in self.players) else 0
 
     @property
     def status(self) -> str:
+        if self.interrupted is not None:
+            return "interrupted"
         if any(p.is_failure for p in self.players):
             return "failed" if all(p.is_failure for p in self.players) else "partial"
         return "synced"
@@ -152,6 +166,7 @@ def run(config: Config, source: MetarrSource, state_dir: Path, request: Request,
         report.message = "sync is disabled ([sync] enabled = false): nothing was sent"
         report.finished_at = now_stamp()
         return report
+    STOP.clear()
     lock = RunLock(state_dir)
     if not lock.acquire(request.wait):
         holder = lock.holder()
@@ -188,8 +203,13 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
                 work[player.name] = state.work(player.name, keys)
             report.run_id = state.start_run(request.trigger, request.command)
         report.items = len({i.key for items in work.values() for i in items})
+        # From here on SIGINT/SIGTERM only ask the players to stop (see StopFlag), so
+        # that the run ends with its results recorded and the lock released.
+        STOP.armed = True
         report.players = _execute(config, state_dir, chosen, work, request, report.run_id,
                                   progress)
+        if STOP.is_set():
+            report.interrupted = STOP.signal
         report.finished_at = now_stamp()
         if report.run_id is not None:
             for result in report.players:
@@ -199,6 +219,7 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
                              sum(p.failed for p in report.players))
         return report
     finally:
+        STOP.armed = False
         state.close()
 
 
@@ -241,14 +262,40 @@ def _execute(config: Config, state_dir: Path, chosen: list[PlayerConfig],
     for player in chosen:
         groups.setdefault(player.group or f"\0{player.name}", []).append(player)
     results: dict[str, PlayerResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, len(groups)),
-                            thread_name_prefix="group") as pool:
-        futures = [pool.submit(_run_group, ctx, name, members, work)
-                   for name, members in groups.items()]
-        for future in futures:
-            for result in future.result():
-                results[result.name] = result
+    pool = ThreadPoolExecutor(max_workers=max(1, len(groups)), thread_name_prefix="group")
+    futures: dict[Future[list[PlayerResult]], list[PlayerConfig]] = {
+        pool.submit(_run_group, ctx, name, members, work): members
+        for name, members in groups.items()}
+    running = set(futures)
+    # After a stop request, the requests on the wire get this long to finish; then their
+    # players are abandoned (their work stays queued) so that the run ends promptly.
+    grace = min(config.sync.timeout, STOP_GRACE)
+    try:
+        while running:
+            _, running = wait(running, timeout=0.1)
+            if running and STOP.is_set() and STOP.waited() >= grace:
+                break
+    finally:
+        pool.shutdown(wait=not running, cancel_futures=True)
+    for future, members in futures.items():
+        if future in running:
+            for player in members:
+                results[player.name] = _interrupted(player, work[player.name], (
+                    f"stopped by {signal_name(STOP.signal)} while a request to the player "
+                    "was still running; its work stays queued for the next run"))
+            continue
+        for result in future.result():
+            results[result.name] = result
     return [results[p.name] for p in chosen]
+
+
+#: Seconds a stop request waits for requests already sent (at most the request timeout).
+STOP_GRACE = 5.0
+
+
+def _interrupted(player: PlayerConfig, items: Sequence[Item], why: str) -> PlayerResult:
+    return PlayerResult(player.name, player.type, "interrupted", items=len(items), error=why,
+                        error_kind="interrupted")
 
 
 def _run_group(ctx: _Context, name: str, members: list[PlayerConfig],
@@ -268,6 +315,10 @@ def _run_group(ctx: _Context, name: str, members: list[PlayerConfig],
         if stop_reason:
             results.append(PlayerResult(player.name, player.type, "skipped",
                                         items=len(work[player.name]), error=stop_reason))
+            continue
+        if STOP.is_set():
+            results.append(_interrupted(player, work[player.name], (
+                f"not tried: stopped by {signal_name(STOP.signal)}; its work stays queued")))
             continue
         result = _guarded(ctx, player, work[player.name])
         results.append(result)
@@ -293,6 +344,8 @@ def _run_shared(ctx: _Context, members: list[PlayerConfig],
         others = [p.name for p in enabled if p.name != player.name]
         result = _guarded(ctx, player, items, also_record=others)
         results.append(result)
+        if result.error_kind == "interrupted":
+            break
         if result.error_kind in ("offline", "timeout", "auth_failed") and result.synced == 0:
             continue  # unreachable: let the next member in priority order try
         worker = result
@@ -306,6 +359,9 @@ def _run_shared(ctx: _Context, members: list[PlayerConfig],
             results.append(PlayerResult(
                 player.name, player.type, "skipped", items=len(work[player.name]),
                 error=f"shared library: synced through {worker.name}"))
+        else:  # the run was stopped before this member's turn
+            results.append(_interrupted(player, work[player.name], (
+                f"not tried: stopped by {signal_name(STOP.signal)}; its work stays queued")))
     return results
 
 
@@ -341,6 +397,11 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         verifying = player.verify and ctx.request.verify and not dry_run
         if not items and not (verifying and state.awaiting_verification(player.name)):
             return result
+        if STOP.is_set():
+            result.status, result.error_kind = "interrupted", "interrupted"
+            result.error = (f"not tried: stopped by {signal_name(STOP.signal)}; "
+                            "its work stays queued")
+            return result
         from metarr_sync.players import adapter_class
 
         adapter = adapter_class(player.type)(player, ctx.config.sync, dry_run=dry_run)
@@ -372,6 +433,7 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             else:
                 delivered: list[Item] = []
                 for batch in plan.batches:
+                    STOP.check()  # between batches: everything before is committed
                     batch_items = [t.item for t in batch]
                     outcomes = adapter.apply(batch)
                     if verifying:
@@ -380,12 +442,16 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                         updates = {t.key for t in batch if not t.item.removed}
                         outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
                                     and o.item_key in updates else o for o in outcomes]
-                        delivered += [i for i in batch_items if i.key in {
-                            o.item_key for o in outcomes if o.result == "sent"}]
+                        sent = {o.item_key for o in outcomes if o.result == "sent"}
+                        delivered += [i for i in batch_items if i.key in sent]
                     recorder.save(batch_items, outcomes)
-                    pending = [i for i in pending if i.key not in {t.key for t in batch}]
+                    # The set is built once per batch: inside the comprehension it would be
+                    # rebuilt per item, quadratic in the size of the queue.
+                    in_batch = {t.key for t in batch}
+                    pending = [i for i in pending if i.key not in in_batch]
                     done += len(batch)
                     ctx.tick(player.name, done, len(items))
+                STOP.check()
                 finished = adapter.finish()
                 recorder.save(items, finished)
                 taken_back = {o.item_key for o in finished if o.result != "synced"}
@@ -398,6 +464,10 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                     adapter.notify("Metarr", f"{result.synced} item(s) updated")
                 except PlayerError as exc:
                     log.warning("%s: notification failed: %s", player.name, exc.message)
+        except Interrupted as exc:
+            # Not a failure of the player: what was not confirmed stays queued untouched
+            # (no attempt counted), and is sent again by the next run.
+            result.error, result.error_kind = exc.message, exc.kind
         except PlayerError as exc:
             result.error, result.error_kind = exc.message, exc.kind
             recorder.save(pending, [Outcome(i.key, "retry", exc.message) for i in pending])
@@ -430,6 +500,8 @@ def _verify(adapter: Player, player: PlayerConfig, items: list[Item],
 
 
 def _status_of(result: PlayerResult) -> str:
+    if result.error_kind == "interrupted":
+        return "interrupted"
     if result.error_kind:
         return "failed"
     if result.failed:

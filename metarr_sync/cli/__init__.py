@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -63,25 +64,57 @@ status.register(app)
 config_cmd.register(app)
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(common.EXIT_SIGTERM)
+class _Terminated(SystemExit):
+    """SIGTERM outside the player phase (or a second one): stop now."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM: while players are synced, ask them to stop (the run then ends with
+    its results recorded, exit 130/143); otherwise, or on a second signal, stop now."""
+    from metarr_sync.players.base import STOP, signal_name
+
+    if STOP.request(signum):
+        common.err(f"metarr-sync: {signal_name(signum)}: stopping after the requests under "
+                   "way; send it again to quit at once")
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise _Terminated(common.EXIT_SIGTERM)
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit with `code`, also when player threads abandoned by a stop still wait for an
+    answer: their work is queued already, and a stop must not wait for their timeouts."""
+    import threading
+
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if others:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main() -> None:
     """Entry point: no traceback ever reaches the user."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         code = app(standalone_mode=False)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         common.err("metarr-sync: interrupted; everything confirmed so far is saved")
-        sys.exit(common.EXIT_SIGINT)
+        _exit(common.EXIT_SIGINT)
+    except _Terminated:
+        common.err("metarr-sync: terminated; everything confirmed so far is saved")
+        _exit(common.EXIT_SIGTERM)
     except typer.TyperException as exc:
         # Usage errors (exit 2) and other command-line errors: Click's own message.
         exc.show()  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", common.EXIT_USAGE))
-    except KeyboardInterrupt:
-        common.err("metarr-sync: interrupted; everything confirmed so far is saved")
-        sys.exit(common.EXIT_SIGINT)
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence
@@ -89,5 +122,5 @@ def main() -> None:
 
         common.err(f"metarr-sync: internal error: {redact(repr(exc))} "
                    "(this is a bug; please report it with the output of -vv)")
-        sys.exit(common.EXIT_INTERNAL)
-    sys.exit(code if isinstance(code, int) else 0)
+        _exit(common.EXIT_INTERNAL)
+    _exit(code if isinstance(code, int) else 0)

@@ -242,4 +242,9 @@ def _execute(ctx: typer.Context, config: object, request: object, json_out: bool
         common.dump_json(render.run_json(report))
     elif not quiet or report.exit_code != 0:
         render.print_run(report)
+    if report.interrupted is not None:
+        from metarr_sync.players.base import signal_name
+
+        common.err(f"metarr-sync: stopped by {signal_name(report.interrupted)}; everything "
+                   "confirmed so far is saved, the rest stays queued for the next run")
     raise typer.Exit(report.exit_code)

@@ -7,6 +7,8 @@ meets is raised as one of the PlayerError kinds below, with a message in the use
 
 from __future__ import annotations
 
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,7 +57,73 @@ class Rejected(PlayerError):
     transient = False
 
 
+class Interrupted(PlayerError):
+    """The run was told to stop (SIGINT/SIGTERM): what is not confirmed stays queued as it
+    was, without counting as a failed attempt."""
+
+    kind = "interrupted"
+
+
 ERROR_KINDS = ("offline", "auth_failed", "timeout", "protocol_error", "rejected")
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM while players are being synced.
+
+    Player threads look at it between batches, and HttpClient before every request, so a
+    stop waits at most for the requests already on the wire. Only the main thread sets it
+    (signal handlers run there); workers only read it.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal: int | None = None
+        self.at = 0.0
+        #: True while the engine syncs players: a signal then only sets the flag.
+        self.armed = False
+
+    def request(self, signum: int) -> bool:
+        """Ask the players to stop; True when they will (armed, and the first request).
+
+        False means the caller must stop the process itself: no players are being synced
+        (collection is one transaction and may simply be abandoned), or this is the
+        second signal and the user wants out now.
+        """
+        if not self.armed or self._event.is_set():
+            return False
+        self.signal, self.at = signum, time.monotonic()
+        self._event.set()
+        return True
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def waited(self) -> float:
+        """Seconds since the stop was requested."""
+        return time.monotonic() - self.at if self.is_set() else 0.0
+
+    def check(self) -> None:
+        """Raise Interrupted when a stop was requested."""
+        if self._event.is_set():
+            raise Interrupted(f"stopped by {signal_name(self.signal)} before finishing; "
+                              "what was not confirmed stays queued for the next run")
+
+    def clear(self) -> None:
+        self._event.clear()
+        self.signal, self.armed = None, False
+
+
+def signal_name(signum: int | None) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name if signum is not None else "a signal"
+    except ValueError:
+        return f"signal {signum}"
+
+
+#: The one stop flag of this process.
+STOP = StopFlag()
 
 
 @dataclass(frozen=True)

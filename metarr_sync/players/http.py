@@ -21,6 +21,7 @@ from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.logs import redact
 from metarr_sync.players.base import (
+    STOP,
     AuthFailed,
     PlayerError,
     PlayerOffline,
@@ -122,6 +123,7 @@ class HttpClient:
             self.commands.append(self.describe(method, path, params, json_body))
             if self.dry_run:
                 return None
+        STOP.check()  # a stop request lets the requests on the wire finish, starts no new one
         url = self.base + path
         self.requests += 1
         log.debug("%s %s %s", self.player.name, method, self.describe(method, path, params))
