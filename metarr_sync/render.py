@@ -130,7 +130,9 @@ def print_run(report: RunReport) -> None:
             for command in p.commands:
                 out.print(f"  {command}", markup=False)
     if not report.players:
-        out.print("No players selected: add one with `metarr-sync players add`.")
+        out.print("No players configured: add one with `metarr-sync players add TYPE NAME "
+                  "--url URL`, or import those set up in Metarr with `metarr-sync players "
+                  "import`.", markup=False)
         return
     out.print(run_table(report))
 

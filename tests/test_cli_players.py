@@ -481,7 +481,7 @@ def test_import_writes_the_config_and_skips_names_configured_already(cli, metarr
     before = cli.config.read_bytes()
     again = cli("players", "import")
     assert again.returncode == 0
-    assert again.stdout.strip() == "Nothing imported."
+    assert again.stdout.strip() == "Nothing new to import."
     assert ("metarr-sync: skipped 'Living Room': a player named 'living-room' is configured "
             "already; remove it first (`metarr-sync players remove living-room`) to import it "
             "again") in lines(again.stderr)
@@ -491,8 +491,10 @@ def test_import_writes_the_config_and_skips_names_configured_already(cli, metarr
 def test_import_without_a_metarr_database(cli, tmp_path):
     result = cli("players", "import")
     assert result.returncode == 3
-    assert lines(result.stderr) == [f"metarr-sync: no Metarr database to import from: give "
-                                    f"--database or set [metarr] database in {cli.config}"]
+    assert lines(result.stderr) == [
+        "metarr-sync: no Metarr database to import from: give --database PATH (Metarr's "
+        f"data/metarr.sqlite) or set [metarr] database in {cli.config} (`metarr-sync config "
+        "init` looks for it)"]
     assert not cli.config.exists()
     other = tmp_path / "other.sqlite"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()

@@ -78,7 +78,16 @@ def test_from_nothing_to_a_first_sync(cli, tmp_path, empty_dir):
 
     nothing = cli("run")
     assert nothing.returncode == 0, nothing.stderr
-    assert "No players selected: add one with `metarr-sync players add`" in nothing.stdout
+    assert ("No players configured: add one with `metarr-sync players add TYPE NAME --url "
+            "URL`, or import those set up in Metarr with `metarr-sync players import`."
+            in " ".join(nothing.stdout.split()))
+
+    # No players set up in Metarr: the import says what to do instead.
+    imported = cli("players", "import")
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == (
+        "Nothing imported: no media players are set up in Metarr. Add yours with "
+        "`metarr-sync players add TYPE NAME --url URL`.")
 
     added = cli("players", "add", "recorder", "lounge", "--url", "http://127.0.0.1:9",
                 "--map", "/data/media=/mnt/media")

@@ -352,8 +352,9 @@ def import_command(
             common.fail(f"{config.path}: metarr.password: {exc}", common.EXIT_CONFIG)
     where = database or common.metarr_database(config)
     if not where:
-        common.fail(f"no Metarr database to import from: give --database or set "
-                    f"[metarr] database in {config.path}", common.EXIT_CONFIG)
+        common.fail(f"no Metarr database to import from: give --database PATH (Metarr's "
+                    f"data/metarr.sqlite) or set [metarr] database in {config.path} "
+                    "(`metarr-sync config init` looks for it)", common.EXIT_CONFIG)
     try:
         source = open_source(where, config.sync.timeout, config.metarr.password_value)
     except MetarrError as exc:
@@ -399,8 +400,11 @@ def import_command(
         for player in found.players:
             ops.say(f"Imported {player.name} ({player.type}, {player.url}, "
                     f"{len(player.mappings)} mapping(s))")
-        if not found.players:
-            ops.say("Nothing imported.")
+        if not found.players and not found.skipped:
+            ops.say("Nothing imported: no media players are set up in Metarr. Add yours "
+                    "with `metarr-sync players add TYPE NAME --url URL`.")
+        elif not found.players:
+            ops.say("Nothing new to import.")
     for name, reason in found.skipped:
         common.err(f"metarr-sync: skipped {name!r}: {reason}")
     for note in found.notes:
