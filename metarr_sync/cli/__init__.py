@@ -53,7 +53,11 @@ def main_options(
     if verbose or log_file:
         from metarr_sync import logs
 
-        logs.setup(verbose, log_file)
+        try:
+            logs.setup(verbose, log_file)
+        except OSError as exc:
+            common.fail(f"--log-file {log_file}: cannot be written: {exc.strerror}",
+                        common.EXIT_USAGE)
 
 
 run.register(app)
