@@ -97,7 +97,10 @@ class RunReport:
         if self.interrupted is not None:
             return "interrupted"
         if any(p.is_failure for p in self.players):
-            return "failed" if all(p.is_failure for p in self.players) else "partial"
+            # "failed": every player failed as a whole (offline, auth, ...); items that
+            # failed on a player that works make the run "partial".
+            return "failed" if all(p.is_failure and p.status != "partial"
+                                   for p in self.players) else "partial"
         return "synced"
 
 

@@ -50,8 +50,8 @@ def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],
     """The verdict for the enabled `players`.
 
     CRITICAL: a player disabled after an authentication failure, or the last run failed.
-    WARNING: the last run partly failed; items deferred, failed, given up after repeated
-    unverified deliveries, or waiting longer than `warn_age` (`overdue` counts those).
+    WARNING: the last run partly failed; items deferred, failed, unverified (sent but not
+    seen on the player), or waiting longer than `warn_age` (`overdue` counts those).
     UNKNOWN: no sync run has finished yet.
     """
     critical: list[str] = []
@@ -73,8 +73,13 @@ def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],
         if summary.counts.get("failed"):
             warning.append(f"{summary.counts['failed']} item(s) failed on {name} and need a "
                            "person (`metarr-sync queue list --status failed`)")
+        unverified = summary.counts.get("unverified", 0)
         if summary.stuck:
             warning.append(f"{summary.stuck} item(s) delivered to {name} but never seen there "
+                           "(`metarr-sync queue list --status unverified`)")
+        elif unverified:
+            warning.append(f"{unverified} item(s) sent to {name} but not seen there yet; "
+                           "they are sent again on the next runs "
                            "(`metarr-sync queue list --status unverified`)")
         if summary.counts.get("deferred"):
             warning.append(f"{summary.counts['deferred']} item(s) deferred on {name}: "

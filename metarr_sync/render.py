@@ -305,7 +305,8 @@ def status_json(metrics: Any, health: Any, players: list[dict[str, Any]],
                    "summary": health.summary, "reasons": health.reasons},
         "players": players,
         "queue": queue,
-        "runs": {"unfinished": metrics.unfinished, "recent": runs},
+        "runs": {"unfinished": metrics.unfinished, "by_trigger": metrics.by_trigger,
+                 "recent": runs},
     }
 
 
@@ -351,6 +352,9 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
     if metrics.unfinished:
         line += f"; {metrics.unfinished} interrupted or still running"
     out.print(Text(line))
+    if metrics.by_trigger:
+        out.print(Text("runs by trigger: " + ", ".join(
+            f"{trigger} {count}" for trigger, count in metrics.by_trigger.items())))
     if runs:
         history = Table(title="recent runs", title_justify="left")
         for column in ("run", "command", "trigger", "started", "result", "items", "synced",

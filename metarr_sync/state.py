@@ -561,6 +561,10 @@ class State:
         metrics.unfinished = c.execute(
             f"SELECT count(*) FROM runs WHERE finished_at IS NULL AND {_SYNC_RUNS}"
         ).fetchone()[0]
+        # Every finished run counts here, verify runs too: how runs are started.
+        metrics.by_trigger = {r[0]: r[1] for r in c.execute(
+            "SELECT trigger, count(*) FROM runs WHERE finished_at IS NOT NULL "
+            "GROUP BY trigger ORDER BY trigger")}
         last = c.execute(f"SELECT id, status FROM runs WHERE finished_at IS NOT NULL AND "
                          f"{_SYNC_RUNS} ORDER BY id DESC LIMIT 1").fetchone()
         if last:
@@ -643,6 +647,7 @@ class SyncMetrics:
     unfinished: int = 0
     last_run_id: int | None = None
     last_status: str | None = None
+    by_trigger: dict[str, int] = field(default_factory=dict)  # finished runs per trigger
 
 
 class RunLock:

@@ -99,3 +99,17 @@ def test_bulk_over_a_thousand_items_asks_first(cli, metarr):
     done = cli("sync", "--all", "--yes", "--json")
     assert done.returncode == 0
     assert json.loads(done.stdout)["players"][0]["synced"] == 1001
+
+
+def test_status_counts_runs_per_trigger(cli, metarr):
+    configure(cli, metarr)
+    movie = metarr.add_movie("The Matrix", 1999)
+    cli("run")
+    cli("run", "--trigger", "scheduled")
+    cli("run", "--trigger", "scheduled")
+    cli("sync", "--movie", str(movie))
+    status = cli("status", "--json")
+    assert json.loads(status.stdout)["runs"]["by_trigger"] == {
+        "manual": 1, "post-publish": 1, "scheduled": 2}
+    plain = cli("status")
+    assert "runs by trigger: manual 1, post-publish 1, scheduled 2" in plain.stdout

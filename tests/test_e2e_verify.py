@@ -129,3 +129,15 @@ def test_no_verify_flag_and_config_are_fire_and_forget(cli, metarr):
     row = report(cli("run", "--json", "--no-verify"))
     assert (row["synced"], row["verified"]) == (1, 0)
     assert queue_rows(cli) == []
+
+
+def test_unverified_items_make_status_warn(cli, metarr):
+    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    metarr.add_movie("Heat", 1995)
+    cli.behave("lounge", "unverified", "Heat")
+    assert cli("run").returncode == 1
+    status = cli("status")
+    assert status.returncode == 1
+    assert status.stdout.splitlines()[0].startswith("WARNING: ")
+    assert ("1 item(s) sent to lounge but not seen there yet; they are sent again on the "
+            "next runs (`metarr-sync queue list --status unverified`)") in status.stdout
