@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
+from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
 from metarr_sync.plan import build_plan
 from metarr_sync.players.base import (
@@ -376,7 +377,7 @@ def _guarded(ctx: _Context, player: PlayerConfig, items: list[Item],
     except Exception as exc:  # noqa: BLE001 - a bug in one adapter must not stop others
         log.exception("unexpected error while syncing %s", player.name)
         return PlayerResult(player.name, player.type, "failed", items=len(items),
-                            failed=len(items), error=f"internal error: {exc}",
+                            failed=len(items), error=f"internal error: {redact(str(exc))}",
                             error_kind="internal")
 
 
@@ -472,10 +473,11 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             # (no attempt counted), and is sent again by the next run.
             result.error, result.error_kind = exc.message, exc.kind
         except PlayerError as exc:
-            result.error, result.error_kind = exc.message, exc.kind
-            recorder.save(pending, [Outcome(i.key, "retry", exc.message) for i in pending])
+            # A server may echo a token in its error text: never show or store it.
+            result.error, result.error_kind = redact(exc.message), exc.kind
+            recorder.save(pending, [Outcome(i.key, "retry", result.error) for i in pending])
             if isinstance(exc, AuthFailed) and not dry_run:
-                state.disable_player(player.name, f"authentication failed: {exc.message}")
+                state.disable_player(player.name, f"authentication failed: {result.error}")
         result.status = _status_of(result)
         return result
     finally:
@@ -526,6 +528,9 @@ class _Recorder:
     def save(self, items: Sequence[Item], outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
+        # Errors come from players' answers, which may echo a token: mask known secrets.
+        outcomes = [Outcome(o.item_key, o.result, redact(o.error)) if o.error else o
+                    for o in outcomes]
         for outcome in outcomes:
             if outcome.result == "verified":
                 self.result.verified += 1

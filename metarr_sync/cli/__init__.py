@@ -50,14 +50,15 @@ def main_options(
 ) -> None:
     obj = common.globals_of(ctx)
     obj.config_path, obj.state_dir, obj.verbose = config, state_dir, verbose
-    if verbose or log_file:
-        from metarr_sync import logs
+    from metarr_sync import logs
 
-        try:
-            logs.setup(verbose, log_file)
-        except OSError as exc:
-            common.fail(f"--log-file {log_file}: cannot be written: {exc.strerror}",
-                        common.EXIT_USAGE)
+    # Always: without -v/--log-file this silences logging, else Python's last-resort
+    # handler would print warnings and tracebacks (unredacted) to stderr.
+    try:
+        logs.setup(verbose, log_file)
+    except OSError as exc:
+        common.fail(f"--log-file {log_file}: cannot be written: {exc.strerror}",
+                    common.EXIT_USAGE)
 
 
 run.register(app)

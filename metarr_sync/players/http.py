@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -32,6 +34,9 @@ from metarr_sync.players.base import (
 
 log = logging.getLogger("metarr_sync.http")
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+#: Seconds: retries wait 0.5, 1, 2, ... (urllib3 retries the first at once), at most
+#: the request timeout.
+BACKOFF_FACTOR = 0.5
 USER_AGENT = f"metarr-sync/{__version__}"
 
 
@@ -61,7 +66,7 @@ def make_session(player: PlayerConfig, sync: SyncConfig) -> requests.Session:
         redirect=0,
         status_forcelist=TRANSIENT_STATUS,
         allowed_methods=None,  # every call we make is idempotent (syncing twice is harmless)
-        backoff_factor=0.5,
+        backoff_factor=BACKOFF_FACTOR,
         backoff_max=min(sync.timeout, 10.0),
         respect_retry_after_header=True,
         raise_on_status=False,
@@ -78,8 +83,6 @@ def make_session(player: PlayerConfig, sync: SyncConfig) -> requests.Session:
         session.verify = player.ca_bundle
     elif not player.verify_tls:
         session.verify = False
-        import urllib3
-
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     return session
 
@@ -92,6 +95,7 @@ class HttpClient:
         self.player = player
         self.base = player.url.rstrip("/")
         self.timeout = sync.timeout
+        self.retries = sync.retry_attempts
         self.dry_run = dry_run
         self.session = make_session(player, sync)
         if headers:
@@ -127,49 +131,59 @@ class HttpClient:
         url = self.base + path
         self.requests += 1
         log.debug("%s %s %s", self.player.name, method, self.describe(method, path, params))
-        try:
-            response = self.session.request(
-                method, url, params=params, json=json_body, auth=auth,
-                timeout=(min(self.timeout, 10.0), self.timeout), allow_redirects=False)
-        except requests.exceptions.SSLError as exc:
-            raise ProtocolError(
+        attempt = 0
+        while True:
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=json_body, auth=auth,
+                    timeout=(min(self.timeout, 10.0), self.timeout), allow_redirects=False)
+                break
+            except requests.exceptions.RequestException as exc:
+                if attempt < self.retries and _broke_mid_answer(exc) and not STOP.is_set():
+                    # urllib3's Retry covers the request and the answer's head; a
+                    # connection reset (or stalled) while the body arrives gets here, and
+                    # is as transient: retried with the same bounded backoff.
+                    attempt += 1
+                    delay = min(BACKOFF_FACTOR * 2 ** (attempt - 1), self.timeout)
+                    log.debug("%s: %s broke off mid-answer; retry %d of %d in %.1f s",
+                              self.player.name, method, attempt, self.retries, delay)
+                    time.sleep(delay)
+                    continue
+                raise self._failure(exc) from None
+        check_status(response, self.base)
+        return response
+
+    def _failure(self, exc: requests.exceptions.RequestException) -> PlayerError:
+        """The PlayerError, in the user's words, for a request that got no usable answer."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ProtocolError(
                 f"TLS certificate check failed for {self.base} "
-                "(set ca_bundle, or verify_tls = false for a self-signed certificate)"
-            ) from _quiet(exc)
-        except requests.exceptions.ConnectTimeout as exc:
-            raise PlayerTimeout(f"no connection to {self.base} within {self.timeout:g} s "
-                                f"(player offline?)") from _quiet(exc)
-        except requests.exceptions.Timeout as exc:
-            raise PlayerTimeout(f"{self.base} did not answer within {self.timeout:g} s"
-                                ) from _quiet(exc)
-        except requests.exceptions.RetryError as exc:
-            raise _retry_error(self.base, exc) from _quiet(exc)
-        except requests.exceptions.ConnectionError as exc:
+                "(set ca_bundle, or verify_tls = false for a self-signed certificate)")
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return PlayerTimeout(f"no connection to {self.base} within {self.timeout:g} s "
+                                 f"(player offline?)")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return PlayerTimeout(f"{self.base} did not answer within {self.timeout:g} s")
+        if isinstance(exc, requests.exceptions.RetryError):
+            return _retry_error(self.base, exc)
+        if isinstance(exc, requests.exceptions.ConnectionError):
             text = str(exc)
             if "Read timed out" in text:
                 # With a Retry configured, urllib3 wraps a read timeout in MaxRetryError,
                 # which requests raises as ConnectionError: the player is up but hung.
-                raise PlayerTimeout(f"{self.base} did not answer within {self.timeout:g} s"
-                                    ) from _quiet(exc)
+                return PlayerTimeout(f"{self.base} did not answer within {self.timeout:g} s")
             if "Connection refused" in text or "Errno 111" in text:
-                raise PlayerOffline(f"{self.base} refused the connection (player offline?)"
-                                    ) from _quiet(exc)
+                return PlayerOffline(f"{self.base} refused the connection (player offline?)")
             if "Name or service not known" in text or "nodename nor servname" in text \
                     or "Temporary failure in name resolution" in text:
-                raise PlayerOffline(f"host name of {self.base} cannot be resolved"
-                                    ) from _quiet(exc)
+                return PlayerOffline(f"host name of {self.base} cannot be resolved")
             if "reset" in text.lower() or "aborted" in text.lower() or "broken" in text.lower():
-                raise ProtocolError(f"{self.base} closed the connection mid-answer"
-                                    ) from _quiet(exc)
-            raise PlayerOffline(f"cannot connect to {self.base}") from _quiet(exc)
-        except requests.exceptions.ChunkedEncodingError as exc:
-            raise ProtocolError(f"{self.base} closed the connection mid-answer"
-                                ) from _quiet(exc)
-        except requests.exceptions.RequestException as exc:
-            raise ProtocolError(f"request to {self.base} failed: "
-                                f"{redact(str(exc), self.secrets)}") from _quiet(exc)
-        check_status(response, self.base)
-        return response
+                return ProtocolError(f"{self.base} closed the connection mid-answer")
+            return PlayerOffline(f"cannot connect to {self.base}")
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return ProtocolError(f"{self.base} closed the connection mid-answer")
+        return ProtocolError(f"request to {self.base} failed: "
+                             f"{redact(str(exc), self.secrets)}")
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         """Send and parse a JSON answer (never parses error bodies)."""
@@ -182,9 +196,13 @@ class HttpClient:
         self.session.close()
 
 
-def _quiet(exc: BaseException) -> None:
-    """Drop the low-level cause: it can carry URLs and is not for users."""
-    return None
+def _broke_mid_answer(exc: requests.exceptions.RequestException) -> bool:
+    """The answer's head arrived, then its body broke off (reset, truncated, stalled)."""
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(exc, requests.exceptions.ConnectionError) and isinstance(
+        cause, urllib3.exceptions.ReadTimeoutError)
 
 
 def _retry_error(base: str, exc: requests.exceptions.RetryError) -> PlayerError:
@@ -229,6 +247,12 @@ def _check_status(response: requests.Response, base: str) -> None:
                        "(HTTP 404): wrong URL, or not this kind of server?")
     if code == 429:
         raise PlayerError(f"{base} answered 429 Too Many Requests (rate limited)")
+    if code == 503:
+        raise PlayerError(f"{base} answered 503 Service Unavailable (starting up or "
+                          "overloaded)")
+    if code in (502, 504):
+        raise PlayerError(f"{base} answered HTTP {code}: a proxy in front of the player "
+                          "cannot reach it")
     if code >= 500:
         raise PlayerError(f"{base} answered HTTP {code} (server error)")
     raise Rejected(f"{base} rejected the request (HTTP {code})")

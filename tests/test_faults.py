@@ -1,0 +1,278 @@
+"""The fault matrix: the installed `metarr-sync run` against a fake Kodi, Jellyfin and Plex
+at once (tests/support/fake_players.py), one of them misbehaving.
+
+For every fault: the two healthy players are synced; the sick one's result names the cause
+in words a user understands; its items stay pending with their attempt count raised; the
+exit code is 1; a later run against the healed server delivers everything; and no
+password or token shows up in any output, log or the state database.
+Transient faults (timeouts, 5xx, 429, resets) are retried within the run with backoff
+that honours Retry-After, bounded by retry_attempts and timeout; permanent ones
+(401/403/404) and answers that are plainly not the API (HTML, broken JSON, redirects,
+JSON-RPC errors) are not retried.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
+
+SECRETS = {"kodi": "kodi-Pw-7f3a91e2", "jelly": "jf-Key-2b8c4d6e", "plex": "plex-Tok-9e1f5a3c"}
+RETRY_ATTEMPTS = 2
+TIMEOUT = 1
+
+CONFIG = """
+[metarr]
+database = "{db}"
+
+[sync]
+timeout = {timeout}
+retry_attempts = {retries}
+initial_lookback = "all"
+
+{players}
+"""
+
+
+@dataclass
+class World:
+    """Metarr with four items, three fake players that have the files, and a config."""
+
+    cli: object
+    metarr: object
+    players: dict[str, FakePlayer]
+    files: dict[str, set[str]]
+    keys: set[str]
+    outputs: list[str] = field(default_factory=list)
+
+    def run(self, *args: str):
+        log = self.cli.root / "run.log"
+        result = self.cli("-vv", "--log-file", str(log), "run", "--json", *args)
+        self.outputs += [result.stdout, result.stderr]
+        return result
+
+    def rows(self, result) -> dict[str, dict]:
+        assert result.stdout, result.stderr
+        return {p["name"]: p for p in json.loads(result.stdout)["players"]}
+
+    def queue(self, player: str) -> list[tuple[str, int]]:
+        with self.cli.state() as state:
+            return [tuple(r) for r in state.execute(
+                "SELECT status, attempts FROM sync_queue WHERE player = ? ORDER BY item_key",
+                (player,))]
+
+    def assert_no_secret_anywhere(self) -> None:
+        """Every secret value is absent from stdout, stderr, the log file, the state
+        database and the URLs the players saw."""
+        texts = list(self.outputs)
+        log = self.cli.root / "run.log"
+        if log.exists():
+            texts.append(log.read_text())
+        db = self.cli.state_dir / "state.sqlite"
+        if db.exists():
+            conn = sqlite3.connect(db)
+            texts.append("\n".join(conn.iterdump()))
+            conn.close()
+        for fake in self.players.values():
+            texts += [f"{r.path}?{r.query}" for r in fake.received()]
+        for name, secret in SECRETS.items():
+            for text in texts:
+                assert secret not in text, f"the {name} secret leaked: {text[:300]}"
+
+
+@pytest.fixture
+def world(cli, metarr):
+    kodi = FakeKodi(username="kodi", password=SECRETS["kodi"],
+                    sources={"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}).start()
+    jelly = FakeJellyfin(token=SECRETS["jelly"]).start()
+    plex = FakePlex(token=SECRETS["plex"]).start()
+    fakes = {"kodi": kodi, "jelly": jelly, "plex": plex}
+    try:
+        keys = {f"movie:{metarr.add_movie('The Matrix', 1999)}",
+                f"movie:{metarr.add_movie('Amélie & Nino #1', 2001)}"}
+        show = metarr.add_series("Severance")
+        season = metarr.add_season(show, 1)
+        keys |= {f"series:{show}", f"episode:{metarr.add_episode(show, season, 1, 1)}"}
+        relative = ["movies/The Matrix (1999)/The Matrix (1999).mkv",
+                    "movies/Amélie & Nino #1 (2001)/Amélie & Nino #1 (2001).mkv",
+                    "tv/Severance/Season 01/Severance - S01E01.mkv"]
+        roots = {"kodi": "/mnt", "jelly": "/media", "plex": "/media"}
+        files = {}
+        for name, fake in fakes.items():
+            fake.add_file(*(f"{roots[name]}/{r}" for r in relative))
+            files[name] = {f"{roots[name]}/{r}" for r in relative} | {
+                f"{roots[name]}/tv/Severance" + ("/" if name == "kodi" else "")}
+        players = "\n".join(fake.toml(name, [("/data/media", roots[name])])
+                            for name, fake in fakes.items())
+        cli.write_config(CONFIG.format(db=metarr.path, timeout=TIMEOUT,
+                                       retries=RETRY_ATTEMPTS, players=players))
+        yield World(cli, metarr, fakes, files, keys)
+    finally:
+        for fake in fakes.values():
+            fake.stop()
+
+
+# (fault, sick player, only on this endpoint, words the user gets, retried within the run)
+CASES = [
+    ("refused", "plex", None, "refused the connection", None),
+    ("hang", "jelly", None, f"did not answer within {TIMEOUT} s", True),
+    ("hang", "plex", "/refresh", f"did not answer within {TIMEOUT} s", True),
+    ("401", "kodi", None, "401", False),
+    ("401", "jelly", None, "401", False),
+    ("403", "plex", None, "403", False),
+    ("404", "kodi", None, "404", False),
+    ("500", "jelly", None, "HTTP 500", True),
+    ("500", "kodi", "VideoLibrary.Scan", "HTTP 500", True),
+    ("503", "plex", None, "503 Service Unavailable", True),
+    ("429", "kodi", None, "429 Too Many Requests", True),
+    ("html", "jelly", None, "HTML page instead of JSON", False),
+    ("truncated", "plex", None, "malformed or truncated JSON", False),
+    ("reset", "kodi", None, "closed the connection mid-answer", True),
+    ("reset", "jelly", "/Library/Media/Updated", "closed the connection mid-answer", True),
+    ("jsonrpc_error", "kodi", None, "Kodi rejected", False),
+    ("redirect", "jelly", None, "redirects to", False),
+]
+
+
+@pytest.mark.parametrize(("fault", "sick", "match", "words", "retried"), CASES,
+                         ids=[f"{c[0]}-{c[1]}" + ("-mid-run" if c[2] else "") for c in CASES])
+def test_one_sick_player_never_blocks_the_others_and_catches_up(world, fault, sick, match,
+                                                                words, retried):
+    fake = world.players[sick]
+    healthy = [name for name in world.players if name != sick]
+    fake.misbehave(fault, match=match, retry_after=1 if fault == "503" else None)
+    first = world.run()
+    assert first.returncode == 1, first.stderr
+    rows = world.rows(first)
+    for name in healthy:
+        assert rows[name]["status"] == "synced", rows[name]
+        assert rows[name]["synced"] == 4 and rows[name]["failed"] == 0
+        assert world.players[name].library_files() == world.files[name], name
+    row = rows[sick]
+    assert row["status"] == "failed" and row["synced"] == 0
+    error = row["error"]
+    assert words in error, error
+    for noise in ("Traceback", "urllib3", "HTTPConnectionPool", "Max retries", " object at ",
+                  "Errno"):
+        assert noise not in error, error
+    assert "Traceback" not in first.stderr
+    # Its work stays queued, one attempt counted.
+    assert world.queue(sick) == [("pending", 1)] * 4
+    # Retried within the run (transient) or asked exactly once (permanent).
+    if retried is None:
+        assert fake.count() == 0  # nothing ever reached it
+    elif retried:
+        assert fake.fault_hits() == RETRY_ATTEMPTS + 1, fake.counts
+    else:
+        assert fake.fault_hits() == 1, fake.counts
+
+    fake.heal()
+    if fault == "401":
+        # An authentication failure disables the player until a person checks it.
+        assert world.rows(world.run())[sick]["status"] == "disabled"
+        test = world.cli("players", "test", sick)
+        world.outputs += [test.stdout, test.stderr]
+        assert test.returncode == 0, test.stdout + test.stderr
+    second = world.run()
+    assert second.returncode == 0, second.stdout + second.stderr
+    row = world.rows(second)[sick]
+    assert row["status"] == "synced" and row["synced"] == 4, row
+    assert fake.library_files() == world.files[sick]
+    assert all(status == "sent" for status, _ in world.queue(sick)) or world.queue(sick) == []
+    for name in healthy:
+        assert world.rows(second)[name]["items"] == 0  # nothing sent twice
+    world.assert_no_secret_anywhere()
+
+
+def gaps(fake: FakePlayer, endpoint: str) -> list[float]:
+    times = [r.at for r in fake.received(endpoint)]
+    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+
+
+def test_a_slow_answer_is_retried_and_succeeds_within_the_run(world):
+    kodi = world.players["kodi"]
+    kodi.misbehave("slow", times=1, seconds=TIMEOUT + 1)
+    result = world.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {r["status"] for r in world.rows(result).values()} == {"synced"}
+    assert kodi.fault_hits() == 1 and kodi.count("JSONRPC.Ping") == 2
+    assert kodi.library_files() == world.files["kodi"]
+    world.assert_no_secret_anywhere()
+
+
+def test_retry_after_is_honoured_and_the_run_succeeds(world):
+    plex = world.players["plex"]
+    plex.misbehave("503", times=2, retry_after=1)
+    result = world.run()
+    assert result.returncode == 0, result.stderr
+    assert world.rows(result)["plex"]["status"] == "synced"
+    assert plex.count("GET /identity") == 3
+    assert all(gap >= 0.9 for gap in gaps(plex, "GET /identity")), gaps(plex, "GET /identity")
+
+
+def test_retry_after_never_waits_longer_than_the_timeout(world):
+    jelly = world.players["jelly"]
+    jelly.misbehave("429", times=1, retry_after=3600)
+    started = time.monotonic()
+    result = world.run()
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10
+    (gap,) = gaps(jelly, "GET /System/Info/Public")
+    assert 0.9 <= gap < 3, gap  # capped at timeout = 1 s, not an hour
+
+
+def test_backoff_grows_between_retries(world):
+    kodi = world.players["kodi"]
+    kodi.misbehave("500", times=RETRY_ATTEMPTS)
+    result = world.run()
+    assert result.returncode == 0, result.stderr
+    first, second = gaps(kodi, "JSONRPC.Ping")
+    assert second >= 0.9 and second > first, (first, second)
+
+
+def test_a_reset_mid_answer_is_retried_inside_the_http_client(world):
+    jelly = world.players["jelly"]
+    jelly.misbehave("reset", times=1, match="GET /Library/VirtualFolders")
+    result = world.run()
+    assert result.returncode == 0, result.stderr
+    assert jelly.count("GET /Library/VirtualFolders") == 2
+    assert world.rows(result)["jelly"]["synced"] == 4
+
+
+def test_the_sick_players_time_is_bounded_by_timeout_and_retries(world):
+    world.players["plex"].misbehave("hang")
+    started = time.monotonic()
+    result = world.run()
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    # (retries + 1) attempts of `timeout` each, plus backoff 0 + 1 s, plus start-up.
+    assert elapsed < (RETRY_ATTEMPTS + 1) * TIMEOUT + 1 + 4, elapsed
+    assert world.rows(result)["plex"]["duration_ms"] >= (RETRY_ATTEMPTS + 1) * TIMEOUT * 1000
+
+
+def test_faults_and_dry_run_output_hold_no_secret(world):
+    world.players["kodi"].misbehave("401")
+    world.players["jelly"].misbehave("500")
+    dry = world.cli("-vv", "run", "--dry-run", "--json")
+    world.outputs += [dry.stdout, dry.stderr]
+    assert dry.returncode == 1
+    assert "commands" in json.loads(dry.stdout)["players"][2]
+    world.assert_no_secret_anywhere()
+
+
+def test_the_state_records_the_sick_players_error_in_user_words(world):
+    world.players["jelly"].misbehave("html")
+    world.run()
+    with world.cli.state() as state:
+        errors = {r[0] for r in state.execute(
+            "SELECT last_error FROM sync_queue WHERE player = 'jelly'")}
+        run_error = state.execute("SELECT error FROM run_players WHERE player = 'jelly'"
+                                  ).fetchone()[0]
+    assert len(errors) == 1 and "HTML page instead of JSON" in errors.pop()
+    assert "HTML page instead of JSON" in run_error
+    world.assert_no_secret_anywhere()
+
