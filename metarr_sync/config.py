@@ -585,7 +585,34 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ConfigError([f"{path}: {_line_of(exc)}: TOML syntax error: {reason}"]) from None
+        key = _key_at(text, exc)
+        where = f" (in {key})" if key else ""
+        raise ConfigError([f"{path}: {_line_of(exc)}: TOML syntax error{where}: {reason}"]
+                          ) from None
+
+
+_TABLE_RE = re.compile(r"^\s*\[\[?\s*([^\]#]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')((?:\s*\.\s*(?:[A-Za-z0-9_-]+|"
+                     r"\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def _key_at(text: str, exc: tomllib.TOMLDecodeError) -> str | None:
+    """The key path (`players.tv.url`) on the line of a syntax error, never its value:
+    tomllib's messages ("Cannot overwrite a value") do not say which key, and the line
+    itself may hold a password."""
+    match = re.search(r"at line (\d+)", str(exc))
+    lines = text.splitlines()
+    if not match or not 1 <= int(match.group(1)) <= len(lines):
+        return None
+    number = int(match.group(1))
+    key = _KEY_RE.match(lines[number - 1])
+    if key is None:
+        return None
+    table = next((m.group(1) for line in reversed(lines[:number - 1])
+                  if (m := _TABLE_RE.match(line))), None)
+    dotted = re.compile(r"\s*\.\s*")
+    name = dotted.sub(".", key.group(1) + key.group(2))
+    return f"{dotted.sub('.', table)}.{name}" if table else name
 
 
 def load_config(path: Path | None = None, *, secrets: bool = True) -> Config:

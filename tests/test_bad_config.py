@@ -7,7 +7,6 @@ echoes a secret. Nothing is read from Metarr or sent to a player before the conf
 
 from __future__ import annotations
 
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,15 +21,17 @@ CORPUS: list[tuple[str, str, list[str]]] = [
     ("syntax-unclosed-table", DB + "[sync\nbatch_size = 1\n",
      ["line 3", "TOML syntax error"]),
     ("syntax-missing-value", DB + "[sync]\nbatch_size =\n",
-     ["line 4", "TOML syntax error"]),
+     ["line 4", "TOML syntax error (in sync.batch_size)"]),
     ("syntax-unterminated-string", DB + KODI + 'username = "kodi\n',
-     ["line 6", "TOML syntax error"]),
+     ["line 6", "TOML syntax error (in players.tv.username)"]),
     ("syntax-duplicate-player", DB + KODI + KODI,
-     ["line 6", "TOML syntax error", "players", "tv"]),
+     ["line 6", "TOML syntax error", "Cannot declare ('players', 'tv') twice"]),
     ("syntax-duplicate-key", DB + KODI + 'url = "http://127.0.0.1:9090"\n',
-     ["line 6", "TOML syntax error"]),
+     ["line 6", "TOML syntax error (in players.tv.url)", "Cannot overwrite a value"]),
     ("syntax-bare-word", DB + "[sync]\nskip_active = yes\n",
-     ["line 4", "TOML syntax error"]),
+     ["line 4", "TOML syntax error (in sync.skip_active)"]),
+    ("syntax-secret-never-echoed", DB + KODI + 'username = "kodi"\npassword = "hunter2-secret\n',
+     ["line 7", "TOML syntax error (in players.tv.password)"]),
     ("not-utf8", "# caf\xe9\n", ["not UTF-8"]),
     ("type-batch-size-string", DB + '[sync]\nbatch_size = "100"\n' + KODI,
      ["sync.batch_size", "must be an integer", "'100'"]),
@@ -132,17 +133,20 @@ def corpus_results(tmp_path_factory):
     """Every corpus file run through the installed CLI, in parallel (each in its own
     directory), so that the corpus can grow without slowing the suite down."""
 
-    def one(entry: tuple[str, str, list[str]]) -> tuple[Cli, subprocess.CompletedProcess]:
+    def prepare(entry: tuple[str, str, list[str]]) -> Cli:
         name, text, _ = entry
-        cli = Cli(tmp_path_factory.mktemp(name))
+        cli = Cli(tmp_path_factory.mktemp(name))  # not thread-safe: here, in order
         (cli.root / "empty").write_text("\n")
         text = text.replace("{tmp}", str(cli.root))
         cli.config.write_bytes(text.encode("latin-1") if "\xe9" in text else text.encode())
         cli.config.chmod(0o600)
-        return cli, cli("run")
+        return cli
 
+    clis = [prepare(entry) for entry in CORPUS]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return dict(zip([name for name, _, _ in CORPUS], pool.map(one, CORPUS), strict=True))
+        results = list(pool.map(lambda cli: cli("run"), clis))
+    return {name: (cli, result)
+            for (name, _, _), cli, result in zip(CORPUS, clis, results, strict=True)}
 
 
 @pytest.mark.parametrize(("name", "fragments"), [(n, f) for n, _, f in CORPUS],
