@@ -269,3 +269,11 @@ def test_path_says_where_everything_lives_and_why(cli, tmp_path, metarr):
     assert doc["config"]["source"] == "default"
     assert doc["config"]["path"] == f"{env['HOME']}/.config/metarr-sync/config.toml"
     assert doc["state_dir"]["path"] == f"{env['HOME']}/.local/state/metarr-sync"
+
+
+def test_version_is_the_package_version(cli):
+    from metarr_sync import __version__
+
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"metarr-sync {__version__}\n"
