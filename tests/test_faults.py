@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from conftest import Cli
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
+from support.metarr_factory import MetarrDB
 
 SECRETS = {"kodi": "kodi-Pw-7f3a91e2", "jelly": "jf-Key-2b8c4d6e", "plex": "plex-Tok-9e1f5a3c"}
 RETRY_ATTEMPTS = 2
@@ -65,6 +70,10 @@ class World:
                 "SELECT status, attempts FROM sync_queue WHERE player = ? ORDER BY item_key",
                 (player,))]
 
+    def stop(self) -> None:
+        for fake in self.players.values():
+            fake.stop()
+
     def assert_no_secret_anywhere(self) -> None:
         """Every secret value is absent from stdout, stderr, the log file, the state
         database and the URLs the players saw."""
@@ -84,36 +93,41 @@ class World:
                 assert secret not in text, f"the {name} secret leaked: {text[:300]}"
 
 
-@pytest.fixture
-def world(cli, metarr):
+def make_world(root: Path) -> World:
+    """Metarr with two movies, a show and an episode; three fakes that have the files."""
+    cli, metarr = Cli(root), MetarrDB(root / "metarr.sqlite")
     kodi = FakeKodi(username="kodi", password=SECRETS["kodi"],
                     sources={"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}).start()
     jelly = FakeJellyfin(token=SECRETS["jelly"]).start()
     plex = FakePlex(token=SECRETS["plex"]).start()
     fakes = {"kodi": kodi, "jelly": jelly, "plex": plex}
-    try:
-        keys = {f"movie:{metarr.add_movie('The Matrix', 1999)}",
-                f"movie:{metarr.add_movie('Amélie & Nino #1', 2001)}"}
-        show = metarr.add_series("Severance")
-        season = metarr.add_season(show, 1)
-        keys |= {f"series:{show}", f"episode:{metarr.add_episode(show, season, 1, 1)}"}
-        relative = ["movies/The Matrix (1999)/The Matrix (1999).mkv",
-                    "movies/Amélie & Nino #1 (2001)/Amélie & Nino #1 (2001).mkv",
-                    "tv/Severance/Season 01/Severance - S01E01.mkv"]
-        roots = {"kodi": "/mnt", "jelly": "/media", "plex": "/media"}
-        files = {}
-        for name, fake in fakes.items():
-            fake.add_file(*(f"{roots[name]}/{r}" for r in relative))
-            files[name] = {f"{roots[name]}/{r}" for r in relative} | {
-                f"{roots[name]}/tv/Severance" + ("/" if name == "kodi" else "")}
-        players = "\n".join(fake.toml(name, [("/data/media", roots[name])])
-                            for name, fake in fakes.items())
-        cli.write_config(CONFIG.format(db=metarr.path, timeout=TIMEOUT,
-                                       retries=RETRY_ATTEMPTS, players=players))
-        yield World(cli, metarr, fakes, files, keys)
-    finally:
-        for fake in fakes.values():
-            fake.stop()
+    keys = {f"movie:{metarr.add_movie('The Matrix', 1999)}",
+            f"movie:{metarr.add_movie('Amélie & Nino #1', 2001)}"}
+    show = metarr.add_series("Severance")
+    season = metarr.add_season(show, 1)
+    keys |= {f"series:{show}", f"episode:{metarr.add_episode(show, season, 1, 1)}"}
+    metarr.close()
+    relative = ["movies/The Matrix (1999)/The Matrix (1999).mkv",
+                "movies/Amélie & Nino #1 (2001)/Amélie & Nino #1 (2001).mkv",
+                "tv/Severance/Season 01/Severance - S01E01.mkv"]
+    roots = {"kodi": "/mnt", "jelly": "/media", "plex": "/media"}
+    files = {}
+    for name, fake in fakes.items():
+        fake.add_file(*(f"{roots[name]}/{r}" for r in relative))
+        files[name] = {f"{roots[name]}/{r}" for r in relative} | {
+            f"{roots[name]}/tv/Severance" + ("/" if name == "kodi" else "")}
+    players = "\n".join(fake.toml(name, [("/data/media", roots[name])])
+                        for name, fake in fakes.items())
+    cli.write_config(CONFIG.format(db=metarr.path, timeout=TIMEOUT,
+                                   retries=RETRY_ATTEMPTS, players=players))
+    return World(cli, metarr, fakes, files, keys)
+
+
+@pytest.fixture
+def world(tmp_path):
+    built = make_world(tmp_path)
+    yield built
+    built.stop()
 
 
 # (fault, sick player, only on this endpoint, words the user gets, retried within the run)
@@ -138,20 +152,74 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("fault", "sick", "match", "words", "retried"), CASES,
-                         ids=[f"{c[0]}-{c[1]}" + ("-mid-run" if c[2] else "") for c in CASES])
-def test_one_sick_player_never_blocks_the_others_and_catches_up(world, fault, sick, match,
-                                                                words, retried):
+def case_id(case: tuple) -> str:
+    return f"{case[0]}-{case[1]}" + ("-mid-run" if case[2] else "")
+
+
+@dataclass
+class Story:
+    """What one fault case did, step by step, for the assertions of its test."""
+
+    first: subprocess.CompletedProcess
+    queue_after_first: list[tuple[str, int]]
+    fault_hits: int
+    reached: int
+    library_after_first: dict[str, set[str]]
+    disabled_status: str | None = None
+    players_test: subprocess.CompletedProcess | None = None
+    second: subprocess.CompletedProcess | None = None
+    queue_after_second: list[tuple[str, int]] = field(default_factory=list)
+    library_after_second: set[str] = field(default_factory=set)
+
+
+def play(world: World, case: tuple) -> Story:
+    """Make one player sick, run, heal it, run again: everything recorded, nothing asserted
+    (the cases run concurrently; each test then checks its own story)."""
+    fault, sick, match, _, _ = case
     fake = world.players[sick]
-    healthy = [name for name in world.players if name != sick]
     fake.misbehave(fault, match=match, retry_after=1 if fault == "503" else None)
     first = world.run()
+    story = Story(first, world.queue(sick), fake.fault_hits(), fake.count(),
+                  {name: f.library_files() for name, f in world.players.items()})
+    fake.heal()
+    if fault == "401":
+        # An authentication failure disables the player until a person checks it.
+        story.disabled_status = world.rows(world.run())[sick]["status"]
+        story.players_test = world.cli("players", "test", sick)
+        world.outputs += [story.players_test.stdout, story.players_test.stderr]
+    story.second = world.run()
+    story.queue_after_second = world.queue(sick)
+    story.library_after_second = fake.library_files()
+    return story
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    """Every case in its own world, three at a time: they mostly wait for timeouts."""
+    worlds = {case_id(c): make_world(tmp_path_factory.mktemp(case_id(c))) for c in CASES}
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            stories = dict(zip(worlds, pool.map(lambda c: play(worlds[case_id(c)], c), CASES),
+                               strict=True))
+        yield {name: (worlds[name], stories[name]) for name in worlds}
+    finally:
+        for built in worlds.values():
+            built.stop()
+
+
+@pytest.mark.parametrize(("fault", "sick", "match", "words", "retried"), CASES,
+                         ids=[case_id(c) for c in CASES])
+def test_one_sick_player_never_blocks_the_others_and_catches_up(matrix, fault, sick, match,
+                                                                words, retried):
+    world, story = matrix[case_id((fault, sick, match))]
+    healthy = [name for name in world.players if name != sick]
+    first = story.first
     assert first.returncode == 1, first.stderr
     rows = world.rows(first)
     for name in healthy:
         assert rows[name]["status"] == "synced", rows[name]
         assert rows[name]["synced"] == 4 and rows[name]["failed"] == 0
-        assert world.players[name].library_files() == world.files[name], name
+        assert story.library_after_first[name] == world.files[name], name
     row = rows[sick]
     assert row["status"] == "failed" and row["synced"] == 0
     error = row["error"]
@@ -161,28 +229,25 @@ def test_one_sick_player_never_blocks_the_others_and_catches_up(world, fault, si
         assert noise not in error, error
     assert "Traceback" not in first.stderr
     # Its work stays queued, one attempt counted.
-    assert world.queue(sick) == [("pending", 1)] * 4
+    assert story.queue_after_first == [("pending", 1)] * 4
     # Retried within the run (transient) or asked exactly once (permanent).
     if retried is None:
-        assert fake.count() == 0  # nothing ever reached it
+        assert story.reached == 0  # nothing ever reached it
     elif retried:
-        assert fake.fault_hits() == RETRY_ATTEMPTS + 1, fake.counts
+        assert story.fault_hits == RETRY_ATTEMPTS + 1, world.players[sick].counts
     else:
-        assert fake.fault_hits() == 1, fake.counts
+        assert story.fault_hits == 1, world.players[sick].counts
 
-    fake.heal()
     if fault == "401":
-        # An authentication failure disables the player until a person checks it.
-        assert world.rows(world.run())[sick]["status"] == "disabled"
-        test = world.cli("players", "test", sick)
-        world.outputs += [test.stdout, test.stderr]
+        assert story.disabled_status == "disabled"
+        test = story.players_test
         assert test.returncode == 0, test.stdout + test.stderr
-    second = world.run()
+    second = story.second
     assert second.returncode == 0, second.stdout + second.stderr
     row = world.rows(second)[sick]
     assert row["status"] == "synced" and row["synced"] == 4, row
-    assert fake.library_files() == world.files[sick]
-    assert all(status == "sent" for status, _ in world.queue(sick)) or world.queue(sick) == []
+    assert story.library_after_second == world.files[sick]
+    assert all(status == "sent" for status, _ in story.queue_after_second)
     for name in healthy:
         assert world.rows(second)[name]["items"] == 0  # nothing sent twice
     world.assert_no_secret_anywhere()
