@@ -411,6 +411,7 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         adapter = adapter_class(player.type)(player, ctx.config.sync, dry_run=dry_run)
         recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result)
         pending = list(items)
+        answered: set[str] = set()  # keys of targets whose batch the adapter answered
         try:
             adapter.probe()
             if verifying:
@@ -449,10 +450,9 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                         sent = {o.item_key for o in outcomes if o.result == "sent"}
                         delivered += [i for i in batch_items if i.key in sent]
                     recorder.save(batch_items, outcomes)
-                    # The set is built once per batch: inside the comprehension it would be
-                    # rebuilt per item, quadratic in the size of the queue.
-                    in_batch = {t.key for t in batch}
-                    pending = [i for i in pending if i.key not in in_batch]
+                    # Only remembered here; `pending` is narrowed down once, if a player
+                    # error stops the run: filtering it after every batch is quadratic.
+                    answered.update(t.key for t in batch)
                     done += len(batch)
                     ctx.tick(player.name, done, len(items))
                 STOP.check()
@@ -475,6 +475,7 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         except PlayerError as exc:
             # A server may echo a token in its error text: never show or store it.
             result.error, result.error_kind = redact(exc.message), exc.kind
+            pending = [i for i in pending if i.key not in answered]
             recorder.save(pending, [Outcome(i.key, "retry", result.error) for i in pending])
             if isinstance(exc, AuthFailed) and not dry_run:
                 state.disable_player(player.name, f"authentication failed: {result.error}")
