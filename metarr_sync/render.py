@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from metarr_sync.engine import PlayerResult, RunReport
+if TYPE_CHECKING:  # `status` renders too, and must not pay for importing the engine
+    from metarr_sync.engine import PlayerResult, RunReport
 
 STATUS_STYLE = {"synced": "green", "partial": "yellow", "failed": "red", "deferred": "cyan",
                 "skipped": "dim", "disabled": "dim"}
