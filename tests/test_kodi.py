@@ -505,6 +505,26 @@ def test_many_changed_movies_cost_one_listing(kodi):
     assert len(kodi.sent("VideoLibrary.RefreshMovie")) == 50
 
 
+def test_only_the_last_few_shows_episode_listings_are_kept(kodi):
+    # A run goes through episodes show by show: only the last SHOWS_KEPT shows' episode
+    # listings stay in memory; a show asked about again later is listed again.
+    from metarr_sync.players.kodi import SHOWS_KEPT
+
+    titles = [f"Show {n:02d}" for n in range(SHOWS_KEPT + 2)]
+    for n, title in enumerate(titles):
+        kodi.add_show(100 + n, f"smb://nas/tv/{title}/", {
+            200 + n: f"smb://nas/tv/{title}/Season 01/{title} - S01E01.mkv",
+            300 + n: f"smb://nas/tv/{title}/Season 01/{title} - S01E02.mkv"})
+    player = make_player()
+    player.apply(targets([episode(title, 1, 1, id=n) for n, title in enumerate(titles)]))
+    assert len(player.library.episodes) == SHOWS_KEPT
+    player.apply(targets([episode(titles[0], 1, 2, id=99)]))
+    assert kodi.methods.count("VideoLibrary.GetEpisodes") == len(titles) + 1
+    assert kodi.methods.count("VideoLibrary.GetTVShows") == 1
+    assert kodi.sent("VideoLibrary.RefreshEpisode")[-1] == {"episodeid": 300,
+                                                            "ignorenfo": False}
+
+
 def test_like_lookalikes_are_not_taken_for_the_item(kodi):
     # Kodi's path filter is LIKE: case-insensitive, `_` a wildcard. Only exact files count.
     kodi.add_movie(1, "smb://nas/movies/heat_(1995)/heat_(1995).mkv")
@@ -550,15 +570,48 @@ def test_kodi_ids_are_not_reused_after_a_refresh(kodi):
     assert kodi.methods.count("VideoLibrary.GetMovies") == 2
 
 
-def test_a_scan_makes_the_next_batch_list_the_library_again(kodi):
+def test_a_scan_keeps_the_runs_listings_and_what_it_added_is_not_sent_again(kodi):
+    # A scan only adds items and never renumbers listed ones: the listings of the run
+    # stay valid (a library of 50,000 movies is listed once, not after every batch that
+    # scanned), and an item below a folder this run scanned was added by that scan with
+    # its NFO and artwork: it is neither refreshed nor scanned again.
+    kodi.add_movie(6, "smb://nas/movies/B/B.mkv")
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        10: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/A/", "smb://nas/movies/C/")
+    kodi.listing("smb://nas/tv/Severance/", "smb://nas/tv/Severance/Season 02/")
+    player = make_player()
+    player.apply(targets([movie("A", id=1), episode("Severance", 2, 1, id=5)]))
+    kodi.add_movie(5, "smb://nas/movies/A/A.mkv")  # what the scans added
+    kodi.episodes[3].append({"episodeid": 11, "label": "x",
+                             "file": "smb://nas/tv/Severance/Season 02/Severance - S02E01.mkv"})
+    out = results(player.apply(targets([
+        movie("B", id=2), movie("C", id=3), episode("Severance", 2, 2, id=6)])))
+    assert {k: r for k, (r, _) in out.items()} == {
+        "movie:2": "synced", "movie:3": "synced", "episode:6": "synced"}
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 1
+    assert kodi.methods.count("VideoLibrary.GetEpisodes") == 1
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 6, "ignorenfo": False}]
+    assert kodi.sent("VideoLibrary.RefreshEpisode") == []
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/movies/A/", "showdialogs": False},
+        {"directory": "smb://nas/tv/Severance/Season 02/", "showdialogs": False},
+        {"directory": "smb://nas/movies/C/", "showdialogs": False}]
+    # Each parent is listed once in the run; C/ was in that listing already.
+    assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/movies/"},
+                                               {"directory": "smb://nas/tv/Severance/"}]
+
+
+def test_a_folder_missing_from_the_runs_parent_listing_lists_the_parent_again(kodi):
+    # New since the parent was listed (Metarr published while the run went on): Kodi's
+    # cached listing of the parent would skip it, so the parent is listed again first.
     kodi.listing("smb://nas/movies/", "smb://nas/movies/A/")
     player = make_player()
     player.apply(targets([movie("A", id=1)]))
-    kodi.add_movie(5, "smb://nas/movies/A/A.mkv")  # what the scan added
-    kodi.add_movie(6, "smb://nas/movies/B/B.mkv")
-    player.apply(targets([movie("B", id=2)]))
-    assert kodi.methods.count("VideoLibrary.GetMovies") == 2
-    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 6, "ignorenfo": False}]
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/A/", "smb://nas/movies/D/")
+    (out,) = player.apply(targets([movie("D", id=4)]))
+    assert out.result == "synced"
+    assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/movies/"}] * 2
 
 
 # --- removed items ----------------------------------------------------------------------

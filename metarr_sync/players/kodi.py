@@ -52,6 +52,8 @@ log = logging.getLogger("metarr_sync.kodi")
 DEFAULT_USER = "kodi"
 #: Longest time verify() looks again for items Kodi's background job has not added yet.
 VERIFY_GRACE = 3.0
+#: Shows whose episode listings are kept at a time (see KodiPlayer._episodes).
+SHOWS_KEPT = 8
 #: How long a notification stays on screen; Kodi rejects less than 1500 ms.
 NOTIFICATION_MS = 5000
 _REFRESH = {
@@ -111,7 +113,7 @@ def _expand_source(path: str) -> list[str]:
 
 
 class _Library:
-    """What Kodi's library holds, listed at most once per run (and after each scan).
+    """What Kodi's library holds, listed at most once per run (scans only add items).
 
     Only `file` → id is kept, and an entry is dropped as soon as a call made its id stale
     (refresh re-adds the item under a new id; remove deletes it).
@@ -144,6 +146,11 @@ class KodiPlayer(Player):
             self.auth = (config.username or DEFAULT_USER, config.password_value or "")
         self.library = _Library()
         self.sources: list[str] | None = None
+        #: Folders scanned in this run, and whether Kodi saw each in its parent's listing.
+        #: An item below one of them was added by that scan (with its NFO and artwork).
+        self.scanned: dict[str, bool] = {}
+        #: Parent folder -> its entries as Kodi listed them in this run (or why not).
+        self.parents: dict[str, set[str] | KodiRejected] = {}
         self._next_id = 0
         # Injectable for tests: waiting for Kodi's scanner is the only sleeping done here.
         self.sleep: Callable[[float], None] = time.sleep
@@ -303,6 +310,10 @@ class KodiPlayer(Player):
                 for part in _stack_parts(str(episode.get("file", ""))):
                     found[part] = int(episode["episodeid"])
             self.library.episodes[show_id] = found
+            # A run goes through episodes show by show (ordered by path): only the last
+            # few shows' listings are kept, not a whole TV library's worth.
+            while len(self.library.episodes) > SHOWS_KEPT:
+                self.library.episodes.pop(next(iter(self.library.episodes)))
         return self.library.episodes[show_id]
 
     def _show_of(self, target: Target) -> int | None:
@@ -415,17 +426,27 @@ class KodiPlayer(Player):
                     f"own below {target.root}")
                 continue
             wanted.setdefault(_key(folder), []).append(target)
+        for folder in list(wanted):
+            earlier = self._scanned_above(folder, wanted[folder][0].style)
+            if earlier is None:
+                continue
+            # Below a folder this run scanned already: that scan added the item, there is
+            # nothing to send (Kodi's listings are kept for the run, so it was not seen).
+            for t in wanted.pop(folder):
+                outcomes[t.key] = Outcome(t.key, "synced") if self.scanned[earlier] else \
+                    self._unseen(t, earlier)
         groups: dict[str, list[Target]] = {f: [] for f in collapse_folders(wanted)}
         for folder, members in wanted.items():
             top = next(g for g in groups if is_under(folder, g))
             groups[top].extend(members)
-        listings: dict[str, set[str] | KodiRejected] = {}
         for folder, members in groups.items():
             style: PathStyle = members[0].style
             above = parent(folder, style)
-            if above not in listings:
-                listings[above] = self._listing(with_trailing(above, style))
-            listing = listings[above]
+            listing = self.parents.get(above)
+            if listing is None or (isinstance(listing, set) and folder not in listing):
+                # Listed once per run, and again when a folder is missing from it (new
+                # since): that listing also clears Kodi's stale cache of the parent.
+                listing = self.parents[above] = self._listing(with_trailing(above, style))
             if isinstance(listing, KodiRejected):
                 for t in members:
                     outcomes[t.key] = Outcome(
@@ -442,18 +463,30 @@ class KodiPlayer(Player):
                 for t in members:
                     outcomes[t.key] = Outcome(t.key, "failed", exc.message)
                 continue
-            if any(t.item.kind == "movie" for t in members):
-                self.library.forget_movies()
-            if any(t.item.kind != "movie" for t in members):
-                self.library.forget_tv()
-            seen = folder in listing
+            # Kodi's listings stay valid: a scan only adds items (found again below
+            # self.scanned), it never renumbers the ones listed.
+            seen = self.scanned[folder] = folder in listing
             for t in members:
-                outcomes[t.key] = Outcome(t.key, "synced") if seen else Outcome(
-                    t.key, "unverified",
-                    f"sent a scan of {with_trailing(folder, style)}, but Kodi does not see "
-                    f"that folder in {with_trailing(above, style)}: check the mapping for "
-                    f"{self._mapping_hint(t)}")
+                outcomes[t.key] = Outcome(t.key, "synced") if seen else \
+                    self._unseen(t, folder)
         return outcomes
+
+    def _scanned_above(self, folder: str, style: PathStyle) -> str | None:
+        """The folder scanned in this run that holds `folder` (or is it), if any."""
+        while True:
+            if folder in self.scanned:
+                return folder
+            above = _key(parent(folder, style))
+            if above == folder:
+                return None
+            folder = above
+
+    def _unseen(self, target: Target, folder: str) -> Outcome:
+        style = target.style
+        return Outcome(target.key, "unverified",
+                       f"sent a scan of {with_trailing(folder, style)}, but Kodi does not see "
+                       f"that folder in {with_trailing(parent(folder, style), style)}: check "
+                       f"the mapping for {self._mapping_hint(target)}")
 
     def _listing(self, folder: str) -> set[str] | KodiRejected:
         """List `folder` in Kodi (refreshing Kodi's cache of it); the entries, or why not."""
