@@ -421,6 +421,51 @@ def test_a_movie_folder_only_in_a_music_library_is_not_scanned_there(plex_mock, 
     assert plex_mock.scans() == []
 
 
+def test_episodes_a_scan_of_this_run_just_added_are_not_refreshed(plex_mock, made):
+    # A new show: its folder is scanned in the batch of the show; the episodes come in a
+    # later batch, and the episode listing then already holds what that scan added.
+    # They got their NFO and artwork from the scan: no refresh each.
+    player = make_player(made)
+    player.apply(targets(series("/data/TV/Andor")))
+    plex_mock.listings[("3", 4)] = [
+        {**movie_meta("71", "/data/TV/Andor/Season 01/Andor - S01E01.mkv"), "type": "episode"},
+        {**movie_meta("72", "/data/TV/Andor/Season 01/Andor - S01E02.mkv"), "type": "episode"}]
+    out = player.apply(targets(episode("/data/TV/Andor/Season 01/Andor - S01E01.mkv",
+                                       "/data/TV/Andor"),
+                               episode("/data/TV/Andor/Season 01/Andor - S01E02.mkv",
+                                       "/data/TV/Andor")))
+    assert [o.result for o in out] == ["synced", "synced"]
+    assert plex_mock.scans() == [("3", "/data/TV/Andor")]
+    assert plex_mock.puts() == []
+
+
+def test_episodes_listed_before_a_scan_of_their_folder_are_still_refreshed(plex_mock, made):
+    # Listed first, then a missing sibling's season folder is scanned: the listed episode
+    # existed before the run and its changed NFO needs the refresh (a scan does not).
+    plex_mock.listings[("3", 4)] = [
+        {**movie_meta("71", "/data/TV/Andor/Season 01/Andor - S01E01.mkv"), "type": "episode"}]
+    player = make_player(made)
+    player.apply(targets(episode("/data/TV/Andor/Season 01/Andor - S01E02.mkv",
+                                 "/data/TV/Andor")))
+    player.apply(targets(episode("/data/TV/Andor/Season 01/Andor - S01E01.mkv",
+                                 "/data/TV/Andor")))
+    assert plex_mock.scans() == [("3", "/data/TV/Andor/Season 01")]
+    assert plex_mock.puts() == ["/library/metadata/71/refresh"]
+
+
+def test_each_new_folder_is_scanned_once_in_a_run_of_many(plex_mock, made):
+    # The check for an earlier scan looks up the folder and its parents: thousands of
+    # new folders in a run cost no pairwise comparison, and none is scanned twice.
+    player = make_player(made)
+    folders = [f"/data/Movies/New {n} (2020)" for n in range(300)]
+    for start in range(0, 300, 100):
+        player.apply(targets(*(movie(f"{f}/{f.rsplit('/', 1)[1]}.mkv")
+                               for f in folders[start:start + 100])))
+    player.apply(targets(movie(f"{folders[7]}/extra.mkv")))
+    scanned = [path for _, path in plex_mock.scans()]
+    assert len(scanned) == 300 and sorted(scanned) == sorted(folders)
+
+
 def test_a_library_root_is_never_scanned_for_one_item(plex_mock, made):
     player = make_player(made)
     # A file right in the mapped root: its folder is the root itself.

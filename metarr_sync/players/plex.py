@@ -136,14 +136,30 @@ class Section:
         return any(same_path(folder, loc) for loc in self.locations)
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
-    """One item of a section listing, reduced to what matching needs."""
+    """One item of a section listing, reduced to what matching needs.
+
+    Slotted, with tuples: a TV section lists hundreds of thousands of episodes, and every
+    byte per entry counts against the run's memory.
+    """
 
     rating_key: str
-    files: list[str] = field(default_factory=list)  # Media[].Part[].file, or show Location
-    guids: set[str] = field(default_factory=set)  # "imdb://tt0133093", "tmdb://603"
+    files: tuple[str, ...] = ()  # Media[].Part[].file, or show Location
+    guids: tuple[str, ...] = ()  # "imdb://tt0133093", "tmdb://603"
     deleted: bool = False  # carries deletedAt: Plex marked it missing
+
+
+def file_key(path: str) -> str:
+    """`path_key` as one string (components joined by "/"): the index key of a listing.
+
+    A plain POSIX path is its own key, so the index shares the listing's string instead
+    of holding a second copy of every path.
+    """
+    if path.startswith("/") and "//" not in path and "\\" not in path \
+            and not path.endswith("/"):
+        return path
+    return "/" + "/".join(path_key(path))
 
 
 @dataclass
@@ -155,7 +171,8 @@ class Listing:
     """
 
     entries: list[Entry] = field(default_factory=list)
-    _paths: dict[tuple[str, ...], list[Entry]] | None = field(default=None, repr=False)
+    # file key -> its entry, or its entries when several share the file (rare)
+    _paths: dict[str, Entry | list[Entry]] | None = field(default=None, repr=False)
     _guids: dict[str, list[Entry]] | None = field(default=None, repr=False)
 
     def by_path(self, path: str) -> list[Entry]:
@@ -163,10 +180,16 @@ class Listing:
             self._paths = {}
             for entry in self.entries:
                 for file in entry.files:
-                    found = self._paths.setdefault(path_key(file), [])
+                    key = file_key(file)
+                    found = self._paths.setdefault(key, entry)
+                    if found is entry:
+                        continue
+                    if isinstance(found, Entry):
+                        found = self._paths[key] = [found]
                     if entry not in found:
                         found.append(entry)
-        return list(self._paths.get(path_key(path), []))
+        found = self._paths.get(file_key(path))
+        return [] if found is None else [found] if isinstance(found, Entry) else list(found)
 
     def by_guid(self, ids: dict[str, str]) -> list[Entry]:
         if self._guids is None:
@@ -193,7 +216,8 @@ def _entry(meta: dict[str, Any]) -> Entry | None:
     legacy = _LEGACY_GUID.match(str(meta.get("guid") or ""))
     if legacy:
         guids.add(f"{_LEGACY_NAMES[legacy.group(1)]}://{legacy.group(2)}")
-    return Entry(str(key), files, guids, deleted=meta.get("deletedAt") is not None)
+    return Entry(str(key), tuple(files), tuple(sorted(guids)),
+                 deleted=meta.get("deletedAt") is not None)
 
 
 def _container(data: Any, what: str) -> dict[str, Any]:
@@ -225,7 +249,10 @@ class PlexPlayer(Player):
         self._sleep = sleep
         self._sections: list[Section] | None = None
         self._listings: dict[tuple[str, int], Listing] = {}
-        self._scanned: dict[str, list[str]] = {}  # section key -> folders scanned this run
+        #: section key -> folder scanned in this run (path_key) -> its number in the run
+        self._scanned: dict[str, dict[tuple[str, ...], int]] = {}
+        #: (section key, type) -> scans sent before that listing was read
+        self._listed_after: dict[tuple[str, int], int] = {}
         self._refreshed: set[str] = set()  # ratingKeys refreshed this run
         #: section key -> None (empty its trash in finish()) or why not, once removals
         #: were scanned there and clean_deleted is on
@@ -309,6 +336,7 @@ class PlexPlayer(Player):
                                                          and start >= total):
                     break
             self._listings[cache_key] = found
+            self._listed_after[cache_key] = self._scans_sent
         return self._listings[cache_key]
 
     # -- delivery ----------------------------------------------------------------------
@@ -361,7 +389,7 @@ class PlexPlayer(Player):
                     if refused:
                         failed.setdefault(target.key, refused)
                 else:
-                    need_scan = self._plan_update(target, section, refreshes)
+                    need_scan = self._plan_update(target, section, folder, refreshes)
                 if need_scan:
                     scans.setdefault(section.key, (section, []))[1].append(folder)
         # Scans first, one at a time; then refreshes of items Plex already has.
@@ -373,9 +401,17 @@ class PlexPlayer(Player):
         return [Outcome(t.key, "failed", failed[t.key]) if t.key in failed
                 else Outcome(t.key, "synced") for t in batch]
 
-    def _plan_update(self, target: Target, section: Section, refreshes: list[str]) -> bool:
+    def _plan_update(self, target: Target, section: Section, folder: str,
+                     refreshes: list[str]) -> bool:
         """Queue refreshes of the items Plex has for `target`; True when a scan is needed."""
-        listing = self.listing(section, LISTING_TYPE[target.item.kind])
+        plex_type = LISTING_TYPE[target.item.kind]
+        listing = self.listing(section, plex_type)
+        scan = self._scan_number(section, folder)
+        if scan is not None and scan < self._listed_after[(section.key, plex_type)]:
+            # A scan of this run (a new show's folder) read this folder before the listing
+            # was taken: what the listing has there, that scan just added, NFO and artwork
+            # included. Refreshing it again would only cost a request per item.
+            return False
         by_path = listing.by_path(target.path)
         found = by_path or listing.by_guid(target.item.ids)
         for entry in found:
@@ -386,15 +422,31 @@ class PlexPlayer(Player):
         # a scan adds the file at its new place.
         return not by_path
 
+    def _scan_number(self, section: Section, folder: str) -> int | None:
+        """The number of this run's scan of `folder`, or of a folder holding it, if any.
+
+        Looked up by the folder's own components and those of its parents: a few dict
+        look-ups, whatever the number of scans (a pairwise comparison would make a run
+        of thousands of new folders quadratic).
+        """
+        done = self._scanned.get(section.key)
+        if not done:
+            return None
+        key = path_key(folder)
+        for length in range(len(key), 0, -1):
+            number = done.get(key[:length])
+            if number is not None:
+                return number
+        return None
+
     def _scan(self, section: Section, folder: str) -> None:
-        done = self._scanned.setdefault(section.key, [])
-        if any(components_below(folder, earlier) is not None for earlier in done):
+        if self._scan_number(section, folder) is not None:
             return  # this folder, or one holding it, was already scanned in this run
         if self._scans_sent and self.config.scan_delay and not self.dry_run:
             # Plex drops scans when flooded: space them out.
             self._sleep(self.config.scan_delay)
         self._send("GET", f"/library/sections/{section.key}/refresh", {"path": folder})
-        done.append(folder)
+        self._scanned.setdefault(section.key, {})[path_key(folder)] = self._scans_sent
         self._scans_sent += 1
 
     def _refresh(self, rating_key: str) -> None:
