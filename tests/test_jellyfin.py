@@ -394,6 +394,30 @@ def test_an_episode_is_looked_for_among_its_own_shows_episodes(jf: Server) -> No
                               "UpdateType": "Created"}]]
 
 
+def test_only_the_last_few_shows_episode_listings_are_kept(jf: Server) -> None:
+    # Episodes come show by show: a thousand shows' listings kept to the end of the run
+    # would only cost memory. A show asked about again after SHOWS_KEPT others is listed
+    # again (rare: the run's order is by path).
+    from metarr_sync.players.jellyfin import SHOWS_KEPT
+
+    jf.standard()
+    titles = [f"Show {n:02d}" for n in range(SHOWS_KEPT + 2)]
+    for title in titles:
+        series = jf_item("Series", f"/media/tv/{title}")
+        jf.has(TV_ID, series)
+        jf.library_items[series["Id"]] = [
+            jf_item("Episode", f"/media/tv/{title}/Season 01/{title} S01E01.mkv")]
+    player = make_player()
+    batch = [episode(n, title, 1, 1) for n, title in enumerate(titles)]
+    assert [o.result for o in player.apply(targets(*batch))] == ["synced"] * len(titles)
+    assert len(player._indexes) == 1 + SHOWS_KEPT  # the TV library and the last shows
+    player.apply(targets(batch[0]))
+    listings = [parse_qs(urlsplit(r.url).query)["parentId"][0]
+                for r in jf.sent("GET", "/Items")]
+    assert len(listings) == 1 + len(titles) + 1  # the first show listed a second time
+    assert len(jf.refreshed()) == len(titles) + 1
+
+
 def test_paging_across_several_pages_finds_an_item_on_the_last(jf: Server) -> None:
     jf.standard()
     filler = [jf_item("Movie", f"/media/movies/Film {n} (2000)/Film {n} (2000).mkv")

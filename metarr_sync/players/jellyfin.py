@@ -44,6 +44,8 @@ log = logging.getLogger("metarr_sync.jellyfin")
 
 CLIENT = "metarr-sync"
 PAGE_SIZE = 500
+#: Shows whose episode listings are kept at a time (see series_index).
+SHOWS_KEPT = 8
 MESSAGE_MS = 5000
 #: Jellyfin item type for each Metarr item kind.
 ITEM_TYPE = {"movie": "Movie", "series": "Series", "episode": "Episode"}
@@ -122,10 +124,14 @@ class Index:
 
     def add(self, item: dict[str, Any]) -> None:
         path = item.get("Path")
+        kind = str(item.get("Type") or "")
+        providers = item.get("ProviderIds") or {}
+        # Only what matching and refreshing read is kept: the whole DTOs of a library of
+        # 50,000 movies (names, server ids, ...) would cost the run tens of MB.
+        item = {"Id": item.get("Id"), "Type": item.get("Type"), "Path": path}
         if isinstance(path, str) and path:
             self.by_path.setdefault(strip_trailing(path), []).append(item)
-        kind = str(item.get("Type") or "")
-        for key, value in (item.get("ProviderIds") or {}).items():
+        for key, value in providers.items():
             if value:
                 self.by_provider.setdefault((kind, key.lower(), str(value).strip()),
                                             []).append(item)
@@ -159,6 +165,7 @@ class JellyfinPlayer(Player):
         self.commands = self.http.commands
         self._libraries: list[Library] | None = None
         self._indexes: dict[str, Index] = {}
+        self._recent_shows: list[str] = []  # series ids whose episode index is kept
         self.device = device_id(config.name)
 
     # --- plumbing -------------------------------------------------------------------------
@@ -270,8 +277,19 @@ class JellyfinPlayer(Player):
         return self._listing(library.item_id, types)
 
     def series_index(self, series_id: str) -> Index:
-        """The episodes of one show, listed once per run."""
-        return self._listing(series_id, ["Episode"])
+        """The episodes of one show, listed once per run.
+
+        Only the last few shows' listings are kept: a run goes through its episodes show
+        by show (they are ordered by path), and a thousand shows' episodes kept until the
+        end would only cost memory.
+        """
+        index = self._listing(series_id, ["Episode"])
+        if series_id in self._recent_shows:
+            self._recent_shows.remove(series_id)
+        self._recent_shows.append(series_id)
+        while len(self._recent_shows) > SHOWS_KEPT:
+            self._indexes.pop(self._recent_shows.pop(0), None)
+        return index
 
     def _listing(self, parent_id: str, types: list[str]) -> Index:
         if parent_id in self._indexes:
