@@ -1,0 +1,539 @@
+"""Benchmark of `metarr-sync run`: requests against their lower bound, parallel players,
+memory, start-up, and how cost grows. Not a test: run it yourself.
+
+    python tests/bench/bench_sync.py                  # the full scenario (a few minutes)
+    python tests/bench/bench_sync.py --scale 0.01     # a tiny one (seconds)
+
+The scenario (issue 9): a Metarr database of 50,000 movies and 200,000 episodes in 2,000
+series, of which 10,000 items changed since the last sync (a few whole series
+republished, many single movies, some single episodes). Three fake players on 127.0.0.1
+(Kodi, Jellyfin, Plex; tests/support/fake_players.py) answer like the real servers, count
+requests and add a per-request latency (10 ms). They already hold most items, so most
+changes are refreshes; the few they lack need scans.
+
+The installed `metarr-sync run --json` is measured as a subprocess: wall time, CPU, peak
+RSS. Figures are printed as a table and written as JSON (--out). Each budget is checked;
+the exit status is 1 when one fails (0 with --no-budgets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import players  # noqa: E402
+import scenario  # noqa: E402
+
+BATCH_SIZE = 100  # [sync] batch_size default
+BUDGET_REQUESTS = 1.05  # × the lower bound
+BUDGET_PARALLEL = 1.25  # three players against the slowest alone
+BUDGET_RSS_MB = 150.0
+BUDGET_STARTUP = 1.5  # × `python -c "import typer"`
+BUDGET_GROWTH = 1.15  # time per item at a bigger size against the next smaller one
+BUDGET_TOTAL_S = 300.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def metarr_sync_exe() -> str:
+    """The installed command, next to this interpreter (not a pyenv shim: a shim adds
+    its own start-up time to every measurement)."""
+    beside = Path(sys.executable).parent / "metarr-sync"
+    found = str(beside) if beside.exists() else shutil.which("metarr-sync")
+    if not found:
+        sys.exit("metarr-sync is not installed: pip install -e '.[test]'")
+    return found
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}",
+            "load_before": _load()}
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path):
+        self.args = args
+        self.work = work
+        self.exe = metarr_sync_exe()
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("METARR_", "DATABASE_URL", "DB_TYPE"))}
+        self.env["HOME"] = str(work / "home")
+        self.env["COLUMNS"] = "200"
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def config(self, name: str, database: Path, fakes: dict[str, Any] | None) -> Path:
+        """A config for the three players (at the fakes' ports; not contacted without)."""
+        lines = [f'[metarr]\ndatabase = "{database}"\n', "[sync]",
+                 'initial_lookback = "none"', f"batch_size = {self.args.batch_size}", ""]
+        for player in players.NAMES:
+            url = fakes[player].url if fakes and player in fakes else "http://127.0.0.1:9"
+            lines += [f"[players.{player}]", f'type = "{player}"', f'url = "{url}"']
+            if player == "jellyfin":
+                lines.append('token = "jellyfin-api-key-fake"')
+            elif player == "plex":
+                lines.append('token = "plex-token-fake"')
+            lines += [f'mappings = [ {{ metarr = "{players.METARR_ROOT}", '
+                      f'player = "{players.ROOTS[player]}" }} ]', ""]
+        path = self.work / f"{name}.toml"
+        path.write_text("\n".join(lines))
+        path.chmod(0o600)
+        return path
+
+    def measured(self, label: str, command: Sequence[str], config: Path, state: Path
+                 ) -> tuple[dict[str, Any], str]:
+        """Run a command through measure.py: (wall/CPU/RSS figures, its stdout)."""
+        result = self.work / f"{label}.measure.json"
+        out = self.work / f"{label}.stdout"
+        env = {**self.env, "METARR_SYNC_CONFIG": str(config),
+               "METARR_SYNC_STATE_DIR": str(state)}
+        with out.open("w") as stdout:
+            done = subprocess.run([sys.executable, str(HERE / "measure.py"), str(result), "--",
+                                   *command], stdout=stdout, stderr=subprocess.PIPE,
+                                  env=env, text=True, check=False)
+        figures = json.loads(result.read_text())
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"{label}: {' '.join(command)} exited {done.returncode}: "
+                               f"{done.stderr.strip()[-2000:]}")
+        return figures, out.read_text()
+
+    def run(self, label: str, config: Path, state: Path, *extra: str
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+        figures, stdout = self.measured(label, [self.exe, "run", "--json", *extra], config,
+                                        state)
+        report = json.loads(stdout)
+        return figures, report
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def build(self) -> None:
+        args = self.args
+        started = time.perf_counter()
+        self.pristine = self.work / "metarr-pristine.sqlite"
+        self.library = scenario.build(self.pristine, movies=max(50, round(50000 * args.scale)),
+                                      series=max(4, round(2000 * args.scale)))
+        self.build_s = time.perf_counter() - started
+        log(f"Metarr database: {self.library.rows} items in {self.build_s:.1f} s")
+        # The last sync: every item delivered (initial_lookback = "none" baselines them).
+        self.baseline = self.work / "state-baseline"
+        shutil.rmtree(self.baseline, ignore_errors=True)
+        config = self.config("baseline", self.pristine, None)
+        figures, report = self.run("baseline", config, self.baseline)
+        if report.get("items"):
+            raise RuntimeError(f"the baseline run queued {report['items']} items")
+        self.baseline_figures = figures
+        log(f"baseline run (collect only): {figures['wall_s']:.1f} s, "
+            f"{figures['peak_rss_mb']:.0f} MB")
+
+    def scenario(self, label: str, changed: int, seed: int
+                 ) -> tuple[Path, Path, scenario.Changes, players.Presence]:
+        """A copy of the database with `changed` items republished, and a copy of the
+        baseline state: a run on them sees exactly those changes."""
+        database = self.work / f"metarr-{label}.sqlite"
+        shutil.copyfile(self.pristine, database)
+        state = self.work / f"state-{label}"
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(self.baseline, state)
+        changes = scenario.pick(self.library, changed, seed=seed)
+        scenario.change(database, changes)
+        return database, state, changes, players.Presence.of(changes)
+
+    def requests(self, fakes: dict[str, Any], changes: scenario.Changes,
+                 presence: players.Presence) -> dict[str, Any]:
+        found = {}
+        for name, fake in fakes.items():
+            bound = players.lower_bound(name, self.library, changes, presence,
+                                        self.args.batch_size)
+            sent = fake.count()
+            found[name] = {"sent": sent, "lower_bound": bound["total"],
+                           "ratio": round(sent / bound["total"], 4),
+                           "bound_detail": bound,
+                           "by_endpoint": dict(fake.counts.most_common())}
+        return found
+
+    def collect_plan(self, label: str, database: Path, state: Path, *, record: bool = False
+                     ) -> dict[str, Any]:
+        """The core's share, in a process of its own: collect, plan (and record)."""
+        copy = self.work / "state-probe"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(state, copy)
+        roots = [f"{name}={players.ROOTS[name]}" for name in players.NAMES]
+        figures, stdout = self.measured(
+            label, [sys.executable, str(HERE / "collect_probe.py"),
+                    *(["--record"] if record else []), str(database), str(copy),
+                    str(self.args.batch_size), *roots], self.work / "x", copy)
+        probe = json.loads(stdout)
+        shutil.rmtree(copy, ignore_errors=True)
+        found = {"cpu_s": round(probe["collect_cpu_s"] + probe["plan_cpu_s"], 3),
+                 "collect_cpu_s": round(probe["collect_cpu_s"], 3),
+                 "plan_cpu_s": round(probe["plan_cpu_s"], 3),
+                 "process_cpu_s": round(figures["cpu_s"], 3),
+                 "peak_rss_mb": round(figures["peak_rss_mb"], 1),
+                 "rows": self.library.rows, "changed": probe["changed"],
+                 "plans": probe["plans"]}
+        if record:
+            found["record_cpu_s"] = round(probe["record_cpu_s"], 3)
+            found["cpu_s"] = round(found["cpu_s"] + probe["record_cpu_s"], 3)
+        return found
+
+    def main_scenario(self) -> dict[str, Any]:
+        args = self.args
+        database, state, changes, presence = self.scenario("main", self.changed, seed=1)
+        result: dict[str, Any] = {"changed": changes.count,
+                                  "mix": {"movies": len(changes.movies),
+                                          "whole_series": len(changes.whole_series),
+                                          "episodes_in_whole_series": sum(
+                                              len(s.episodes) for s in changes.whole_series),
+                                          "single_episodes": len(changes.single_episodes)}}
+        log(f"collect and plan {changes.count} changes out of {self.library.rows} rows")
+        result["collect_plan"] = self.collect_plan("collect-plan", database, state)
+        alone_state = self.work / "state-alone"
+        shutil.rmtree(alone_state, ignore_errors=True)
+        shutil.copytree(state, alone_state)
+
+        fakes = players.start_fakes(self.library, presence, args.latency)
+        try:
+            config = self.config("main", database, fakes)
+            log(f"run: {changes.count} changes, three players, {args.latency * 1000:g} ms "
+                "per request")
+            figures, report = self.run("main", config, state)
+            result["run"] = _run_figures(figures, report)
+            result["requests"] = self.requests(fakes, changes, presence)
+            self.main_config, self.main_state = config, state
+            log(f"run: {figures['wall_s']:.1f} s, {figures['cpu_s']:.1f} CPU s, "
+                f"{figures['peak_rss_mb']:.0f} MB")
+            # The naive reference: one request per item, players one after another.
+            naive_s = 0.0
+            sample_size = min(args.naive_sample, changes.count)
+            for name in players.NAMES:
+                every = players.targets(self.library, changes, presence, name)
+                step = max(1, len(every) // sample_size)
+                sample = every[::step][:sample_size]
+                log(f"naive: {name}, {len(sample)} items")
+                naive_s += players.naive(name, fakes[name], sample) / len(sample) * len(every)
+        finally:
+            for fake in fakes.values():
+                fake.stop()
+
+        # The slowest player alone, on the same state and a fresh library.
+        slowest = max(result["run"]["players"].items(), key=lambda kv: kv[1]["duration_s"])[0]
+        fakes = players.start_fakes(self.library, presence, args.latency, names=[slowest])
+        try:
+            config = self.config("alone", database, fakes)
+            log(f"run: {slowest} alone")
+            figures, report = self.run("alone", config, alone_state, "--player", slowest)
+        finally:
+            for fake in fakes.values():
+                fake.stop()
+        result["alone"] = {"player": slowest, "wall_s": round(figures["wall_s"], 2),
+                           "ratio": round(result["run"]["wall_s"] / figures["wall_s"], 3),
+                           "peak_rss_mb": round(figures["peak_rss_mb"], 1)}
+        sent = sum(r["sent"] for r in result["requests"].values())
+        naive_requests = len(players.NAMES) * changes.count
+        result["naive"] = {
+            "requests": naive_requests, "wall_s": round(naive_s, 2),
+            "sample_per_player": sample_size, "extrapolated": sample_size < changes.count,
+            "requests_ratio": round(naive_requests / sent, 3),
+            "wall_ratio": round(naive_s / result["run"]["wall_s"], 3)}
+        return result
+
+    def startup(self, config: Path, state: Path) -> dict[str, Any]:
+        env = {**self.env, "METARR_SYNC_CONFIG": str(config),
+               "METARR_SYNC_STATE_DIR": str(state)}
+        commands = {"typer": [sys.executable, "-c", "import typer"],
+                    "version": [self.exe, "--version"],
+                    "status": [self.exe, "status"]}
+        times: dict[str, list[float]] = {k: [] for k in commands}
+        for _ in range(self.args.startup_repeats):
+            for key, command in commands.items():
+                started = time.perf_counter()
+                subprocess.run(command, env=env, capture_output=True, check=False)
+                times[key].append(time.perf_counter() - started)
+        found: dict[str, Any] = {f"{k}_s": round(statistics.median(v), 4)
+                                 for k, v in times.items()}
+        found["version_ratio"] = round(found["version_s"] / found["typer_s"], 3)
+        found["status_ratio"] = round(found["status_s"] / found["typer_s"], 3)
+        found["repeats"] = self.args.startup_repeats
+        # What `status` imports: never the HTTP stack or an adapter.
+        probe = self.work / "status-modules.json"
+        code = ("import json, sys\nsys.argv = ['metarr-sync', 'status']\n"
+                "from metarr_sync.cli import main\ntry:\n    main()\nexcept SystemExit:\n"
+                "    pass\nmods = sorted(sys.modules)\n"
+                f"open({str(probe)!r}, 'w').write(json.dumps(mods))\n")
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                       check=False)
+        modules = json.loads(probe.read_text()) if probe.exists() else []
+        found["status_imports_requests"] = "requests" in modules
+        found["status_imports_adapters"] = [m for m in modules if m in (
+            "metarr_sync.players.kodi", "metarr_sync.players.jellyfin",
+            "metarr_sync.players.plex", "metarr_sync.players.http")]
+        return found
+
+    def growth(self) -> list[dict[str, Any]]:
+        """The same run at several sizes, as `run --dry-run` against the fakes (every
+        refresh and scan planned, collapsed and recorded, only the listings sent), and
+        the core's state updates measured apart (collect_probe.py --record): metarr-sync's
+        own cost per item, without 300,000 round trips to the players."""
+        sets = [scenario.pick(self.library, size, seed=100 + n)
+                for n, size in enumerate(self.growth_sizes)]
+        presence = players.Presence.of(scenario.merged(*sets))
+        fakes = players.start_fakes(self.library, presence, self.args.growth_latency)
+        points = []
+        try:
+            for changes in sets:
+                size = changes.count
+                database = self.work / f"metarr-growth-{size}.sqlite"
+                shutil.copyfile(self.pristine, database)
+                state = self.work / f"state-growth-{size}"
+                shutil.rmtree(state, ignore_errors=True)
+                shutil.copytree(self.baseline, state)
+                scenario.change(database, changes)
+                config = self.config(f"growth-{size}", database, fakes)
+                for fake in fakes.values():
+                    fake.reset_log()
+                log(f"growth: {size} changes, dry run")
+                figures, report = self.run(f"growth-{size}", config, state, "--dry-run")
+                requests = {}
+                for name, fake in fakes.items():
+                    row = next(p for p in report["players"] if p["name"] == name)
+                    planned = fake.count() + len(row.get("commands") or [])
+                    bound = players.lower_bound(name, self.library, changes, presence,
+                                                self.args.batch_size, dry_run=True)
+                    requests[name] = {"sent": fake.count(), "planned": planned,
+                                      "lower_bound": bound["total"],
+                                      "ratio": round(planned / bound["total"], 4)}
+                log(f"growth: {size} changes, collect, plan and record")
+                core = self.collect_plan(f"growth-core-{size}", database, state, record=True)
+                points.append({
+                    "changed": size, **_run_figures(figures, report),
+                    "wall_per_item_ms": round(figures["wall_s"] / size * 1000, 4),
+                    "cpu_per_item_ms": round(figures["cpu_s"] / size * 1000, 4),
+                    "core": core,
+                    "core_cpu_per_item_ms": round(core["cpu_s"] / size * 1000, 4),
+                    "requests": requests})
+                database.unlink(missing_ok=True)
+                shutil.rmtree(state, ignore_errors=True)
+        finally:
+            for fake in fakes.values():
+                fake.stop()
+        return points
+
+    def everything(self) -> dict[str, Any]:
+        args = self.args
+        started = time.perf_counter()
+        found: dict[str, Any] = {"machine": machine()}
+        self.changed = max(300, round(args.changed * args.scale))
+        self.growth_sizes = sorted({max(300, round(g * args.scale)) for g in args.growth})
+        found["settings"] = {"scale": args.scale, "changed": self.changed,
+                             "latency_ms": args.latency * 1000,
+                             "growth_latency_ms": args.growth_latency * 1000,
+                             "growth_sizes": self.growth_sizes,
+                             "batch_size": args.batch_size,
+                             "naive_sample": args.naive_sample,
+                             "metarr_sync": self.exe}
+        self.build()
+        found["library"] = {"rows": self.library.rows, "movies": len(self.library.movies),
+                            "series": len(self.library.series),
+                            "episodes": len(self.library.episodes),
+                            "build_s": round(self.build_s, 2),
+                            "baseline_run": _rounded(self.baseline_figures)}
+        found["main"] = self.main_scenario()
+        log("start-up")
+        found["startup"] = self.startup(self.main_config, self.main_state)
+        found["growth"] = self.growth() if self.growth_sizes else []
+        found["machine"]["load_after"] = _load()
+        found["total_s"] = round(time.perf_counter() - started, 1)
+        found["budgets"] = budgets(found)
+        return found
+
+
+def _rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+
+
+def _run_figures(figures: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    return {**_rounded(figures), "status": report.get("status"),
+            "players": {p["name"]: {"status": p["status"], "items": p["items"],
+                                    "synced": p["synced"], "failed": p["failed"],
+                                    "requests": p.get("requests"),
+                                    "duration_s": (p.get("duration_ms") or 0) / 1000}
+                        for p in report.get("players", [])}}
+
+
+def budgets(found: dict[str, Any]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float, limit: float, note: str = "") -> None:
+        checks.append({"name": name, "value": value, "limit": limit, "ok": value <= limit,
+                       "note": note})
+
+    main = found["main"]
+    for name, figures in main["requests"].items():
+        check(f"requests {name} / lower bound", figures["ratio"], BUDGET_REQUESTS)
+    for point in found["growth"]:
+        for name, figures in point["requests"].items():
+            check(f"planned requests {name} / lower bound at {point['changed']} (dry run)",
+                  figures["ratio"], BUDGET_REQUESTS)
+    check(f"wall three players / {main['alone']['player']} alone", main["alone"]["ratio"],
+          BUDGET_PARALLEL)
+    check("peak RSS of the run (MB)", main["run"]["peak_rss_mb"], BUDGET_RSS_MB)
+    startup = found["startup"]
+    check("start-up --version / import typer", startup["version_ratio"], BUDGET_STARTUP)
+    check("start-up status / import typer", startup["status_ratio"], BUDGET_STARTUP)
+    check("status imports requests or adapters",
+          float(bool(startup["status_imports_requests"] or startup["status_imports_adapters"])),
+          0.0)
+    points = found["growth"]
+    for smaller, bigger in zip(points, points[1:], strict=False):
+        check(f"dry-run wall per item {bigger['changed']} / {smaller['changed']}",
+              round(bigger["wall_per_item_ms"] / smaller["wall_per_item_ms"], 3),
+              BUDGET_GROWTH)
+        check(f"collect+plan+record CPU per item {bigger['changed']} / {smaller['changed']}",
+              round(bigger["core_cpu_per_item_ms"] / smaller["core_cpu_per_item_ms"], 3),
+              BUDGET_GROWTH)
+    check("whole benchmark (s)", found["total_s"], BUDGET_TOTAL_S)
+    return checks
+
+
+def table(found: dict[str, Any]) -> str:
+    """The figures as a small plain-text table."""
+    main = found["main"]
+    m = found["machine"]
+    lines = [f"metarr-sync benchmark: {found['library']['rows']:,} Metarr items, "
+             f"{main['changed']:,} changed, {found['settings']['latency_ms']:g} ms per request",
+             f"machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, load "
+             f"{m['load_before']} -> {m['load_after']}", ""]
+    lines.append(f"{'player':<10}{'requests':>10}{'lower bound':>13}{'ratio':>8}"
+                 f"{'time s':>9}{'status':>9}")
+    for name, figures in main["requests"].items():
+        player = main["run"]["players"].get(name, {})
+        lines.append(f"{name:<10}{figures['sent']:>10,}{figures['lower_bound']:>13,}"
+                     f"{figures['ratio']:>8.3f}{player.get('duration_s', 0):>9.1f}"
+                     f"{player.get('status', '?'):>9}")
+    run, alone, naive = main["run"], main["alone"], main["naive"]
+    cp, st = main["collect_plan"], found["startup"]
+    lines += [
+        "",
+        f"run, three players:   {run['wall_s']:8.1f} s wall, {run['cpu_s']:.1f} CPU s, "
+        f"peak RSS {run['peak_rss_mb']:.0f} MB",
+        f"{alone['player']} alone:{'':<{11 - len(alone['player'])}}{alone['wall_s']:8.1f} s "
+        f"wall; three players / alone = {alone['ratio']:.2f}",
+        f"naive reference:      {naive['wall_s']:8.1f} s wall, {naive['requests']:,} requests "
+        f"(naive / metarr-sync: {naive['requests_ratio']:.2f}x requests, "
+        f"{naive['wall_ratio']:.2f}x time"
+        + (f"; extrapolated from {naive['sample_per_player']} items per player)"
+           if naive["extrapolated"] else ")"),
+        f"collect + plan:       {cp['cpu_s']:8.2f} CPU s (collect {cp['collect_cpu_s']:.2f}, "
+        f"plan {cp['plan_cpu_s']:.2f}) for {cp['changed']:,} of {cp['rows']:,} rows, "
+        f"peak RSS {cp['peak_rss_mb']:.0f} MB",
+        f"start-up (median of {st['repeats']}): import typer {st['typer_s']:.3f} s, "
+        f"--version {st['version_s']:.3f} s ({st['version_ratio']:.2f}x), "
+        f"status {st['status_s']:.3f} s ({st['status_ratio']:.2f}x)",
+    ]
+    if found["growth"]:
+        lines += ["", "growth (run --dry-run against the fakes, and collect + plan + record "
+                  "in a process of its own):",
+                  f"{'changed':>10}{'wall s':>8}{'CPU s':>7}{'RSS MB':>8}{'ms/item':>9}"
+                  f"{'core CPU s':>12}{'ms/item':>9}{'record s':>10}"
+                  "  planned requests / bound (kodi, jellyfin, plex)"]
+        for p in found["growth"]:
+            ratios = ", ".join(f"{v['ratio']:.3f}" for v in p["requests"].values())
+            core = p["core"]
+            lines.append(f"{p['changed']:>10,}{p['wall_s']:>8.1f}{p['cpu_s']:>7.1f}"
+                         f"{p['peak_rss_mb']:>8.0f}{p['wall_per_item_ms']:>9.3f}"
+                         f"{core['cpu_s']:>12.2f}{p['core_cpu_per_item_ms']:>9.3f}"
+                         f"{core['record_cpu_s']:>10.2f}  {ratios}")
+    lines += ["", "budgets:"]
+    for b in found["budgets"]:
+        lines.append(f"  {'ok  ' if b['ok'] else 'FAIL'} {b['name']}: {b['value']:g} "
+                     f"(limit {b['limit']:g})")
+    lines.append(f"whole benchmark: {found['total_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="size of library and change sets (1.0: the issue's scenario)")
+    parser.add_argument("--changed", type=int, default=10000,
+                        help="changed items in the main scenario, before --scale")
+    parser.add_argument("--latency", type=float, default=0.010,
+                        help="seconds each fake player adds to every request")
+    parser.add_argument("--growth", type=lambda s: [int(x) for x in s.split(",") if x],
+                        default=[1000, 10000, 100000],
+                        help="changed items of the growth runs, before --scale "
+                        "(empty: none)")
+    parser.add_argument("--growth-latency", type=float, default=0.0,
+                        help="per-request latency of the fakes in the growth runs (dry "
+                        "runs: only listings are sent)")
+    parser.add_argument("--naive-sample", type=int, default=300,
+                        help="items per player sent the naive way (then extrapolated)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--startup-repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("bench-results.json"),
+                        help="where to write the figures as JSON")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the databases and logs here (default: a temporary "
+                        "directory, removed afterwards)")
+    parser.add_argument("--no-budgets", action="store_true",
+                        help="exit 0 even when a budget does not hold")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        work_ctx: Any = None
+        work = args.workdir
+    else:
+        work_ctx = tempfile.TemporaryDirectory(prefix="metarr-bench-")
+        work = Path(work_ctx.name)
+    try:
+        (work / "home").mkdir(exist_ok=True)
+        found = Bench(args, work).everything()
+    finally:
+        if work_ctx is not None:
+            work_ctx.cleanup()
+    args.out.write_text(json.dumps(found, indent=2) + "\n")
+    print(table(found))
+    print(f"\nfigures written to {args.out}")
+    failed = [b for b in found["budgets"] if not b["ok"]]
+    return 1 if failed and not args.no_budgets else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""The fake players of tests/support/fake_players.py, indexed for libraries of 250,000 items.
+
+The fakes answer exactly as they do in the test suite; only their look-ups change. The
+originals scan every file and item on each call (fine for the few dozen items of a test),
+which at benchmark scale would make the fake, not metarr-sync, the thing measured. Here the
+"disk" and the libraries keep indexes that are updated as items come and go: a folder's
+contents are one bisect away, a show's episodes one dict look-up, and a listing is sorted
+once per change of its library rather than once per page.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
+
+from support.fake_players import (
+    FakeJellyfin,
+    FakeKodi,
+    FakePlex,
+    JellyfinItem,
+    PlexItem,
+    PlexSection,
+    Recorded,
+    Reply,
+    _InvalidParams,
+    is_video,
+    json_reply,
+    sep_of,
+    trailing,
+    under,
+)
+
+
+class IndexedDict(dict):
+    """A dict that keeps, per named field of its values, the entries grouped by that field
+    (in insertion order), and a change counter per group so that derived listings know
+    when to rebuild."""
+
+    def __init__(self, **fields: Callable[[Any], Hashable]):
+        super().__init__()
+        self.fields = fields
+        self.by: dict[str, dict[Hashable, dict[Any, Any]]] = {n: {} for n in fields}
+        self.changes: dict[tuple[str, Hashable], int] = {}
+
+    def _index(self, key: Any, value: Any, add: bool) -> None:
+        for name, field in self.fields.items():
+            group = field(value)
+            if group is None:
+                continue
+            self.changes[(name, group)] = self.changes.get((name, group), 0) + 1
+            entries = self.by[name].setdefault(group, {})
+            if add:
+                entries[key] = value
+            else:
+                entries.pop(key, None)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key in self:
+            self._index(key, self[key], False)
+        super().__setitem__(key, value)
+        self._index(key, value, True)
+
+    def __delitem__(self, key: Any) -> None:
+        self._index(key, self[key], False)
+        super().__delitem__(key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if key in self:
+            self._index(key, self[key], False)
+        return super().pop(key, *default)
+
+    def group(self, name: str, value: Hashable) -> dict[Any, Any]:
+        return self.by[name].get(value, {})
+
+    def version(self, name: str, value: Hashable) -> int:
+        return self.changes.get((name, value), 0)
+
+
+class SortedPaths:
+    """A sorted list of paths with folder look-ups by bisect."""
+
+    def __init__(self, paths: Iterable[str] = ()):
+        self.paths = sorted(set(paths))
+
+    def add(self, path: str) -> None:
+        i = bisect.bisect_left(self.paths, path)
+        if i == len(self.paths) or self.paths[i] != path:
+            self.paths.insert(i, path)
+
+    def discard(self, path: str) -> None:
+        i = bisect.bisect_left(self.paths, path)
+        if i < len(self.paths) and self.paths[i] == path:
+            del self.paths[i]
+
+    def under(self, folder: str) -> Iterator[str]:
+        """The paths at or below `folder`, by whole components."""
+        base = folder.rstrip("/\\")
+        prefix = base + sep_of(folder)
+        i = bisect.bisect_left(self.paths, base)
+        if i < len(self.paths) and self.paths[i] == base:
+            yield base
+        i = bisect.bisect_left(self.paths, prefix)
+        while i < len(self.paths) and self.paths[i].startswith(prefix):
+            yield self.paths[i]
+            i += 1
+
+
+class SortedDisk:
+    """Mixin: the fake's disk (`files`) with `files_under` by bisect."""
+
+    files: set[str]
+    _disk: SortedPaths | None = None
+
+    def add_file(self, *paths: str) -> None:
+        super().add_file(*paths)  # type: ignore[misc]
+        self._disk = None
+
+    def remove_file(self, *paths: str) -> None:
+        super().remove_file(*paths)  # type: ignore[misc]
+        self._disk = None
+
+    def files_under(self, folder: str) -> list[str]:
+        if self._disk is None:
+            self._disk = SortedPaths(self.files)
+        return list(self._disk.under(folder))
+
+
+# --- Kodi ---------------------------------------------------------------------------------
+
+class BenchKodi(SortedDisk, FakeKodi):
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        self.movies = IndexedDict(file=lambda f: f)
+        self.shows = IndexedDict(file=lambda f: f)
+        self.episodes = IndexedDict(file=lambda e: e[1], show=lambda e: e[0])
+
+    def load(self, movies: Iterable[str], shows: dict[str, list[str]]) -> None:
+        """Put items in the library as if scanned earlier (show folder → episode files)."""
+        for file in movies:
+            self.movies[self._id()] = file
+        for folder, files in shows.items():
+            show = self._id()
+            self.shows[show] = trailing(folder)
+            for file in files:
+                self.episodes[self._id()] = (show, file)
+
+    def _add(self, additions: Iterable[tuple[str, str]]) -> None:
+        for kind, file in additions:
+            if kind == "movie" and not self.movies.group("file", file):
+                self.movies[self._id()] = file
+            elif kind == "show" and not self.shows.group("file", file):
+                self.shows[self._id()] = file
+            elif kind == "episode" and not self.episodes.group("file", file):
+                source = self._source_of(file)
+                assert source is not None
+                shows = self.shows.group("file", self._show_folder(source[0], file))
+                if shows:
+                    self.episodes[self._id()] = (next(iter(shows)), file)
+
+    def _plan_scan(self, directory: str) -> list[tuple[str, str]]:
+        source = self._source_of(directory)
+        if source is None:
+            return []
+        root, content = source
+        new_shows: set[str] = set()
+        additions: list[tuple[str, str]] = []
+        for file in self.files_under(directory):
+            if not is_video(file):
+                continue
+            if content == "movies":
+                additions.append(("movie", file))
+                continue
+            show = self._show_folder(root, file)
+            if not self.shows.group("file", show) and show not in new_shows:
+                if not under(show, directory):
+                    continue  # a season folder of a show Kodi does not know: skipped
+                additions.append(("show", show))
+                new_shows.add(show)
+            additions.append(("episode", file))
+        return additions
+
+    def rpc_Files_GetDirectory(self, params: Any) -> dict[str, Any]:
+        directory = str(params.get("directory") or "")
+        sep = sep_of(directory)
+        base = trailing(directory, sep)
+        if self._source_of(base) is None and not any(under(r, base) for r in self.sources):
+            raise _InvalidParams("directory", f"{directory} is not inside a source")
+        entries: dict[str, str] = {}
+        for file in self.files_under(base):
+            name, more, _ = file[len(base):].partition(sep)
+            entries[base + name + sep if more else base + name] = \
+                "directory" if more else "file"
+        if not entries and base not in self.sources:
+            raise _InvalidParams("directory", f"{directory} does not exist")
+        files = [{"file": f, "filetype": t, "label": f.rstrip(sep).rsplit(sep, 1)[-1],
+                  "type": "unknown"} for f, t in sorted(entries.items())]
+        return {"files": files, "limits": {"start": 0, "end": len(files), "total": len(files)}}
+
+    def _get(self, table: dict[int, Any], key: str, params: Any, name: str) -> dict:
+        # Ids only grow and entries are added in id order: no sorting needed.
+        rows = [{key: i, "label": (f if isinstance(f, str) else f[1]).rstrip("/\\")
+                 .rsplit("/", 1)[-1], "file": f if isinstance(f, str) else f[1]}
+                for i, f in table.items()]
+        rows = self._listed(rows, params)
+        answer: dict[str, Any] = {"limits": {"start": 0, "end": len(rows), "total": len(rows)}}
+        if rows:
+            answer[name] = rows
+        return answer
+
+    def rpc_VideoLibrary_GetEpisodes(self, params: Any) -> dict[str, Any]:
+        show = params.get("tvshowid")
+        if show is None:
+            return super().rpc_VideoLibrary_GetEpisodes(params)
+        return self._get(self.episodes.group("show", show), "episodeid", params, "episodes")
+
+
+# --- Plex ---------------------------------------------------------------------------------
+
+class BenchPlex(SortedDisk, FakePlex):
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        self.items = IndexedDict(file=lambda i: (i.section, i.file),
+                                 kind=lambda i: (i.section, i.type))
+        self._paths: dict[str, SortedPaths] = {}  # section key -> item files
+        self._rows: dict[tuple[str, str | None], tuple[int, list[PlexItem]]] = {}
+
+    def _put(self, item: PlexItem) -> PlexItem:
+        self.items[item.rating_key] = item
+        self._paths.setdefault(item.section, SortedPaths()).add(item.file)
+        return item
+
+    def load(self, section: PlexSection, movies: Iterable[str],
+             shows: dict[str, list[str]]) -> None:
+        paths = self._paths.setdefault(section.key, SortedPaths())
+        files = list(movies) + list(shows) + [f for fs in shows.values() for f in fs]
+        paths.paths = sorted(set(paths.paths) | set(files))
+        for file in movies:
+            key = self._new_key()
+            self.items[key] = PlexItem(key, "movie", section.key, file)
+        for folder, episodes in shows.items():
+            show = self._new_key()
+            self.items[show] = PlexItem(show, "show", section.key, folder)
+            for file in episodes:
+                key = self._new_key()
+                self.items[key] = PlexItem(key, "episode", section.key, file, show=show)
+
+    def _scan_folder(self, section: PlexSection, folder: str) -> None:
+        present = set(self.files_under(folder))
+        for file in list(self._paths.get(section.key, SortedPaths()).under(folder)):
+            for item in self.items.group("file", (section.key, file)).values():
+                if item.type != "show":
+                    item.deleted = item.file not in present
+        location = next(loc for loc in section.locations if under(folder, loc))
+        sep = sep_of(location)
+        for file in sorted(present):
+            if not is_video(file) or self.items.group("file", (section.key, file)):
+                continue
+            if section.type == "movie":
+                self._put(PlexItem(self._new_key(), "movie", section.key, file))
+                continue
+            rest = file[len(trailing(location, sep)):]
+            show_folder = trailing(location, sep) + rest.split(sep)[0]
+            shows = [i for i in self.items.group("file", (section.key, show_folder)).values()
+                     if i.type == "show"]
+            show = shows[0] if shows else self._put(
+                PlexItem(self._new_key(), "show", section.key, show_folder))
+            self._put(PlexItem(self._new_key(), "episode", section.key, file,
+                               show=show.rating_key))
+
+    def _all(self, section: PlexSection, request: Recorded) -> Reply:
+        wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
+        if wanted is None:
+            return super()._all(section, request)
+        version = self.items.version("kind", (section.key, wanted))
+        cached = self._rows.get((section.key, wanted))
+        if cached is None or cached[0] != version:
+            # Rating keys only grow and items are added in key order.
+            rows = list(self.items.group("kind", (section.key, wanted)).values())
+            self._rows[(section.key, wanted)] = cached = (version, rows)
+        rows = cached[1]
+        start = int(request.param("X-Plex-Container-Start")
+                    or request.header("X-Plex-Container-Start") or 0)
+        size = int(request.param("X-Plex-Container-Size")
+                   or request.header("X-Plex-Container-Size") or self.PAGE_DEFAULT)
+        page = rows[start:start + size]
+        with_guids = request.param("includeGuids") == "1"
+        metadata = []
+        for item in page:
+            entry: dict[str, Any] = {"ratingKey": item.rating_key,
+                                     "key": f"/library/metadata/{item.rating_key}",
+                                     "type": item.type,
+                                     "title": item.file.rstrip("/\\").rsplit("/", 1)[-1]}
+            if item.type == "show":
+                entry["Location"] = [{"path": item.file}]
+            else:
+                entry["Media"] = [{"id": int(item.rating_key),
+                                   "Part": [{"id": int(item.rating_key), "file": item.file}]}]
+            if with_guids:
+                entry["Guid"] = [{"id": g} for g in item.guids]
+            if item.deleted:
+                entry["deletedAt"] = 1700000000
+            metadata.append(entry)
+        container: dict[str, Any] = {"size": len(page), "totalSize": len(rows),
+                                     "offset": start, "librarySectionID": section.key}
+        if metadata:
+            container["Metadata"] = metadata
+        return json_reply({"MediaContainer": container})
+
+
+# --- Jellyfin -----------------------------------------------------------------------------
+
+class BenchJellyfin(SortedDisk, FakeJellyfin):
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        self.items = IndexedDict(path=lambda i: i.path, parent=lambda i: i.library,
+                                 series=lambda i: i.series_id)
+        self._paths = SortedPaths()
+        self._rows: dict[tuple[str | None, frozenset[str]], tuple[int, list[JellyfinItem]]] = {}
+        self._serial = 0
+
+    def new_id(self) -> str:
+        self._serial += 1
+        return f"{self._serial:032x}"
+
+    def _put(self, item: JellyfinItem) -> JellyfinItem:
+        self.items[item.id] = item
+        self._paths.add(item.path)
+        return item
+
+    def load(self, library: Any, movies: Iterable[str], shows: dict[str, list[str]]) -> None:
+        movies = list(movies)
+        self._paths.paths = sorted(set(self._paths.paths) | set(movies) | set(shows)
+                                   | {f for fs in shows.values() for f in fs})
+        for file in movies:
+            new = self.new_id()
+            self.items[new] = JellyfinItem(new, "Movie", file, library.item_id)
+        for folder, files in shows.items():
+            series = self.new_id()
+            self.items[series] = JellyfinItem(series, "Series", folder, library.item_id)
+            for file in files:
+                new = self.new_id()
+                self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
+                                               series_id=series)
+
+    def _rescan(self, path: str) -> None:
+        """What the library monitor does with a reported path (without its debounce)."""
+        place = self._library_of(path)
+        if place is None:
+            return
+        library, location = place
+        present = set(self.files_under(path)) | ({path} if path in self.files else set())
+        for old in list(self._paths.under(path)):
+            for item in list(self.items.group("path", old).values()):
+                if item.type != "Series" and item.path not in present:
+                    del self.items[item.id]
+                    if not self.items.group("path", old):
+                        self._paths.discard(old)
+        sep = sep_of(location)
+        for file in sorted(present):
+            if not is_video(file) or self.items.group("path", file):
+                continue
+            if library.collection_type == "movies":
+                self._put(JellyfinItem(self.new_id(), "Movie", file, library.item_id))
+                continue
+            rest = file[len(trailing(location, sep)):]
+            show_folder = trailing(location, sep) + rest.split(sep)[0]
+            series = next((i for i in self.items.group("path", show_folder).values()
+                           if i.type == "Series"), None)
+            if series is None:
+                series = self._put(JellyfinItem(self.new_id(), "Series", show_folder,
+                                                library.item_id))
+            self._put(JellyfinItem(self.new_id(), "Episode", file, library.item_id,
+                                   series_id=series.id))
+
+    def _items(self, request: Recorded) -> Reply:
+        parent = request.param("parentId") or request.param("ParentId")
+        if parent is None or (self.emby and request.param("Path")):
+            return super()._items(request)
+        types = frozenset(request.values("includeItemTypes"))
+        fields = request.values("fields")
+        version = (self.items.version("parent", parent), self.items.version("series", parent))
+        cached = self._rows.get((parent, types))
+        if cached is None or cached[0] != version:
+            children = {**self.items.group("parent", parent), **self.items.group("series",
+                                                                                 parent)}
+            rows = sorted((i for i in children.values() if not types or i.type in types),
+                          key=lambda i: i.path)
+            self._rows[(parent, types)] = cached = (version, rows)
+        rows = cached[1]
+        start = int(request.param("startIndex") or request.param("StartIndex") or 0)
+        limit = request.param("limit") or request.param("Limit")
+        page = rows[start:None if limit is None else start + int(limit)]
+        return json_reply({"Items": [self._dto(i, fields) for i in page],
+                           "TotalRecordCount": len(rows), "StartIndex": start})

@@ -1,0 +1,278 @@
+"""The three players of the benchmark: which items each already has, the fakes holding
+them, and the lower bound of requests each needs for a set of changes.
+
+Every player sees the library under its own root (Kodi over SMB, Jellyfin and Plex on
+their own mounts), holds every item except a few of the changed ones (so that both
+refreshes and scans happen), and lacks some republished series entirely (a new show: one
+scan of its folder).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fast_fakes import BenchJellyfin, BenchKodi, BenchPlex
+from scenario import MOVIES_ROOT, TV_ROOT, Changes, Library
+from support.fake_players import FakePlayer, JellyfinLibrary, PlexSection
+
+NAMES = ("kodi", "jellyfin", "plex")
+METARR_ROOT = "/data/media"
+ROOTS = {"kodi": "smb://nas/media", "jellyfin": "/media", "plex": "/share/media"}
+# Page sizes of the adapters' paged listings (metarr_sync/players/jellyfin.py, plex.py).
+JELLYFIN_PAGE = 500
+PLEX_PAGE = 1000
+
+
+def player_path(name: str, path: str) -> str:
+    return ROOTS[name] + path[len(METARR_ROOT):]
+
+
+@dataclass
+class Presence:
+    """Which changed items each player lacks; it has every other item."""
+
+    series: dict[str, set[int]] = field(default_factory=dict)  # shows it lacks entirely
+    movies: dict[str, set[int]] = field(default_factory=dict)
+    episodes: dict[str, set[int]] = field(default_factory=dict)  # of shows it has
+
+    @classmethod
+    def of(cls, changes: Changes) -> Presence:
+        found = cls()
+        for k, name in enumerate(NAMES):
+            # One republished series in eight is new to each player, a different one each.
+            found.series[name] = {s.id for j, s in enumerate(changes.whole_series)
+                                  if j % 8 == k}
+            found.movies[name] = {m.id for m in changes.movies if (m.id * 7 + k) % 20 == 0}
+            found.episodes[name] = {e.id for e in changes.episodes
+                                    if (e.id + 3 * k) % 40 == 0
+                                    and e.series not in found.series[name]}
+        return found
+
+    def has_series(self, name: str, series_id: int) -> bool:
+        return series_id not in self.series[name]
+
+    def has_movie(self, name: str, movie_id: int) -> bool:
+        return movie_id not in self.movies[name]
+
+    def has_episode(self, name: str, episode_id: int, series_id: int) -> bool:
+        return series_id not in self.series[name] and episode_id not in self.episodes[name]
+
+
+def start_fakes(library: Library, presence: Presence, latency: float,
+                names: Sequence[str] = NAMES) -> dict[str, FakePlayer]:
+    """The fakes on 127.0.0.1, each holding the library as `presence` says."""
+    fakes: dict[str, FakePlayer] = {}
+    for name in names:
+        movie_files = [player_path(name, m.file) for m in library.movies]
+        have_movies = [player_path(name, m.file) for m in library.movies
+                       if presence.has_movie(name, m.id)]
+        shows = {player_path(name, s.folder): [player_path(name, e.file) for e in s.episodes
+                                               if presence.has_episode(name, e.id, s.id)]
+                 for s in library.series if presence.has_series(name, s.id)}
+        episode_files = [player_path(name, e.file) for s in library.series
+                         for e in s.episodes]
+        movies_root, tv_root = player_path(name, MOVIES_ROOT), player_path(name, TV_ROOT)
+        fake: Any
+        if name == "kodi":
+            fake = BenchKodi(sources={movies_root + "/": "movies", tv_root + "/": "tvshows"},
+                             latency=latency)
+            fake.load(have_movies, shows)
+        elif name == "jellyfin":
+            movies_lib = JellyfinLibrary("Movies", "movies", [movies_root])
+            tv_lib = JellyfinLibrary("Shows", "tvshows", [tv_root])
+            fake = BenchJellyfin(libraries=[movies_lib, tv_lib], latency=latency)
+            fake.load(movies_lib, have_movies, {})
+            fake.load(tv_lib, [], shows)
+        else:
+            movies_section = PlexSection("1", "movie", "Movies", [movies_root])
+            tv_section = PlexSection("2", "show", "TV Shows", [tv_root])
+            fake = BenchPlex(sections=[movies_section, tv_section], latency=latency)
+            fake.load(movies_section, have_movies, {})
+            fake.load(tv_section, [], shows)
+        fake.add_file(*movie_files, *episode_files)
+        fakes[name] = fake.start()
+    return fakes
+
+
+def player_toml(name: str, fake: FakePlayer) -> str:
+    return fake.toml(name, [(METARR_ROOT, ROOTS[name])])  # type: ignore[attr-defined]
+
+
+# --- the lower bound ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """One changed item as the bound sees it (Metarr-side paths)."""
+
+    key: str
+    kind: str  # movie | series | episode
+    path: str  # video file, or show folder
+    folder: str  # movie folder, season folder, or show folder
+    show: str | None  # show folder (series and episodes)
+    series_id: int | None
+    present: bool  # the player has the item already
+    show_present: bool  # the player has the item's show (series and episodes)
+
+
+def targets(library: Library, changes: Changes, presence: Presence, name: str
+            ) -> list[Target]:
+    found = [Target(f"movie:{m.id}", "movie", m.file, m.folder, None, None,
+                    presence.has_movie(name, m.id), True) for m in changes.movies]
+    titles = {s.id: s for s in library.series}
+    for show in changes.whole_series:
+        have = presence.has_series(name, show.id)
+        found.append(Target(f"series:{show.id}", "series", show.folder, show.folder,
+                            show.folder, show.id, have, have))
+    for episode in changes.episodes:
+        show = titles[episode.series]
+        found.append(Target(f"episode:{episode.id}", "episode", episode.file, episode.folder,
+                            show.folder, show.id,
+                            presence.has_episode(name, episode.id, show.id),
+                            presence.has_series(name, show.id)))
+    return found
+
+
+def collapse(folders: Iterable[str]) -> list[str]:
+    """Distinct folders without those inside another one of the set (whole components).
+
+    Written here rather than taken from metarr_sync.plan, so that the bound does not
+    share a bug with the code it checks.
+    """
+    kept: list[tuple[str, ...]] = []
+    for parts in sorted({tuple(p for p in f.split("/") if p) for f in folders}):
+        if kept and parts[:len(kept[-1])] == kept[-1]:
+            continue
+        kept.append(parts)
+    return ["/" + "/".join(parts) for parts in kept]
+
+
+def batches(found: list[Target], batch_size: int) -> list[list[Target]]:
+    """The batches metarr-sync forms: movies, shows, episodes, each by path."""
+    order = {"movie": 0, "series": 1, "episode": 2}
+    ordered = sorted(found, key=lambda t: (order[t.kind], [p for p in t.path.split("/") if p]))
+    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def _pages(count: int, size: int) -> int:
+    """Requests for a paged listing of `count` items (an empty one still takes one)."""
+    return max(1, math.ceil(count / size))
+
+
+def holdings(name: str, library: Library, presence: Presence) -> dict[str, Any]:
+    """How many movies, shows and episodes the player holds before the run."""
+    shows = [s for s in library.series if presence.has_series(name, s.id)]
+    episodes_of = {s.id: sum(1 for e in s.episodes if presence.has_episode(name, e.id, s.id))
+                   for s in library.series}
+    return {"movies": len(library.movies) - len(presence.movies[name]),
+            "shows": len(shows), "episodes": sum(episodes_of.values()),
+            "episodes_of": episodes_of}
+
+
+def lower_bound(name: str, library: Library, changes: Changes, presence: Presence,
+                batch_size: int, *, dry_run: bool = False) -> dict[str, int]:
+    """The fewest requests `name` needs for these changes, by what they are for.
+
+    - discovery: reachable, credentials, its libraries, and whether someone is watching;
+    - listings: each library listed once per run (in pages of the adapter's page size),
+      and, for a changed show's episodes, that show's episodes once (a TV library's
+      episodes are never listed as a whole where the player can list one show's);
+    - refreshes: one per changed item the player already has;
+    - scans: one per distinct folder after collapsing (Kodi: each only once its library
+      is idle, after listing the folder's parent once, PLAYERS.md); for Jellyfin one
+      /Library/Media/Updated per batch that holds an item it lacks;
+    - verification in the same run (Kodi only; Jellyfin and Plex verify on a later run):
+      its libraries listed once more.
+
+    With `dry_run` (metarr-sync run --dry-run: refreshes and scans are planned and
+    recorded, not sent; nothing is verified), Kodi needs no idle checks and no
+    verification; the counts are otherwise the same.
+    """
+    found = targets(library, changes, presence, name)
+    have = [t for t in found if t.present]
+    lack = [t for t in found if not t.present]
+    movies = [t for t in found if t.kind == "movie"]
+    tv = [t for t in found if t.kind != "movie"]
+    bound: dict[str, int] = {}
+    if name == "kodi":
+        bound["discovery"] = 5  # Ping, Version, GetProperties, GetSources, GetActivePlayers
+        shows_listed = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
+        bound["listings"] = (bool(movies) + bool(tv) + len(shows_listed))
+        bound["refreshes"] = len(have)
+        # A new show is added by scanning its folder; a season of a known show by its own.
+        folders = collapse(t.show if not t.show_present else t.folder for t in lack)
+        parents = {f.rsplit("/", 1)[0] for f in folders}
+        # each scan after an idle check (not under --dry-run), each parent listed once
+        bound["scans"] = (1 if dry_run else 2) * len(folders) + len(parents)
+        delivered_shows = {t.series_id for t in tv if t.kind == "episode"}
+        bound["verification"] = (1 + bool(movies) + bool(tv) + len(delivered_shows)
+                                 if found and not dry_run else 0)
+    elif name == "jellyfin":
+        bound["discovery"] = 4  # /System/Info/Public, /System/Info, VirtualFolders, Sessions
+        held = holdings(name, library, presence)
+        pages = 0
+        if movies:
+            pages += _pages(held["movies"], JELLYFIN_PAGE)
+        if tv:
+            pages += _pages(held["shows"], JELLYFIN_PAGE)
+        shows = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
+        pages += sum(_pages(held["episodes_of"][s], JELLYFIN_PAGE) for s in shows)
+        bound["listings"] = pages
+        bound["refreshes"] = len(have)
+        lacking = {t.key for t in lack}
+        bound["scans"] = sum(1 for batch in batches(found, batch_size)
+                             if any(t.key in lacking for t in batch))
+        bound["verification"] = 0
+    else:
+        bound["discovery"] = 3  # /identity, /library/sections, /status/sessions
+        held = holdings(name, library, presence)
+        pages = 0
+        if movies:
+            pages += _pages(held["movies"], PLEX_PAGE)
+        if any(t.kind == "series" for t in found):
+            pages += _pages(held["shows"], PLEX_PAGE)
+        if any(t.kind == "episode" for t in found):
+            pages += _pages(held["episodes"], PLEX_PAGE)
+        bound["listings"] = pages
+        bound["refreshes"] = len(have)
+        bound["scans"] = len(collapse(t.folder for t in lack))
+        bound["verification"] = 0
+    bound["total"] = sum(bound.values())
+    return bound
+
+
+# --- the naive reference ----------------------------------------------------------------
+
+def naive(name: str, fake: Any, sample: Sequence[Target]) -> float:
+    """Deliver `sample` as the original design sketched it: one request per item (Kodi: a
+    scan of the item's folder; Jellyfin: a media report of its folder; Plex: a partial
+    scan of its folder in the first section of its type), one item after another.
+    Returns the wall time in seconds."""
+    import time
+
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    started = time.perf_counter()
+    for n, target in enumerate(sample):
+        folder = player_path(name, target.folder)
+        if name == "kodi":
+            body = {"jsonrpc": "2.0", "id": n, "method": "VideoLibrary.Scan",
+                    "params": {"directory": folder + "/", "showdialogs": False}}
+            answer = session.post(f"{fake.url}/jsonrpc", json=body, timeout=30)
+        elif name == "jellyfin":
+            answer = session.post(
+                f"{fake.url}/Library/Media/Updated", timeout=30,
+                json={"Updates": [{"Path": folder, "UpdateType": "Modified"}]},
+                headers={"Authorization": f'MediaBrowser Client="naive", Token="{fake.token}"'})
+        else:
+            section = "1" if target.kind == "movie" else "2"
+            answer = session.get(f"{fake.url}/library/sections/{section}/refresh",
+                                 params={"path": folder}, timeout=30,
+                                 headers={"X-Plex-Token": fake.token})
+        answer.raise_for_status()
+    session.close()
+    return time.perf_counter() - started

@@ -1,0 +1,73 @@
+"""The benchmark (tests/bench/bench_sync.py) keeps working: a tiny scenario, budgets off.
+
+Not a timing test. It checks that the benchmark runs end to end against the installed
+`metarr-sync`, writes every figure issue 9 names, and that each fake player received
+exactly the lower bound of requests the benchmark computes for it: at this size (one batch
+or two per kind) any request beyond the bound is a real regression (a refresh sent twice,
+a listing read again, a scan of a folder already scanned), not batching overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent / "bench" / "bench_sync.py"
+PLAYERS = ("kodi", "jellyfin", "plex")
+
+
+def test_the_benchmark_runs_tiny_and_sends_exactly_the_lower_bound(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--scale", "0.01", "--latency", "0",
+         "--growth", "30000,100000", "--naive-sample", "20", "--startup-repeats", "1",
+         "--no-budgets", "--out", str(out), "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(out.read_text())
+    main = found["main"]
+    assert found["library"]["rows"] == 500 + 20 + 2000
+    assert main["changed"] == 300 and main["collect_plan"]["changed"] == 300
+
+    # Requests per player next to the lower bound: equal, endpoint by endpoint in sum.
+    for name in PLAYERS:
+        figures = main["requests"][name]
+        assert figures["sent"] == figures["lower_bound"], (name, figures["bound_detail"],
+                                                           figures["by_endpoint"])
+        assert sum(figures["by_endpoint"].values()) == figures["sent"]
+        assert main["run"]["players"][name]["status"] == "synced"
+        assert main["run"]["players"][name]["synced"] == 300
+    # The naive reference: one request per item and player.
+    assert main["naive"]["requests"] == 3 * 300
+    assert main["naive"]["requests_ratio"] == round(
+        900 / sum(main["requests"][n]["sent"] for n in PLAYERS), 3)
+    assert main["naive"]["wall_ratio"] > 0
+    # Parallel players, collect and plan, memory, start-up.
+    assert main["alone"]["player"] in PLAYERS and main["alone"]["ratio"] > 0
+    for key in ("cpu_s", "collect_cpu_s", "plan_cpu_s", "peak_rss_mb"):
+        assert main["collect_plan"][key] >= 0
+    assert 10 < main["run"]["peak_rss_mb"] < 1000 and main["run"]["cpu_s"] > 0
+    startup = found["startup"]
+    assert min(startup["typer_s"], startup["version_s"], startup["status_s"]) > 0
+    assert startup["status_imports_requests"] is False
+    assert startup["status_imports_adapters"] == []
+    # How cost grows: two sizes as dry runs, each planning exactly its lower bound (sent
+    # listings plus the refreshes and scans recorded instead of sent), and the core's
+    # collect, plan and record measured apart.
+    assert [p["changed"] for p in found["growth"]] == [300, 1000]
+    for point in found["growth"]:
+        for name in PLAYERS:
+            figures = point["requests"][name]
+            assert figures["planned"] == figures["lower_bound"], (name, figures)
+            assert 0 < figures["sent"] < figures["planned"]  # only the listings went out
+        assert point["core"]["changed"] == point["changed"]
+        assert point["core"]["record_cpu_s"] > 0
+        assert point["wall_per_item_ms"] > 0 and point["core_cpu_per_item_ms"] > 0
+    # Every budget is evaluated and reported (not enforced here).
+    names = [b["name"] for b in found["budgets"]]
+    assert any(n.startswith("requests kodi") for n in names)
+    assert {"peak RSS of the run (MB)", "start-up status / import typer",
+            "whole benchmark (s)"} <= set(names)
+    assert "lower bound" in done.stdout and "budgets:" in done.stdout
