@@ -130,7 +130,7 @@ class HttpClient:
         STOP.check()  # a stop request lets the requests on the wire finish, starts no new one
         url = self.base + path
         self.requests += 1
-        log.debug("%s %s %s", self.player.name, method, self.describe(method, path, params))
+        log.debug("%s %s", self.player.name, self.describe(method, path, params))
         attempt = 0
         while True:
             try:
