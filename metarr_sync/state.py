@@ -228,12 +228,7 @@ class State:
         stamp_now = now_stamp(now)
         c = self.conn
         with self.transaction():
-            c.execute(f"CREATE TEMP TABLE IF NOT EXISTS current ({_ITEM_DDL}, "
-                      "PRIMARY KEY (item_key)) WITHOUT ROWID")
-            c.execute("DELETE FROM temp.current")
-            marks = ", ".join("?" for _ in _ITEM_COLUMNS)
-            c.executemany(f"INSERT OR REPLACE INTO temp.current VALUES ({marks})",
-                          (item_row(i) for i in items))
+            self._load_temp("current", items)
             c.execute("CREATE TEMP TABLE IF NOT EXISTS changed AS SELECT * FROM items WHERE 0")
             c.execute("DELETE FROM temp.changed")
             c.execute(
@@ -298,18 +293,22 @@ class State:
             (player, stamp_now, stamp_now, source, *params))
         return cursor.rowcount
 
+    def _load_temp(self, table: str, items: Iterable[Item]) -> None:
+        """Fill temp table `table` with `items`, so SQL can compare them with the state."""
+        self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({_ITEM_DDL}, "
+                          "PRIMARY KEY (item_key)) WITHOUT ROWID")
+        self.conn.execute(f"DELETE FROM temp.{table}")
+        marks = ", ".join("?" for _ in _ITEM_COLUMNS)
+        self.conn.executemany(f"INSERT OR REPLACE INTO temp.{table} VALUES ({marks})",
+                              (item_row(i) for i in items))
+
     def enqueue(self, items: Sequence[Item], players: Sequence[str], source: str) -> int:
         """Queue named items for players regardless of what was delivered before."""
         stamp_now = now_stamp()
         count = 0
         with self.transaction():
             c = self.conn
-            c.execute(f"CREATE TEMP TABLE IF NOT EXISTS named ({_ITEM_DDL}, "
-                      "PRIMARY KEY (item_key)) WITHOUT ROWID")
-            c.execute("DELETE FROM temp.named")
-            marks = ", ".join("?" for _ in _ITEM_COLUMNS)
-            c.executemany(f"INSERT OR REPLACE INTO temp.named VALUES ({marks})",
-                          (item_row(i) for i in items))
+            self._load_temp("named", items)
             for player in players:
                 count += self._enqueue_from(player, "temp.named", "", (), stamp_now, source)
             # The named items are now queued for everyone: the next collection must not
