@@ -1,3 +1,3 @@
-from metarr_sync.cli import main
+from metarr_sync import main
 
 main()
