@@ -751,3 +751,34 @@ def test_emby_type_on_a_jellyfin_server_names_the_fix(emby: Server) -> None:
     emby.mock.get(emby.url("/System/Info/Public"), json={"ProductName": "Jellyfin Server"})
     with pytest.raises(Rejected, match='is Jellyfin Server: set type = "jellyfin"'):
         make_player(EmbyPlayer).probe()
+
+
+# --- sample paths (mappings detect) ----------------------------------------------------------
+
+def test_sample_paths_reads_one_small_page_per_library(jf: Server) -> None:
+    jf.standard()
+    jf.has(MOVIES_ID, jf_item("Movie", "/media/movies/Heat (1995)/Heat (1995).mkv"),
+           jf_item("Movie", "/media/movies/Alien (1979)/Alien (1979).mkv"),
+           jf_item("Movie", "/media/movies/Dune (2021)/Dune (2021).mkv"))
+    jf.has(TV_ID, jf_item("Series", "/media/tv/Severance"),
+           jf_item("Episode", "/media/tv/Severance/Season 01/Severance S01E01.mkv"))
+    paths = make_player().sample_paths(limit=2)
+    assert paths == ["/media/movies/Heat (1995)/Heat (1995).mkv",
+                     "/media/movies/Alien (1979)/Alien (1979).mkv",
+                     "/media/tv/Severance/Season 01/Severance S01E01.mkv"]
+    queries = [parse_qs(urlsplit(r.url).query) for r in jf.sent("GET", "/Items")]
+    assert queries == [
+        {"parentId": [MOVIES_ID], "recursive": ["true"], "includeItemTypes": ["Movie"],
+         "fields": ["Path"], "enableImages": ["false"], "enableUserData": ["false"],
+         "startIndex": ["0"], "limit": ["2"]},
+        {"parentId": [TV_ID], "recursive": ["true"], "includeItemTypes": ["Episode"],
+         "fields": ["Path"], "enableImages": ["false"], "enableUserData": ["false"],
+         "startIndex": ["0"], "limit": ["2"]}]
+    assert jf.sent("POST") == []
+
+
+def test_sample_paths_with_a_broken_item_list_is_a_protocol_error(jf: Server) -> None:
+    jf.mock.get(jf.url("/Library/VirtualFolders"), json=LIBRARIES[:1])
+    jf.mock.get(jf.url("/Items"), json={"Nope": 1})
+    with pytest.raises(ProtocolError, match="unexpected item list"):
+        make_player().sample_paths()

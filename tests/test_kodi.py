@@ -129,6 +129,9 @@ class FakeKodi:
         if method == "VideoLibrary.GetTVShows":
             return self._list("tvshows", self.shows)
         if method == "VideoLibrary.GetEpisodes":
+            if "tvshowid" not in params:  # every show's episodes, as Kodi lists them
+                return self._list("episodes", [e for eps in self.episodes.values()
+                                               for e in eps])
             return self._list("episodes", self.episodes.get(params["tvshowid"], []))
         if method in ("VideoLibrary.RefreshMovie", "VideoLibrary.RemoveMovie"):
             if params["movieid"] not in {m["movieid"] for m in self.movies}:
@@ -809,3 +812,30 @@ def test_kodi_rejected_is_a_rejected_player_error():
     error = KodiRejected("VideoLibrary.Scan", {"code": -32601, "message": "Method not found."})
     assert isinstance(error, Rejected) and error.kind == "rejected"
     assert error.message == "Kodi rejected VideoLibrary.Scan: Method not found. [code -32601]"
+
+
+# --- sample paths (mappings detect) ----------------------------------------------------------
+
+def test_sample_paths_lists_a_few_movies_and_episodes_read_only(kodi):
+    kodi.add_movie(1, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    kodi.add_movie(2, "stack://smb://nas/movies/Alien (1979)/cd1.avi , "
+                      "smb://nas/movies/Alien (1979)/cd2.avi")
+    kodi.add_movie(3, "smb://nas/movies/Dune (2021)/Dune (2021).mkv")
+    kodi.add_show(7, "smb://nas/tv/Severance/", {
+        70: "smb://nas/tv/Severance/Season 01/Severance S01E01.mkv"})
+    player = make_player()
+    paths = player.sample_paths(limit=2)
+    # Kodi's double ignores the limits: the adapter still keeps only `limit` of each kind.
+    assert paths == ["smb://nas/movies/Heat (1995)/Heat (1995).mkv",
+                     "smb://nas/movies/Alien (1979)/cd1.avi",
+                     "smb://nas/tv/Severance/Season 01/Severance S01E01.mkv"]
+    assert kodi.sent("VideoLibrary.GetMovies") == [
+        {"properties": ["file"], "limits": {"start": 0, "end": 2}}]
+    assert kodi.sent("VideoLibrary.GetEpisodes") == [
+        {"properties": ["file"], "limits": {"start": 0, "end": 2}}]
+    assert kodi.mutating == []
+
+
+def test_sample_paths_of_an_empty_library_is_empty(kodi):
+    assert make_player().sample_paths() == []
+    assert kodi.methods == ["VideoLibrary.GetMovies", "VideoLibrary.GetEpisodes"]

@@ -901,3 +901,30 @@ def test_the_installed_cli_never_shows_or_stores_the_token(cli, metarr, stub_ple
                  refused.stdout, refused.stderr, log_file.read_text()):
         assert TOKEN not in text
     assert TOKEN.encode() not in state_bytes
+
+
+# --- sample paths (mappings detect) ----------------------------------------------------------
+
+def episode_meta(key: str, file: str) -> dict[str, Any]:
+    return {"ratingKey": key, "type": "episode", "title": f"episode {key}",
+            "Media": [{"id": int(key), "Part": [{"id": int(key), "file": file}]}]}
+
+
+def test_sample_paths_reads_the_first_page_of_each_video_section(plex_mock, made):
+    plex_mock.listings[("1", 1)] = [
+        movie_meta("11", "/data/Movies/Heat (1995)/Heat (1995).mkv"),
+        movie_meta("12", "/data/Movies/Alien (1979)/Alien (1979).mkv"),
+        movie_meta("13", "/data/Movies/Dune (2021)/Dune (2021).mkv")]
+    plex_mock.listings[("3", 4)] = [
+        episode_meta("31", "/data/TV/Severance/Season 01/Severance S01E01.mkv")]
+    paths = make_player(made).sample_paths(limit=2)
+    assert paths == ["/data/Movies/Heat (1995)/Heat (1995).mkv",
+                     "/data/Movies/Alien (1979)/Alien (1979).mkv",
+                     "/data/TV/Severance/Season 01/Severance S01E01.mkv"]
+    lists = [(p, q) for m, p, q in plex_mock.sent() if p.endswith("/all")]
+    # The music section is left out; movies are type 1, a show section's episodes type 4.
+    assert lists == [(f"/library/sections/{key}/all",
+                      {"type": [kind], "X-Plex-Container-Start": ["0"],
+                       "X-Plex-Container-Size": ["2"]})
+                     for key, kind in (("1", "1"), ("2", "1"), ("3", "4"))]
+    assert plex_mock.mutating() == []

@@ -211,6 +211,15 @@ class Player(ABC):
         """
         return [Outcome(t.key, "synced") for t in targets]
 
+    def sample_paths(self, limit: int = 20) -> list[str]:
+        """File paths (movies, episodes) of a few items the player has, as it sees them.
+
+        `mappings detect` matches them with Metarr's items by their trailing components
+        (`The Matrix (1999)/The Matrix (1999).mkv`) to find a mapping the library roots do
+        not reveal. Read-only; adapters that cannot list items return [].
+        """
+        return []
+
     def scan_all(self) -> None:
         """A full library scan, only when the user turned targeted_updates off."""
         raise Rejected(f"{self.type_name} players do not support full library scans")

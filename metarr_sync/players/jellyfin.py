@@ -321,6 +321,34 @@ class JellyfinPlayer(Player):
         self._indexes[parent_id] = index
         return index
 
+    def sample_paths(self, limit: int = 20) -> list[str]:
+        """A few movies' and episodes' files of every library (one page each), read-only.
+
+        Per library rather than server-wide: a server-wide first page could come from one
+        library only, and every library needs its own mapping.
+        """
+        paths: list[str] = []
+        for library in self.libraries():
+            types = [t for t in library.item_types if t != "Series"]
+            if not library.item_id or not types:
+                continue
+            page = self._get("/Items", {
+                "parentId": library.item_id,
+                "recursive": "true",
+                "includeItemTypes": types,
+                "fields": ["Path"],
+                "enableImages": "false",
+                "enableUserData": "false",
+                "startIndex": 0,
+                "limit": limit,
+            })
+            if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
+                raise ProtocolError(f"{self.http.base} sent an unexpected item list")
+            paths.extend(str(i["Path"]) for i in page["Items"][:limit]
+                         if isinstance(i, dict) and isinstance(i.get("Path"), str)
+                         and i["Path"])
+        return paths
+
     def find(self, target: Target, libraries: Sequence[Library]
              ) -> tuple[list[dict[str, Any]], bool]:
         """The server's items for a target, and whether they were found at its exact path.

@@ -294,6 +294,21 @@ class KodiPlayer(Player):
             self.library.movies = found
         return self.library.movies
 
+    def sample_paths(self, limit: int = 20) -> list[str]:
+        """A few movies' and episodes' files (the first part of a stack), read-only."""
+        paths: list[str] = []
+        for method, key in (("VideoLibrary.GetMovies", "movies"),
+                            ("VideoLibrary.GetEpisodes", "episodes")):
+            answer = self.call(method, {"properties": ["file"],
+                                        "limits": {"start": 0, "end": limit}}) or {}
+            # Kodi leaves the key out of an empty answer; a server ignoring the limits
+            # must still not make this list the whole library.
+            for row in (answer.get(key) or [])[:limit]:
+                parts = _stack_parts(str(row.get("file") or ""))
+                if parts and parts[0]:
+                    paths.append(parts[0])
+        return paths
+
     def _shows(self) -> dict[str, int]:
         if self.library.shows is None:
             answer = self.call("VideoLibrary.GetTVShows", {"properties": ["file"]}) or {}

@@ -339,6 +339,26 @@ class PlexPlayer(Player):
             self._listed_after[cache_key] = self._scans_sent
         return self._listings[cache_key]
 
+    def sample_paths(self, limit: int = 20) -> list[str]:
+        """A few movies' and episodes' files of every video section (one page each).
+
+        The first page of the listing the adapter pages anyway, without provider ids:
+        read-only, and never the whole section.
+        """
+        paths: list[str] = []
+        for section in self.sections():
+            plex_type = {"movie": TYPE_MOVIE, "show": TYPE_EPISODE}.get(section.type)
+            if plex_type is None:
+                continue
+            container = _container(
+                self._get(f"/library/sections/{section.key}/all", {
+                    "type": plex_type,
+                    "X-Plex-Container-Start": 0, "X-Plex-Container-Size": limit}),
+                f"the listing of Plex library {section.title!r}")
+            for entry in filter(None, map(_entry, (container.get("Metadata") or [])[:limit])):
+                paths.extend(entry.files[:1])
+        return paths
+
     # -- delivery ----------------------------------------------------------------------
 
     def _where(self, target: Target) -> tuple[list[tuple[Section, str]], str | None]:
