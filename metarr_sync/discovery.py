@@ -3,7 +3,8 @@
 `probe_player` probes one player through its adapter and turns what it learns into rows a
 person can act on; `check_mapping` tells whether a mapping's player side exists among the
 player's library roots; `propose_mappings` pairs Metarr's library roots with the player's
-by their trailing path components. Wrong path mappings are the most common reason a sync
+by their trailing path components, and (`match_items`) a few of Metarr's items with the
+player's own item paths. Wrong path mappings are the most common reason a sync
 "succeeds" while nothing shows up on the player, so these say exactly what does not match.
 
 Adapters are imported only inside probe_player: `status` and friends never load them.
@@ -14,10 +15,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from metarr_sync.config import Mapping, PlayerConfig, SyncConfig
-from metarr_sync.metarr import Library
-from metarr_sync.plan import PathStyle, best_mapping, is_under, map_path, strip_trailing
+from metarr_sync.metarr import Library, MetarrSource
+from metarr_sync.plan import (
+    PathStyle,
+    best_mapping,
+    is_under,
+    map_path,
+    parent,
+    strip_trailing,
+)
 from metarr_sync.players.base import ProbeStep
 
 # Which discovery step a failed probe stopped at, by error kind.
@@ -42,6 +51,10 @@ class PlayerTest:
     error: str | None = None
     error_kind: str | None = None
     probed: bool = False  # the probe succeeded: the credentials work
+    #: A few of the player's own item paths (asked for by `mappings detect`), and why
+    #: they could not be listed (the probe itself still counts as a success).
+    samples: list[str] = field(default_factory=list)
+    samples_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,8 +82,12 @@ def resolve_secrets(player: PlayerConfig) -> list[str]:
     return problems
 
 
-def probe_player(player: PlayerConfig, sync: SyncConfig) -> PlayerTest:
-    """Probe one player and check its mappings; never raises for the player's faults."""
+def probe_player(player: PlayerConfig, sync: SyncConfig, samples: int = 0) -> PlayerTest:
+    """Probe one player and check its mappings; never raises for the player's faults.
+
+    samples: also list up to this many of the player's items per library (their paths
+    go to result.samples); a failure there is noted, not fatal.
+    """
     from metarr_sync.players import adapter_class
     from metarr_sync.players.base import PlayerError
 
@@ -84,6 +101,11 @@ def probe_player(player: PlayerConfig, sync: SyncConfig) -> PlayerTest:
     try:
         adapter = adapter_class(player.type)(player, sync, dry_run=True)
         probe = adapter.probe()
+        if samples:
+            try:
+                result.samples = list(adapter.sample_paths(samples))
+            except PlayerError as exc:
+                result.samples_error = exc.message
     except PlayerError as exc:
         result.error, result.error_kind = exc.message, exc.kind
         result.steps.append(ProbeStep(STEP_OF_KIND.get(exc.kind, "probe"), False, exc.message))
@@ -171,10 +193,36 @@ class Proposal:
     status: str
     mapping: Mapping | None = None
     detail: str = ""
+    #: How sure the proposal is: "high" (the library roots and the player's own items
+    #: agree), "medium" (items only), "low" (roots only: a folder's name matched).
+    confidence: str = ""
+    #: The items that led to it, as "Metarr path ↔ player path" (a few).
+    evidence: list[str] = field(default_factory=list)
 
 
 def propose_mappings(libraries: Sequence[Library], roots: Sequence[str],
-                     existing: Sequence[Mapping]) -> list[Proposal]:
+                     existing: Sequence[Mapping],
+                     items: dict[int, Sequence[str]] | None = None,
+                     samples: Sequence[str] = ()) -> list[Proposal]:
+    """Proposals by library roots, merged with those the items give (see match_items).
+
+    `items`: a few Metarr item paths per library id; `samples`: the player's own item
+    paths (Player.sample_paths). An item match that agrees with the roots raises the
+    confidence; one that disagrees makes the library ambiguous (nothing is written);
+    one where the roots found nothing proposes the mapping on its own.
+    """
+    by_roots = _propose_by_roots(libraries, roots, existing)
+    if not items or not samples:
+        return by_roots
+    merged = []
+    for proposal in by_roots:
+        found = match_items(proposal.library, items.get(proposal.library.id, ()), samples)
+        merged.append(_merge(proposal, found, existing))
+    return merged
+
+
+def _propose_by_roots(libraries: Sequence[Library], roots: Sequence[str],
+                      existing: Sequence[Mapping]) -> list[Proposal]:
     proposals = []
     for library in libraries:
         if library.type.lower() not in VIDEO_LIBRARIES or not library.path:
@@ -199,15 +247,160 @@ def propose_mappings(libraries: Sequence[Library], roots: Sequence[str],
         current = _current_target(library.path, existing)
         if current is not None and _same(current, root):
             proposals.append(Proposal(library, "configured", mapping,
-                                      f"already maps to {strip_trailing(root)}"))
+                                      f"already maps to {strip_trailing(root)}",
+                                      confidence="low"))
         elif current is not None and existing and best_mapping(library.path, existing):
             proposals.append(Proposal(library, "conflict", mapping, (
                 f"the mapping in place sends it to {current}, but the player's library "
-                f"root is {strip_trailing(root)}; `mappings remove` it first")))
+                f"root is {strip_trailing(root)}; `mappings remove` it first"),
+                confidence="low"))
         else:
             proposals.append(Proposal(library, "new", mapping,
-                                      f"{best} trailing path component(s) match"))
+                                      f"{best} trailing path component(s) match",
+                                      confidence="low"))
     return proposals
+
+
+# --- matching items ---------------------------------------------------------------------
+
+_KIND_WHERE = {"movie": "{t}.deleted_at IS NULL",
+               "episode": "{t}.deleted_at IS NULL AND s.deleted_at IS NULL"}
+_LIBRARY = {"movie": "{t}.library_id = ?", "episode": "s.library_id = ?"}
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
+                       per_library: int = 20, samples: Sequence[str] = ()
+                       ) -> dict[int, list[str]]:
+    """The file paths of some movies and episodes of each video library (not removed).
+
+    The first few of each library, plus those whose file name is one of the player's
+    sample paths': both sides listing "a few" items would rarely pick the same ones in
+    a big library, while a file name is looked up directly.
+    """
+    wanted = {lib.id for lib in libraries if lib.type.lower() in VIDEO_LIBRARIES}
+    found: dict[int, list[str]] = {lib_id: [] for lib_id in wanted}
+
+    def take(kind: str, where: str, params: tuple[object, ...], count: int) -> None:
+        rows = source.items(f"{where} AND {_KIND_WHERE[kind]}", params, kinds=(kind,))
+        # islice stops reading after a few rows: the library is never listed whole.
+        for item in islice(rows, count):
+            if item.library_id in found and item.path and item.path not in \
+                    found[item.library_id]:
+                found[item.library_id].append(item.path)
+        rows.close()
+
+    for library_id in sorted(wanted):
+        for kind in ("movie", "episode"):
+            take(kind, _LIBRARY[kind], (library_id,), per_library)
+    names = dict.fromkeys(p for p in (_parts(s)[-1] for s in samples if _parts(s)) if p)
+    for name in names:
+        for kind in ("movie", "episode"):
+            for sep in ("/", "\\"):
+                take(kind, "{t}.file_path LIKE ? ESCAPE '\\'", (f"%{_like(sep + name)}",), 5)
+    return found
+
+
+@dataclass
+class ItemMatch:
+    """What a library's items say about its mapping.
+
+    mapping: the one most matched items agree on (None when they split evenly between
+    several); votes: how many items agree; others: the other mappings items suggested.
+    """
+
+    mapping: Mapping | None
+    votes: int
+    evidence: list[str]
+    others: list[Mapping] = field(default_factory=list)
+
+
+def _strip_components(path: str, count: int) -> str | None:
+    """`path` without its last `count` components (None when it has not that many)."""
+    style = PathStyle.of(path)
+    for _ in range(count):
+        up = parent(path, style)
+        if up == strip_trailing(path):
+            return None
+        path = up
+    return path
+
+
+def match_items(library: Library, metarr_paths: Sequence[str], player_paths: Sequence[str],
+                evidence_kept: int = 3) -> ItemMatch | None:
+    """The library's mapping, from Metarr items found among the player's own items.
+
+    A Metarr item and a player item are the same file when everything below the library
+    folder (at least the file name and its folder: `The Matrix (1999)/The Matrix
+    (1999).mkv`) matches component by component; the player's library folder is then
+    what precedes those components in its path. A mapping can only work when the whole
+    relative path matches, so shorter matches prove nothing. An item matching several
+    player items that disagree is left out; None when no item matched.
+    """
+    votes: dict[Mapping, list[str]] = {}
+    base = strip_trailing(library.path)
+    for path in metarr_paths:
+        if not _under(path, base):
+            continue
+        below = len(_parts(path)) - len(_parts(base))
+        if below < 2:
+            continue
+        heads = set()
+        for candidate in player_paths:
+            if _common_tail(path, candidate) >= below:
+                head = _strip_components(candidate, below)
+                if head is not None:
+                    heads.add((strip_trailing(head), candidate))
+        if len({h for h, _ in heads}) != 1:
+            continue  # no match, or several player folders hold this file
+        head, candidate = sorted(heads)[0]
+        votes.setdefault(Mapping(base, head), []).append(f"{path} ↔ {candidate}")
+    if not votes:
+        return None
+    ranked = sorted(votes.items(), key=lambda pair: -len(pair[1]))
+    best, seen = ranked[0]
+    others = [m for m, _ in ranked[1:]]
+    tied = len(ranked) > 1 and len(ranked[1][1]) == len(seen)
+    return ItemMatch(None if tied else best, len(seen), seen[:evidence_kept],
+                     [m for m, _ in ranked] if tied else others)
+
+
+def _merge(proposal: Proposal, found: ItemMatch | None,
+           existing: Sequence[Mapping]) -> Proposal:
+    """One library's root-based proposal, judged again with what its items say."""
+    if found is None:
+        return proposal
+    library = proposal.library
+    if found.mapping is None:
+        return Proposal(library, "ambiguous", None, (
+            "its items are found under several player folders: "
+            + ", ".join(m.player for m in found.others)), confidence="medium",
+            evidence=found.evidence)
+    items = f"{found.votes} item(s) found on the player, e.g. {found.evidence[0]}"
+    target = found.mapping.player
+    if proposal.mapping is not None and proposal.status in ("new", "configured", "conflict"):
+        if _same(proposal.mapping.player, target):
+            return Proposal(library, proposal.status, proposal.mapping,
+                            f"{proposal.detail}; confirmed by {items}", confidence="high",
+                            evidence=found.evidence)
+        return Proposal(library, "ambiguous", None, (
+            f"the player's library root {proposal.mapping.player} matches its name, but "
+            f"its items are under {target} ({items})"), confidence="low",
+            evidence=found.evidence)
+    current = _current_target(library.path, existing)
+    if current is not None and _same(current, target):
+        status, detail = "configured", f"already maps to {target}; {items}"
+    elif current is not None and existing and best_mapping(library.path, existing):
+        status, detail = "conflict", (
+            f"the mapping in place sends it to {current}, but the player has its items "
+            f"under {target} ({items}); `mappings remove` it first")
+    else:
+        status, detail = "new", items
+    return Proposal(library, status, found.mapping, detail, confidence="medium",
+                    evidence=found.evidence)
 
 
 def _current_target(path: str, mappings: Sequence[Mapping]) -> str | None:

@@ -187,7 +187,8 @@ def test_detect_proposes_by_trailing_components_and_apply_writes(cli, metarr):
     assert conflict["detail"] == ("the mapping in place sends it to /srv/films, but the "
                                   "player's library root is /media/movies; `mappings remove` "
                                   "it first")
-    assert [c["op"] for c in cli.calls("nas-kodi")] == ["probe"]  # nothing sent
+    # only read: its roots, then a few of its item paths; nothing sent
+    assert [c["op"] for c in cli.calls("nas-kodi")] == ["probe", "samples"]
 
     applied = cli("mappings", "detect", "--apply")
     assert applied.returncode == 1
@@ -288,3 +289,150 @@ def test_proposals_prefer_the_longest_common_tail():
     assert proposal.mapping == Mapping("/data/media/movies", "/srv/media/movies")
     same = propose_mappings(libraries[:1], ["/data/media/movies/"], [])
     assert same[0].status == "configured"  # the player sees Metarr's own path
+
+
+# --- detect by items: the player's own item paths --------------------------------------
+
+def test_detect_finds_the_mapping_from_items_when_roots_tell_nothing(cli, metarr):
+    cli.write_config(DETECT.format(db=metarr.path))
+    # 25 movies: Metarr's first few are not the player's, so the item is found by its name.
+    for n in range(24):
+        metarr.add_movie(f"Filler {n:02d}", 2000)
+    metarr.add_movie("The Matrix", 1999)
+    show = metarr.add_series("Severance")
+    metarr.add_episode(show, metarr.add_season(show, 1), 1, 1)
+    # The player reports no library roots at all (e.g. a Kodi with path substitution).
+    cli.behave("nas-kodi", "samples", "smb://nas/films/The Matrix (1999)/The Matrix (1999).mkv\n"
+               "smb://nas/series/Severance/Season 01/Severance - S01E01.mkv\n"
+               "smb://nas/films/Unknown (2001)/Unknown (2001).mkv\n")
+    result = cli("mappings", "detect", "--player", "nas-kodi", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {r["library_path"]: r for r in json.loads(result.stdout)["proposals"]}
+    movies, tv = rows["/data/media/movies"], rows["/data/media/tv"]
+    assert movies["status"] == "new" and movies["confidence"] == "medium"
+    assert movies["mapping"] == {"metarr": "/data/media/movies", "player": "smb://nas/films"}
+    assert movies["evidence"] == [
+        "/data/media/movies/The Matrix (1999)/The Matrix (1999).mkv ↔ "
+        "smb://nas/films/The Matrix (1999)/The Matrix (1999).mkv"]
+    assert movies["detail"].startswith("1 item(s) found on the player, e.g. /data/media/")
+    assert tv["mapping"] == {"metarr": "/data/media/tv", "player": "smb://nas/series"}
+    assert [c["op"] for c in cli.calls("nas-kodi")] == ["probe", "samples"]
+
+    applied = cli("mappings", "detect", "--player", "nas-kodi", "--apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert mappings_of(cli, "nas-kodi") == [
+        {"metarr": "/data/media/movies", "player": "smb://nas/films"},
+        {"metarr": "/data/media/tv", "player": "smb://nas/series"}]
+    again = cli("mappings", "detect", "--player", "nas-kodi", "--json")
+    assert {r["status"] for r in json.loads(again.stdout)["proposals"]} == {"configured"}
+    assert cli("run", "--player", "nas-kodi").returncode == 0
+    assert "smb://nas/films/The Matrix (1999)/The Matrix (1999).mkv" in [
+        t["path"] for t in cli.sent("nas-kodi")]
+
+
+def test_detect_items_confirm_roots_and_a_failed_item_listing_is_not_fatal(cli, metarr):
+    cli.write_config(DETECT.format(db=metarr.path))
+    metarr.add_movie("Heat", 1995)
+    cli.behave("nas-kodi", "roots", "/mnt/movies\n")
+    cli.behave("nas-kodi", "samples", "/mnt/movies/Heat (1995)/Heat (1995).mkv\n")
+    cli.behave("jelly", "roots", "/media/movies\n")
+    cli.behave("jelly", "samples_fail", "timeout")
+    result = cli("mappings", "detect", "--json")
+    rows = {(r["player"], r["library_path"]): r for r in json.loads(result.stdout)["proposals"]}
+    confirmed = rows["nas-kodi", "/data/media/movies"]
+    assert confirmed["status"] == "new" and confirmed["confidence"] == "high"
+    assert confirmed["mapping"] == {"metarr": "/data/media/movies", "player": "/mnt/movies"}
+    assert confirmed["detail"] == (
+        "1 trailing path component(s) match; confirmed by 1 item(s) found on the player, "
+        "e.g. /data/media/movies/Heat (1995)/Heat (1995).mkv ↔ "
+        "/mnt/movies/Heat (1995)/Heat (1995).mkv")
+    # jelly could not list its items: judged by its roots alone, the reason shown.
+    assert rows["jelly", "/data/media/movies"]["status"] == "conflict"
+    assert rows["jelly", "/data/media/movies"]["confidence"] == "low"
+    assert rows["jelly", "/data/media/movies"]["samples_error"] == (
+        "recorder told to fail listing items: timeout")
+
+
+# --- matching items (pure) -------------------------------------------------------------
+
+def test_items_give_the_library_mapping_by_their_whole_relative_path():
+    from metarr_sync.config import Mapping
+    from metarr_sync.discovery import match_items
+    from metarr_sync.metarr import Library
+
+    movies = Library(1, "Movies", "/data/media/movies/", "movie")
+    found = match_items(movies, [
+        "/data/media/movies/Heat (1995)/Heat (1995).mkv",
+        "/data/media/movies/Alien (1979)/Alien (1979).mkv",
+        "/data/media/movies/Solo.mkv"],  # one component below the library: proves nothing
+        ["D:\\Films\\HEAT (1995)\\Heat (1995).mkv", "D:\\Films\\Alien (1979)\\Alien (1979).mkv",
+         "/other/Solo.mkv"])
+    assert found is not None
+    assert found.mapping == Mapping("/data/media/movies", "D:\\Films")
+    assert found.votes == 2 and len(found.evidence) == 2
+    # Only the file name matches (another folder): not the same item.
+    assert match_items(movies, ["/data/media/movies/Heat (1995)/Heat (1995).mkv"],
+                       ["/mnt/x/Heat/Heat (1995).mkv"]) is None
+    # An episode must match its show and season folders too.
+    tv = Library(2, "TV", "/data/tv", "tv")
+    episode = "/data/tv/Severance/Season 01/Severance - S01E01.mkv"
+    assert match_items(tv, [episode], ["/srv/Severance/Specials/Severance - S01E01.mkv"]) is None
+    assert match_items(tv, [episode], ["/srv/tv/Severance/Season 01/Severance - S01E01.mkv"]
+                       ).mapping == Mapping("/data/tv", "/srv/tv")
+
+
+def test_items_split_between_folders_are_ambiguous_and_never_applied():
+    from metarr_sync.config import Mapping
+    from metarr_sync.discovery import mappings_to_apply, match_items, propose_mappings
+    from metarr_sync.metarr import Library
+
+    movies = Library(1, "Movies", "/data/movies", "movie")
+    heat = "/data/movies/Heat (1995)/Heat (1995).mkv"
+    # The same file under two player folders (a 4K copy): that item is left out.
+    assert match_items(movies, [heat], ["/a/Heat (1995)/Heat (1995).mkv",
+                                        "/b/Heat (1995)/Heat (1995).mkv"]) is None
+    alien = "/data/movies/Alien (1979)/Alien (1979).mkv"
+    split = match_items(movies, [heat, alien], ["/a/Heat (1995)/Heat (1995).mkv",
+                                                "/b/Alien (1979)/Alien (1979).mkv"])
+    assert split is not None and split.mapping is None
+    assert split.others == [Mapping("/data/movies", "/a"), Mapping("/data/movies", "/b")]
+    # Roots say /srv/movies, the items say /a: ambiguous, nothing written.
+    (proposal,) = propose_mappings([movies], ["/srv/movies"], [], {1: [heat]},
+                                   ["/a/Heat (1995)/Heat (1995).mkv"])
+    assert proposal.status == "ambiguous" and proposal.mapping is None
+    assert proposal.detail.startswith("the player's library root /srv/movies matches its "
+                                      "name, but its items are under /a (1 item(s)")
+    assert mappings_to_apply([proposal], []) == []
+    # Items resolve what the roots could not choose between.
+    (chosen,) = propose_mappings([movies], ["/x/movies", "/y/movies"], [], {1: [heat]},
+                                 ["/y/movies/Heat (1995)/Heat (1995).mkv"])
+    assert (chosen.status, chosen.mapping, chosen.confidence) == (
+        "new", Mapping("/data/movies", "/y/movies"), "medium")
+    # A mapping in place that the items contradict is a conflict, not overwritten.
+    (conflict,) = propose_mappings([movies], [], [Mapping("/data/movies", "/old")],
+                                   {1: [heat]}, ["/new/Heat (1995)/Heat (1995).mkv"])
+    assert conflict.status == "conflict" and "under /new" in conflict.detail
+
+
+def test_metarr_items_are_read_a_few_per_library_plus_those_named_like_samples(metarr):
+    from metarr_sync.discovery import library_item_paths
+    from metarr_sync.metarr import open_sqlite
+
+    for n in range(5):
+        metarr.add_movie(f"Film_{n}", 2000)
+    metarr.add_movie("100%", 2010)
+    gone = metarr.add_movie("Gone", 2001)
+    metarr.soft_delete("movies", gone)
+    source = open_sqlite(metarr.path)
+    try:
+        libraries = source.libraries()
+        found = library_item_paths(source, libraries, per_library=2, samples=[
+            "D:\\Films\\100% (2010)\\100% (2010).mkv", "/x/Gone (2001)/Gone (2001).mkv",
+            "/x/Film_3 (2000)/Film_3 (2000).mkv"])
+    finally:
+        source.close()
+    root = "/data/media/movies"
+    assert found == {metarr.movie_lib: [
+        f"{root}/Film_0 (2000)/Film_0 (2000).mkv", f"{root}/Film_1 (2000)/Film_1 (2000).mkv",
+        f"{root}/100% (2010)/100% (2010).mkv", f"{root}/Film_3 (2000)/Film_3 (2000).mkv"],
+        metarr.tv_lib: []}

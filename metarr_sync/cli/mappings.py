@@ -20,6 +20,9 @@ DETECT_EXIT_HELP = (
     "database unreadable."
 )
 
+#: How many items per library each side lists to match items by their paths.
+SAMPLES = 20
+
 app = typer.Typer(
     help="Path mappings: how each player sees Metarr's paths (list, add, remove, test, "
     "detect).",
@@ -180,15 +183,23 @@ def detect_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Propose mappings by matching Metarr's library folders with each player's library
-    roots by their trailing path components (/data/media/movies ↔ smb://nas/share/movies).
+    roots by their trailing path components (/data/media/movies ↔ smb://nas/share/movies),
+    and a few of Metarr's items with the player's own items (The Matrix (1999)/The Matrix
+    (1999).mkv found under smb://nas/share/films).
 
-    Asks each player for its library roots (sends no updates); --apply writes the new
-    ones. Mappings in place are never changed: a conflict is shown, not overwritten.
+    Asks each player for its library roots and a few item paths (sends no updates);
+    --apply writes the new ones. Mappings in place are never changed: a conflict is
+    shown, not overwritten.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from metarr_sync import render
-    from metarr_sync.discovery import mappings_to_apply, probe_player, propose_mappings
+    from metarr_sync.discovery import (
+        library_item_paths,
+        mappings_to_apply,
+        probe_player,
+        propose_mappings,
+    )
     from metarr_sync.metarr import MetarrError
 
     config = ops.load_for_edit(ctx) if apply else common.load(ctx, secrets=False)
@@ -203,22 +214,28 @@ def detect_command(
     source = common.open_metarr(config)
     try:
         libraries = source.libraries()
+        with ThreadPoolExecutor(max_workers=min(8, len(players))) as pool:
+            probes = list(pool.map(
+                lambda p: probe_player(p, config.sync, samples=SAMPLES), players))
+        # Metarr's side of the item matching: a few items per library, and those named
+        # like each player's samples.
+        items = [library_item_paths(source, libraries, SAMPLES, probe.samples)
+                 if probe.probed else {} for probe in probes]
     except MetarrError as exc:
         common.fail(str(exc), common.EXIT_METARR)
     finally:
         source.close()
-    with ThreadPoolExecutor(max_workers=min(8, len(players))) as pool:
-        probes = list(pool.map(lambda p: probe_player(p, config.sync), players))
     rows: list[dict[str, Any]] = []
     added: dict[str, list[Any]] = {}
     ok = True
-    for p, probe in zip(players, probes, strict=True):
+    for p, probe, known in zip(players, probes, items, strict=True):
         if not probe.probed:
             ok = False
             rows.append({"player": p.name, "library": None, "library_path": None,
                          "status": "error", "mapping": None, "detail": probe.error})
             continue
-        proposals = propose_mappings(libraries, probe.roots, p.mappings)
+        proposals = propose_mappings(libraries, probe.roots, p.mappings, known,
+                                     probe.samples)
         new = mappings_to_apply(proposals, p.mappings)
         if new:
             added[p.name] = new
@@ -230,7 +247,9 @@ def detect_command(
                 "library_path": proposal.library.path, "status": status,
                 "mapping": {"metarr": proposal.mapping.metarr,
                             "player": proposal.mapping.player} if proposal.mapping else None,
-                "detail": proposal.detail, "roots": probe.roots})
+                "detail": proposal.detail, "roots": probe.roots,
+                "confidence": proposal.confidence, "evidence": proposal.evidence,
+                "samples_error": probe.samples_error})
     if apply and added:
         for name, mappings in added.items():
             target = config.players[name]

@@ -10,6 +10,8 @@ to behave through files in $RECORDER_DIR (so a test can change it between runs):
 - `<player>.unverified`: items whose path contains this text are not found by verify();
 - `<player>.async`: seconds before a delivery can be verified (like Plex/Jellyfin, whose
   scans run in the background); without it, deliveries are verified in the same run.
+- `<player>.samples`: the player's own item paths, one a line (sample_paths(), for
+  `mappings detect`); `<player>.samples_fail` holds an error kind sample_paths raises.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from metarr_sync.players import base
 
 class RecorderPlayer(base.Player):
     type_name = "recorder"
+    ERRORS = {"offline": base.PlayerOffline, "auth_failed": base.AuthFailed,
+              "timeout": base.PlayerTimeout, "protocol_error": base.ProtocolError,
+              "rejected": base.Rejected}
 
     def __init__(self, config, sync, *, dry_run=False):
         super().__init__(config, sync, dry_run=dry_run)
@@ -45,10 +50,7 @@ class RecorderPlayer(base.Player):
         if fail.exists():
             kind = fail.read_text().strip()
             self._log(op="probe", failed=kind)
-            errors = {"offline": base.PlayerOffline, "auth_failed": base.AuthFailed,
-                      "timeout": base.PlayerTimeout, "protocol_error": base.ProtocolError,
-                      "rejected": base.Rejected}
-            raise errors[kind](f"recorder told to fail: {kind}")
+            raise self.ERRORS[kind](f"recorder told to fail: {kind}")
         self._log(op="probe")
         # `<player>.roots`: its library roots, one a line; `<player>.steps`: discovery
         # steps as JSON [[name, ok, detail], ...] (for `players test` / `mappings detect`).
@@ -59,6 +61,17 @@ class RecorderPlayer(base.Player):
             roots=roots.read_text().splitlines() if roots.exists() else [],
             steps=[base.ProbeStep(*s) for s in json.loads(steps.read_text())]
             if steps.exists() else [])
+
+    def sample_paths(self, limit: int = 20) -> list[str]:
+        self.requests += 1
+        fail = self._file("samples_fail")
+        if fail.exists():
+            kind = fail.read_text().strip()
+            self._log(op="samples", failed=kind)
+            raise self.ERRORS[kind](f"recorder told to fail listing items: {kind}")
+        self._log(op="samples", limit=limit)
+        samples = self._file("samples")
+        return samples.read_text().splitlines()[:limit] if samples.exists() else []
 
     def is_playing(self) -> bool:
         return self._file("playing").exists()
