@@ -223,7 +223,7 @@ class BenchPlex(SortedDisk, FakePlex):
         self.items = IndexedDict(file=lambda i: (i.section, i.file),
                                  kind=lambda i: (i.section, i.type))
         self._paths: dict[str, SortedPaths] = {}  # section key -> item files
-        self._rows: dict[tuple[str, str | None], tuple[int, list[PlexItem]]] = {}
+        self._rows_cache: dict[tuple[str, str | None], tuple[int, list[PlexItem]]] = {}
 
     def _put(self, item: PlexItem) -> PlexItem:
         self.items[item.rating_key] = item
@@ -268,44 +268,16 @@ class BenchPlex(SortedDisk, FakePlex):
             self._put(PlexItem(self._new_key(), "episode", section.key, file,
                                show=show.rating_key))
 
-    def _all(self, section: PlexSection, request: Recorded) -> Reply:
-        wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
+    def _rows(self, section: PlexSection, wanted: str | None) -> list[PlexItem]:
         if wanted is None:
-            return super()._all(section, request)
+            return super()._rows(section, wanted)
         version = self.items.version("kind", (section.key, wanted))
-        cached = self._rows.get((section.key, wanted))
+        cached = self._rows_cache.get((section.key, wanted))
         if cached is None or cached[0] != version:
             # Rating keys only grow and items are added in key order.
             rows = list(self.items.group("kind", (section.key, wanted)).values())
-            self._rows[(section.key, wanted)] = cached = (version, rows)
-        rows = cached[1]
-        start = int(request.param("X-Plex-Container-Start")
-                    or request.header("X-Plex-Container-Start") or 0)
-        size = int(request.param("X-Plex-Container-Size")
-                   or request.header("X-Plex-Container-Size") or self.PAGE_DEFAULT)
-        page = rows[start:start + size]
-        with_guids = request.param("includeGuids") == "1"
-        metadata = []
-        for item in page:
-            entry: dict[str, Any] = {"ratingKey": item.rating_key,
-                                     "key": f"/library/metadata/{item.rating_key}",
-                                     "type": item.type,
-                                     "title": item.file.rstrip("/\\").rsplit("/", 1)[-1]}
-            if item.type == "show":
-                entry["Location"] = [{"path": item.file}]
-            else:
-                entry["Media"] = [{"id": int(item.rating_key),
-                                   "Part": [{"id": int(item.rating_key), "file": item.file}]}]
-            if with_guids:
-                entry["Guid"] = [{"id": g} for g in item.guids]
-            if item.deleted:
-                entry["deletedAt"] = 1700000000
-            metadata.append(entry)
-        container: dict[str, Any] = {"size": len(page), "totalSize": len(rows),
-                                     "offset": start, "librarySectionID": section.key}
-        if metadata:
-            container["Metadata"] = metadata
-        return json_reply({"MediaContainer": container})
+            self._rows_cache[(section.key, wanted)] = cached = (version, rows)
+        return cached[1]
 
 
 # --- Jellyfin -----------------------------------------------------------------------------

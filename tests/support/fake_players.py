@@ -944,10 +944,14 @@ class FakePlex(FakePlayer):
             key = self._new_key()
             self.items[key] = PlexItem(key, "episode", section.key, file, show=show.rating_key)
 
+    def _rows(self, section: PlexSection, wanted: str | None) -> list[PlexItem]:
+        """The section's items of one type (None: all), in rating-key order."""
+        return [i for k, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
+                if i.section == section.key and (wanted is None or i.type == wanted)]
+
     def _all(self, section: PlexSection, request: Recorded) -> Reply:
         wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
-        rows = [i for k, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
-                if i.section == section.key and (wanted is None or i.type == wanted)]
+        rows = self._rows(section, wanted)
         start = int(request.param("X-Plex-Container-Start")
                     or request.header("X-Plex-Container-Start") or 0)
         size = int(request.param("X-Plex-Container-Size")
