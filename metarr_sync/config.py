@@ -535,22 +535,28 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     return config
 
 
+def resolve_player_secrets(player: PlayerConfig) -> list[str]:
+    """Read one player's env/file secrets now; the reasons for those that fail."""
+    problems: list[str] = []
+    for key in ("password", "token"):
+        secret: Secret | None = getattr(player, key)
+        if secret is None:
+            continue
+        try:
+            value = secret.resolve()
+        except ValueError as exc:
+            problems.append(f"players.{player.name}.{key}: {exc}")
+            continue
+        if not value:
+            problems.append(f"players.{player.name}.{key}: is empty")
+        setattr(player, f"{key}_value", value)
+    return problems
+
+
 def resolve_secrets(config: Config) -> None:
     """Read every env/file secret now; raises ConfigError naming each that is missing."""
-    problems: list[str] = []
-    for player in config.players.values():
-        for key in ("password", "token"):
-            secret: Secret | None = getattr(player, key)
-            if secret is None:
-                continue
-            try:
-                value = secret.resolve()
-            except ValueError as exc:
-                problems.append(f"{config.path}: players.{player.name}.{key}: {exc}")
-                continue
-            if not value:
-                problems.append(f"{config.path}: players.{player.name}.{key}: is empty")
-            setattr(player, f"{key}_value", value)
+    problems = [f"{config.path}: {problem}" for player in config.players.values()
+                for problem in resolve_player_secrets(player)]
     if config.metarr.password:
         try:
             config.metarr.password_value = config.metarr.password.resolve()

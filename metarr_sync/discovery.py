@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
-from metarr_sync.config import Mapping, PlayerConfig, SyncConfig
+from metarr_sync.config import Mapping, PlayerConfig, SyncConfig, resolve_player_secrets
 from metarr_sync.metarr import Library, MetarrSource
 from metarr_sync.plan import (
     PathStyle,
@@ -63,19 +63,7 @@ class PlayerTest:
 
 def resolve_secrets(player: PlayerConfig) -> list[str]:
     """Resolve this player's env/file secrets only; the reasons for those that fail."""
-    problems = []
-    for key in ("password", "token"):
-        secret = getattr(player, key)
-        if secret is None:
-            continue
-        try:
-            value = secret.resolve()
-        except ValueError as exc:
-            problems.append(f"players.{player.name}.{key}: {exc}")
-            continue
-        if not value:
-            problems.append(f"players.{player.name}.{key}: is empty")
-        setattr(player, f"{key}_value", value)
+    problems = resolve_player_secrets(player)
     from metarr_sync.logs import add_secrets
 
     add_secrets(player.secrets())  # before any request: a -vv log must never show them
