@@ -69,13 +69,24 @@ def ago(**kw: float) -> datetime:
     return datetime.now(UTC) - timedelta(**kw)
 
 
+# Tables whose rows the methods below change by name (never user input).
+_TABLES = {"movies", "series", "seasons", "episodes"}
+
+
 class MetarrDB:
-    """A Metarr database file under construction; every method commits."""
+    """A Metarr database file under construction; every method commits.
+
+    Subclasses for other databases (metarr_pg_factory.PgMetarrDB) change how a statement
+    is run, how a row is inserted and how a time is stored; the rows are the same.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn.executescript(SCHEMA)
+        self._add_libraries()
+
+    def _add_libraries(self) -> None:
         self.movies_root = "/data/media/movies"
         self.tv_root = "/data/media/tv"
         self.movie_lib = self.add_library("Movies", self.movies_root, "movie")
@@ -84,6 +95,15 @@ class MetarrDB:
     def close(self) -> None:
         self.conn.close()
 
+    def _exec(self, sql: str, params: tuple = ()) -> object:
+        """Run a statement written with `?` placeholders."""
+        return self.conn.execute(sql, params)
+
+    def _one(self, sql: str, *params: object) -> tuple:
+        row = self._exec(sql, params).fetchone()  # type: ignore[attr-defined]
+        assert row is not None
+        return tuple(row)
+
     def _insert(self, table: str, **values: object) -> int:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -91,6 +111,13 @@ class MetarrDB:
                                 tuple(values.values()))
         assert cur.lastrowid is not None
         return cur.lastrowid
+
+    def _stored(self, table: str, column: str, when: datetime | None, *,
+                iso: bool = False) -> object:
+        """`when` as Metarr writes it in that column: SQLite text, or ISO with `iso`."""
+        if when is None:
+            return None
+        return iso_ts(when) if iso else sqlite_ts(when)
 
     def add_library(self, name: str, path: str, type_: str) -> int:
         return self._insert("libraries", name=name, path=path, type=type_)
@@ -101,13 +128,14 @@ class MetarrDB:
         when = when or ago(hours=1)
         folder = folder or f"{self.movies_root}/{title} ({year})"
         name = f"{title} ({year}).mkv"
-        old = sqlite_ts(when - timedelta(days=400))
+        old = when - timedelta(days=400)
         movie = self._insert(
             "movies", library_id=self.movie_lib, file_path=f"{folder}/{name}", file_name=name,
             title=title, year=year, tmdb_id=tmdb, imdb_id=imdb,
             identification_status="published" if published else "identified",
-            published_at=sqlite_ts(when) if published else None, created_at=old,
-            updated_at=old)
+            published_at=self._stored("movies", "published_at", when) if published else None,
+            created_at=self._stored("movies", "created_at", old),
+            updated_at=self._stored("movies", "updated_at", old))
         if published:
             self.add_asset("text", "movie", movie, f"{folder}/movie.nfo", when)
             self.add_asset("image", "movie", movie, f"{folder}/poster.jpg", when)
@@ -118,55 +146,63 @@ class MetarrDB:
         when = when or ago(hours=1)
         return self._insert("series", library_id=self.tv_lib,
                             directory_path=f"{self.tv_root}/{title}", title=title, tvdb_id=tvdb,
-                            created_at=sqlite_ts(when), updated_at=iso_ts(when))
+                            created_at=self._stored("series", "created_at", when),
+                            updated_at=self._stored("series", "updated_at", when, iso=True))
 
     def add_season(self, series_id: int, number: int, *, when: datetime | None = None) -> int:
         when = when or ago(hours=1)
         return self._insert("seasons", series_id=series_id, season_number=number,
-                            created_at=sqlite_ts(when), updated_at=sqlite_ts(when))
+                            created_at=self._stored("seasons", "created_at", when),
+                            updated_at=self._stored("seasons", "updated_at", when))
 
     def add_episode(self, series_id: int, season_id: int, season: int, number: int, *,
                     title: str = "", when: datetime | None = None) -> int:
         when = when or ago(hours=1)
-        show = self.conn.execute("SELECT title, directory_path FROM series WHERE id = ?",
-                                 (series_id,)).fetchone()
-        name = f"{show[0]} - S{season:02d}E{number:02d}.mkv"
-        path = f"{show[1]}/Season {season:02d}/{name}"
+        show_title, show_path = self._one(
+            "SELECT title, directory_path FROM series WHERE id = ?", series_id)
+        name = f"{show_title} - S{season:02d}E{number:02d}.mkv"
+        path = f"{show_path}/Season {season:02d}/{name}"
         return self._insert("episodes", series_id=series_id, season_id=season_id,
                             file_path=path, file_name=name, episode_number=number,
-                            title=title or f"Episode {number}", created_at=iso_ts(when),
-                            updated_at=iso_ts(when))
+                            title=title or f"Episode {number}",
+                            created_at=self._stored("episodes", "created_at", when, iso=True),
+                            updated_at=self._stored("episodes", "updated_at", when, iso=True))
 
     def add_asset(self, kind: str, entity_type: str, entity_id: int, path: str,
                   when: datetime, *, iso: bool = False) -> None:
         cache = self._insert(f"cache_{kind}_files", entity_type=entity_type,
                              entity_id=entity_id, file_path=f"/data/cache/{entity_id}/{path}")
         self._insert(f"library_{kind}_files", cache_file_id=cache, file_path=path,
-                     published_at=iso_ts(when) if iso else sqlite_ts(when))
+                     published_at=self._stored(f"library_{kind}_files", "published_at", when,
+                                               iso=iso))
 
     def republish_movie(self, movie_id: int, when: datetime | None = None) -> None:
         """What Metarr's publish step does: published_at, asset rows; not updated_at."""
         when = when or datetime.now(UTC)
-        self.conn.execute("UPDATE movies SET published_at = ?, identification_status = "
-                          "'published' WHERE id = ?", (sqlite_ts(when), movie_id))
-        folder = self.conn.execute("SELECT file_path FROM movies WHERE id = ?",
-                                   (movie_id,)).fetchone()[0].rsplit("/", 1)[0]
+        self._exec("UPDATE movies SET published_at = ?, identification_status = 'published' "
+                   "WHERE id = ?", (self._stored("movies", "published_at", when), movie_id))
+        folder = self._one("SELECT file_path FROM movies WHERE id = ?",
+                           movie_id)[0].rsplit("/", 1)[0]
         self.add_asset("image", "movie", movie_id, f"{folder}/fanart.jpg", when, iso=True)
 
     def touch(self, table: str, row_id: int, when: datetime | None = None) -> None:
+        assert table in _TABLES
         when = when or datetime.now(UTC)
-        self.conn.execute(f"UPDATE {table} SET updated_at = ? WHERE id = ?",
-                          (iso_ts(when), row_id))
+        self._exec(f"UPDATE {table} SET updated_at = ? WHERE id = ?",
+                   (self._stored(table, "updated_at", when, iso=True), row_id))
 
     def soft_delete(self, table: str, row_id: int) -> None:
         """Metarr's recycle bin: deleted_at 30 days in the future."""
+        assert table in _TABLES
         future = datetime.now(UTC) + timedelta(days=30)
-        self.conn.execute(f"UPDATE {table} SET deleted_at = ? WHERE id = ?",
-                          (iso_ts(future), row_id))
+        self._exec(f"UPDATE {table} SET deleted_at = ? WHERE id = ?",
+                   (self._stored(table, "deleted_at", future, iso=True), row_id))
 
     def restore(self, table: str, row_id: int) -> None:
-        self.conn.execute(f"UPDATE {table} SET deleted_at = NULL WHERE id = ?", (row_id,))
+        assert table in _TABLES
+        self._exec(f"UPDATE {table} SET deleted_at = NULL WHERE id = ?", (row_id,))
 
     def purge(self, table: str, row_id: int) -> None:
         """Metarr's garbage collector, 30 days after a soft delete."""
-        self.conn.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))
+        assert table in _TABLES
+        self._exec(f"DELETE FROM {table} WHERE id = ?", (row_id,))

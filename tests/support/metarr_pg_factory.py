@@ -9,9 +9,9 @@ have, so each comparison is proven for each: `timestamptz`, `timestamp` (naive, 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from support.metarr_factory import ago, iso_ts, sqlite_ts
+from support.metarr_factory import _TABLES, MetarrDB, ago, iso_ts, sqlite_ts
 from support.postgres import OWNER_PASSWORD, PostgresServer
 
 __all__ = ["PgMetarrDB", "ago"]
@@ -88,10 +88,6 @@ for _kind in ("image", "text", "video", "audio"):
         f" {_ts(f'library_{_kind}_files', 'published_at')});\n"
     )
 
-# Tables whose ids are looked up by a name in methods (never user input).
-_TABLES = {"movies", "series", "seasons", "episodes"}
-
-
 def stored(table: str, column: str, when: datetime | None, *, iso: bool = False) -> object:
     """`when` as Metarr would store it in that column of a PostgreSQL Metarr."""
     if when is None:
@@ -104,7 +100,7 @@ def stored(table: str, column: str, when: datetime | None, *, iso: bool = False)
     return iso_ts(when) if kind == "text-iso" or iso else sqlite_ts(when)
 
 
-class PgMetarrDB:
+class PgMetarrDB(MetarrDB):
     """A Metarr database in PostgreSQL under construction; every method commits.
 
     `url` has no password: tests give it through [metarr] password, PGPASSFILE or the URL.
@@ -121,13 +117,10 @@ class PgMetarrDB:
         self.conn = psycopg.connect(server.url(dbname, password=OWNER_PASSWORD),
                                     autocommit=True)
         self.conn.execute(SCHEMA)
-        self.movies_root = "/data/media/movies"
-        self.tv_root = "/data/media/tv"
-        self.movie_lib = self.add_library("Movies", self.movies_root, "movie")
-        self.tv_lib = self.add_library("TV Shows", self.tv_root, "tv")
+        self._add_libraries()
 
-    def close(self) -> None:
-        self.conn.close()
+    def _exec(self, sql: str, params: tuple = ()) -> object:
+        return self.conn.execute(sql.replace("?", "%s"), params)
 
     def _insert(self, table: str, **values: object) -> int:
         cols = ", ".join(values)
@@ -137,103 +130,17 @@ class PgMetarrDB:
         assert row is not None
         return int(row[0])
 
-    def _one(self, sql: str, *params: object) -> tuple:
-        row = self.conn.execute(sql, params).fetchone()
-        assert row is not None
-        return row
-
-    def add_library(self, name: str, path: str, type_: str) -> int:
-        return self._insert("libraries", name=name, path=path, type=type_)
-
-    def add_movie(self, title: str, year: int, *, when: datetime | None = None,
-                  published: bool = True, folder: str | None = None, tmdb: int | None = None,
-                  imdb: str | None = None) -> int:
-        when = when or ago(hours=1)
-        folder = folder or f"{self.movies_root}/{title} ({year})"
-        name = f"{title} ({year}).mkv"
-        old = when - timedelta(days=400)
-        movie = self._insert(
-            "movies", library_id=self.movie_lib, file_path=f"{folder}/{name}", file_name=name,
-            title=title, year=year, tmdb_id=tmdb, imdb_id=imdb,
-            identification_status="published" if published else "identified",
-            published_at=stored("movies", "published_at", when) if published else None,
-            created_at=stored("movies", "created_at", old),
-            updated_at=stored("movies", "updated_at", old))
-        if published:
-            self.add_asset("text", "movie", movie, f"{folder}/movie.nfo", when)
-            self.add_asset("image", "movie", movie, f"{folder}/poster.jpg", when)
-        return movie
-
-    def add_series(self, title: str, *, when: datetime | None = None,
-                   tvdb: int | None = None) -> int:
-        when = when or ago(hours=1)
-        return self._insert("series", library_id=self.tv_lib,
-                            directory_path=f"{self.tv_root}/{title}", title=title, tvdb_id=tvdb,
-                            created_at=stored("series", "created_at", when),
-                            updated_at=stored("series", "updated_at", when))
-
-    def add_season(self, series_id: int, number: int, *, when: datetime | None = None) -> int:
-        when = when or ago(hours=1)
-        return self._insert("seasons", series_id=series_id, season_number=number,
-                            created_at=stored("seasons", "created_at", when),
-                            updated_at=stored("seasons", "updated_at", when))
-
-    def add_episode(self, series_id: int, season_id: int, season: int, number: int, *,
-                    title: str = "", when: datetime | None = None) -> int:
-        when = when or ago(hours=1)
-        show_title, show_path = self._one(
-            "SELECT title, directory_path FROM series WHERE id = %s", series_id)
-        name = f"{show_title} - S{season:02d}E{number:02d}.mkv"
-        path = f"{show_path}/Season {season:02d}/{name}"
-        return self._insert("episodes", series_id=series_id, season_id=season_id,
-                            file_path=path, file_name=name, episode_number=number,
-                            title=title or f"Episode {number}",
-                            created_at=stored("episodes", "created_at", when),
-                            updated_at=stored("episodes", "updated_at", when))
-
-    def add_asset(self, kind: str, entity_type: str, entity_id: int, path: str,
-                  when: datetime, *, iso: bool = False) -> None:
-        cache = self._insert(f"cache_{kind}_files", entity_type=entity_type,
-                             entity_id=entity_id, file_path=f"/data/cache/{entity_id}/{path}")
-        self._insert(f"library_{kind}_files", cache_file_id=cache, file_path=path,
-                     published_at=stored(f"library_{kind}_files", "published_at", when,
-                                         iso=iso))
-
-    def republish_movie(self, movie_id: int, when: datetime | None = None) -> None:
-        """What Metarr's publish step does: published_at, asset rows; not updated_at."""
-        when = when or datetime.now(UTC)
-        self.conn.execute("UPDATE movies SET published_at = %s, identification_status = "
-                          "'published' WHERE id = %s",
-                          (stored("movies", "published_at", when), movie_id))
-        folder = self._one("SELECT file_path FROM movies WHERE id = %s",
-                           movie_id)[0].rsplit("/", 1)[0]
-        self.add_asset("image", "movie", movie_id, f"{folder}/fanart.jpg", when, iso=True)
-
-    def touch(self, table: str, row_id: int, when: datetime | None = None) -> None:
-        assert table in _TABLES
-        when = when or datetime.now(UTC)
-        self.conn.execute(f"UPDATE {table} SET updated_at = %s WHERE id = %s",
-                          (stored(table, "updated_at", when), row_id))
-
-    def soft_delete(self, table: str, row_id: int) -> None:
-        """Metarr's recycle bin: deleted_at 30 days in the future."""
-        assert table in _TABLES
-        future = datetime.now(UTC) + timedelta(days=30)
-        self.conn.execute(f"UPDATE {table} SET deleted_at = %s WHERE id = %s",
-                          (stored(table, "deleted_at", future), row_id))
-
-    def restore(self, table: str, row_id: int) -> None:
-        assert table in _TABLES
-        self.conn.execute(f"UPDATE {table} SET deleted_at = NULL WHERE id = %s", (row_id,))
+    def _stored(self, table: str, column: str, when: datetime | None, *,
+                iso: bool = False) -> object:
+        return stored(table, column, when, iso=iso)
 
     def purge(self, table: str, row_id: int) -> None:
-        """Metarr's garbage collector, 30 days after a soft delete."""
         assert table in _TABLES
         if table == "series":
             # PostgreSQL enforces the foreign keys SQLite leaves off: Metarr's collector
             # takes a show's seasons and episodes with it.
-            self.conn.execute("DELETE FROM episodes WHERE series_id = %s", (row_id,))
-            self.conn.execute("DELETE FROM seasons WHERE series_id = %s", (row_id,))
+            self._exec("DELETE FROM episodes WHERE series_id = ?", (row_id,))
+            self._exec("DELETE FROM seasons WHERE series_id = ?", (row_id,))
         if table == "seasons":
-            self.conn.execute("DELETE FROM episodes WHERE season_id = %s", (row_id,))
-        self.conn.execute(f"DELETE FROM {table} WHERE id = %s", (row_id,))
+            self._exec("DELETE FROM episodes WHERE season_id = ?", (row_id,))
+        super().purge(table, row_id)
