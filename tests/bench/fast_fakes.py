@@ -158,27 +158,8 @@ class BenchKodi(SortedDisk, FakeKodi):
                 if shows:
                     self.episodes[self._id()] = (next(iter(shows)), file)
 
-    def _plan_scan(self, directory: str) -> list[tuple[str, str]]:
-        source = self._source_of(directory)
-        if source is None:
-            return []
-        root, content = source
-        new_shows: set[str] = set()
-        additions: list[tuple[str, str]] = []
-        for file in self.files_under(directory):
-            if not is_video(file):
-                continue
-            if content == "movies":
-                additions.append(("movie", file))
-                continue
-            show = self._show_folder(root, file)
-            if not self.shows.group("file", show) and show not in new_shows:
-                if not under(show, directory):
-                    continue  # a season folder of a show Kodi does not know: skipped
-                additions.append(("show", show))
-                new_shows.add(show)
-            additions.append(("episode", file))
-        return additions
+    def _has_show(self, folder: str) -> bool:
+        return bool(self.shows.group("file", folder))
 
     def rpc_Files_GetDirectory(self, params: Any) -> dict[str, Any]:
         directory = str(params.get("directory") or "")

@@ -589,6 +589,7 @@ class FakeKodi(FakePlayer):
         if source is None:
             return []  # outside every source: "OK", and nothing happens
         root, content = source
+        new_shows: set[str] = set()
         additions: list[tuple[str, str]] = []
         for file in self.files_under(directory):
             if not is_video(file):
@@ -597,13 +598,16 @@ class FakeKodi(FakePlayer):
                 additions.append(("movie", file))
                 continue
             show = self._show_folder(root, file)
-            known = show in self.shows.values() or ("show", show) in additions
-            if not known:
+            if not self._has_show(show) and show not in new_shows:
                 if not under(show, directory):
                     continue  # a season folder of a show Kodi does not know: skipped
                 additions.append(("show", show))
+                new_shows.add(show)
             additions.append(("episode", file))
         return additions
+
+    def _has_show(self, folder: str) -> bool:
+        return folder in self.shows.values()
 
     def _listed(self, items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict]:
         flt = params.get("filter")
