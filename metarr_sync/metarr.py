@@ -30,9 +30,12 @@ class NotInMetarr(ValueError):
     """An item named on the command line (id or path) that Metarr's database lacks."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
-    """One thing in Metarr's library, in Metarr's own paths."""
+    """One thing in Metarr's library, in Metarr's own paths.
+
+    Slotted: a run holds one per queued item (hundreds of thousands for a bulk sync).
+    """
 
     kind: str  # movie | series | episode
     id: int

@@ -326,16 +326,30 @@ class State:
                                   tuple(keep))
 
     # -- the queue ----------------------------------------------------------------------
-    def work(self, player: str, keys: Sequence[str] | None = None) -> list[Item]:
-        """Items to deliver to `player` now, in a stable order (kind, then path)."""
-        rows = self.conn.execute(
+    def work(self, player: str, keys: Sequence[str] | None = None,
+             shared: dict[tuple[Any, ...], Item] | None = None) -> list[Item]:
+        """Items to deliver to `player` now, in a stable order (kind, then path).
+
+        `shared` lets the players of one run share one Item per identical queue row:
+        usually every player is sent the same changes, and a bulk sync queues 100,000s.
+        """
+        cursor = self.conn.execute(
             "SELECT * FROM sync_queue WHERE player = ? AND (status IN ('pending', 'deferred') "
             "OR (status = 'unverified' AND attempts < ?)) ORDER BY kind, path",
-            (player, MAX_DELIVERIES)).fetchall()
-        items = [row_item(r) for r in rows]
-        if keys is not None:
-            wanted = set(keys)
-            items = [i for i in items if i.key in wanted]
+            (player, MAX_DELIVERIES))
+        wanted = None if keys is None else set(keys)
+        items: list[Item] = []
+        for row in cursor:  # row by row: never all rows and all items at once
+            if wanted is not None and row["item_key"] not in wanted:
+                continue
+            if shared is None:
+                items.append(row_item(row))
+                continue
+            same = tuple(row[c] for c in _ITEM_COLUMNS)
+            item = shared.get(same)
+            if item is None:
+                item = shared[same] = row_item(row)
+            items.append(item)
         return items
 
     def awaiting_verification(self, player: str, older_than: float = 0.0) -> list[Item]:
