@@ -191,6 +191,7 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
         chosen = selected_players(config, request.players, request.groups)
         keys = None if request.only is None else [i.key for i in request.only]
         work: dict[str, list[Item]] = {}
+        shared: dict[tuple[object, ...], Item] = {}  # one Item per queue row, not per player
         if request.verify_only:
             for player in chosen:
                 work[player.name] = []
@@ -199,13 +200,14 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
             with state.rehearsal():
                 report.changed = _collect(config, source, state, everyone, request)
                 for player in chosen:
-                    work[player.name] = state.work(player.name, keys)
+                    work[player.name] = state.work(player.name, keys, shared)
         else:
             state.forget_players(everyone)
             report.changed = _collect(config, source, state, everyone, request)
             for player in chosen:
-                work[player.name] = state.work(player.name, keys)
+                work[player.name] = state.work(player.name, keys, shared)
             report.run_id = state.start_run(request.trigger, request.command)
+        shared.clear()
         report.items = len({i.key for items in work.values() for i in items})
         # From here on SIGINT/SIGTERM only ask the players to stop (see StopFlag), so
         # that the run ends with its results recorded and the lock released.

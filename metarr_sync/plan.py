@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import quote
 
 from metarr_sync.config import Mapping
@@ -35,11 +36,17 @@ class PathStyle:
 
     @classmethod
     def of(cls, root: str) -> PathStyle:
-        if _URL_RE.match(root):
-            return cls("/", url=True, encoded=bool(_PERCENT_RE.search(root)))
-        if "\\" in root or re.match(r"^[A-Za-z]:", root):
-            return cls("\\")
-        return cls("/")
+        return _style_of(root)
+
+
+@lru_cache(maxsize=256)
+def _style_of(root: str) -> PathStyle:
+    """One PathStyle per player root, shared by all the run's targets under it."""
+    if _URL_RE.match(root):
+        return PathStyle("/", url=True, encoded=bool(_PERCENT_RE.search(root)))
+    if "\\" in root or re.match(r"^[A-Za-z]:", root):
+        return PathStyle("\\")
+    return PathStyle("/")
 
 
 def _split(path: str) -> list[str]:
@@ -129,9 +136,9 @@ def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
     return join(mapping.player, rest), strip_trailing(mapping.player)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
-    """One item as one player sees it."""
+    """One item as one player sees it (slotted: one per queued item and player)."""
 
     item: Item
     path: str  # the video file (movie, episode) or the show folder (series)
