@@ -6,6 +6,7 @@ Nothing here does I/O, so every rule is tested directly (tests/test_plan.py).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +21,7 @@ _DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]?$")
 _WINDOWS_BAD = re.compile(r'[<>:"|?*\x00-\x1f]')
 _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 KIND_ORDER = {"movie": 0, "series": 1, "episode": 2}
+_SEP_TO_NUL = str.maketrans({"/": "\0", "\\": "\0"})
 
 
 class MappingError(ValueError):
@@ -179,7 +181,10 @@ def target_for(item: Item, mappings: Sequence[Mapping]) -> Target:
     folder = path if item.kind == "series" else parent(path, style)
     if item.kind != "series" and strip_trailing(path) == strip_trailing(root):
         raise MappingError(f"{item.path} maps to the player's library root itself")
-    return Target(item, path, folder, series_folder, root, style)
+    # Interned: the episodes of a season share one folder (and all targets one root).
+    return Target(item, path, sys.intern(folder),
+                  None if series_folder is None else sys.intern(series_folder),
+                  sys.intern(root), style)
 
 
 @dataclass
@@ -210,7 +215,9 @@ def build_plan(items: Iterable[Item], mappings: Sequence[Mapping],
             targets.append(target_for(item, mappings))
         except MappingError as exc:
             plan.errors.append((item, str(exc)))
-    targets.sort(key=lambda t: (KIND_ORDER.get(t.item.kind, 9), _split(t.path)))
+    # Component by component (`/a/x` before `/a b/x`): separators sort below every
+    # character once they are NUL; one string per target, not a list of components.
+    targets.sort(key=lambda t: (KIND_ORDER.get(t.item.kind, 9), t.path.translate(_SEP_TO_NUL)))
     size = max(1, batch_size)
     plan.batches = [targets[i:i + size] for i in range(0, len(targets), size)]
     return plan

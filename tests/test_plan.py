@@ -120,6 +120,18 @@ def test_build_plan_dedupes_orders_batches_and_reports_errors():
         ("movie:9", "no path mapping covers /elsewhere/X/X.mkv (mapped: /data/movies)")]
 
 
+def test_build_plan_keeps_a_folder_s_items_together_component_by_component():
+    # By components, `/A/...` sorts before `/A B/...` (a plain string sort would put the
+    # space first and split folder A's files across batches around folder "A B").
+    maps = [M("/data", "smb://nas/data")]
+    items = [movie("/data/A B/x.mkv", 1), movie("/data/A/y.mkv", 2),
+             Item("episode", 3, "/data/S/Season 1/e.mkv", series_path="/data/S"),
+             movie("/data/A/sub/z.mkv", 4), Item("series", 5, "/data/S")]
+    plan = build_plan(items, maps, batch_size=10)
+    assert [t.key for t in plan.targets] == [
+        "movie:4", "movie:2", "movie:1", "series:5", "episode:3"]
+
+
 def test_plan_is_linear_in_items():
     # 20,000 items must plan quickly: no pairwise step (a quadratic plan would take minutes).
     maps = [M("/data/movies", "smb://nas/movies")]
