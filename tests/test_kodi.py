@@ -1,8 +1,10 @@
 """The Kodi adapter against a JSON-RPC double (responses): every call shape and failure.
 
-`FakeKodi` answers like the real Kodi 20.1 measured in ../shared/PLAYERS.md (result and
-error shapes, missing list keys when empty, "OK" for every scan) and records each request,
-so the tests assert exactly what was sent, in which order.
+`FakeKodi` answers like the real Kodi 20.1 measured in ../shared/PLAYERS.md and
+tests/test_kodi_real.py (result and error shapes, "OK" for every scan, `limits` with the
+rows' `total`, a JSON-RPC batch answered call by call with no entry for a call without id)
+and records each POST and each call, so the tests assert exactly what was sent, in which
+order, and how the calls were grouped into requests.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
-from metarr_sync.players.kodi import KodiPlayer, KodiRejected
+from metarr_sync.players.kodi import PAGE, KodiPlayer, KodiRejected
 
 URL = "http://127.0.0.1:8080"
 PASSWORD = "s3cret-kodi-pw"
@@ -41,7 +43,8 @@ class FakeKodi:
     """A Kodi JSON-RPC endpoint: a small library, folder listings, scripted answers."""
 
     def __init__(self, rsps: responses.RequestsMock, sources: list[str] | None = None):
-        self.requests: list[dict[str, Any]] = []
+        self.posts: list[Any] = []  # each HTTP request's body: one call, or a batch (list)
+        self.requests: list[dict[str, Any]] = []  # every call, batched or not, in order
         self.headers: list[dict[str, str]] = []
         self.sources = sources if sources is not None else ["smb://nas/movies/", "smb://nas/tv/"]
         self.movies: list[dict[str, Any]] = []
@@ -52,6 +55,9 @@ class FakeKodi:
         self.errors: dict[str, dict[str, Any]] = {}  # method -> JSON-RPC error object
         self.playing: list[dict[str, Any]] = []
         self.after: dict[str, Callable[[], None]] = {}  # method -> run once after answering
+        self.honour_limits = True  # False: a server that ignores `limits`
+        #: Replaces the answer to a batch (for malformed answers).
+        self.mangle: Callable[[list[dict[str, Any]]], Any] | None = None
         rsps.add_callback(responses.POST, f"{URL}/jsonrpc", callback=self._answer)
 
     def add_movie(self, movieid: int, file: str) -> None:
@@ -79,12 +85,29 @@ class FakeKodi:
     def mutating(self) -> list[str]:
         return [m for m in self.methods if m not in READS]
 
+    @property
+    def batches(self) -> list[list[tuple[str, Any]]]:
+        """The POSTs that carried a batch: (method, params) of each of their calls."""
+        return [[(c["method"], c.get("params")) for c in post] for post in self.posts
+                if isinstance(post, list)]
+
     # --- the double -------------------------------------------------------------------
 
     def _answer(self, request: requests.PreparedRequest) -> tuple[int, dict, str]:
         body = json.loads(request.body)
-        self.requests.append(body)
+        self.posts.append(body)
         self.headers.append(dict(request.headers))
+        if isinstance(body, list):
+            if not body:  # as Kodi 20.1 answers an empty batch
+                return self._send({"id": None, "jsonrpc": "2.0", "error": {
+                    "code": -32600, "message": "Invalid request."}})
+            answers = [self._call(call) for call in body]
+            answers = [a for a, call in zip(answers, body, strict=True) if "id" in call]
+            return self._send(self.mangle(answers) if self.mangle else answers)
+        return self._send(self._call(body))
+
+    def _call(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(body)
         method, params = body["method"], body.get("params") or {}
         if method in self.errors:
             return self._reply(body, error=self.errors[method])
@@ -96,9 +119,12 @@ class FakeKodi:
         return self._reply(body, result=result)
 
     @staticmethod
-    def _reply(body: dict[str, Any], **kw: Any) -> tuple[int, dict, str]:
-        return 200, {"Content-Type": "application/json"}, json.dumps(
-            {"id": body["id"], "jsonrpc": "2.0", **kw})
+    def _reply(body: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        return {"id": body.get("id"), "jsonrpc": "2.0", **kw}
+
+    @staticmethod
+    def _send(document: Any) -> tuple[int, dict, str]:
+        return 200, {"Content-Type": "application/json"}, json.dumps(document)
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
         invalid = {"__error__": {"code": -32602, "message": "Invalid params."}}
@@ -125,14 +151,14 @@ class FakeKodi:
         if method == "Player.GetActivePlayers":
             return self.playing
         if method == "VideoLibrary.GetMovies":
-            return self._list("movies", self.movies)
+            return self._list("movies", self.movies, params)
         if method == "VideoLibrary.GetTVShows":
-            return self._list("tvshows", self.shows)
+            return self._list("tvshows", self.shows, params)
         if method == "VideoLibrary.GetEpisodes":
             if "tvshowid" not in params:  # every show's episodes, as Kodi lists them
                 return self._list("episodes", [e for eps in self.episodes.values()
-                                               for e in eps])
-            return self._list("episodes", self.episodes.get(params["tvshowid"], []))
+                                               for e in eps], params)
+            return self._list("episodes", self.episodes.get(params["tvshowid"], []), params)
         if method in ("VideoLibrary.RefreshMovie", "VideoLibrary.RemoveMovie"):
             if params["movieid"] not in {m["movieid"] for m in self.movies}:
                 return invalid  # a stale id: Kodi says -32602
@@ -141,12 +167,18 @@ class FakeKodi:
             return "OK"
         return {"__error__": {"code": -32601, "message": "Method not found."}}
 
-    @staticmethod
-    def _list(key: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        answer: dict[str, Any] = {"limits": {"start": 0, "end": len(rows), "total": len(rows)}}
-        if rows:  # Kodi leaves the key out of an empty answer
-            answer[key] = [dict(r) for r in rows]
-        return answer
+    def _list(self, key: str, rows: list[dict[str, Any]], params: dict[str, Any]
+              ) -> dict[str, Any]:
+        """Rows [start, end) of `limits` and their `total`, as Kodi 20.1 answers (the list
+        is there even when empty; `end: 0` gives no rows)."""
+        total, start, end = len(rows), 0, len(rows)
+        limits = params.get("limits")
+        if self.honour_limits and isinstance(limits, dict):
+            start = min(int(limits.get("start", 0)), total)
+            end = min(int(limits.get("end", total)), total)
+        page = rows[start:max(start, end)]
+        return {"limits": {"start": start, "end": start + len(page), "total": total},
+                key: [dict(r) for r in page]}
 
 
 @pytest.fixture
@@ -334,7 +366,8 @@ def test_new_movie_lists_parent_waits_then_scans_its_folder(kodi):
     assert results(out) == {"movie:1": ("synced", None)}
     assert kodi.methods == ["VideoLibrary.GetMovies", "Files.GetDirectory",
                             "XBMC.GetInfoBooleans", "VideoLibrary.Scan"]
-    assert kodi.sent("VideoLibrary.GetMovies") == [{"properties": ["file"]}]
+    assert kodi.sent("VideoLibrary.GetMovies") == [
+        {"properties": ["file"], "limits": {"start": 0, "end": PAGE}}]
     assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/movies/"}]
     assert kodi.sent("XBMC.GetInfoBooleans") == [{"booleans": ["Library.IsScanningVideo"]}]
     assert kodi.sent("VideoLibrary.Scan") == [
@@ -617,6 +650,241 @@ def test_a_folder_missing_from_the_runs_parent_listing_lists_the_parent_again(ko
     assert kodi.sent("Files.GetDirectory") == [{"directory": "smb://nas/movies/"}] * 2
 
 
+# --- batches: fewer round trips ----------------------------------------------------------
+
+
+def calls_of(post: Any) -> list[dict[str, Any]]:
+    return post if isinstance(post, list) else [post]
+
+
+def test_a_batchs_removals_and_refreshes_travel_in_one_post_removals_first(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.add_movie(13, "smb://nas/movies/C/C.mkv")
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv",
+        22: "smb://nas/tv/Severance/Season 01/Severance - S01E02.mkv"})
+    player = make_player()
+    out = player.apply(targets([
+        movie("A", id=1), movie("B", id=2, removed=True), movie("C", id=3),
+        series("Severance", id=3), episode("Severance", 1, 1, id=9),
+        episode("Severance", 1, 2, id=10, removed=True)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    *lookups, changes = kodi.posts
+    # The changes: one POST, each call with its own id, removals before refreshes.
+    assert isinstance(changes, list)
+    assert [(c["jsonrpc"], c["method"], c["params"]) for c in changes] == [
+        ("2.0", "VideoLibrary.RemoveMovie", {"movieid": 12}),
+        ("2.0", "VideoLibrary.RemoveEpisode", {"episodeid": 22}),
+        ("2.0", "VideoLibrary.RefreshMovie", {"movieid": 11, "ignorenfo": False}),
+        ("2.0", "VideoLibrary.RefreshMovie", {"movieid": 13, "ignorenfo": False}),
+        ("2.0", "VideoLibrary.RefreshTVShow", {"tvshowid": 3, "ignorenfo": False}),
+        ("2.0", "VideoLibrary.RefreshEpisode", {"episodeid": 21, "ignorenfo": False})]
+    every_id = [c["id"] for post in kodi.posts for c in calls_of(post)]
+    assert len(set(every_id)) == len(every_id) and all(isinstance(i, int) for i in every_id)
+    # The look-ups before them: movies, shows, the one show's episodes; nothing else.
+    assert [c["method"] for post in lookups for c in calls_of(post)] == [
+        "VideoLibrary.GetMovies", "VideoLibrary.GetTVShows", "VideoLibrary.GetEpisodes"]
+    assert player.requests == len(kodi.posts) == 4
+
+
+def test_the_episodes_of_every_show_a_batch_needs_are_listed_in_one_post(kodi):
+    for n in range(4):
+        kodi.add_show(100 + n, f"smb://nas/tv/S{n}/", {
+            200 + n: f"smb://nas/tv/S{n}/Season 01/S{n} - S01E01.mkv"})
+    player = make_player()
+    player.apply(targets([episode(f"S{n}", 1, 1, id=n) for n in range(4)]))
+    listing = [p for p in kodi.posts if isinstance(p, list)
+               and p[0]["method"] == "VideoLibrary.GetEpisodes"]
+    assert len(listing) == 1
+    assert [c["params"] for c in listing[0]] == [
+        {"tvshowid": 100 + n, "properties": ["file"]} for n in range(4)]
+    assert kodi.sent("VideoLibrary.RefreshEpisode") == [
+        {"episodeid": 200 + n, "ignorenfo": False} for n in range(4)]
+    # shows (1), their episodes (1), the refreshes (1)
+    assert player.requests == 3
+
+
+def test_a_big_batch_is_sent_in_posts_of_batch_size_calls(kodi):
+    for n in range(5):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
+    player = make_player(batch_size=2)
+    out = player.apply(targets([movie(f"M{n}", id=n) for n in range(5)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    changes = [calls_of(p) for p in kodi.posts[1:]]
+    assert [[c["params"]["movieid"] for c in post] for post in changes] == [
+        [100, 101], [102, 103], [104]]
+    assert isinstance(kodi.posts[-1], dict)  # a lone call is sent as itself
+
+
+def test_scans_cleans_and_idle_checks_are_never_batched(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.add_movie(13, "smb://nas/movies/Gone/gone.old.mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/N1/", "smb://nas/movies/N2/")
+    player = make_player()
+    player.apply(targets([movie("A", id=1), movie("B", id=2), movie("N1", id=3),
+                          movie("N2", id=4), movie("Gone", id=5, removed=True)]))
+    lone = {"XBMC.GetInfoBooleans", "VideoLibrary.Scan", "VideoLibrary.Clean",
+            "Files.GetDirectory"}
+    assert all(method not in lone for post in kodi.batches for method, _ in post)
+    singles = [p["method"] for p in kodi.posts if isinstance(p, dict)]
+    assert singles == ["VideoLibrary.GetMovies",
+                       "XBMC.GetInfoBooleans", "VideoLibrary.Clean",
+                       "Files.GetDirectory",
+                       "XBMC.GetInfoBooleans", "VideoLibrary.Scan",
+                       "XBMC.GetInfoBooleans", "VideoLibrary.Scan"]
+    # The refreshes went before the clean and the scans, in one POST.
+    assert kodi.batches == [[("VideoLibrary.RefreshMovie", {"movieid": 11, "ignorenfo": False}),
+                             ("VideoLibrary.RefreshMovie", {"movieid": 12, "ignorenfo": False})]]
+    assert kodi.posts.index(next(p for p in kodi.posts if isinstance(p, list))) == 1
+
+
+def test_one_rejected_call_in_a_batch_fails_that_item_only(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.add_movie(13, "smb://nas/movies/C/C.mkv")
+    # Kodi's background job removed B since it was listed: its id is stale (-32602).
+    kodi.after["VideoLibrary.GetMovies"] = lambda: kodi.movies.pop(1)
+    out = results(make_player().apply(targets([movie("A", id=1), movie("B", id=2),
+                                               movie("C", id=3)])))
+    assert out == {"movie:1": ("synced", None),
+                   "movie:2": ("failed", "Kodi rejected VideoLibrary.RefreshMovie: "
+                                         "Invalid params. [code -32602]"),
+                   "movie:3": ("synced", None)}
+    assert len(kodi.batches) == 1 and len(kodi.batches[0]) == 3
+
+
+@pytest.mark.parametrize(("mangle", "words"), [
+    (lambda answers: {"jsonrpc": "2.0", "id": None,
+                      "error": {"code": -32700, "message": "Parse error."}},
+     "answered a batch of 2 JSON-RPC calls with something that is not one answer per call "
+     "(Parse error. [code -32700])"),
+    (lambda answers: answers[:1],
+     "sent no answer to VideoLibrary.RefreshMovie in a batch of 2 JSON-RPC calls"),
+    (lambda answers: [{"id": a["id"], "jsonrpc": "2.0"} for a in answers],
+     "answered VideoLibrary.RefreshMovie with something that is not JSON-RPC"),
+    (lambda answers: "OK", "not one answer per call"),
+])
+def test_a_malformed_batch_answer_is_a_protocol_error_for_the_player(kodi, mangle, words):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.mangle = mangle
+    with pytest.raises(ProtocolError) as caught:
+        make_player().apply(targets([movie("A", id=1), movie("B", id=2)]))
+    assert words in caught.value.message
+    assert "is this Kodi's web server?" in caught.value.message
+    assert PASSWORD not in caught.value.message
+
+
+def test_answers_are_matched_by_id_not_by_position(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.errors["VideoLibrary.RefreshMovie"] = {"code": -32602, "message": "Invalid params."}
+    kodi.mangle = lambda answers: [{"id": answers[1]["id"], "jsonrpc": "2.0", "result": "OK"},
+                                   answers[0]]
+    out = results(make_player().apply(targets([movie("A", id=1), movie("B", id=2)])))
+    assert out["movie:1"][0] == "failed" and out["movie:2"] == ("synced", None)
+
+
+def test_dry_run_records_each_batched_call_as_its_own_command(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.add_movie(13, "smb://nas/movies/C/C.mkv")
+    player = make_player(dry_run=True)
+    out = player.apply(targets([movie("A", id=1), movie("B", id=2), movie("C", id=3,
+                                                                          removed=True)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    assert kodi.mutating == [] and kodi.batches == []
+    assert [json.loads(c.split(" ", 2)[2]) for c in player.commands] == [
+        {"jsonrpc": "2.0", "id": 2, "method": "VideoLibrary.RemoveMovie",
+         "params": {"movieid": 13}},
+        {"jsonrpc": "2.0", "id": 3, "method": "VideoLibrary.RefreshMovie",
+         "params": {"movieid": 11, "ignorenfo": False}},
+        {"jsonrpc": "2.0", "id": 4, "method": "VideoLibrary.RefreshMovie",
+         "params": {"movieid": 12, "ignorenfo": False}}]
+    assert all(c.startswith("POST /jsonrpc {") for c in player.commands)
+
+
+def test_v_logs_every_call_of_a_batch(kodi, caplog):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    with caplog.at_level("INFO", logger="metarr_sync.kodi"):
+        make_player().apply(targets([movie("A", id=1), movie("B", id=2)]))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"] == [
+        'lounge: VideoLibrary.RefreshMovie {"ignorenfo": false, "movieid": 11}',
+        'lounge: VideoLibrary.RefreshMovie {"ignorenfo": false, "movieid": 12}']
+
+
+def test_whole_library_listings_come_in_pages(kodi, monkeypatch):
+    import metarr_sync.players.kodi as kodi_module
+
+    monkeypatch.setattr(kodi_module, "PAGE", 2)
+    for n in range(5):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
+    for n in range(4):
+        kodi.add_show(200 + n, f"smb://nas/tv/S{n}/")
+    player = make_player()
+    player.apply(targets([movie("M4", id=4), series("S3", id=3)]))
+    assert kodi.sent("VideoLibrary.GetMovies") == [
+        {"properties": ["file"], "limits": {"start": s, "end": s + 2}} for s in (0, 2, 4)]
+    # 4 shows fill two pages exactly: Kodi's total says there is no third.
+    assert kodi.sent("VideoLibrary.GetTVShows") == [
+        {"properties": ["file"], "limits": {"start": s, "end": s + 2}} for s in (0, 2)]
+    # Only file -> id is kept, for every row of every page.
+    assert player.library.movies == {f"smb://nas/movies/M{n}/M{n}.mkv": 100 + n
+                                     for n in range(4)}  # M4 refreshed: dropped
+    assert player.library.shows == {f"smb://nas/tv/S{n}": 200 + n for n in range(4)}
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 104, "ignorenfo": False}]
+
+
+def test_a_server_ignoring_the_limits_ends_the_listing_at_once(kodi, monkeypatch):
+    import metarr_sync.players.kodi as kodi_module
+
+    monkeypatch.setattr(kodi_module, "PAGE", 2)
+    kodi.honour_limits = False
+    for n in range(5):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
+    make_player().apply(targets([movie("M4", id=4)]))
+    assert kodi.methods.count("VideoLibrary.GetMovies") == 1
+    assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 104, "ignorenfo": False}]
+
+
+def test_a_listing_row_without_an_id_is_a_protocol_error(kodi):
+    kodi.movies.append({"file": "smb://nas/movies/A/A.mkv", "label": "A"})
+    with pytest.raises(ProtocolError, match="without movieid"):
+        make_player().apply(targets([movie("A", id=1)]))
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ("<!DOCTYPE html><html><body>Router login</body></html>", "HTML page instead of JSON"),
+    ('{"jsonrpc": "2.0", "id": 1, "result": {"movies": [{"movieid": 1, "fi', "truncated JSON"),
+])
+def test_a_listing_answer_that_is_not_json_is_a_protocol_error(rsps, body, words):
+    rsps.add(responses.POST, f"{URL}/jsonrpc", status=200, body=body,
+             content_type="text/html" if body.startswith("<") else "application/json")
+    with pytest.raises(ProtocolError) as caught:
+        make_player().apply(targets([movie("A", id=1)]))
+    assert words in caught.value.message
+
+
+def test_verify_lists_the_episodes_of_batch_size_shows_per_post(kodi):
+    for n in range(3):
+        kodi.add_show(100 + n, f"smb://nas/tv/S{n}/", {
+            200 + n: f"smb://nas/tv/S{n}/Season 01/S{n} - S01E01.mkv"})
+    player = make_player(batch_size=2)
+    out = player.verify(targets([episode(f"S{n}", 1, 1, id=n) for n in range(3)]
+                                + [episode("S0", 1, 2, id=7)]))
+    assert results(out)["episode:7"][0] == "unverified"
+    assert {k: r for k, (r, _) in results(out).items() if k != "episode:7"} == {
+        "episode:0": "synced", "episode:1": "synced", "episode:2": "synced"}
+    listings = [[c["params"]["tvshowid"] for c in calls_of(p)] for p in kodi.posts
+                if calls_of(p)[0]["method"] == "VideoLibrary.GetEpisodes"]
+    # each round of looking: shows 100 and 101 in one POST, 102 alone
+    assert listings[:2] == [[100, 101], [102]]
+    assert len(player.library.episodes) == 0  # nothing held once checked
+
+
 # --- removed items ----------------------------------------------------------------------
 
 
@@ -823,9 +1091,10 @@ def test_sample_paths_lists_a_few_movies_and_episodes_read_only(kodi):
     kodi.add_movie(3, "smb://nas/movies/Dune (2021)/Dune (2021).mkv")
     kodi.add_show(7, "smb://nas/tv/Severance/", {
         70: "smb://nas/tv/Severance/Season 01/Severance S01E01.mkv"})
+    kodi.honour_limits = False
     player = make_player()
     paths = player.sample_paths(limit=2)
-    # Kodi's double ignores the limits: the adapter still keeps only `limit` of each kind.
+    # A server that ignores the limits: the adapter still keeps only `limit` of each kind.
     assert paths == ["smb://nas/movies/Heat (1995)/Heat (1995).mkv",
                      "smb://nas/movies/Alien (1979)/cd1.avi",
                      "smb://nas/tv/Severance/Season 01/Severance S01E01.mkv"]
