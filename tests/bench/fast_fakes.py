@@ -11,6 +11,7 @@ once per change of its library rather than once per page.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
@@ -179,15 +180,21 @@ class BenchKodi(SortedDisk, FakeKodi):
         return {"files": files, "limits": {"start": 0, "end": len(files), "total": len(files)}}
 
     def _get(self, table: dict[int, Any], key: str, params: Any, name: str) -> dict:
-        # Ids only grow and entries are added in id order: no sorting needed.
+        # Ids only grow and entries are added in id order: no sorting needed. Without a
+        # filter only the asked page is built (a 50,000-movie library listed in pages).
+        if params.get("filter") is None:
+            total = len(table)
+            page, limits = self._page(range(total), params)
+            entries = itertools.islice(table.items(), page.start, page.stop)
+        else:
+            entries = iter(table.items())
         rows = [{key: i, "label": (f if isinstance(f, str) else f[1]).rstrip("/\\")
                  .rsplit("/", 1)[-1], "file": f if isinstance(f, str) else f[1]}
-                for i, f in table.items()]
-        rows = self._listed(rows, params)
-        answer: dict[str, Any] = {"limits": {"start": 0, "end": len(rows), "total": len(rows)}}
-        if rows:
-            answer[name] = rows
-        return answer
+                for i, f in entries]
+        if params.get("filter") is not None:
+            rows = self._listed(rows, {k: v for k, v in params.items() if k != "limits"})
+            rows, limits = self._page(rows, params)
+        return {"limits": limits, name: rows}
 
     def rpc_VideoLibrary_GetEpisodes(self, params: Any) -> dict[str, Any]:
         show = params.get("tvshowid")

@@ -29,6 +29,11 @@ substring of the endpoint such as "VideoLibrary.Scan" or "GET /library/sections"
   redirect       302 to the web UI
 Every fault applies per request, so retries of the client are each counted (and, with
 `times`, the retry after the last faulty answer succeeds).
+
+Kodi takes JSON-RPC batches as the real one does (an array of calls in one POST, an array
+of answers back, none for a call without id): `count()` counts HTTP requests (a batch's
+endpoint is "batch(<its methods>)", so `match` and `count("VideoLibrary.RefreshMovie")`
+also find batches carrying that method), `calls()` the JSON-RPC calls in them.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -308,6 +313,15 @@ class FakePlayer:
                 return len(self.requests)
             return sum(n for name, n in self.counts.items() if endpoint in name)
 
+    def calls(self, endpoint: str | None = None) -> int:
+        """API calls received: one per request here (Kodi counts each call of a batch)."""
+        return self.count(endpoint)
+
+    def call_counts(self) -> Counter[str]:
+        """API calls received, by endpoint (Kodi: by JSON-RPC method)."""
+        with self.lock:
+            return Counter(self.counts)
+
     def received(self, endpoint: str | None = None) -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if endpoint is None or endpoint in r.endpoint]
@@ -476,16 +490,37 @@ class FakeKodi(FakePlayer):
 
     # -- plumbing --
     def endpoint(self, method: str, path: str, body: bytes) -> str:
+        """The method of a lone call; for a batch "batch(" + its distinct methods + ")", so
+        that `count("VideoLibrary.RefreshMovie")` and a fault's `match` also find the HTTP
+        requests that carried that method in a batch."""
         if method == "POST" and path == "/jsonrpc":
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                return "POST /jsonrpc"
-            if isinstance(doc, list):
-                return "batch"
-            if isinstance(doc, dict) and isinstance(doc.get("method"), str):
-                return doc["method"]
+            methods = _methods(body)
+            if isinstance(methods, list):
+                return "batch(" + ",".join(sorted(set(methods))) + ")"
+            if methods is not None:
+                return methods
         return f"{method} {path}"
+
+    def _call_log(self) -> list[str]:
+        """The method of every call received, each call of a batch on its own."""
+        with self.lock:
+            bodies = [r.body for r in self.requests if r.path == "/jsonrpc"]
+        found: list[str] = []
+        for body in bodies:
+            methods = _methods(body)
+            if isinstance(methods, list):
+                found += methods
+            elif methods is not None:
+                found.append(methods)
+        return found
+
+    def calls(self, endpoint: str | None = None) -> int:
+        """JSON-RPC calls received (every call of a batch counts), in all or of methods
+        containing `endpoint`. count() counts HTTP requests."""
+        return sum(1 for m in self._call_log() if endpoint is None or endpoint in m)
+
+    def call_counts(self) -> Counter[str]:
+        return Counter(self._call_log())
 
     def unauthorized(self) -> Reply:
         return Reply(401, b"", {"WWW-Authenticate": 'Basic realm="Kodi"'})
@@ -518,6 +553,10 @@ class FakeKodi(FakePlayer):
             return json_reply({"jsonrpc": "2.0", "id": None, "error": {
                 "code": -32700, "message": "Parse error."}})
         if isinstance(doc, list):
+            if not doc:  # Kodi 20.1 answers an empty batch with one error object
+                return json_reply({"jsonrpc": "2.0", "id": None, "error": {
+                    "code": -32600, "message": "Invalid request."}})
+            # One answer per call that has an id, in order; a notification gets none.
             answers = [a for a in (self._call(d) for d in doc) if a is not None]
             return json_reply(answers)
         answer = self._call(doc)
@@ -623,6 +662,20 @@ class FakeKodi(FakePlayer):
             items = items[start:None if end is None else int(end)]
         return items
 
+    @staticmethod
+    def _page(rows: Sequence[Any], params: dict[str, Any]
+              ) -> tuple[Sequence[Any], dict[str, int]]:
+        """Rows [start, end) of `limits` and the answer's `limits`, as Kodi 20.1 gives them:
+        `total` counts every row, `start` is at most `total` (`end: 0` gives no rows)."""
+        total = len(rows)
+        limits = params.get("limits")
+        start, end = 0, total
+        if isinstance(limits, dict):
+            start = min(int(limits.get("start", 0)), total)
+            end = min(int(limits.get("end", total)), total)
+        page = rows[start:max(start, end)]
+        return page, {"start": start, "end": start + len(page), "total": total}
+
     # -- the JSON-RPC methods metarr-sync uses --
     def rpc_JSONRPC_Ping(self, params: Any) -> str:
         return "pong"
@@ -718,11 +771,9 @@ class FakeKodi(FakePlayer):
         rows = [{key: i, "label": (f if isinstance(f, str) else f[1]).rstrip("/\\")
                  .rsplit("/", 1)[-1], "file": f if isinstance(f, str) else f[1]}
                 for i, f in sorted(table.items())]
-        rows = self._listed(rows, params)
-        answer: dict[str, Any] = {"limits": {"start": 0, "end": len(rows), "total": len(rows)}}
-        if rows:
-            answer[name] = rows
-        return answer
+        rows = self._listed(rows, {k: v for k, v in params.items() if k != "limits"})
+        page, limits = self._page(rows, params)
+        return {"limits": limits, name: page}  # Kodi 20.1 sends the list even when empty
 
     def rpc_VideoLibrary_GetMovies(self, params: Any) -> dict[str, Any]:
         return self._get(self.movies, "movieid", params, "movies")
@@ -787,6 +838,19 @@ class FakeKodi(FakePlayer):
             lines.append(f'username = "{self.username or "kodi"}"')
             lines.append(f'password = "{self.password or ""}"')
         return _toml_tail(lines, mappings, extra)
+
+
+def _methods(body: bytes) -> str | list[str] | None:
+    """The method of a JSON-RPC request body, the methods of a batch, or None."""
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        return None
+    if isinstance(doc, list):
+        return [str(d.get("method")) for d in doc if isinstance(d, dict)]
+    if isinstance(doc, dict) and isinstance(doc.get("method"), str):
+        return doc["method"]
+    return None
 
 
 class _InvalidParams(Exception):
