@@ -4,7 +4,9 @@ Not a timing test. It checks that the benchmark runs end to end against the inst
 `metarr-sync`, writes every figure issue 9 names, and that each fake player received
 exactly the lower bound of requests the benchmark computes for it: at this size (one batch
 or two per kind) any request beyond the bound is a real regression (a refresh sent twice,
-a listing read again, a scan of a folder already scanned), not batching overhead.
+a listing read again, a scan of a folder already scanned), not batching overhead. For Kodi
+the bound counts JSON-RPC calls: its look-ups, refreshes and removals travel several to an
+HTTP request (a JSON-RPC batch), so its HTTP requests must be fewer.
 """
 
 from __future__ import annotations
@@ -31,14 +33,23 @@ def test_the_benchmark_runs_tiny_and_sends_exactly_the_lower_bound(tmp_path: Pat
     assert found["library"]["rows"] == 500 + 20 + 2000
     assert main["changed"] == 300 and main["collect_plan"]["changed"] == 300
 
-    # Requests per player next to the lower bound: equal, endpoint by endpoint in sum.
+    # Requests (Kodi: calls) per player next to the lower bound: equal, endpoint by
+    # endpoint in sum.
     for name in PLAYERS:
         figures = main["requests"][name]
         assert figures["sent"] == figures["lower_bound"], (name, figures["bound_detail"],
                                                            figures["by_endpoint"])
         assert sum(figures["by_endpoint"].values()) == figures["sent"]
+        if name != "kodi":
+            assert figures["http_requests"] == figures["sent"]
         assert main["run"]["players"][name]["status"] == "synced"
         assert main["run"]["players"][name]["synced"] == 300
+    # Kodi batched: every refresh of a batch in one POST, so far fewer HTTP requests than
+    # calls; the scans and the idle checks before them still went one by one.
+    kodi = main["requests"]["kodi"]
+    refreshes = kodi["bound_detail"]["refreshes"]
+    assert refreshes > 100
+    assert kodi["http_requests"] <= kodi["sent"] - refreshes + 10, kodi
     # The naive reference: one request per item and player.
     assert main["naive"]["requests"] == 3 * 300
     assert main["naive"]["requests_ratio"] == round(

@@ -21,9 +21,11 @@ from support.fake_players import FakePlayer, JellyfinLibrary, PlexSection
 NAMES = ("kodi", "jellyfin", "plex")
 METARR_ROOT = "/data/media"
 ROOTS = {"kodi": "smb://nas/media", "jellyfin": "/media", "plex": "/share/media"}
-# Page sizes of the adapters' paged listings (metarr_sync/players/jellyfin.py, plex.py).
+# Page sizes of the adapters' paged listings (metarr_sync/players/jellyfin.py, plex.py,
+# kodi.py: Kodi pages its whole-library listings of movies and shows).
 JELLYFIN_PAGE = 500
 PLEX_PAGE = 1000
+KODI_PAGE = 5000
 
 
 def player_path(name: str, path: str) -> str:
@@ -173,7 +175,8 @@ def holdings(name: str, library: Library, presence: Presence) -> dict[str, Any]:
 
 def lower_bound(name: str, library: Library, changes: Changes, presence: Presence,
                 batch_size: int, *, dry_run: bool = False) -> dict[str, int]:
-    """The fewest requests `name` needs for these changes, by what they are for.
+    """The fewest requests `name` needs for these changes, by what they are for (for Kodi:
+    JSON-RPC calls, several of which travel in one HTTP request as a batch).
 
     - discovery: reachable, credentials, its libraries, and whether someone is watching;
     - listings: each library listed once per run (in pages of the adapter's page size),
@@ -197,18 +200,27 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     tv = [t for t in found if t.kind != "movie"]
     bound: dict[str, int] = {}
     if name == "kodi":
+        # Calls, not HTTP requests: look-ups, refreshes and removals of a batch travel in
+        # one POST (a JSON-RPC batch), so Kodi's requests fall well below this; scans and
+        # the idle checks before them go one by one.
         bound["discovery"] = 5  # Ping, Version, GetProperties, GetSources, GetActivePlayers
+        held = holdings(name, library, presence)
         shows_listed = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
-        bound["listings"] = (bool(movies) + bool(tv) + len(shows_listed))
+        bound["listings"] = ((_pages(held["movies"], KODI_PAGE) if movies else 0)
+                             + (_pages(held["shows"], KODI_PAGE) if tv else 0)
+                             + len(shows_listed))
         bound["refreshes"] = len(have)
         # A new show is added by scanning its folder; a season of a known show by its own.
         folders = collapse(t.show if not t.show_present else t.folder for t in lack)
         parents = {f.rsplit("/", 1)[0] for f in folders}
         # each scan after an idle check (not under --dry-run), each parent listed once
         bound["scans"] = (1 if dry_run else 2) * len(folders) + len(parents)
+        # After the run Kodi holds every movie and show (the scans added those it lacked).
         delivered_shows = {t.series_id for t in tv if t.kind == "episode"}
-        bound["verification"] = (1 + bool(movies) + bool(tv) + len(delivered_shows)
-                                 if found and not dry_run else 0)
+        bound["verification"] = (
+            1 + (_pages(len(library.movies), KODI_PAGE) if movies else 0)
+            + (_pages(len(library.series), KODI_PAGE) if tv else 0) + len(delivered_shows)
+            if found and not dry_run else 0)
     elif name == "jellyfin":
         bound["discovery"] = 4  # /System/Info/Public, /System/Info, VirtualFolders, Sessions
         held = holdings(name, library, presence)
@@ -246,8 +258,9 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
 def strict_lower_bound(name: str, library: Library, changes: Changes, presence: Presence,
                        batch_size: int) -> int:
     """The lower bound read literally as "one listing per library per run": a TV library's
-    episodes listed as a whole (Kodi: one GetEpisodes for all; Jellyfin: the library's
-    episodes in pages) instead of per changed show, for listing and for verification.
+    episodes listed as a whole (Kodi: GetEpisodes of all shows, in pages like its other
+    whole-library listings; Jellyfin: the library's episodes in pages) instead of per
+    changed show, for listing and for verification.
 
     With many shows touched (1,000 single episodes in 1,000 shows) that is fewer requests
     than listing each show's episodes, but every episode of the library is held in
@@ -259,9 +272,16 @@ def strict_lower_bound(name: str, library: Library, changes: Changes, presence: 
     tv = any(t.kind != "movie" for t in found)
     episodes = any(t.kind == "episode" and t.show_present for t in found)
     if name == "kodi":
-        bound["listings"] = movies + tv + (tv and episodes)
+        held = holdings(name, library, presence)
+        bound["listings"] = ((_pages(held["movies"], KODI_PAGE) if movies else 0)
+                             + (_pages(held["shows"], KODI_PAGE) if tv else 0)
+                             + (_pages(held["episodes"], KODI_PAGE) if tv and episodes else 0))
         if bound["verification"]:
-            bound["verification"] = 1 + movies + 2 * tv
+            bound["verification"] = (
+                1 + (_pages(len(library.movies), KODI_PAGE) if movies else 0)
+                + (_pages(len(library.series), KODI_PAGE)
+                   + _pages(sum(len(x.episodes) for x in library.series), KODI_PAGE)
+                   if tv else 0))
     elif name == "jellyfin":
         held = holdings(name, library, presence)
         bound["listings"] = ((_pages(held["movies"], JELLYFIN_PAGE) if movies else 0)
