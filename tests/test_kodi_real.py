@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from support.kodi_server import KodiServer, missing
+from support.kodi_server import KodiServer, RecordingProxy, missing
 
 pytestmark = [pytest.mark.kodi,
               pytest.mark.skipif(missing() is not None, reason=str(missing()))]
@@ -112,7 +112,7 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     ep1_file = publish_episode(kodi, "Severance", 1, 1, "Good News About Hell")
     matrix = db.add_movie("The Matrix", 1999)
     heat = db.add_movie("Heat", 1995)
-    db.add_movie(odd, 2001)
+    odd_movie = db.add_movie(odd, 2001)
     show = db.add_series("Severance")
     season = db.add_season(show, 1)
     db.add_episode(show, season, 1, 1)
@@ -143,12 +143,16 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     assert kodi.shows_by_folder()[f"{kodi.tv}/Severance/"]["title"] == "Severance"
     assert kodi.episodes_by_file()[ep1_file]["title"] == "Good News About Hell"
 
-    # Metarr rewrites The Matrix's NFO and republishes it, Heat goes to Metarr's recycle
+    # Metarr rewrites two movies' NFOs and republishes them, Heat goes to Metarr's recycle
     # bin (its files stay on disk: only a surgical removal gets it out of Kodi), and a new
     # episode of the known show arrives.
+    ids = {file: kodi.movies_by_file()[file]["movieid"]
+           for file in (matrix_file, heat_file, odd_file)}
     publish_movie(kodi, "The Matrix", 1999, nfo_title="The Matrix (Remastered)",
                   imdb="tt0133093")
     db.republish_movie(matrix)
+    publish_movie(kodi, odd, 2001, nfo_title=f"{odd} (Director's Cut)", imdb="tt0000042")
+    db.republish_movie(odd_movie)
     db.soft_delete("movies", heat)
     ep2_file = publish_episode(kodi, "Severance", 1, 2, "Half Loop")
     db.add_episode(show, season, 1, 2)
@@ -158,20 +162,39 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     alien_file = publish_movie(kodi, "Alien", 1979, imdb="tt0078748")
     db.add_movie("Alien", 1979)
     log = tmp_path / "second.log"
-    code, report = run(cli, log)
+    # This run goes through a recording proxy: what metarr-sync put on the wire, per POST.
+    with RecordingProxy(kodi.url) as proxy:
+        cli.write_config(CONFIG.format(db=db.path, url=proxy.url, user=kodi.username,
+                                       movies=kodi.movies, tv=kodi.tv))
+        code, report = run(cli, log)
+    cli.write_config(CONFIG.format(db=db.path, url=kodi.url, user=kodi.username,
+                                   movies=kodi.movies, tv=kodi.tv))
     assert code == 0, explain(cli, report)
-    # Removals are not verified by the run; the refreshed movie and new items are.
-    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (4, 3)
+    # Removals are not verified by the run; the refreshed movies and new items are.
+    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (5, 4)
+    # The removal and both refreshes travelled in one POST, a JSON-RPC batch that Kodi
+    # answered call by call: both new NFO titles show.
+    (batch,) = proxy.posts_with("VideoLibrary.RefreshMovie")
+    assert [(c["method"], c["params"]) for c in batch] == [
+        ("VideoLibrary.RemoveMovie", {"movieid": ids[heat_file]}),
+        ("VideoLibrary.RefreshMovie", {"movieid": ids[matrix_file], "ignorenfo": False}),
+        ("VideoLibrary.RefreshMovie", {"movieid": ids[odd_file], "ignorenfo": False})]
+    assert report["players"][0]["requests"] == len(proxy.bodies)
     kodi.wait_until(
         lambda: kodi.movies_by_file().get(matrix_file, {}).get("title")
         == "The Matrix (Remastered)", "The Matrix's new title")
+    kodi.wait_until(
+        lambda: kodi.movies_by_file().get(odd_file, {}).get("title")
+        == f"{odd} (Director's Cut)", "the other refreshed movie's new title")
     assert heat_file not in kodi.movies_by_file()
     assert alien_file in kodi.movies_by_file()
     kodi.wait_until(lambda: ep2_file in kodi.episodes_by_file(), "the new episode")
     calls = sent_methods(log)
     assert sorted(m for m, _ in calls) == [
-        "VideoLibrary.RefreshMovie", "VideoLibrary.RemoveMovie", "VideoLibrary.Scan",
-        "VideoLibrary.Scan"]
+        "VideoLibrary.RefreshMovie", "VideoLibrary.RefreshMovie", "VideoLibrary.RemoveMovie",
+        "VideoLibrary.Scan", "VideoLibrary.Scan"]
+    # Scans went alone, each in a POST of its own.
+    assert all(len(post) == 1 for post in proxy.posts_with("VideoLibrary.Scan"))
     assert [p for m, p in calls if m == "VideoLibrary.Scan"] == [
         {"directory": f"{kodi.movies}/Alien (1979)/", "showdialogs": False},
         {"directory": f"{kodi.tv}/Severance/Season 01/", "showdialogs": False}]
@@ -231,3 +254,48 @@ def test_wrong_password_is_reported_as_authentication_failed(setup):
     assert "authentication failed" in row["error"] and "HTTP 401" in row["error"]
     assert "not-the-password" not in json.dumps(report)
     assert f"{kodi.movies}/Ran (1985)/Ran (1985).mkv" not in kodi.movies_by_file()
+
+
+def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
+    """Kodi's own answers to what the adapter relies on (PLAYERS.md): `limits` give the
+    rows [start, end) and their `total`, so a paged listing ends by itself; a JSON-RPC
+    batch is answered call by call, and a stale id fails its own call only."""
+    import time
+
+    import metarr_sync.players.kodi as adapter
+    from metarr_sync.config import PlayerConfig, SyncConfig
+
+    monkeypatch.setattr(adapter, "PAGE", 2)
+    files = [publish_movie(kodi, f"Paged {n}", 2010 + n, imdb=f"tt100000{n}") for n in range(5)]
+    kodi.rpc("Files.GetDirectory", {"directory": f"{kodi.movies}/"})
+    for file in files:
+        while kodi.scanning():
+            time.sleep(0.05)
+        kodi.rpc("VideoLibrary.Scan", {"directory": str(Path(file).parent) + "/",
+                                       "showdialogs": False})
+    kodi.wait_until(lambda: set(files) <= set(kodi.movies_by_file()), "the five movies")
+    while kodi.scanning():
+        time.sleep(0.05)
+    expected = {file: movie["movieid"] for file, movie in kodi.movies_by_file().items()}
+    player = adapter.KodiPlayer(
+        PlayerConfig(name="lounge", type="kodi", url=kodi.url, username=kodi.username,
+                     password_value=kodi.password), SyncConfig(timeout=15, retry_attempts=0))
+    try:
+        assert player._movies() == expected
+        assert player.requests == -(-len(expected) // 2)  # one request per page of two
+        folders = player._listing(f"{kodi.movies}/")
+        assert {str(Path(f).parent) for f in files} <= folders
+
+        before = player.requests
+        answers = player.call_many([
+            ("VideoLibrary.RefreshMovie", {"movieid": expected[files[0]], "ignorenfo": False}),
+            ("VideoLibrary.RefreshMovie", {"movieid": 987654, "ignorenfo": False})],
+            mutating=True)
+        assert player.requests == before + 1
+        assert answers[0] == "OK"
+        assert isinstance(answers[1], adapter.KodiRejected) and answers[1].code == -32602
+        # The valid refresh ran: Kodi re-added the movie under a new id.
+        kodi.wait_until(lambda: kodi.movies_by_file().get(files[0], {}).get("movieid")
+                        not in (None, expected[files[0]]), "the refreshed movie's new id")
+    finally:
+        player.close()

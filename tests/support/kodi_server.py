@@ -17,14 +17,17 @@ why the tests cannot run and they are skipped with that reason.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -320,3 +323,64 @@ class KodiServer:
             f"<episodedetails><title>{escape(title)}</title><season>{season}</season>"
             f"<episode>{episode}</episode></episodedetails>\n")
         return video
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy in front of the real Kodi that keeps every JSON-RPC body it
+    forwards: what metarr-sync really put on the wire, one entry per HTTP request."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.bodies: list[Any] = []
+        session = requests.Session()
+        session.trust_env = False
+        self.session = session
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Kodi's own web server
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                proxy.bodies.append(json.loads(body) if body else None)
+                answer = session.post(target + self.path, data=body, timeout=30, headers={
+                    k: v for k, v in self.headers.items()
+                    if k.lower() in ("authorization", "content-type")})
+                self.send_response(answer.status_code)
+                for name in ("Content-Type", "WWW-Authenticate"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self.session.close()
+
+    def posts_with(self, method: str) -> list[list[dict[str, Any]]]:
+        """The calls of each request that carried `method` (a lone call as a list of one)."""
+        found = []
+        for body in self.bodies:
+            calls = body if isinstance(body, list) else [body]
+            if any(isinstance(c, dict) and c.get("method") == method for c in calls):
+                found.append(calls)
+        return found
