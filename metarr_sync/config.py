@@ -8,11 +8,9 @@ and exit 3.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import re
 import stat
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,13 +241,21 @@ def player_types() -> tuple[str, ...]:
     return PLAYER_TYPES + tuple(t for t in plugin_types() if t not in PLAYER_TYPES)
 
 
+def _close_matches(word: str, options: tuple[str, ...] | list[str], n: int = 1) -> list[str]:
+    """difflib's suggestions for a misspelt key or name; difflib is imported only then,
+    as `status` (a monitoring check, every minute) loads the config at each run."""
+    import difflib
+
+    return difflib.get_close_matches(word, options, n=n)
+
+
 def _type_name(value: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
 
 
 def _unknown(key: str, known: tuple[str, ...] | list[str], where: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
+    close = _close_matches(key, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"{where}.{key}: unknown key{hint}" if where else f"{key}: unknown key{hint}"
 
@@ -372,7 +378,7 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
         problems.append(f"{where}.type: missing (one of {', '.join(PLAYER_TYPES)})")
         return None
     if ptype not in types:
-        close = difflib.get_close_matches(str(ptype), types, n=1)
+        close = _close_matches(str(ptype), types, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         problems.append(
             f"{where}.type: unknown player type {ptype!r}{hint}; "
@@ -513,7 +519,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             continue
         if player.group is not None and player.group not in config.groups:
             known = list(config.groups)
-            close = difflib.get_close_matches(player.group, known, n=1)
+            close = _close_matches(player.group, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(
                 f"players.{name}.group: no [groups.{player.group}] table{hint}"
@@ -692,6 +698,8 @@ def write_atomic(path: Path, text: str) -> None:
 
     The file is created 0600 because it may hold passwords and tokens.
     """
+    import tempfile  # only to write: `status` loads the config without it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -6,10 +6,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    # Rich when something is printed (`status --json` never imports it); the engine never:
+    # `status` renders too, and must not pay for importing it.
+    from rich.console import Console
+    from rich.table import Table
 
-if TYPE_CHECKING:  # `status` renders too, and must not pay for importing the engine
     from metarr_sync.engine import PlayerResult, RunReport
 
 STATUS_STYLE = {"synced": "green", "partial": "yellow", "failed": "red", "deferred": "cyan",
@@ -17,11 +19,23 @@ STATUS_STYLE = {"synced": "green", "partial": "yellow", "failed": "red", "deferr
 
 
 def console() -> Console:
-    """stdout console: colour only on a terminal, never with NO_COLOR (Rich honours it)."""
+    """stdout console: colour only on a terminal, never with NO_COLOR (Rich honours it).
+    No emoji codes: a path or message holding `:name:` is printed as it is (and Rich's
+    table of emoji names is never loaded)."""
+    from rich.console import Console
+
     if sys.stdout.isatty():
-        return Console(highlight=False)
+        return Console(highlight=False, emoji=False)
     width = int(os.environ.get("COLUMNS", "160") or 160)
-    return Console(highlight=False, width=width, color_system=None, force_terminal=False)
+    return Console(highlight=False, width=width, color_system=None, force_terminal=False,
+                   emoji=False)
+
+
+def _table(title: str) -> Table:
+    """A table with its title on the left (Rich's table module only once one is made)."""
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left")
 
 
 def duration(ms: int) -> str:
@@ -32,7 +46,7 @@ def run_table(report: RunReport) -> Table:
     title = f"metarr-sync {report.command}" + (" (dry run)" if report.dry_run else "")
     if report.run_id is not None:
         title += f" #{report.run_id}"
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     for column in ("player", "type", "result", "items", "synced", "failed", "verified",
                    "requests", "time", "error"):
         table.add_column(column, justify="right" if column in (
@@ -80,6 +94,7 @@ class RunProgress:
     engine's `progress(player, done, total)` callback, called from the player threads."""
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -154,7 +169,7 @@ def _ago(stamp: str | None) -> str:
 
 
 def players_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="metarr-sync players", title_justify="left")
+    table = _table("metarr-sync players")
     for column in ("player", "type", "url", "group", "priority", "enabled", "mappings",
                    "credentials", "last result"):
         table.add_column(column, justify="right" if column in ("priority", "mappings")
@@ -191,7 +206,7 @@ def player_test_json(result: Any, reenabled: bool = False) -> dict[str, Any]:
 
 
 def player_test_table(results: list[Any]) -> Table:
-    table = Table(title="metarr-sync players test", title_justify="left")
+    table = _table("metarr-sync players test")
     for column in ("player", "step", "result", "detail"):
         table.add_column(column)
     for result in results:
@@ -203,7 +218,7 @@ def player_test_table(results: list[Any]) -> Table:
 
 
 def mappings_table(players: list[Any]) -> Table:
-    table = Table(title="metarr-sync mappings", title_justify="left")
+    table = _table("metarr-sync mappings")
     for column in ("player", "metarr path", "player path"):
         table.add_column(column)
     for player in players:
@@ -216,7 +231,7 @@ def mappings_table(players: list[Any]) -> Table:
 
 
 def mapping_test_table(path: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"metarr-sync mappings test {path}", title_justify="left")
+    table = _table(f"metarr-sync mappings test {path}")
     for column in ("player", "mapping", "player path"):
         table.add_column(column)
     for row in rows:
@@ -235,7 +250,7 @@ DETECT_STYLE = {"new": "green", "configured": "", "conflict": "red", "ambiguous"
 
 
 def detect_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="metarr-sync mappings detect", title_justify="left")
+    table = _table("metarr-sync mappings detect")
     for column in ("player", "library", "status", "mapping", "detail"):
         table.add_column(column)
     for row in rows:
@@ -263,7 +278,7 @@ def queue_entry_json(entry: Any) -> dict[str, Any]:
 
 
 def queue_table(entries: list[Any]) -> Table:
-    table = Table(title="metarr-sync queue", title_justify="left")
+    table = _table("metarr-sync queue")
     for column in ("player", "item", "title", "status", "tries", "queued", "next attempt",
                    "why"):
         table.add_column(column, justify="right" if column == "tries" else "left")
@@ -319,7 +334,7 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
     out.print(Text(health.summary, style=HEALTH_STYLE.get(health.code, "")))
     for reason in health.reasons[1:]:
         out.print(Text(f"  also: {reason}"))
-    table = Table(title="players", title_justify="left")
+    table = _table("players")
     for column in ("player", "state", "last sync", "result", "success", "avg response",
                    "pending", "failed", "deferred", "unverified", "last error"):
         table.add_column(column, justify="right" if column in (
@@ -357,7 +372,7 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
         out.print(Text("runs by trigger: " + ", ".join(
             f"{trigger} {count}" for trigger, count in metrics.by_trigger.items())))
     if runs:
-        history = Table(title="recent runs", title_justify="left")
+        history = _table("recent runs")
         for column in ("run", "command", "trigger", "started", "result", "items", "synced",
                        "failed", "time"):
             history.add_column(column, justify="right" if column in (

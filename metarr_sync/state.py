@@ -19,6 +19,7 @@ Every state change of a batch is one transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -28,10 +29,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from metarr_sync.metarr import Item
-from metarr_sync.players.base import Outcome
+if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader or players
+    from metarr_sync.metarr import Item
+    from metarr_sync.players.base import Outcome
 
 SCHEMA_VERSION = 1
 # sent: delivered, waiting to be verified on the player (kept until it is seen there).
@@ -112,11 +114,20 @@ def item_row(item: Item) -> tuple[Any, ...]:
 
 
 def row_item(row: sqlite3.Row) -> Item:
+    Item = _item_class()  # the class, imported on first use
     return Item(kind=row["kind"], id=row["item_id"], path=row["path"], title=row["title"],
                 series_path=row["series_path"], library_id=row["library_id"],
                 ids=json.loads(row["ids"] or "{}"), season=row["season"],
                 episode=row["episode"], series_id=row["series_id"], stamp=row["stamp"],
                 removed=bool(row["removed"]))
+
+
+@functools.cache
+def _item_class() -> type[Item]:
+    """metarr.Item, imported on first use (cached: row_item runs once per queued row)."""
+    from metarr_sync.metarr import Item
+
+    return Item
 
 
 @dataclass(frozen=True)
