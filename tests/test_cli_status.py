@@ -1,9 +1,15 @@
 """`metarr-sync status` through the installed command: the verdict line, the monitoring
-exit codes, the design's SyncMetrics in --json, and that it stays away from the network."""
+exit codes, the design's SyncMetrics in --json, and that it stays away from the network.
+
+Its plain forms (`metarr-sync [-c FILE] [--state-dir DIR] status [--json] [--warn-age AGE]`)
+run without Typer (cli/__init__.py); every other command line goes through Typer. Every
+check below runs both ways (`status ...` and `-v status ...`) and requires the same output
+and exit code from each."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -39,9 +45,21 @@ def setup(cli, metarr):
 
 
 def status(cli, *args: str, env: dict | None = None):
-    result = cli("status", *args, env=env)
-    assert "Traceback" not in result.stderr
-    return result
+    """`metarr-sync status ARGS` in its plain form and through Typer (`-v` is never a plain
+    form): the same stdout, stderr and exit code from both; the plain form's result."""
+    plain = cli("status", *args, env=env)
+    typer = cli("-v", "status", *args, env=env)
+    assert "Traceback" not in plain.stderr + typer.stderr
+    assert (plain.returncode, same(plain.stdout), same(plain.stderr)) == (
+        typer.returncode, same(typer.stdout), same(typer.stderr))
+    return plain
+
+
+def same(text: str) -> str:
+    """`text` without what may change between two runs a moment apart: how long ago
+    something happened ("4 s ago" may be "5 s ago" next time) and so the tables' widths."""
+    text = re.sub(r"\d+ (s|min|h|d) ago", "ago", text)
+    return re.sub(r"[ \u2500-\u257f]+", " ", text)
 
 
 def test_no_state_yet_is_unknown(setup):
@@ -210,6 +228,8 @@ def test_status_changes_nothing(setup):
 
 
 def test_status_loads_no_http_stack_no_adapter_and_no_secret(setup):
+    """Through Typer (the app called in-process): no HTTP stack, no player adapter, and
+    none of the pydantic machinery Typer 0.29 brought (pyproject.toml pins below it)."""
     cli, db = setup
     db.add_movie("The Matrix", 1999)
     assert cli("run").returncode == 0
@@ -218,7 +238,8 @@ def test_status_loads_no_http_stack_no_adapter_and_no_secret(setup):
         "from metarr_sync.cli import app\n"
         "code = app(['status', '--json'], standalone_mode=False)\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('requests', 'urllib3', 'http', 'support') or m.startswith('metarr_sync.players.')"
+        "('requests', 'urllib3', 'http', 'support', 'pydantic', 'asyncio') or m in "
+        "('typer._adapters', 'typer._coercion') or m.startswith('metarr_sync.players.')"
         " and m != 'metarr_sync.players.base')\n"
         "sys.stderr.write(json.dumps({'code': code, 'loaded': loaded}))\n"
     )
@@ -228,3 +249,120 @@ def test_status_loads_no_http_stack_no_adapter_and_no_secret(setup):
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "loaded": []}
     assert json.loads(done.stdout)["health"]["status"] == "OK"
+
+
+# The console entry point in a fresh interpreter: its exit code and every module it loaded.
+ENTRY = (
+    "import json, sys\n"
+    "report, sys.argv = sys.argv[1], ['metarr-sync', *sys.argv[2:]]\n"
+    "from metarr_sync import main\n"
+    "code = 0\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code\n"
+    "with open(report, 'w') as out:\n"
+    "    json.dump({'code': code, 'modules': sorted(sys.modules)}, out)\n"
+)
+NEVER_FOR_STATUS = ("requests", "urllib3", "http", "pydantic", "asyncio", "typer._adapters",
+                    "typer._coercion", "metarr_sync.players.kodi", "metarr_sync.players.jellyfin",
+                    "metarr_sync.players.plex", "metarr_sync.players.http")
+
+
+def entry(cli, report, *args: str) -> tuple[int, set[str]]:
+    done = subprocess.run([sys.executable, "-c", ENTRY, str(report), *args],
+                          capture_output=True, text=True, env=cli.env, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    found = json.loads(report.read_text())
+    return found["code"], set(found["modules"])
+
+
+def test_plain_forms_run_without_typer_and_every_other_form_through_it(setup, tmp_path):
+    cli, db = setup
+    db.add_movie("The Matrix", 1999)
+    assert cli("run").returncode == 0
+    config, state, log = str(cli.config), str(cli.state_dir), str(tmp_path / "status.log")
+    plain_forms = [
+        ["status"],
+        ["status", "--json"],
+        ["-c", config, "status", "--warn-age", "2h"],
+        [f"--config={config}", f"--state-dir={state}", "status", "--json", "--warn-age=30m"],
+        ["--state-dir", state, "--config", config, "status", "--warn-age", "90s", "--json"],
+    ]
+    typer_forms = [
+        ["-v", "status"],
+        ["--log-file", log, "status", "--json"],
+        ["status", "--json", "--json"],
+        ["-c", config, "-c", config, "status"],
+        [f"-c{config}", "status"],
+        ["status", "--warn-age", "1h", "--warn-age", "2h"],
+        ["--", "status"],
+    ]
+    for form in plain_forms + typer_forms:
+        code, modules = entry(cli, tmp_path / "entry.json", *form)
+        assert code == 0, form
+        assert ("typer" in modules) == (form in typer_forms), form
+        loaded = sorted(m for m in modules
+                        if m in NEVER_FOR_STATUS or m.split(".")[0] in NEVER_FOR_STATUS)
+        assert loaded == [], (form, loaded)
+        if form in plain_forms and "--json" in form:
+            assert "rich" not in modules, form  # nothing to draw: JSON only
+        # The installed command: the same output with -v, i.e. through Typer.
+        result, through_typer = cli(*form), cli("-v", *form)
+        assert result.returncode == through_typer.returncode == 0, form
+        assert same(result.stdout) == same(through_typer.stdout), form
+        assert result.stderr == through_typer.stderr == "", form
+        if "--json" in form:
+            assert json.loads(result.stdout)["health"]["status"] == "OK", form
+        else:
+            assert result.stdout.startswith("OK: 2 player(s) in sync; last run #1 "), form
+
+
+def test_options_win_over_the_environment_and_empty_variables_are_unset(setup, tmp_path):
+    cli, db = setup
+    db.add_movie("The Matrix", 1999)
+    assert cli("run").returncode == 0
+    elsewhere = {"METARR_SYNC_CONFIG": str(tmp_path / "nowhere.toml"),
+                 "METARR_SYNC_STATE_DIR": str(tmp_path / "nowhere")}
+    lost = status(cli, env=elsewhere)
+    assert lost.returncode == 3
+    assert lost.stdout.startswith(f"UNKNOWN: configuration error: {tmp_path / 'nowhere.toml'}:")
+    for options in (["-c", str(cli.config), "--state-dir", str(cli.state_dir)],
+                    [f"--config={cli.config}", f"--state-dir={cli.state_dir}"]):
+        found, through_typer = (cli(*options, "status", env=elsewhere),
+                                cli("-v", *options, "status", env=elsewhere))
+        assert found.returncode == through_typer.returncode == 0
+        assert found.stdout.startswith("OK: 2 player(s) in sync")
+        assert same(found.stdout) == same(through_typer.stdout)
+    # Set but empty: unset, as Click reads envvar= (the default location under HOME).
+    default = status(cli, env={"METARR_SYNC_CONFIG": "", "METARR_SYNC_STATE_DIR": ""})
+    assert default.returncode == 3
+    assert re.match(r"UNKNOWN: configuration error: /\S+/metarr-sync/config\.toml: ",
+                    default.stdout)
+    # Used as given, as Typer's Path does: no ~ expansion.
+    tilde = status(cli, env={"METARR_SYNC_CONFIG": "~/metarr.toml"})
+    assert tilde.stdout.startswith("UNKNOWN: configuration error: ~/metarr.toml: ")
+
+
+def test_bad_options_exit_3_with_typers_own_message(setup):
+    cli, _ = setup
+    for args, message in ((["--no-such-option"], "Error: No such option: --no-such-option"),
+                          (["--warn-age"], "Error: Option '--warn-age' requires an argument."),
+                          (["--json=yes"], "Error: Option '--json' does not take a value."),
+                          (["extra"], "Error: Got unexpected extra argument(s) (extra)")):
+        result = status(cli, *args)
+        assert result.returncode == 3, args
+        assert result.stdout == ""
+        assert result.stderr.strip().splitlines()[-1] == message
+    assert "Usage: metarr-sync status [OPTIONS]" in status(cli, "--no-such-option").stderr
+    assert cli("-c").returncode == 2  # a bad global option: Typer's usage error, as before
+
+
+def test_paths_are_printed_as_they_are(setup, tmp_path):
+    """Neither the verdict line nor the message on stderr turns `:fire:` into an emoji."""
+    cli, _ = setup
+    odd = tmp_path / "a:fire:b [x]" / "config.toml"
+    result = status(cli, env={"METARR_SYNC_CONFIG": str(odd)})
+    assert result.returncode == 3
+    assert result.stdout.startswith(f"UNKNOWN: configuration error: {odd}: ")
+    assert result.stderr.startswith(f"metarr-sync: {odd}: ")

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-import typer
-
+# Typer is imported where it is used: every command module imports it anyway, but the plain
+# forms of `status` run without it (see cli/__init__.py).
 if TYPE_CHECKING:
+    import typer
+
     from metarr_sync.config import Config
     from metarr_sync.metarr import MetarrSource
 
@@ -51,13 +53,17 @@ def globals_of(ctx: typer.Context) -> Globals:
 
 
 def err(message: str) -> None:
-    """A message for the person: always stderr, never mixed into --json output."""
+    """A message for the person: always stderr, never mixed into --json output. Printed
+    as it is: no markup, no emoji codes (a path may hold `[x]` or `:name:`)."""
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
+        message, markup=False)
 
 
 def fail(message: str, code: int) -> NoReturn:
+    import typer
+
     err(f"metarr-sync: {message}")
     raise typer.Exit(code)
 
@@ -75,6 +81,8 @@ def state_dir(ctx: typer.Context) -> Path:
 
 
 def load(ctx: typer.Context, *, secrets: bool = True) -> Config:
+    import typer
+
     from metarr_sync.config import ConfigError, load_config
 
     try:

@@ -3,19 +3,19 @@
 Reads only the config (secrets unresolved) and the state: it never opens Metarr's
 database, never contacts a player and never imports the HTTP stack or an adapter, so
 `ssh host metarr-sync status` is fast enough for a monitoring check every minute.
+
+For the same reason its plain forms (see plain_args) run without Typer: cli/__init__.py's
+main() calls status() directly, the same function the Typer command calls. This module
+therefore imports neither Typer nor Rich at module level; register() builds the Typer
+command when the app is built, and status() imports what it needs when it runs.
+(No `from __future__ import annotations` here: the command defined inside register()
+needs its annotations evaluated there, where Typer's names are.)
 """
 
-from __future__ import annotations
-
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, NoReturn
-
-import typer
-from typer.core import TyperCommand
-
-from metarr_sync.cli import common
-from metarr_sync.cli.ops import JsonOpt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 STATUS_EXIT_HELP = (
     "Exit codes (monitoring-plugin convention, for Nagios, Icinga, Uptime Kuma): 0 OK; "
@@ -26,68 +26,158 @@ STATUS_EXIT_HELP = (
 )
 AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+UNKNOWN = 3  # health.UNKNOWN, also the exit code of a bad option
 
 
-class StatusCommand(TyperCommand):
-    """Bad options exit 3 (UNKNOWN), as monitoring plugins do, not 2 (CRITICAL)."""
+def register(app: Any) -> None:
+    """Add the `status` command to the Typer `app`."""
+    import typer
+    from typer.core import TyperCommand
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except Exception as exc:
-            # Click's UsageError (Typer may bundle its own Click, so matched by shape).
-            if getattr(exc, "exit_code", None) == common.EXIT_USAGE and hasattr(exc, "show"):
-                exc.exit_code = 3  # type: ignore[attr-defined]
-            raise
+    from metarr_sync.cli import common
+    from metarr_sync.cli.ops import JsonOpt
 
+    class StatusCommand(TyperCommand):
+        """Bad options exit 3 (UNKNOWN), as monitoring plugins do, not 2 (CRITICAL)."""
 
-def register(app: typer.Typer) -> None:
+        def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+            try:
+                return super().parse_args(ctx, args)
+            except Exception as exc:
+                # Click's UsageError (Typer may bundle its own Click, so matched by shape).
+                if (getattr(exc, "exit_code", None) == common.EXIT_USAGE
+                        and hasattr(exc, "show")):
+                    exc.exit_code = UNKNOWN  # type: ignore[attr-defined]
+                raise
+
+    def status_command(
+        ctx: typer.Context,
+        warn_age: Annotated[str, typer.Option(
+            "--warn-age", metavar="AGE",
+            help="Warn about items waiting longer than this: 90s, 30m, 1h, 2d")] = "1h",
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Is sync healthy? Per player: state, last sync and result, success rate, average
+        response time, queued work, last error; plus the run history. The first line is a
+        one-sentence verdict (OK / WARNING / CRITICAL / UNKNOWN).
+
+        In --json: total_syncs, successful_syncs, failed_syncs, average_sync_time (seconds),
+        last_sync_timestamp, items_per_second, by_player {success_rate,
+        average_response_time (seconds per request), last_error}; then health, players,
+        queue and runs.
+        """
+        raise typer.Exit(status(common.config_path(ctx), common.state_dir(ctx), warn_age,
+                                json_out))
+
     app.command("status", cls=StatusCommand, epilog=STATUS_EXIT_HELP)(status_command)
 
 
-def status_command(
-    ctx: typer.Context,
-    warn_age: Annotated[str, typer.Option(
-        "--warn-age", metavar="AGE",
-        help="Warn about items waiting longer than this: 90s, 30m, 1h, 2d")] = "1h",
-    json_out: JsonOpt = False,
-) -> None:
-    """Is sync healthy? Per player: state, last sync and result, success rate, average
-    response time, queued work, last error; plus the run history. The first line is a
-    one-sentence verdict (OK / WARNING / CRITICAL / UNKNOWN).
+def plain_args(args: Sequence[str], environ: Mapping[str, str]
+               ) -> tuple[Path, Path, str, bool] | None:
+    """status()'s arguments for the plain forms of a `status` command line:
 
-    In --json: total_syncs, successful_syncs, failed_syncs, average_sync_time (seconds),
-    last_sync_timestamp, items_per_second, by_player {success_rate,
-    average_response_time (seconds per request), last_error}; then health, players,
-    queue and runs.
+        metarr-sync [-c FILE | --config FILE | --config=FILE]
+                    [--state-dir DIR | --state-dir=DIR]
+                    status [--json] [--warn-age AGE | --warn-age=AGE]
+
+    each option at most once, in any order on its side of `status`. None for anything
+    else (-v, --log-file, -h/--help, an unknown or repeated option, an empty value or one
+    starting with '-', an extra argument, shell completion): Typer handles those, so help,
+    usage errors and their exit codes come from one place.
+
+    The config file and state directory are resolved as the Typer command does: the
+    option, else METARR_SYNC_CONFIG / METARR_SYNC_STATE_DIR unless empty (Click's rule
+    for envvar=; both used as given, like Typer's Path), else the default location.
     """
+    if "status" not in args or "_METARR_SYNC_COMPLETE" in environ:  # shell completion
+        return None
+    where = args.index("status")
+    found = _options(args[:where], {"-c": "config", "--config": "config",
+                                    "--state-dir": "state_dir"})
+    after = _options(args[where + 1:], {"--json": "", "--warn-age": "warn_age"})
+    if found is None or after is None:
+        return None
+    from metarr_sync.config import default_config_path, default_state_dir
+
+    config = found.get("config") or environ.get("METARR_SYNC_CONFIG")
+    state_dir = found.get("state_dir") or environ.get("METARR_SYNC_STATE_DIR")
+    return (Path(config) if config else default_config_path(),
+            Path(state_dir) if state_dir else default_state_dir(),
+            after.get("warn_age", "1h"), "--json" in after)
+
+
+def _options(words: Sequence[str], known: dict[str, str]) -> dict[str, str] | None:
+    """`words` as {name: value} ({flag: ""} for an option named "" in `known`, a flag);
+    None unless every word is one of `known`, given once, with a plain value."""
+    found: dict[str, str] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        option, equals, value = word.partition("=")
+        if not option.startswith("--"):
+            option, equals, value = word, "", ""  # short options take no `=`
+        name = known.get(option)
+        if name is None or (name or option) in found:
+            return None
+        if not name:  # a flag
+            if equals:
+                return None
+            found[option] = ""
+            continue
+        if not equals:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if not value or value.startswith("-"):
+            return None
+        found[name] = value
+    return found
+
+
+def status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -> int:
+    """Print the verdict, the players and the run history (or one JSON document); the
+    monitoring exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
+    try:
+        return _status(config_path, state_dir, warn_age, json_out)
+    except _Unknown as unknown:
+        return _print_unknown(str(unknown), json_out)
+
+
+class _Unknown(Exception):
+    """Status cannot be judged: the reason, for the verdict line."""
+
+
+def _unknown(reason: str) -> NoReturn:
+    raise _Unknown(reason)
+
+
+def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -> int:
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
     from metarr_sync import health, render
+    from metarr_sync.cli import common
     from metarr_sync.config import ConfigError, load_config
     from metarr_sync.state import State, StateError, now_stamp
 
     match = AGE_RE.match(warn_age)
     if not match:
-        _unknown(f"--warn-age {warn_age!r} is not a duration like 90s, 30m, 1h or 2d",
-                 json_out)
+        _unknown(f"--warn-age {warn_age!r} is not a duration like 90s, 30m, 1h or 2d")
     max_age = float(match.group(1)) * _UNITS[match.group(2)]
     try:
-        config = load_config(common.config_path(ctx), secrets=False)
+        config = load_config(config_path, secrets=False)
     except ConfigError as exc:
         for problem in exc.problems:
             common.err(f"metarr-sync: {problem}")
         more = len(exc.problems) - 1
         _unknown(f"configuration error: {exc.problems[0]}"
-                 + (f" (and {more} more)" if more else ""), json_out)
-    directory = common.state_dir(ctx)
+                 + (f" (and {more} more)" if more else ""))
     try:
-        state = State.open_existing(directory)
+        state = State.open_existing(state_dir)
     except StateError as exc:
-        _unknown(str(exc), json_out)
+        _unknown(str(exc))
     if state is None:
-        _unknown(f"no sync has run yet (no state in {directory}): run `metarr-sync run`",
-                 json_out)
-    import sqlite3
-
+        _unknown(f"no sync has run yet (no state in {state_dir}): run `metarr-sync run`")
     try:
         metrics = state.sync_metrics()
         queue = state.queue_summary()
@@ -96,7 +186,7 @@ def status_command(
         overdue = state.waiting_since(cutoff)
         runs = state.run_history(10)
     except sqlite3.Error as exc:
-        _unknown(f"state database {state.path} cannot be read: {exc}", json_out)
+        _unknown(f"state database {state.path} cannot be read: {exc}")
     finally:
         state.close()
     enabled = [p.name for p in config.players.values() if p.enabled]
@@ -110,8 +200,8 @@ def status_command(
         m = metrics.by_player.get(p.name)
         summary = queue.get(p.name)
         counts = dict(summary.counts) if summary else {}
-        for status, count in counts.items():
-            totals[status] = totals.get(status, 0) + count
+        for name, count in counts.items():
+            totals[name] = totals.get(name, 0) + count
         players.append({
             "name": p.name, "type": p.type, "enabled": p.enabled,
             "disabled_reason": (states.get(p.name) or {}).get("disabled_reason"),
@@ -134,12 +224,13 @@ def status_command(
         common.dump_json(render.status_json(metrics, verdict, players, totals, history))
     else:
         render.print_status(verdict, metrics, players, totals, history)
-    raise typer.Exit(verdict.code)
+    return verdict.code
 
 
-def _unknown(reason: str, json_out: bool) -> NoReturn:
+def _print_unknown(reason: str, json_out: bool) -> int:
     """UNKNOWN (3): still one verdict line (or JSON document) for the monitoring system."""
     from metarr_sync import health, render
+    from metarr_sync.cli import common
     from metarr_sync.state import SyncMetrics
 
     verdict = health.Health(health.UNKNOWN, [reason], f"UNKNOWN: {reason}")
@@ -147,4 +238,4 @@ def _unknown(reason: str, json_out: bool) -> NoReturn:
         common.dump_json(render.status_json(SyncMetrics(), verdict, [], {}, []))
     else:
         render.console().print(verdict.summary, markup=False)
-    raise typer.Exit(health.UNKNOWN)
+    return health.UNKNOWN
