@@ -24,6 +24,8 @@ LOOKBACK_RE = re.compile(r"^(?:(\d+)\s*([smhdw])|all|none)$")
 #: Seconds: the longest request timeout (and scan delay) accepted. Sockets cannot wait
 #: much longer anyway, and a sync that waits an hour for one answer is misconfigured.
 MAX_TIMEOUT = 3600
+#: The most refresh requests one player may have in flight at once (`concurrency`).
+MAX_CONCURRENCY = 16
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -134,6 +136,7 @@ class PlayerConfig:
     scan_delay: float = 0.0  # plex: pause between partial scans (seconds)
     max_trash_items: int = 10  # plex: refuse emptyTrash above this many missing items
     verify: bool = True  # check on the player that delivered items really landed
+    concurrency: int = 4  # jellyfin/emby/plex: item refreshes in flight at once
     # Resolved secret values, filled by load_config(resolve_secrets=True).
     password_value: str | None = field(default=None, repr=False)
     token_value: str | None = field(default=None, repr=False)
@@ -227,9 +230,9 @@ _PLAYER_COMMON = (
 )
 _PLAYER_SPECIFIC: dict[str, tuple[str, ...]] = {
     "kodi": (),
-    "jellyfin": ("refresh_mode",),
-    "emby": ("refresh_mode",),
-    "plex": ("analyze", "scan_delay", "max_trash_items"),
+    "jellyfin": ("refresh_mode", "concurrency"),
+    "emby": ("refresh_mode", "concurrency"),
+    "plex": ("analyze", "scan_delay", "max_trash_items", "concurrency"),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -422,6 +425,12 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
         if raw["max_trash_items"] < 0:
             problems.append(f"{where}.max_trash_items: must not be negative")
         player.max_trash_items = raw["max_trash_items"]
+    if "concurrency" in raw and _check_type(raw["concurrency"], int,
+                                            f"{where}.concurrency", problems):
+        if not 1 <= raw["concurrency"] <= MAX_CONCURRENCY:
+            problems.append(f"{where}.concurrency: must be between 1 and {MAX_CONCURRENCY} "
+                            f"(refresh requests in flight at once), not {raw['concurrency']}")
+        player.concurrency = raw["concurrency"]
     if player.ca_bundle is not None:
         bundle = Path(player.ca_bundle).expanduser()
         if not player.ca_bundle.strip() or not bundle.exists():

@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from metarr_sync.config import PlayerConfig, SyncConfig
@@ -125,6 +125,46 @@ def signal_name(signum: int | None) -> str:
 #: The one stop flag of this process.
 STOP = StopFlag()
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def bounded_map(call: Callable[[T], R], items: Sequence[T], limit: int,
+                name: str = "player") -> list[R]:
+    """`call(item)` for every item, at most `limit` at a time; the results in item order.
+
+    For requests a player queues and answers at once (item refreshes): a few in flight
+    save round trips. An exception from `call` is a failure of the whole player: once one
+    is raised no further call starts (those under way finish: they are on the wire
+    already), and the exception of the first item, in item order, that raised one is
+    raised here. A stop request works the same way: HttpClient raises Interrupted instead
+    of starting a request. With a limit of 1 this is the plain loop in the calling thread.
+    """
+    if limit <= 1 or len(items) <= 1:
+        return [call(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor  # only runs that send refreshes
+
+    results: list[R | None] = [None] * len(items)
+    halt = threading.Event()
+
+    def one(index: int) -> None:
+        if halt.is_set():
+            return  # an earlier call failed: start no new request
+        try:
+            results[index] = call(items[index])
+        except BaseException:
+            halt.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=min(limit, len(items)),
+                            thread_name_prefix=f"{name}-refresh") as pool:
+        futures = [pool.submit(one, index) for index in range(len(items))]
+    for future in futures:  # all done: leaving the `with` waited for them
+        error = future.exception()
+        if error is not None:
+            raise error
+    return results  # type: ignore[return-value]  # every call returned
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -180,6 +220,13 @@ class Player(ABC):
     @property
     def name(self) -> str:
         return self.config.name
+
+    def concurrently(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`bounded_map` with this player's `concurrency`: for item refreshes only (scans
+        stay one at a time). Under --dry-run one at a time, so that the commands are
+        recorded in a stable order."""
+        limit = 1 if self.dry_run else self.config.concurrency
+        return bounded_map(call, items, limit, self.name)
 
     @abstractmethod
     def probe(self) -> ProbeResult:
