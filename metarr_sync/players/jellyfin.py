@@ -20,7 +20,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
+from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient
 
 log = logging.getLogger("metarr_sync.jellyfin")
@@ -115,40 +116,58 @@ class Library:
         return ["Movie", "Series", "Episode"]
 
 
-@dataclass
-class Index:
-    """A library's items, for matching by exact path or by provider id."""
+#: The item types an Index tells apart, one byte each; 0: the server sent none.
+_TYPE_CODES = {"Movie": 1, "Series": 2, "Episode": 3}
+_OTHER_TYPE = 4
 
-    by_path: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    by_provider: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+class Index:
+    """A library's (or one show's) items, for matching by exact path or by provider id.
+
+    Only what matching and refreshing read is kept, compactly (see compact.py): each
+    item's id and type, found by its path and its provider ids. A library of 50,000
+    movies kept as DTOs (names, server ids, ...) would cost the run tens of MB.
+    """
+
+    def __init__(self) -> None:
+        self.ids = ItemIds()  # record number -> Id
+        self.types = bytearray()  # record number -> type code
+        self._paths = CompactIndex()
+        self._providers = CompactIndex()
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     def add(self, item: dict[str, Any]) -> None:
-        path = item.get("Path")
+        if item.get("Id") is None:
+            return  # nothing to refresh by
+        number = self.ids.add(str(item["Id"]))
         kind = str(item.get("Type") or "")
-        providers = item.get("ProviderIds") or {}
-        # Only what matching and refreshing read is kept: the whole DTOs of a library of
-        # 50,000 movies (names, server ids, ...) would cost the run tens of MB.
-        item = {"Id": item.get("Id"), "Type": item.get("Type"), "Path": path}
+        self.types.append(_TYPE_CODES.get(kind, _OTHER_TYPE if kind else 0))
+        path = item.get("Path")
         if isinstance(path, str) and path:
-            self.by_path.setdefault(strip_trailing(path), []).append(item)
-        for key, value in providers.items():
+            self._paths.add(strip_trailing(path), number)
+        providers = item.get("ProviderIds")
+        for key, value in (providers.items() if isinstance(providers, dict) else ()):
             if value:
-                self.by_provider.setdefault((kind, key.lower(), str(value).strip()),
-                                            []).append(item)
+                self._providers.add(_provider_key(kind, key, value), number)
 
-    def at_path(self, path: str, kind: str) -> list[dict[str, Any]]:
-        """Items of `kind` whose Path is exactly `path` (case-sensitive, as stored)."""
-        return [i for i in self.by_path.get(strip_trailing(path), [])
-                if i.get("Type") in (kind, None)]
+    def at_path(self, path: str, kind: str) -> list[str]:
+        """Ids of the items of `kind` whose Path is exactly `path` (case-sensitive, as
+        stored); an item the server sent without a Type matches any kind."""
+        wanted = (_TYPE_CODES.get(kind, _OTHER_TYPE), 0)
+        return _unique(self.ids[n] for n in self._paths.get(strip_trailing(path))
+                       if self.types[n] in wanted)
 
-    def with_ids(self, ids: dict[str, str], kind: str) -> list[dict[str, Any]]:
-        """Items of `kind` sharing any tmdb/imdb/tvdb id with Metarr's item."""
-        found: dict[str, dict[str, Any]] = {}
-        for provider, value in ids.items():
-            if provider.lower() in PROVIDERS and value:
-                for i in self.by_provider.get((kind, provider.lower(), str(value).strip()), []):
-                    found[str(i.get("Id"))] = i
-        return list(found.values())
+    def with_ids(self, ids: dict[str, str], kind: str) -> list[str]:
+        """Ids of the items of `kind` sharing any tmdb/imdb/tvdb id with Metarr's item."""
+        return _unique(self.ids[n] for provider, value in ids.items()
+                       if provider.lower() in PROVIDERS and value
+                       for n in self._providers.get(_provider_key(kind, provider, value)))
+
+
+def _provider_key(kind: str, provider: str, value: object) -> str:
+    return f"{kind}\x1f{provider.lower()}\x1f{str(value).strip()}"
 
 
 class JellyfinPlayer(Player):
@@ -309,14 +328,14 @@ class JellyfinPlayer(Player):
             })
             if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
                 raise ProtocolError(f"{self.http.base} sent an unexpected item list")
-            items = page["Items"]
-            for item in items:
+            for item in page["Items"]:
                 if isinstance(item, dict):
                     index.add(item)
-            start += len(items)
-            total = page.get("TotalRecordCount")
-            if not items or (isinstance(total, int) and start >= total) or \
-                    (not isinstance(total, int) and len(items) < PAGE_SIZE):
+            count, total = len(page["Items"]), page.get("TotalRecordCount")
+            del page  # only the index is kept, not the parsed page
+            start += count
+            if not count or (isinstance(total, int) and start >= total) or \
+                    (not isinstance(total, int) and count < PAGE_SIZE):
                 break
         self._indexes[parent_id] = index
         return index
@@ -349,15 +368,15 @@ class JellyfinPlayer(Player):
                          and i["Path"])
         return paths
 
-    def find(self, target: Target, libraries: Sequence[Library]
-             ) -> tuple[list[dict[str, Any]], bool]:
-        """The server's items for a target, and whether they were found at its exact path.
+    def find(self, target: Target, libraries: Sequence[Library]) -> tuple[list[str], bool]:
+        """The ids of the server's items for a target, and whether they were found at its
+        exact path.
 
         Provider ids are only the fallback: two copies of a film (4K and HD) share them.
         """
         kind = ITEM_TYPE[target.item.kind]
         if kind == "Episode":
-            indexes = [self.series_index(str(s.get("Id"))) for s in self.series_at(
+            indexes = [self.series_index(s) for s in self.series_at(
                 target.series_folder, libraries)] if target.series_folder else []
         else:
             indexes = [self.index(lib) for lib in libraries if kind in lib.item_types]
@@ -367,7 +386,8 @@ class JellyfinPlayer(Player):
         return _unique(i for index in indexes for i in index.with_ids(target.item.ids, kind)
                        ), False
 
-    def series_at(self, folder: str, libraries: Sequence[Library]) -> list[dict[str, Any]]:
+    def series_at(self, folder: str, libraries: Sequence[Library]) -> list[str]:
+        """The ids of the shows at `folder`."""
         return _unique(s for lib in libraries if "Series" in lib.item_types
                        for s in self.index(lib).at_path(folder, "Series"))
 
@@ -387,19 +407,30 @@ class JellyfinPlayer(Player):
                     return
             updates.append((path, kind, [key]))
 
+        # What the server has for each target: (target, its libraries, item ids, found at
+        # its exact path, where its refreshes start in `refreshes`).
+        found: list[tuple[Target, list[Library], list[str], bool, int]] = []
+        refreshes: list[str] = []  # item ids, in target order
         for target in batch:
             libraries = self.libraries_of(target.path)
             if not libraries:
                 outcomes[target.key] = Outcome(target.key, "failed", self._outside(target.path))
                 continue
             items, exact = self.find(target, libraries)
+            found.append((target, libraries, items, exact, len(refreshes)))
+            if not target.item.removed:
+                refreshes += items
+        # The server queues a refresh and answers at once: `concurrency` are sent at a time.
+        refreshed_all = self.concurrently(self.refresh, refreshes)
+
+        for target, libraries, items, exact, first in found:
             if target.item.removed:
                 if exact:
                     report(target.path, "Deleted", target.key)
                 else:  # the server never had it there: reporting it would only cost a scan
                     outcomes[target.key] = Outcome(target.key, "synced")
                 continue
-            refreshed = [self.refresh(str(i.get("Id"))) for i in items]
+            refreshed = refreshed_all[first:first + len(items)]
             if exact and all(refreshed):
                 outcomes[target.key] = Outcome(target.key, "synced")
             elif items:
@@ -526,7 +557,7 @@ class EmbyPlayer(JellyfinPlayer):
 
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         super().__init__(config, sync, dry_run=dry_run)
-        self._found: dict[tuple[str, str], tuple[list[dict[str, Any]], bool]] = {}
+        self._found: dict[tuple[str, str], tuple[list[str], bool]] = {}
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -547,16 +578,16 @@ class EmbyPlayer(JellyfinPlayer):
         raw = self._get("/Library/VirtualFolders/Query")
         return raw.get("Items") if isinstance(raw, dict) else raw
 
-    def find(self, target: Target, libraries: Sequence[Library]
-             ) -> tuple[list[dict[str, Any]], bool]:
+    def find(self, target: Target, libraries: Sequence[Library]) -> tuple[list[str], bool]:
         """Emby searches server-side: by path, then by any provider id."""
         return self._lookup(ITEM_TYPE[target.item.kind], target.path, target.item.ids)
 
     def has_series(self, folder: str, libraries: Sequence[Library]) -> bool:
         return bool(self._lookup("Series", folder, {})[0])
 
-    def _lookup(self, kind: str, path: str, ids: dict[str, str]
-                ) -> tuple[list[dict[str, Any]], bool]:
+    def _lookup(self, kind: str, path: str, ids: dict[str, str]) -> tuple[list[str], bool]:
+        """The ids of the items of `kind` at `path` (or sharing a provider id), and
+        whether they were found at the path; asked once per run."""
         if (kind, path) in self._found:
             return self._found[(kind, path)]
         base = {"Recursive": "true", "IncludeItemTypes": kind, "Fields": "Path,ProviderIds"}
@@ -566,8 +597,9 @@ class EmbyPlayer(JellyfinPlayer):
         wanted = [f"{p}.{v}" for p, v in sorted(ids.items()) if p.lower() in PROVIDERS and v]
         if not found and wanted:
             found = self._items({**base, "AnyProviderIdEquals": ",".join(wanted)})
-        self._found[(kind, path)] = (found, exact)
-        return found, exact
+        ids_found = _unique(str(i["Id"]) for i in found if i.get("Id") is not None)
+        self._found[(kind, path)] = (ids_found, exact)
+        return ids_found, exact
 
     def _items(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         page = self._get("/Items", params)
@@ -593,11 +625,8 @@ class EmbyPlayer(JellyfinPlayer):
         return super().verify(targets)
 
 
-def _unique(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for item in items:
-        found.setdefault(str(item.get("Id")), item)
-    return list(found.values())
+def _unique(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
 
 
 def _collapse(updates: Iterable[tuple[str, str, list[str]]]) -> list[tuple[str, str, list[str]]]:

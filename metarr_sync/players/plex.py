@@ -20,8 +20,8 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from metarr_sync.players.base import (
     ProbeResult,
     ProbeStep,
     ProtocolError,
+    Rejected,
 )
+from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient
 
 log = logging.getLogger("metarr_sync.plex")
@@ -136,88 +138,73 @@ class Section:
         return any(same_path(folder, loc) for loc in self.locations)
 
 
-@dataclass(slots=True)
-class Entry:
-    """One item of a section listing, reduced to what matching needs.
-
-    Slotted, with tuples: a TV section lists hundreds of thousands of episodes, and every
-    byte per entry counts against the run's memory.
-    """
-
-    rating_key: str
-    files: tuple[str, ...] = ()  # Media[].Part[].file, or show Location
-    guids: tuple[str, ...] = ()  # "imdb://tt0133093", "tmdb://603"
-    deleted: bool = False  # carries deletedAt: Plex marked it missing
-
-
 def file_key(path: str) -> str:
-    """`path_key` as one string (components joined by "/"): the index key of a listing.
-
-    A plain POSIX path is its own key, so the index shares the listing's string instead
-    of holding a second copy of every path.
-    """
+    """`path_key` as one string (components joined by "/"): the index key of a listing."""
     if path.startswith("/") and "//" not in path and "\\" not in path \
             and not path.endswith("/"):
-        return path
+        return path  # a plain POSIX path is its own key
     return "/" + "/".join(path_key(path))
 
 
-@dataclass
 class Listing:
-    """A section listing of one type, indexed by file path and provider id.
+    """A section listing of one type, reduced to what matching needs: rating keys, found
+    by file path (Media[].Part[].file, or a show's Location) or provider id
+    ("imdb://tt0133093"), and which items Plex marked missing (deletedAt).
 
-    The indexes are built on first use: a TV section can list tens of thousands of
-    episodes, looked up once per item of the run.
+    Compact (see compact.py): a TV section lists hundreds of thousands of episodes, and
+    only the few thousand items of a run are ever looked up in it.
     """
 
-    entries: list[Entry] = field(default_factory=list)
-    # file key -> its entry, or its entries when several share the file (rare)
-    _paths: dict[str, Entry | list[Entry]] | None = field(default=None, repr=False)
-    _guids: dict[str, list[Entry]] | None = field(default=None, repr=False)
+    def __init__(self) -> None:
+        self.keys = ItemIds()  # record number -> rating key
+        self._paths = CompactIndex()
+        self._guids = CompactIndex()
+        #: record numbers of items carrying deletedAt (Plex marked them missing)
+        self.deleted: set[int] = set()
 
-    def by_path(self, path: str) -> list[Entry]:
-        if self._paths is None:
-            self._paths = {}
-            for entry in self.entries:
-                for file in entry.files:
-                    key = file_key(file)
-                    found = self._paths.setdefault(key, entry)
-                    if found is entry:
-                        continue
-                    if isinstance(found, Entry):
-                        found = self._paths[key] = [found]
-                    if entry not in found:
-                        found.append(entry)
-        found = self._paths.get(file_key(path))
-        return [] if found is None else [found] if isinstance(found, Entry) else list(found)
+    def __len__(self) -> int:
+        return len(self.keys)
 
-    def by_guid(self, ids: dict[str, str]) -> list[Entry]:
-        if self._guids is None:
-            self._guids = {}
-            for entry in self.entries:
-                for guid in entry.guids:
-                    self._guids.setdefault(guid, []).append(entry)
-        found: list[Entry] = []
-        for kind in ("imdb", "tmdb", "tvdb"):
-            if ids.get(kind):
-                found += [e for e in self._guids.get(f"{kind}://{ids[kind]}", [])
-                          if e not in found]
-        return found
+    def add(self, meta: Any) -> None:
+        """Index one item of a listing page (its parsed JSON is not kept)."""
+        if not isinstance(meta, dict) or meta.get("ratingKey") is None:
+            return
+        number = self.keys.add(str(meta["ratingKey"]))
+        for file in {file_key(file) for file in _files(meta)}:
+            self._paths.add(file, number)
+        guids = {g["id"] for g in meta.get("Guid") or () if isinstance(g.get("id"), str)}
+        legacy = _LEGACY_GUID.match(str(meta.get("guid") or ""))
+        if legacy:
+            guids.add(f"{_LEGACY_NAMES[legacy.group(1)]}://{legacy.group(2)}")
+        for guid in guids:
+            self._guids.add(guid, number)
+        if meta.get("deletedAt") is not None:
+            self.deleted.add(number)
+
+    def by_path(self, path: str) -> list[str]:
+        """Rating keys of the items at `path`."""
+        return _distinct(self.keys[n] for n in self._paths.get(file_key(path)))
+
+    def by_guid(self, ids: dict[str, str]) -> list[str]:
+        """Rating keys of the items sharing any of Metarr's provider ids."""
+        return _distinct(self.keys[n] for kind in ("imdb", "tmdb", "tvdb") if ids.get(kind)
+                         for n in self._guids.get(f"{kind}://{ids[kind]}"))
+
+    def missing(self) -> set[str]:
+        """Rating keys of the items Plex marked missing."""
+        return {self.keys[n] for n in self.deleted}
 
 
-def _entry(meta: dict[str, Any]) -> Entry | None:
-    key = meta.get("ratingKey")
-    if key is None:
-        return None
-    files = [part["file"] for media in meta.get("Media") or []
-             for part in media.get("Part") or [] if isinstance(part.get("file"), str)]
-    files += [loc["path"] for loc in meta.get("Location") or [] if isinstance(loc.get("path"), str)]
-    guids = {g["id"] for g in meta.get("Guid") or [] if isinstance(g.get("id"), str)}
-    legacy = _LEGACY_GUID.match(str(meta.get("guid") or ""))
-    if legacy:
-        guids.add(f"{_LEGACY_NAMES[legacy.group(1)]}://{legacy.group(2)}")
-    return Entry(str(key), tuple(files), tuple(sorted(guids)),
-                 deleted=meta.get("deletedAt") is not None)
+def _files(meta: dict[str, Any]) -> list[str]:
+    """An item's files (Media[].Part[].file) or, for a show, its folders (Location)."""
+    files = [part["file"] for media in meta.get("Media") or ()
+             for part in media.get("Part") or () if isinstance(part.get("file"), str)]
+    return files + [loc["path"] for loc in meta.get("Location") or ()
+                    if isinstance(loc.get("path"), str)]
+
+
+def _distinct(keys: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(keys))
 
 
 def _container(data: Any, what: str) -> dict[str, Any]:
@@ -236,6 +223,7 @@ class PlexPlayer(Player):
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False,
                  sleep: Callable[[float], None] = time.sleep):
         super().__init__(config, sync, dry_run=dry_run)
+        self.http: HttpClient
         headers = {
             "Accept": "application/json",
             "X-Plex-Client-Identifier": client_identifier(config.name),
@@ -261,18 +249,21 @@ class PlexPlayer(Player):
 
     # -- plumbing ----------------------------------------------------------------------
 
+    @property  # type: ignore[override]
+    def requests(self) -> int:
+        """The client's count: refreshes run in several threads, each counted there."""
+        return self.http.requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:  # the base class initialises it to 0
+        pass
+
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        try:
-            return self.http.json("GET", path, params=params)
-        finally:
-            self.requests = self.http.requests
+        return self.http.json("GET", path, params=params)
 
     def _send(self, method: str, path: str, params: dict[str, Any] | None = None) -> None:
         """A state-changing call: recorded, and under --dry-run not sent."""
-        try:
-            self.http.request(method, path, params=params, mutating=True)
-        finally:
-            self.requests = self.http.requests
+        self.http.request(method, path, params=params, mutating=True)
 
     # -- discovery ---------------------------------------------------------------------
 
@@ -329,11 +320,14 @@ class PlexPlayer(Player):
                         "X-Plex-Container-Start": start, "X-Plex-Container-Size": PAGE_SIZE}),
                     f"the listing of Plex library {section.title!r}")
                 page = container.get("Metadata") or []
-                found.entries.extend(e for e in map(_entry, page) if e is not None)
-                start += len(page)
-                total = container.get("totalSize")
-                if not page or len(page) < PAGE_SIZE or (isinstance(total, int)
-                                                         and start >= total):
+                for meta in page:
+                    found.add(meta)
+                count, total = len(page), container.get("totalSize")
+                # Only the index is kept: the parsed page goes before the next one arrives.
+                del container, page
+                start += count
+                if not count or count < PAGE_SIZE or (isinstance(total, int)
+                                                      and start >= total):
                     break
             self._listings[cache_key] = found
             self._listed_after[cache_key] = self._scans_sent
@@ -355,8 +349,9 @@ class PlexPlayer(Player):
                     "type": plex_type,
                     "X-Plex-Container-Start": 0, "X-Plex-Container-Size": limit}),
                 f"the listing of Plex library {section.title!r}")
-            for entry in filter(None, map(_entry, (container.get("Metadata") or [])[:limit])):
-                paths.extend(entry.files[:1])
+            for meta in (container.get("Metadata") or [])[:limit]:
+                if isinstance(meta, dict) and meta.get("ratingKey") is not None:
+                    paths.extend(_files(meta)[:1])
         return paths
 
     # -- delivery ----------------------------------------------------------------------
@@ -395,7 +390,7 @@ class PlexPlayer(Player):
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         failed: dict[str, str] = {}
         scans: dict[str, tuple[Section, list[str]]] = {}
-        refreshes: list[str] = []
+        refreshes: dict[str, list[Target]] = {}  # rating key -> the targets it is for
         for target in batch:
             places, reason = self._where(target)
             if reason:
@@ -412,17 +407,25 @@ class PlexPlayer(Player):
                     need_scan = self._plan_update(target, section, folder, refreshes)
                 if need_scan:
                     scans.setdefault(section.key, (section, []))[1].append(folder)
-        # Scans first, one at a time; then refreshes of items Plex already has.
+        # Scans first, strictly one at a time (Plex drops scans when flooded).
         for section, folders in scans.values():
             for folder in collapse_folders(folders):
                 self._scan(section, folder)
-        for rating_key in refreshes:
-            self._refresh(rating_key)
+        # Then refreshes of the items Plex already has: Plex queues them and answers at
+        # once, so `concurrency` of them are sent at a time.
+        keys = list(refreshes)
+        vanished: dict[str, str] = {}
+        for rating_key, done in zip(keys, self.concurrently(self._refresh, keys), strict=True):
+            for target in refreshes[rating_key] if not done else ():
+                vanished.setdefault(target.key, (
+                    f"Plex no longer has item {rating_key} it listed for {target.path} "
+                    "(HTTP 404 on its refresh): the next run looks for it again"))
         return [Outcome(t.key, "failed", failed[t.key]) if t.key in failed
+                else Outcome(t.key, "retry", vanished[t.key]) if t.key in vanished
                 else Outcome(t.key, "synced") for t in batch]
 
     def _plan_update(self, target: Target, section: Section, folder: str,
-                     refreshes: list[str]) -> bool:
+                     refreshes: dict[str, list[Target]]) -> bool:
         """Queue refreshes of the items Plex has for `target`; True when a scan is needed."""
         plex_type = LISTING_TYPE[target.item.kind]
         listing = self.listing(section, plex_type)
@@ -434,10 +437,12 @@ class PlexPlayer(Player):
             return False
         by_path = listing.by_path(target.path)
         found = by_path or listing.by_guid(target.item.ids)
-        for entry in found:
-            if entry.rating_key not in self._refreshed:
-                self._refreshed.add(entry.rating_key)
-                refreshes.append(entry.rating_key)
+        for rating_key in found:
+            if rating_key not in self._refreshed:  # once per run
+                self._refreshed.add(rating_key)
+                refreshes[rating_key] = []
+            if rating_key in refreshes:
+                refreshes[rating_key].append(target)
         # Not there yet, or there under another path (Metarr renamed or moved the file):
         # a scan adds the file at its new place.
         return not by_path
@@ -469,10 +474,19 @@ class PlexPlayer(Player):
         self._scanned.setdefault(section.key, {})[path_key(folder)] = self._scans_sent
         self._scans_sent += 1
 
-    def _refresh(self, rating_key: str) -> None:
-        self._send("PUT", f"/library/metadata/{rating_key}/refresh")
-        if self.config.analyze:
-            self._send("PUT", f"/library/metadata/{rating_key}/analyze")
+    def _refresh(self, rating_key: str) -> bool:
+        """Refresh (and analyze) one item; False when Plex no longer has it (HTTP 404):
+        removed since it was listed, which concerns that item only."""
+        try:
+            self._send("PUT", f"/library/metadata/{rating_key}/refresh")
+            if self.config.analyze:
+                self._send("PUT", f"/library/metadata/{rating_key}/analyze")
+        except Rejected as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+            log.info("%s: item %s vanished before its refresh", self.name, rating_key)
+            return False
+        return True
 
     def _trash_refusal(self, section: Section) -> str | None:
         """Why the trash of `section` must not be emptied in this run, or None when it may.
@@ -504,8 +518,7 @@ class PlexPlayer(Player):
         types = (TYPE_MOVIE,) if section.type == "movie" else (TYPE_SHOW, TYPE_EPISODE)
         if not any((section.key, t) in self._listings for t in types):
             types = types[-1:]  # nothing listed yet: the finest-grained listing suffices
-        keys = {e.rating_key for t in types for e in self.listing(section, t).entries
-                if e.deleted}
+        keys = set().union(*(self.listing(section, t).missing() for t in types))
         return len(keys)
 
     def finish(self) -> list[Outcome]:
