@@ -18,10 +18,10 @@ from metarr_sync.cli import common, status
 
 def __getattr__(name: str) -> Any:
     """`from metarr_sync.cli import app`: the Typer app, built on first use."""
-    if name in ("app", "main_options"):
+    if name == "app":
         from metarr_sync.cli import root
 
-        return getattr(root, name)
+        return root.app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -26,7 +26,6 @@ STATUS_EXIT_HELP = (
 )
 AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-UNKNOWN = 3  # health.UNKNOWN, also the exit code of a bad option
 
 
 def register(app: Any) -> None:
@@ -47,7 +46,7 @@ def register(app: Any) -> None:
                 # Click's UsageError (Typer may bundle its own Click, so matched by shape).
                 if (getattr(exc, "exit_code", None) == common.EXIT_USAGE
                         and hasattr(exc, "show")):
-                    exc.exit_code = UNKNOWN  # type: ignore[attr-defined]
+                    exc.exit_code = 3  # type: ignore[attr-defined]
                 raise
 
     def status_command(
