@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -103,8 +104,16 @@ def now_stamp(moment: datetime | None = None) -> str:
         f"{moment.microsecond // 1000:03d}Z"
 
 
+#: What now_stamp() writes (fromisoformat alone would also take other ISO 8601 forms).
+_STAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,6}Z")
+
+
 def parse_stamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """A stamp as an aware UTC datetime; ValueError for anything now_stamp() does not write.
+    fromisoformat, not strptime: strptime's first call costs `status` 2-3 ms."""
+    if not _STAMP_RE.fullmatch(text):
+        raise ValueError(f"not a state stamp: {text!r}")
+    return datetime.fromisoformat(text)
 
 
 def item_row(item: Item) -> tuple[Any, ...]:

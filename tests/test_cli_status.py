@@ -366,3 +366,25 @@ def test_paths_are_printed_as_they_are(setup, tmp_path):
     assert result.returncode == 3
     assert result.stdout.startswith(f"UNKNOWN: configuration error: {odd}: ")
     assert result.stderr.startswith(f"metarr-sync: {odd}: ")
+
+
+def test_stamps_are_read_only_in_the_form_the_state_writes_them():
+    """parse_stamp (status reads every `last sync` with it) takes what now_stamp writes,
+    with 1 to 6 digits of fraction, and refuses anything else; ago() then shows it as is."""
+    from datetime import UTC, datetime
+
+    from metarr_sync.health import ago
+    from metarr_sync.state import now_stamp, parse_stamp
+
+    moment = datetime(2024, 3, 9, 21, 5, 7, 123000, tzinfo=UTC)
+    assert now_stamp(moment) == "2024-03-09T21:05:07.123Z"
+    assert parse_stamp(now_stamp(moment)) == moment
+    assert parse_stamp("2024-03-09T21:05:07.123456Z") == moment.replace(microsecond=123456)
+    assert parse_stamp("2024-03-09T21:05:07.1Z").microsecond == 100000
+    for other in ("2024-03-09", "2024-3-9T21:05:07.123Z", "2024-03-09T21:05:07Z",
+                  "2024-03-09T21:05:07.123+01:00", "2024-13-09T21:05:07.123Z", "soon"):
+        with pytest.raises(ValueError):
+            parse_stamp(other)
+        assert ago(other) == other
+    assert ago("2024-03-09T21:02:00.000Z", now=moment) == "3 min ago"
+    assert ago("2024-03-09T21:05:07.123Z", now=moment) == "0 s ago"
