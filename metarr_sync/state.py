@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -124,8 +125,12 @@ def item_row(item: Item) -> tuple[Any, ...]:
 
 def row_item(row: sqlite3.Row) -> Item:
     Item = _item_class()  # the class, imported on first use
-    return Item(kind=row["kind"], id=row["item_id"], path=row["path"], title=row["title"],
-                series_path=row["series_path"], library_id=row["library_id"],
+    series_path = row["series_path"]
+    # Interned: a show's episodes share one show-folder string, all items a few kinds.
+    return Item(kind=sys.intern(row["kind"]), id=row["item_id"], path=row["path"],
+                title=row["title"],
+                series_path=None if series_path is None else sys.intern(series_path),
+                library_id=row["library_id"],
                 ids=json.loads(row["ids"] or "{}"), season=row["season"],
                 episode=row["episode"], series_id=row["series_id"], stamp=row["stamp"],
                 removed=bool(row["removed"]))
