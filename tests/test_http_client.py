@@ -1,20 +1,26 @@
 """HttpClient, the one HTTP client of the adapters: what it sends is what requests would
 send, its request count is exact when several threads share it, its connection pool has
-room for every refresh in flight, and it spends no CPU on debug text nobody reads."""
+room for every refresh in flight, it spends no CPU on debug text nobody reads, and a
+request that must not run twice (resend=False) is sent again only when it cannot have
+reached the player."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+import responses
 from support.fake_players import FakeJellyfin
 
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.players.http import HttpClient
+from metarr_sync.players.base import PlayerError, PlayerOffline, PlayerTimeout, ProtocolError
+from metarr_sync.players.http import HttpClient, MaybeReceived
 
 HEADERS = {"X-Plex-Token": "t0ken-x", "Accept": "application/json"}
 
@@ -131,4 +137,101 @@ def test_debug_text_is_only_made_when_debug_logging_is_on(fake, monkeypatch):
         assert made == ["/Items/1/Refresh", "/System/Info/Public"]
     finally:
         logger.setLevel(original)
+        client.close()
+
+
+# --- requests that must not run twice -------------------------------------------------
+
+def once_client(url: str, *, retries: int = 2, timeout: float = 5) -> HttpClient:
+    config = PlayerConfig(name="lounge", type="kodi", url=url)
+    return HttpClient(config, SyncConfig(timeout=timeout, retry_attempts=retries))
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(500, None), (502, None), (503, "1"),
+                                                     (504, None), (429, "1")])
+def test_an_answer_of_5xx_or_429_is_sent_again_only_when_resending_is_harmless(
+        status, retry_after):
+    url = "http://127.0.0.1:8080"
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    client = once_client(url)
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, f"{url}/jsonrpc", status=status, headers=headers, body="")
+        with pytest.raises(PlayerError) as once:
+            client.request("POST", "/jsonrpc", json_body={"method": "Scan"}, resend=False)
+        assert len(rsps.calls) == 1
+        assert str(status) in once.value.message
+        with pytest.raises(PlayerError):
+            client.request("POST", "/jsonrpc", json_body={"method": "Ping"})
+        assert len(rsps.calls) == 1 + 3  # the usual way: retried retry_attempts times
+    client.close()
+
+
+def test_a_request_that_timed_out_after_it_was_sent_is_not_sent_again():
+    with FakeJellyfin() as fake:
+        fake.misbehave("hang", match="POST /Library/Media/Updated")
+        client = once_client(fake.url, timeout=0.5)
+        with pytest.raises(MaybeReceived) as caught:
+            client.request("POST", "/Library/Media/Updated", json_body={}, resend=False)
+        assert isinstance(caught.value, PlayerTimeout)  # same kind, same handling
+        assert "did not answer within 0.5 s" in caught.value.message
+        assert fake.count("POST /Library/Media/Updated") == 1
+        assert client.requests == 1
+        client.close()
+
+
+def test_an_answer_that_broke_off_is_not_sent_again():
+    with FakeJellyfin() as fake:
+        fake.misbehave("reset", match="GET /System/Info/Public")
+        client = once_client(fake.url)
+        with pytest.raises(ProtocolError) as caught:
+            client.request("GET", "/System/Info/Public", resend=False)
+        assert "mid-answer" in caught.value.message
+        assert fake.count() == 1
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_is_retried_and_reaches_the_player_once_it_is_back():
+    port = free_port()
+    fake = FakeJellyfin(port=port)
+    # urllib3 retries a refused connection at once, then after 1 s: the player is back
+    # by then, and gets the request exactly once (the refusals carried nothing).
+    timer = threading.Timer(0.3, fake.start)
+    client = once_client(f"http://127.0.0.1:{port}", timeout=3)
+    started = time.monotonic()
+    timer.start()
+    try:
+        response = client.request("GET", "/System/Info/Public", resend=False)
+        assert response is not None and response.status_code == 200
+        assert time.monotonic() - started >= 0.3
+        assert fake.count() == 1
+    finally:
+        timer.join()
+        fake.stop()
+        client.close()
+
+
+def test_a_player_that_stays_down_is_offline_after_the_retries():
+    client = once_client(f"http://127.0.0.1:{free_port()}", retries=1)
+    with pytest.raises(PlayerOffline) as caught:
+        client.request("POST", "/jsonrpc", json_body={}, resend=False)
+    assert "refused the connection" in caught.value.message
+    client.close()
+
+
+def test_the_second_session_sends_the_same_headers_and_cookies():
+    with FakeJellyfin() as fake:
+        config = PlayerConfig(name="p", type="jellyfin", url=fake.url)
+        client = HttpClient(config, SyncConfig(), headers=HEADERS)
+        client.session.cookies.set("session", "abc", domain="127.0.0.1", path="/")
+        client.request("GET", "/System/Info/Public")
+        client.request("GET", "/System/Info/Public", resend=False)
+        usual, once = fake.received()
+        for name in ("X-Plex-Token", "Accept", "User-Agent", "Cookie"):
+            assert once.header(name) == usual.header(name), name
         client.close()

@@ -1,9 +1,12 @@
 """The one HTTP client every adapter uses: pooled session, retries, errors, redaction.
 
 Retries use urllib3's Retry (connect errors, read timeouts, 429/5xx with Retry-After),
-bounded by the player's retry_attempts and timeout. Redirects are never followed: a
-player that redirects is behind a wrong URL or base path, and following a redirect
-could turn a POST into a GET or carry the token to another host.
+bounded by the player's retry_attempts and timeout. A request that must not run twice
+(`resend=False`: Kodi's scans, refreshes, cleans and removals, see ../shared/PLAYERS.md)
+is retried only when it certainly never reached the player: the connection could not be
+made (refused, connect timeout, unknown host), so nothing was sent. Redirects are never
+followed: a player that redirects is behind a wrong URL or base path, and following a
+redirect could turn a POST into a GET or carry the token to another host.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ BACKOFF_FACTOR = 0.5
 USER_AGENT = f"metarr-sync/{__version__}"
 
 
+class MaybeReceived(PlayerTimeout):
+    """A request sent with resend=False got no answer in time: the player may have
+    received it (and may be carrying it out), so it was not sent again."""
+
+
 class BoundedRetry(Retry):
     """urllib3's Retry, but a server's Retry-After never makes us wait past `max_wait`."""
 
@@ -60,20 +68,30 @@ class BoundedRetry(Retry):
         return retry
 
 
-def make_session(player: PlayerConfig, sync: SyncConfig) -> requests.Session:
-    """A session with connection reuse and bounded retries for one player."""
+def make_session(player: PlayerConfig, sync: SyncConfig, *,
+                 resend: bool = True) -> requests.Session:
+    """A session with connection reuse and bounded retries for one player.
+
+    `resend=False`: its requests are retried only after a failed connection (refused,
+    connect timeout, unknown host: nothing was sent), never after a read timeout, a
+    429/5xx answer or any other error once the request may have reached the player.
+    """
+    attempts = sync.retry_attempts
     retry = BoundedRetry(
-        total=sync.retry_attempts,
-        connect=sync.retry_attempts,
-        read=sync.retry_attempts,
-        status=sync.retry_attempts,
+        total=attempts,
+        connect=attempts,
+        read=attempts if resend else 0,
+        status=attempts if resend else 0,
         other=0,
         redirect=0,
-        status_forcelist=TRANSIENT_STATUS,
-        allowed_methods=None,  # every call we make is idempotent (syncing twice is harmless)
+        status_forcelist=TRANSIENT_STATUS if resend else (),
+        # Every method: what the players queue (Jellyfin's and Plex's refreshes and
+        # scans, every read) runs harmlessly twice; what does not is sent with resend off.
+        allowed_methods=None,
         backoff_factor=BACKOFF_FACTOR,
         backoff_max=min(sync.timeout, 10.0),
-        respect_retry_after_header=True,
+        # Without resend, a 503's Retry-After must not make urllib3 send it again either.
+        respect_retry_after_header=resend,
         raise_on_status=False,
         raise_on_redirect=False,
     )
@@ -100,7 +118,9 @@ class HttpClient:
 
     Thread-safe for the requests an adapter sends from several threads at once (item
     refreshes, see Player.concurrently): the session's connection pool is, the request
-    count is kept under a lock, and list.append (commands) is atomic.
+    count is kept under a lock, and list.append (commands) is atomic. Requests that must
+    not run twice (resend=False) go through a second session with connect retries only,
+    made on first use.
     """
 
     def __init__(self, player: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False,
@@ -110,9 +130,11 @@ class HttpClient:
         self.timeout = sync.timeout
         self.retries = sync.retry_attempts
         self.dry_run = dry_run
+        self.sync = sync
         self.session = make_session(player, sync)
         if headers:
             self.session.headers.update(headers)
+        self._once: requests.Session | None = None  # for resend=False, see _once_session
         self._count = 0
         self._lock = threading.Lock()
         self.commands: list[str] = []
@@ -142,10 +164,14 @@ class HttpClient:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json_body: Any = None, mutating: bool = False,
-                auth: tuple[str, str] | None = None) -> requests.Response | None:
+                auth: tuple[str, str] | None = None,
+                resend: bool = True) -> requests.Response | None:
         """Send one request; return the response of a 2xx answer, raise PlayerError else.
 
         A mutating request under --dry-run is only recorded (and None returned).
+        `resend=False` for a request the player must not get twice: it is sent again only
+        when the connection could not be made; a timeout after sending it, a 429/5xx
+        answer or an answer that broke off is the player's error at once.
         """
         if mutating:
             self.commands.append(self.describe(method, path, params, json_body))
@@ -156,16 +182,18 @@ class HttpClient:
             self._count += 1
         if log.isEnabledFor(logging.DEBUG):  # describe() costs: only for -vv
             log.debug("%s %s", self.player.name, self.describe(method, path, params))
+        session = self.session if resend else self._once_session()
         attempt = 0
         while True:
             try:
                 # Prepared afresh for every attempt: a body is read once.
-                response = self.session.send(
+                response = session.send(
                     self._prepare(method, path, params, json_body, auth),
                     timeout=(min(self.timeout, 10.0), self.timeout), allow_redirects=False)
                 break
             except requests.exceptions.RequestException as exc:
-                if attempt < self.retries and _broke_mid_answer(exc) and not STOP.is_set():
+                if resend and attempt < self.retries and _broke_mid_answer(exc) \
+                        and not STOP.is_set():
                     # urllib3's Retry covers the request and the answer's head; a
                     # connection reset (or stalled) while the body arrives gets here, and
                     # is as transient: retried with the same bounded backoff.
@@ -175,9 +203,25 @@ class HttpClient:
                               self.player.name, method, attempt, self.retries, delay)
                     time.sleep(delay)
                     continue
-                raise self._failure(exc) from None
+                failure = self._failure(exc)
+                if not resend and isinstance(failure, PlayerTimeout) \
+                        and not isinstance(exc, requests.exceptions.ConnectTimeout):
+                    # Sent, then no answer in time: the player may be carrying it out.
+                    raise MaybeReceived(failure.message) from None
+                raise failure from None
         check_status(response, self.base)
         return response
+
+    def _once_session(self) -> requests.Session:
+        """The session for requests that must not run twice, made on first use (most
+        players never send one) with the main session's headers and cookie jar."""
+        with self._lock:
+            if self._once is None:
+                once = make_session(self.player, self.sync, resend=False)
+                once.headers = self.session.headers
+                once.cookies = self.session.cookies
+                self._once = once
+            return self._once
 
     def _prepare(self, method: str, path: str, params: dict[str, Any] | None,
                  json_body: Any, auth: tuple[str, str] | None) -> requests.PreparedRequest:
@@ -251,6 +295,8 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+        if self._once is not None:
+            self._once.close()
 
 
 def _broke_mid_answer(exc: requests.exceptions.RequestException) -> bool:
