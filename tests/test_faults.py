@@ -8,7 +8,9 @@ password or token shows up in any output, log or the state database.
 Transient faults (timeouts, 5xx, 429, resets) are retried within the run with backoff
 that honours Retry-After, bounded by retry_attempts and timeout; permanent ones
 (401/403/404) and answers that are plainly not the API (HTML, broken JSON, redirects,
-JSON-RPC errors) are not retried.
+JSON-RPC errors) are not retried. Kodi's library-changing calls (scan, refresh, clean,
+removal) are the exception: once sent they are never sent again (Kodi does not take them
+twice), only a connection that could not be made is retried.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ CASES = [
     ("403", "plex", None, "403", False),
     ("404", "kodi", None, "404", False),
     ("500", "jelly", None, "HTTP 500", True),
-    ("500", "kodi", "VideoLibrary.Scan", "HTTP 500", True),
+    ("500", "kodi", "VideoLibrary.Scan", "HTTP 500", False),  # a scan is never sent twice
     ("503", "plex", None, "503 Service Unavailable", True),
     ("429", "kodi", None, "429 Too Many Requests", True),
     ("html", "jelly", None, "HTML page instead of JSON", False),
@@ -341,3 +343,44 @@ def test_the_state_records_the_sick_players_error_in_user_words(world):
     assert "HTML page instead of JSON" in run_error
     world.assert_no_secret_anywhere()
 
+
+
+def test_a_kodi_scan_that_times_out_is_sent_once_and_its_items_stay_pending(world):
+    kodi = world.players["kodi"]
+    kodi.misbehave("hang", match="VideoLibrary.Scan")
+    first = world.run()
+    assert first.returncode == 1, first.stderr
+    rows = world.rows(first)
+    assert rows["jelly"]["status"] == rows["plex"]["status"] == "synced"
+    row = rows["kodi"]
+    assert row["status"] == "failed" and row["synced"] == 0, row
+    assert row["error_kind"] == "timeout"
+    assert row["error"] == (
+        f"Kodi at {kodi.url} did not answer VideoLibrary.Scan within {TIMEOUT} s; Kodi may "
+        "have received it and may be carrying it out, so it was not sent again (Kodi must "
+        "not get it twice); the items stay queued for the next run")
+    assert kodi.count("VideoLibrary.Scan") == 1  # a second one would stop the first
+    assert world.queue("kodi") == [("pending", 1)] * 4
+    kodi.heal()
+    second = world.run()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert world.rows(second)["kodi"]["synced"] == 4
+    assert kodi.library_files() == world.files["kodi"]
+    world.assert_no_secret_anywhere()
+
+
+def test_jellyfin_and_plex_scans_answered_503_are_retried_kodis_is_not(world):
+    jelly, plex, kodi = (world.players[name] for name in ("jelly", "plex", "kodi"))
+    jelly.misbehave("503", times=1, match="POST /Library/Media/Updated")
+    plex.misbehave("503", times=1, match="/refresh")
+    kodi.misbehave("503", times=1, match="VideoLibrary.Scan")
+    result = world.run()
+    assert result.returncode == 1, result.stderr
+    rows = world.rows(result)
+    # Queued and idempotent there: sent again, and the run goes through.
+    assert rows["jelly"]["status"] == rows["plex"]["status"] == "synced"
+    assert jelly.count("POST /Library/Media/Updated") == 2
+    assert plex.count("/refresh") == 4  # three folders, the first one twice
+    assert kodi.count("VideoLibrary.Scan") == 1
+    assert "503 Service Unavailable" in rows["kodi"]["error"], rows["kodi"]
+    assert world.queue("kodi") == [("pending", 1)] * 4

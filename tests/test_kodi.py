@@ -24,6 +24,7 @@ from metarr_sync.plan import build_plan, target_for
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
+    PlayerError,
     PlayerOffline,
     PlayerTimeout,
     ProtocolError,
@@ -56,6 +57,8 @@ class FakeKodi:
         self.playing: list[dict[str, Any]] = []
         self.after: dict[str, Callable[[], None]] = {}  # method -> run once after answering
         self.honour_limits = True  # False: a server that ignores `limits`
+        #: Method -> the HTTP status (and headers) of every POST carrying that method.
+        self.http_status: dict[str, tuple[int, dict[str, str]]] = {}
         #: Replaces the answer to a batch (for malformed answers).
         self.mangle: Callable[[list[dict[str, Any]]], Any] | None = None
         rsps.add_callback(responses.POST, f"{URL}/jsonrpc", callback=self._answer)
@@ -81,6 +84,12 @@ class FakeKodi:
     def sent(self, method: str) -> list[dict[str, Any]]:
         return [r.get("params") for r in self.requests if r["method"] == method]
 
+    def posted(self, method: str) -> int:
+        """POSTs that carried `method` (also those answered with an HTTP error status)."""
+        return sum(1 for post in self.posts
+                   if any(c.get("method") == method
+                          for c in (post if isinstance(post, list) else [post])))
+
     @property
     def mutating(self) -> list[str]:
         return [m for m in self.methods if m not in READS]
@@ -97,6 +106,10 @@ class FakeKodi:
         body = json.loads(request.body)
         self.posts.append(body)
         self.headers.append(dict(request.headers))
+        for call in body if isinstance(body, list) else [body]:
+            if call.get("method") in self.http_status:
+                status, headers = self.http_status[call["method"]]
+                return status, {"Content-Type": "text/html", **headers}, "<html>busy</html>"
         if isinstance(body, list):
             if not body:  # as Kodi 20.1 answers an empty batch
                 return self._send({"id": None, "jsonrpc": "2.0", "error": {
@@ -197,8 +210,8 @@ def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
     config = PlayerConfig(name="lounge", type="kodi", url=url, username="kodi",
                           password_value=PASSWORD,
                           mappings=SMB if mappings is None else mappings)
-    player = KodiPlayer(config, SyncConfig(timeout=timeout, retry_attempts=0, **sync),
-                        dry_run=dry_run)
+    player = KodiPlayer(config, SyncConfig(**{"timeout": timeout, "retry_attempts": 0,
+                                              **sync}), dry_run=dry_run)
     now = [0.0]  # a fake clock that only sleeping moves: waits take no real time
     player.clock = lambda: now[0]
     player.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
@@ -591,6 +604,37 @@ def test_refresh_rejected_fails_that_item_and_the_batch_goes_on(kodi):
                               "[code -32602]"),
         "movie:2": ("failed", "Kodi rejected VideoLibrary.RemoveMovie: Failed to execute "
                               "[code -32100]")}
+
+
+def test_a_refresh_batch_answered_503_is_sent_once_and_keeps_the_batch_pending(kodi):
+    # Sent again after Kodi ran the first copy, every refresh would fail on its old id.
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
+    kodi.http_status["VideoLibrary.RefreshMovie"] = (503, {"Retry-After": "1"})
+    player = make_player(retry_attempts=2)
+    with pytest.raises(PlayerError) as caught:
+        player.apply(targets([movie("A", id=1), movie("B", id=2)]))
+    assert "503 Service Unavailable" in caught.value.message
+    assert kodi.batches == [[("VideoLibrary.RefreshMovie", {"movieid": 11, "ignorenfo": False}),
+                             ("VideoLibrary.RefreshMovie", {"movieid": 12, "ignorenfo": False})]]
+    assert player.requests == len(kodi.posts)
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_scan_answered_with_an_error_status_is_sent_once(kodi, status):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/N/")
+    kodi.http_status["VideoLibrary.Scan"] = (status, {})
+    with pytest.raises(PlayerError):
+        make_player(retry_attempts=2).apply(targets([movie("N")]))
+    assert kodi.posted("VideoLibrary.Scan") == 1
+    assert kodi.posted("XBMC.GetInfoBooleans") == 1  # it was Kodi's idle check's turn
+
+
+def test_reads_answered_503_are_still_retried(kodi):
+    kodi.http_status["VideoLibrary.GetMovies"] = (503, {})
+    with pytest.raises(PlayerError):
+        make_player(retry_attempts=2).apply(targets([movie("A")]))
+    assert kodi.posted("VideoLibrary.GetMovies") == 3
 
 
 def test_kodi_ids_are_not_reused_after_a_refresh(kodi):

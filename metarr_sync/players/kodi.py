@@ -17,6 +17,11 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
   a scan sent while another runs.
+- Neither scans, refreshes, cleans nor removals may reach Kodi twice: a second scan stops
+  the first, a refresh or removal sent again fails on the id the first one invalidated.
+  So every call that changes the library is sent again only when the connection could not
+  be made at all; once sent, a timeout or a 5xx answer leaves its items queued for the
+  next run (which looks the items up afresh). Reads keep the client's full retries.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
-from metarr_sync.players.http import HttpClient, parse_json
+from metarr_sync.players.http import HttpClient, MaybeReceived, parse_json
 
 log = logging.getLogger("metarr_sync.kodi")
 
@@ -265,18 +270,36 @@ class KodiPlayer(Player):
         if mutating and self.dry_run:
             return [None] * len(bodies)
         try:
-            answer = self._post(bodies[0] if len(bodies) == 1 else bodies, rows)
+            # Calls that change the library are never sent twice (see the module notes).
+            answer = self._post(bodies[0] if len(bodies) == 1 else bodies, rows,
+                                resend=not mutating)
+        except MaybeReceived:
+            raise self._maybe_received([b["method"] for b in bodies]) from None
         finally:
             self.requests = self.http.requests
         if len(bodies) == 1:
             return [self._answer(bodies[0]["method"], answer)]
         return self._batch_answers(bodies, answer)
 
-    def _post(self, payload: Any, rows: bool) -> Any:
+    def _maybe_received(self, methods: list[str]) -> PlayerTimeout:
+        """A call that changes the library was sent and not answered in time."""
+        names = sorted(set(methods))
+        what = names[0] if len(methods) == 1 else \
+            f"a batch of {len(methods)} calls ({', '.join(names)})"
+        text = (f"Kodi at {self.where} did not answer {what} within {self.sync.timeout:g} s; "
+                "Kodi may have received it and may be carrying it out, so it was not sent "
+                "again (Kodi must not get it twice)")
+        if any(name.startswith("VideoLibrary.") for name in names):
+            text += "; the items stay queued for the next run"
+        return PlayerTimeout(text)
+
+    def _post(self, payload: Any, rows: bool, *, resend: bool = True) -> Any:
         """POST to /jsonrpc; the parsed answer (None for an empty one)."""
         if not rows:
-            return self.http.json("POST", "/jsonrpc", json_body=payload, auth=self.auth)
-        response = self.http.request("POST", "/jsonrpc", json_body=payload, auth=self.auth)
+            return self.http.json("POST", "/jsonrpc", json_body=payload, auth=self.auth,
+                                  resend=resend)
+        response = self.http.request("POST", "/jsonrpc", json_body=payload, auth=self.auth,
+                                     resend=resend)
         if response is None or not response.content:
             return None
         try:
