@@ -328,18 +328,44 @@ def status_json(metrics: Any, health: Any, players: list[dict[str, Any]],
 
 def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
                  queue: dict[str, int], runs: list[dict[str, Any]]) -> None:
+    """Rich tables on a terminal; captured (a monitoring check, `ssh host metarr-sync
+    status`, a pipe) the same lines and columns as plain text: what monitoring systems
+    show best, and Rich is then never imported."""
+    lines = [(health.summary, HEALTH_STYLE.get(health.code, ""))]
+    lines += [(f"  also: {reason}", "") for reason in health.reasons[1:]]
+    after = [(_runs_line(metrics), "")]
+    if metrics.by_trigger:
+        after.append(("runs by trigger: " + ", ".join(
+            f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()), ""))
+    tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
+    if not sys.stdout.isatty():
+        text = [line for line, _ in lines] + _plain_table(*tables[0]) + \
+            [line for line, _ in after] + \
+            [row for table in tables[1:] for row in _plain_table(*table)]
+        sys.stdout.write("\n".join(text) + "\n")
+        return
     from rich.text import Text
 
     out = console()
-    out.print(Text(health.summary, style=HEALTH_STYLE.get(health.code, "")))
-    for reason in health.reasons[1:]:
-        out.print(Text(f"  also: {reason}"))
-    table = _table("players")
-    for column in ("player", "state", "last sync", "result", "success", "avg response",
-                   "pending", "failed", "deferred", "unverified", "last error"):
-        table.add_column(column, justify="right" if column in (
-            "success", "avg response", "pending", "failed", "deferred", "unverified")
-            else "left")
+    for line, style in lines:
+        out.print(Text(line, style=style))
+    out.print(_rich_table(*tables[0]))
+    for line, style in after:
+        out.print(Text(line, style=style))
+    for table in tables[1:]:
+        out.print(_rich_table(*table))
+
+
+#: A status table: title, (column, right-aligned) pairs, rows of (text, style) cells.
+_StatusTable = tuple[str, list[tuple[str, bool]], list[list[tuple[str, str]]]]
+
+
+def _status_players(players: list[dict[str, Any]]) -> _StatusTable:
+    numeric = ("success", "avg response", "pending", "failed", "deferred", "unverified")
+    columns = [(c, c in numeric) for c in (
+        "player", "state", "last sync", "result", "success", "avg response", "pending",
+        "failed", "deferred", "unverified", "last error")]
+    rows = []
     for p in players:
         state = "enabled" if p["enabled"] else "disabled"
         if p["disabled_reason"]:
@@ -347,43 +373,66 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
         rate = p["success_rate"]
         response = p["average_response_time"]
         counts = p["queue"]
-        table.add_row(
-            _cell(p["name"]), _cell(state, "red" if p["disabled_reason"] else
-                                    "" if p["enabled"] else "dim"),
-            _cell(_ago(p["last_sync_at"]) or "never"),
-            _cell(p["last_result"] or "", STATUS_STYLE.get(p["last_result"] or "", "")),
-            _cell("" if rate is None else f"{rate:.0%}"),
-            _cell("" if response is None else duration(int(response * 1000))),
-            _cell(counts.get("pending", 0)), _cell(counts.get("failed", 0)),
-            _cell(counts.get("deferred", 0)), _cell(counts.get("unverified", 0)),
-            _cell(p["last_error"] or ""))
-    out.print(table)
-    average = metrics.average_sync_time
+        rows.append([
+            (p["name"], ""),
+            (state, "red" if p["disabled_reason"] else "" if p["enabled"] else "dim"),
+            (_ago(p["last_sync_at"]) or "never", ""),
+            (p["last_result"] or "", STATUS_STYLE.get(p["last_result"] or "", "")),
+            ("" if rate is None else f"{rate:.0%}", ""),
+            ("" if response is None else duration(int(response * 1000)), ""),
+            *((str(counts.get(k, 0)), "") for k in ("pending", "failed", "deferred",
+                                                   "unverified")),
+            (p["last_error"] or "", "")])
+    return "players", columns, rows
+
+
+def _status_runs(runs: list[dict[str, Any]]) -> _StatusTable:
+    numeric = ("run", "items", "synced", "failed", "time")
+    columns = [(c, c in numeric) for c in (
+        "run", "command", "trigger", "started", "result", "items", "synced", "failed",
+        "time")]
+    rows = []
+    for run in runs:
+        seconds = run["duration"]
+        rows.append([
+            (f"#{run['id']}", ""), (run["command"], ""), (run["trigger"], ""),
+            (_ago(run["started_at"]), ""),
+            (run["status"] or "unfinished", STATUS_STYLE.get(run["status"] or "", "yellow")),
+            (str(run["items"]), ""), (str(run["synced"]), ""), (str(run["failed"]), ""),
+            ("" if seconds is None else duration(int(seconds * 1000)), "")])
+    return "recent runs", columns, rows
+
+
+def _runs_line(metrics: Any) -> str:
     line = (f"runs: {metrics.total_syncs} finished ({metrics.successful_syncs} synced, "
             f"{metrics.failed_syncs} failed or partial)")
-    if average is not None:
-        line += f", {average:.1f}s on average"
+    if metrics.average_sync_time is not None:
+        line += f", {metrics.average_sync_time:.1f}s on average"
     if metrics.items_per_second is not None:
         line += f", {metrics.items_per_second:g} items/s"
     if metrics.unfinished:
         line += f"; {metrics.unfinished} interrupted or still running"
-    out.print(Text(line))
-    if metrics.by_trigger:
-        out.print(Text("runs by trigger: " + ", ".join(
-            f"{trigger} {count}" for trigger, count in metrics.by_trigger.items())))
-    if runs:
-        history = _table("recent runs")
-        for column in ("run", "command", "trigger", "started", "result", "items", "synced",
-                       "failed", "time"):
-            history.add_column(column, justify="right" if column in (
-                "run", "items", "synced", "failed", "time") else "left")
-        for run in runs:
-            seconds = run["duration"]
-            history.add_row(
-                _cell(f"#{run['id']}"), _cell(run["command"]), _cell(run["trigger"]),
-                _cell(_ago(run["started_at"])),
-                _cell(run["status"] or "unfinished",
-                      STATUS_STYLE.get(run["status"] or "", "yellow")),
-                _cell(run["items"]), _cell(run["synced"]), _cell(run["failed"]),
-                _cell("" if seconds is None else duration(int(seconds * 1000))))
-        out.print(history)
+    return line
+
+
+def _rich_table(title: str, columns: list[tuple[str, bool]],
+                rows: list[list[tuple[str, str]]]) -> Table:
+    table = _table(title)
+    for name, right in columns:
+        table.add_column(name, justify="right" if right else "left")
+    for row in rows:
+        table.add_row(*(_cell(text, style) for text, style in row))
+    return table
+
+
+def _plain_table(title: str, columns: list[tuple[str, bool]],
+                 rows: list[list[tuple[str, str]]]) -> list[str]:
+    """The title, then the header and rows in columns two spaces apart."""
+    grid = [[name for name, _ in columns]] + [[text for text, _ in row] for row in rows]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
+    out = [title]
+    for line in grid:
+        cells = [text.rjust(width) if right else text.ljust(width)
+                 for text, width, (_, right) in zip(line, widths, columns, strict=True)]
+        out.append("  ".join(cells).rstrip())
+    return out

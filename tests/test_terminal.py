@@ -145,7 +145,17 @@ def test_status_on_a_terminal_and_through_a_pipe(slow_run):
     first, terminal_first = piped.stdout.splitlines()[0], text.splitlines()[0]
     assert first.startswith("OK: 2 player(s) in sync; last run #1 synced")
     assert terminal_first.startswith("OK: 2 player(s) in sync; last run #1 synced")
-    assert "│ lounge" in piped.stdout
+    # Captured (a monitoring check, a pipe): the same tables as plain columns, no boxes.
+    assert not any(ch in piped.stdout for ch in BOX)
+    lines = piped.stdout.splitlines()
+    assert lines[1:3] == ["players", (
+        "player   state    last sync  result  success  avg response  pending  failed  "
+        "deferred  unverified  last error")]
+    assert re.match(r"lounge   enabled  \d+ s ago +synced +100% +\S+ +0 +0 +0 +0$",
+                    lines[3]), lines[3]
+    assert lines[lines.index("recent runs") + 1].split() == [
+        "run", "command", "trigger", "started", "result", "items", "synced", "failed",
+        "time"]
 
 
 def test_no_color_keeps_the_table_but_drops_colour(slow_run):
