@@ -30,7 +30,8 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
-from metarr_sync.players.kodi import PAGE, KodiPlayer, KodiRejected
+from metarr_sync.players.kodi import KodiPlayer
+from metarr_sync.players.kodi_rpc import PAGE, KodiRejected
 
 URL = "http://127.0.0.1:8080"
 PASSWORD = "s3cret-kodi-pw"
@@ -213,8 +214,8 @@ def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
     player = KodiPlayer(config, SyncConfig(**{"timeout": timeout, "retry_attempts": 0,
                                               **sync}), dry_run=dry_run)
     now = [0.0]  # a fake clock that only sleeping moves: waits take no real time
-    player.clock = lambda: now[0]
-    player.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    player.kodi.clock = lambda: now[0]
+    player.kodi.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
     return player
 
 
@@ -425,7 +426,7 @@ def test_scan_waits_until_kodi_stops_scanning(kodi):
     kodi.scanning = [True, True, True, False]
     player = make_player()
     slept: list[float] = []
-    player.sleep = slept.append
+    player.kodi.sleep = slept.append
     player.apply(targets([movie("Heat (1995)")]))
     assert kodi.methods[-5:] == ["XBMC.GetInfoBooleans"] * 4 + ["VideoLibrary.Scan"]
     assert slept == [0.05, 0.1, 0.2]
@@ -439,7 +440,7 @@ def test_scan_gives_up_after_the_timeout_and_sends_no_scan(kodi):
         player.apply(targets([movie("Heat (1995)")]))
     assert "still scanning its video library after 3 s" in caught.value.message
     assert "VideoLibrary.Scan" not in kodi.methods
-    assert 2.0 <= player.clock() <= 3.0
+    assert 2.0 <= player.kodi.clock() <= 3.0
 
 
 def test_folders_are_scanned_one_at_a_time_each_after_waiting(kodi):
@@ -861,9 +862,9 @@ def test_v_logs_every_call_of_a_batch(kodi, caplog):
 
 
 def test_whole_library_listings_come_in_pages(kodi, monkeypatch):
-    import metarr_sync.players.kodi as kodi_module
+    import metarr_sync.players.kodi_rpc as kodi_rpc
 
-    monkeypatch.setattr(kodi_module, "PAGE", 2)
+    monkeypatch.setattr(kodi_rpc, "PAGE", 2)
     for n in range(5):
         kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
     for n in range(4):
@@ -883,9 +884,9 @@ def test_whole_library_listings_come_in_pages(kodi, monkeypatch):
 
 
 def test_a_server_ignoring_the_limits_ends_the_listing_at_once(kodi, monkeypatch):
-    import metarr_sync.players.kodi as kodi_module
+    import metarr_sync.players.kodi_rpc as kodi_rpc
 
-    monkeypatch.setattr(kodi_module, "PAGE", 2)
+    monkeypatch.setattr(kodi_rpc, "PAGE", 2)
     kodi.honour_limits = False
     for n in range(5):
         kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
@@ -1054,7 +1055,7 @@ def test_verify_looks_again_while_kodis_background_job_runs(kodi):
     assert results(player.verify(targets([movie("Heat (1995)")]))) == {
         "movie:1": ("synced", None)}
     assert kodi.methods.count("VideoLibrary.GetMovies") == 2
-    assert player.clock() == 0.25
+    assert player.kodi.clock() == 0.25
 
 
 def test_verify_gives_up_after_a_few_seconds(kodi):
@@ -1063,7 +1064,7 @@ def test_verify_gives_up_after_a_few_seconds(kodi):
     player = make_player()
     (out,) = player.verify(targets([movie("Heat (1995)")]))
     assert out.result == "unverified"
-    assert 2.0 <= player.clock() <= 3.0
+    assert 2.0 <= player.kodi.clock() <= 3.0
     assert kodi.methods.count("VideoLibrary.GetMovies") <= 6
     assert kodi.mutating == []
 

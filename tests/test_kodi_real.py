@@ -263,9 +263,10 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
     import time
 
     import metarr_sync.players.kodi as adapter
+    import metarr_sync.players.kodi_rpc as kodi_rpc
     from metarr_sync.config import PlayerConfig, SyncConfig
 
-    monkeypatch.setattr(adapter, "PAGE", 2)
+    monkeypatch.setattr(kodi_rpc, "PAGE", 2)
     files = [publish_movie(kodi, f"Paged {n}", 2010 + n, imdb=f"tt100000{n}") for n in range(5)]
     kodi.rpc("Files.GetDirectory", {"directory": f"{kodi.movies}/"})
     for file in files:
@@ -287,13 +288,13 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
         assert {str(Path(f).parent) for f in files} <= folders
 
         before = player.requests
-        answers = player.call_many([
+        answers = player.kodi.call_many([
             ("VideoLibrary.RefreshMovie", {"movieid": expected[files[0]], "ignorenfo": False}),
             ("VideoLibrary.RefreshMovie", {"movieid": 987654, "ignorenfo": False})],
             mutating=True)
         assert player.requests == before + 1
         assert answers[0] == "OK"
-        assert isinstance(answers[1], adapter.KodiRejected) and answers[1].code == -32602
+        assert isinstance(answers[1], kodi_rpc.KodiRejected) and answers[1].code == -32602
         # The valid refresh ran: Kodi re-added the movie under a new id.
         kodi.wait_until(lambda: kodi.movies_by_file().get(files[0], {}).get("movieid")
                         not in (None, expected[files[0]]), "the refreshed movie's new id")

@@ -88,7 +88,7 @@ def test_a_refresh_batch_that_timed_out_is_not_sent_again_to_fail_on_stale_ids(f
 
 def test_a_scan_whose_connection_is_refused_is_retried_once_kodi_is_back(fake):
     player = player_for(fake)
-    wait_idle = player.wait_idle
+    wait_idle = player.kodi.wait_idle
     timers: list[threading.Timer] = []
 
     def kodi_goes_away_before_the_scan() -> None:
@@ -99,7 +99,7 @@ def test_a_scan_whose_connection_is_refused_is_retried_once_kodi_is_back(fake):
         timers.append(threading.Timer(0.3, fake.heal))
         timers[-1].start()
 
-    player.wait_idle = kodi_goes_away_before_the_scan  # type: ignore[method-assign]
+    player.kodi.wait_idle = kodi_goes_away_before_the_scan  # type: ignore[method-assign]
     outcomes = player.apply(batch_of(HEAT))
     for timer in timers:
         timer.join()

@@ -17,20 +17,14 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
   a scan sent while another runs.
-- Neither scans, refreshes, cleans nor removals may reach Kodi twice: a second scan stops
-  the first, a refresh or removal sent again fails on the id the first one invalidated.
-  So every call that changes the library is sent again only when the connection could not
-  be made at all; once sent, a timeout or a 5xx answer leaves its items queued for the
-  next run (which looks the items up afresh). Reads keep the client's full retries.
+- Neither scans, refreshes, cleans nor removals may reach Kodi twice; the JSON-RPC client
+  (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
@@ -47,25 +41,16 @@ from metarr_sync.plan import (
 from metarr_sync.players.base import (
     Outcome,
     Player,
-    PlayerTimeout,
     ProbeResult,
     ProbeStep,
     ProtocolError,
-    Rejected,
 )
-from metarr_sync.players.http import HttpClient, MaybeReceived, parse_json
+from metarr_sync.players.kodi_rpc import KodiClient, KodiRejected, Row, listed_ids, listed_rows
 
-log = logging.getLogger("metarr_sync.kodi")
-
-#: Kodi's default web server user, used when only a password is configured.
-DEFAULT_USER = "kodi"
 #: Longest time verify() looks again for items Kodi's background job has not added yet.
 VERIFY_GRACE = 3.0
 #: Shows whose episode listings are kept between batches (see KodiPlayer._trim).
 SHOWS_KEPT = 8
-#: Rows per page of a whole-library listing (GetMovies, GetTVShows): only one page's answer
-#: is ever parsed at a time, not 50,000 movies' worth of dicts at once.
-PAGE = 5000
 #: How long a notification stays on screen; Kodi rejects less than 1500 ms.
 NOTIFICATION_MS = 5000
 _REFRESH = {
@@ -78,31 +63,6 @@ _REMOVE = {
     "series": ("VideoLibrary.RemoveTVShow", "tvshowid"),
     "episode": ("VideoLibrary.RemoveEpisode", "episodeid"),
 }
-
-
-class KodiRejected(Rejected):
-    """Kodi answered one call with a JSON-RPC error object."""
-
-    def __init__(self, method: str, error: Any):
-        self.method = method
-        self.code = error.get("code") if isinstance(error, dict) else None
-        self.detail = _error_text(error)
-        super().__init__(f"Kodi rejected {method}: {self.detail}")
-
-
-def _error_text(error: Any) -> str:
-    """Kodi's own words: `message`, plus which parameter and why when it says so."""
-    if not isinstance(error, dict):
-        return str(error)
-    text = str(error.get("message") or "unknown error").strip()
-    stack = (error.get("data") or {}).get("stack") if isinstance(error.get("data"), dict) \
-        else None
-    if isinstance(stack, dict) and stack.get("message"):
-        where = f"{stack['name']}: " if stack.get("name") else ""
-        text += f" ({where}{stack['message']})"
-    if error.get("code") is not None:
-        text += f" [code {error['code']}]"
-    return text
 
 
 def _key(path: str) -> str:
@@ -122,56 +82,6 @@ def _expand_source(path: str) -> list[str]:
     if not path.startswith("multipath://"):
         return [path]
     return [unquote(part) for part in path[len("multipath://"):].split("/") if part]
-
-
-class _Row(NamedTuple):
-    """One listed item as far as it is kept: its file (or folder), which id it has
-    (movieid, ...; "" for a directory entry) and that id."""
-
-    file: str
-    field: str
-    id: Any
-
-
-_ID_FIELDS = ("movieid", "episodeid", "tvshowid")
-
-
-def _slim(obj: dict[str, Any]) -> Any:
-    """json object_hook for listings: each row shrinks to a _Row as soon as it is parsed.
-
-    Its label and other keys are dropped at once instead of after the whole answer: a
-    50,000-entry answer then never holds 50,000 dicts (40 MB, which Python then keeps as
-    fragmented heap; measured 22 MB instead)."""
-    file = obj.get("file")
-    if not isinstance(file, str):
-        return obj
-    for field in _ID_FIELDS:
-        if field in obj:
-            return _Row(file, field, obj[field])
-    return _Row(file, "", None) if "filetype" in obj else obj
-
-
-def _rows(where: str, method: str, answer: Any, key: str) -> tuple[list[Any], int | None]:
-    """The rows of a listing's answer (Kodi may leave out the key of an empty list) and
-    the number of rows Kodi has in all (`limits.total`), when it says."""
-    if answer is None:
-        return [], None
-    if not isinstance(answer, dict) or not isinstance(answer.get(key) or [], list):
-        raise ProtocolError(f"{where} answered {method} without a list of {key}: "
-                            "is this Kodi's web server?")
-    limits = answer.get("limits")
-    total = limits.get("total") if isinstance(limits, dict) else None
-    return answer.get(key) or [], total if isinstance(total, int) else None
-
-
-def _ids(where: str, method: str, rows: list[Any], id_field: str) -> Iterator[tuple[str, int]]:
-    """(file, id) of each listed row (parsed with _slim)."""
-    for row in rows:
-        if not isinstance(row, _Row) or row.field != id_field or isinstance(row.id, bool) \
-                or not isinstance(row.id, int):
-            raise ProtocolError(f"{where} listed a row without {id_field} in its answer to "
-                                f"{method}: is this Kodi's web server?")
-        yield row.file, row.id
 
 
 class _Library:
@@ -197,15 +107,15 @@ class _Library:
 
 
 class KodiPlayer(Player):
+    """The Kodi target: finds Metarr's items in Kodi's library and plans the refreshes,
+    removals and scans that bring them up to date; every call goes through `self.kodi`."""
+
     type_name: ClassVar[str] = "kodi"
 
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         super().__init__(config, sync, dry_run=dry_run)
-        self.http = HttpClient(config, sync, dry_run=dry_run)
-        self.commands = self.http.commands  # one list: what --dry-run prints
-        self.auth: tuple[str, str] | None = None
-        if config.username or config.password_value:
-            self.auth = (config.username or DEFAULT_USER, config.password_value or "")
+        self.kodi = KodiClient(config, sync, dry_run=dry_run)
+        self.commands = self.kodi.commands  # one list: what --dry-run prints
         self.library = _Library()
         self.sources: list[str] | None = None
         #: Folders scanned in this run, and whether Kodi saw each in its parent's listing.
@@ -213,177 +123,38 @@ class KodiPlayer(Player):
         self.scanned: dict[str, bool] = {}
         #: Parent folder -> its entries as Kodi listed them in this run (or why not).
         self.parents: dict[str, set[str] | KodiRejected] = {}
-        self._next_id = 0
-        # Injectable for tests: waiting for Kodi's scanner is the only sleeping done here.
-        self.sleep: Callable[[float], None] = time.sleep
-        self.clock: Callable[[], float] = time.monotonic
+
+    @property  # type: ignore[override]
+    def requests(self) -> int:
+        """HTTP requests sent to Kodi so far (a JSON-RPC batch is one)."""
+        return self.kodi.requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:  # the base class initialises it to 0
+        pass
 
     @property
     def where(self) -> str:
-        return self.http.base
-
-    # --- JSON-RPC ----------------------------------------------------------------------
-
-    def call(self, method: str, params: dict[str, Any] | None = None, *,
-             mutating: bool = False, rows: bool = False) -> Any:
-        """One JSON-RPC call; Kodi's error object is raised as KodiRejected.
-
-        A mutating call under --dry-run is recorded in .commands, not sent, and returns None.
-        """
-        (answer,) = self.call_many([(method, params)], mutating=mutating, rows=rows)
-        if isinstance(answer, KodiRejected):
-            raise answer
-        return answer
-
-    def call_many(self, calls: Sequence[tuple[str, dict[str, Any] | None]], *,
-                  mutating: bool = False, rows: bool = False) -> list[Any]:
-        """Several calls in one POST (a JSON-RPC batch), answered call by call.
-
-        Returns one entry per call, in order: its result, or a KodiRejected carrying Kodi's
-        error object for that call alone (the other calls of the batch stand). An answer
-        that is not a batch, or lacks a call's answer, is a ProtocolError for the player.
-        A lone call is sent as itself. Every call carries an `id`: Kodi executes a call
-        without one (a notification) but never answers it. Never batch scans or cleans:
-        Kodi does not queue them, a second one stops the first and drops itself.
-
-        Each mutating call is logged at -v and recorded in .commands on its own, batched
-        or not (what --dry-run prints); under --dry-run nothing mutating is sent and every
-        answer is None. With `rows`, each listed item arrives as a _Row (see _slim).
-        """
-        bodies: list[dict[str, Any]] = []
-        for method, params in calls:
-            self._next_id += 1
-            body: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
-            if params is not None:
-                body["params"] = params
-            bodies.append(body)
-            # -v shows what changes Kodi's library; -vv every call.
-            level = logging.INFO if mutating else logging.DEBUG
-            if log.isEnabledFor(level):
-                log.log(level, "%s: %s %s%s", self.name, method,
-                        json.dumps(params or {}, ensure_ascii=False, sort_keys=True),
-                        " (dry run: not sent)" if mutating and self.dry_run else "")
-            if mutating:
-                self.commands.append(self.http.describe("POST", "/jsonrpc", body=body))
-        if not bodies:
-            return []
-        if mutating and self.dry_run:
-            return [None] * len(bodies)
-        try:
-            # Calls that change the library are never sent twice (see the module notes).
-            answer = self._post(bodies[0] if len(bodies) == 1 else bodies, rows,
-                                resend=not mutating)
-        except MaybeReceived:
-            raise self._maybe_received([b["method"] for b in bodies]) from None
-        finally:
-            self.requests = self.http.requests
-        if len(bodies) == 1:
-            return [self._answer(bodies[0]["method"], answer)]
-        return self._batch_answers(bodies, answer)
-
-    def _maybe_received(self, methods: list[str]) -> PlayerTimeout:
-        """A call that changes the library was sent and not answered in time."""
-        names = sorted(set(methods))
-        what = names[0] if len(methods) == 1 else \
-            f"a batch of {len(methods)} calls ({', '.join(names)})"
-        text = (f"Kodi at {self.where} did not answer {what} within {self.sync.timeout:g} s; "
-                "Kodi may have received it and may be carrying it out, so it was not sent "
-                "again (Kodi must not get it twice)")
-        if any(name.startswith("VideoLibrary.") for name in names):
-            text += "; the items stay queued for the next run"
-        return PlayerTimeout(text)
-
-    def _post(self, payload: Any, rows: bool, *, resend: bool = True) -> Any:
-        """POST to /jsonrpc; the parsed answer (None for an empty one)."""
-        if not rows:
-            return self.http.json("POST", "/jsonrpc", json_body=payload, auth=self.auth,
-                                  resend=resend)
-        response = self.http.request("POST", "/jsonrpc", json_body=payload, auth=self.auth,
-                                     resend=resend)
-        if response is None or not response.content:
-            return None
-        try:
-            return json.loads(response.content, object_hook=_slim)
-        except ValueError:
-            # The client's own words for an HTML page or broken JSON.
-            return parse_json(response, self.http.base)
-
-    def _batch_answers(self, bodies: list[dict[str, Any]], answer: Any) -> list[Any]:
-        """Each call's answer, matched by its id (Kodi keeps the order, JSON-RPC does not
-        promise it)."""
-        count = len(bodies)
-        if not isinstance(answer, list):
-            said = f" ({_error_text(answer['error'])})" if isinstance(answer, dict) \
-                and answer.get("error") is not None else ""
-            raise ProtocolError(f"{self.where} answered a batch of {count} JSON-RPC calls "
-                                f"with something that is not one answer per call{said}: "
-                                "is this Kodi's web server?")
-        by_id = {entry.get("id"): entry for entry in answer if isinstance(entry, dict)}
-        found = []
-        for body in bodies:
-            if body["id"] not in by_id:
-                raise ProtocolError(f"{self.where} sent no answer to {body['method']} in a "
-                                    f"batch of {count} JSON-RPC calls: is this Kodi's web "
-                                    "server?")
-            found.append(self._answer(body["method"], by_id[body["id"]]))
-        return found
-
-    def _answer(self, method: str, answer: Any) -> Any:
-        """One call's result, or its error object as a KodiRejected (returned, not raised)."""
-        if answer is None:
-            raise ProtocolError(f"{self.where} sent an empty answer to {method}: "
-                                "is this Kodi's web server?")
-        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
-            raise ProtocolError(f"{self.where} answered {method} with something that is "
-                                "not JSON-RPC: is this Kodi's web server?")
-        if answer.get("error") is not None:
-            return KodiRejected(method, answer["error"])
-        return answer["result"]
-
-    def wait_idle(self) -> None:
-        """Wait until Kodi's video library is neither scanning nor cleaning.
-
-        Kodi does not queue scans: one sent now would stop the running scan and drop
-        itself. Bounded by the player timeout; past it the player fails for this run and
-        its remaining work stays queued.
-        """
-        if self.dry_run:
-            return  # nothing is sent, so nothing can collide
-        deadline = self.clock() + self.sync.timeout
-        delay = 0.05
-        while True:
-            result = self.call("XBMC.GetInfoBooleans",
-                               {"booleans": ["Library.IsScanningVideo"]})
-            if not isinstance(result, dict) or "Library.IsScanningVideo" not in result:
-                raise ProtocolError(f"{self.where} did not say whether its library is "
-                                    "scanning (XBMC.GetInfoBooleans)")
-            if not result["Library.IsScanningVideo"]:
-                return
-            if self.clock() + delay > deadline:
-                raise PlayerTimeout(
-                    f"Kodi at {self.where} was still scanning its video library after "
-                    f"{self.sync.timeout:g} s; the remaining updates stay queued for the "
-                    "next run")
-            self.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        return self.kodi.where
 
     # --- discovery ---------------------------------------------------------------------
 
     def probe(self) -> ProbeResult:
         result = ProbeResult()
-        pong = self.call("JSONRPC.Ping")
+        pong = self.kodi.call("JSONRPC.Ping")
         if pong != "pong":
             raise ProtocolError(f"{self.where} answered JSONRPC.Ping with {pong!r} instead "
                                 "of 'pong': is this Kodi?")
         result.steps.append(ProbeStep("JSON-RPC", True, f"{self.where}/jsonrpc answers"))
-        version = self.call("JSONRPC.Version")
+        version = self.kodi.call("JSONRPC.Version")
         try:
             api = version["version"]
             result.api_version = f"{api['major']}.{api.get('minor', 0)}.{api.get('patch', 0)}"
         except (TypeError, KeyError):
             raise ProtocolError(f"{self.where} sent no usable JSONRPC.Version") from None
         try:
-            app = self.call("Application.GetProperties", {"properties": ["version", "name"]})
+            app = self.kodi.call("Application.GetProperties",
+                                 {"properties": ["version", "name"]})
             ver = app["version"]
             tag = ver.get("tag", "")
             result.version = f"{ver['major']}.{ver['minor']}" + (
@@ -408,7 +179,7 @@ class KodiPlayer(Player):
 
     def video_sources(self) -> list[str]:
         if self.sources is None:
-            answer = self.call("Files.GetSources", {"media": "video"}) or {}
+            answer = self.kodi.call("Files.GetSources", {"media": "video"}) or {}
             roots: list[str] = []
             for source in answer.get("sources") or []:
                 roots.extend(_expand_source(str(source.get("file", ""))))
@@ -416,7 +187,7 @@ class KodiPlayer(Player):
         return self.sources
 
     def is_playing(self) -> bool:
-        active = self.call("Player.GetActivePlayers")
+        active = self.kodi.call("Player.GetActivePlayers")
         return bool(active)
 
     # --- finding items -----------------------------------------------------------------
@@ -424,7 +195,7 @@ class KodiPlayer(Player):
     def _movies(self) -> dict[str, int]:
         if self.library.movies is None:
             found: dict[str, int] = {}
-            for file, movie_id in self._paged("VideoLibrary.GetMovies", "movies", "movieid"):
+            for file, movie_id in self.kodi.paged("VideoLibrary.GetMovies", "movies", "movieid"):
                 for part in _stack_parts(file):
                     found[part] = movie_id
             self.library.movies = found
@@ -433,31 +204,8 @@ class KodiPlayer(Player):
     def _shows(self) -> dict[str, int]:
         if self.library.shows is None:
             self.library.shows = {_key(file): show_id for file, show_id in
-                                  self._paged("VideoLibrary.GetTVShows", "tvshows", "tvshowid")}
+                                  self.kodi.paged("VideoLibrary.GetTVShows", "tvshows", "tvshowid")}
         return self.library.shows
-
-    def _paged(self, method: str, key: str, id_field: str) -> Iterator[tuple[str, int]]:
-        """(file, id) of every row of a whole-library listing, PAGE rows per request.
-
-        Kodi answers `limits` {start, end} with the rows in [start, end) and the number of
-        rows in `limits.total`; a page shorter than asked for is the last. (`end: 0` would
-        return no rows at all.) A server that ignores the limits sends everything at once,
-        which ends the listing too. Pages are not one snapshot: the run's first listing
-        comes before its refreshes, but a later one (after a clean, in verify()) can meet
-        Kodi's background job re-adding a refreshed item at the end, which may hide a row
-        between two pages; verify() looks again for what it misses.
-        """
-        start = 0
-        while True:
-            answer = self.call(method, {"properties": ["file"],
-                                        "limits": {"start": start, "end": start + PAGE}},
-                               rows=True)
-            rows, total = _rows(self.where, method, answer, key)
-            yield from _ids(self.where, method, rows, id_field)
-            start += len(rows)
-            if len(rows) < PAGE or total is None or start >= total:
-                return
-            del answer, rows  # the next page replaces this one, never joins it
 
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
         """Have these shows' episodes listed: those not listed yet in one POST (a JSON-RPC
@@ -471,14 +219,15 @@ class KodiPlayer(Player):
         for at in range(0, len(missing), size):
             chunk = missing[at:at + size]
             method = "VideoLibrary.GetEpisodes"
-            answers = self.call_many([(method, {"tvshowid": show, "properties": ["file"]})
-                                      for show in chunk], rows=True)
+            answers = self.kodi.call_many(
+                [(method, {"tvshowid": show, "properties": ["file"]}) for show in chunk],
+                rows=True)
             for show, answer in zip(chunk, answers, strict=True):
                 if isinstance(answer, KodiRejected):
                     raise answer
-                rows = _rows(self.where, method, answer, "episodes")[0]
+                rows = listed_rows(self.where, method, answer, "episodes")[0]
                 episodes[show] = {part: episode_id for file, episode_id
-                                  in _ids(self.where, method, rows, "episodeid")
+                                  in listed_ids(self.where, method, rows, "episodeid")
                                   for part in _stack_parts(file)}
         for show in dict.fromkeys(show_ids):
             if show in episodes:
@@ -497,8 +246,8 @@ class KodiPlayer(Player):
         paths: list[str] = []
         for method, key in (("VideoLibrary.GetMovies", "movies"),
                             ("VideoLibrary.GetEpisodes", "episodes")):
-            answer = self.call(method, {"properties": ["file"],
-                                        "limits": {"start": 0, "end": limit}}) or {}
+            answer = self.kodi.call(method, {"properties": ["file"],
+                                             "limits": {"start": 0, "end": limit}}) or {}
             # Kodi 20.1 sends an empty list (a missing key is read as one too); a server
             # ignoring the limits must still not make this list the whole library.
             for row in (answer.get(key) or [])[:limit]:
@@ -622,8 +371,8 @@ class KodiPlayer(Player):
         size = max(1, self.sync.batch_size)
         for at in range(0, len(changes), size):
             chunk = changes[at:at + size]
-            answers = self.call_many([(method, params) for _, method, params in chunk],
-                                     mutating=True)
+            answers = self.kodi.call_many([(method, params) for _, method, params in chunk],
+                                          mutating=True)
             for (target, _, _), answer in zip(chunk, answers, strict=True):
                 outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
                     if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
@@ -639,12 +388,12 @@ class KodiPlayer(Player):
         return any(file.startswith(folder) for file in self._movies())
 
     def _clean(self, target: Target) -> Outcome:
-        self.wait_idle()
+        self.kodi.wait_idle()
         try:
-            self.call("VideoLibrary.Clean", {"showdialogs": False, "content": "movies",
-                                             "directory": with_trailing(target.folder,
-                                                                        target.style)},
-                      mutating=True)
+            self.kodi.call("VideoLibrary.Clean",
+                           {"showdialogs": False, "content": "movies",
+                            "directory": with_trailing(target.folder, target.style)},
+                           mutating=True)
         except KodiRejected as exc:
             return Outcome(target.key, "failed", exc.message)
         self.library.forget_movies()
@@ -701,10 +450,11 @@ class KodiPlayer(Player):
                         f"({listing.detail}): is that share reachable from Kodi, "
                         f"and does the mapping for {self._mapping_hint(t)} point at it?")
                 continue
-            self.wait_idle()
+            self.kodi.wait_idle()
             try:
-                self.call("VideoLibrary.Scan", {"directory": with_trailing(folder, style),
-                                                "showdialogs": False}, mutating=True)
+                self.kodi.call("VideoLibrary.Scan",
+                               {"directory": with_trailing(folder, style), "showdialogs": False},
+                               mutating=True)
             except KodiRejected as exc:
                 for t in members:
                     outcomes[t.key] = Outcome(t.key, "failed", exc.message)
@@ -738,13 +488,13 @@ class KodiPlayer(Player):
         """List `folder` in Kodi (refreshing Kodi's cache of it); the entries, or why not."""
         method = "Files.GetDirectory"
         try:
-            answer = self.call(method, {"directory": folder}, rows=True)
+            answer = self.kodi.call(method, {"directory": folder}, rows=True)
         except KodiRejected as exc:
             return exc
         # A parent listing can be a whole library folder (50,000 movie folders): one
-        # answer, parsed row by row into the folder names only (see _slim).
-        return {_key(row.file) for row in _rows(self.where, method, answer, "files")[0]
-                if isinstance(row, _Row)}
+        # answer, parsed row by row into the folder names only (rows=True: see Row).
+        return {_key(row.file) for row in listed_rows(self.where, method, answer, "files")[0]
+                if isinstance(row, Row)}
 
     def _mapping_hint(self, target: Target) -> str:
         mapping = best_mapping(target.item.path, self.config.mappings)
@@ -755,13 +505,13 @@ class KodiPlayer(Player):
 
     def scan_all(self) -> None:
         """A full library scan: only when the user turned targeted_updates off."""
-        self.wait_idle()
-        self.call("VideoLibrary.Scan", {"showdialogs": False}, mutating=True)
+        self.kodi.wait_idle()
+        self.kodi.call("VideoLibrary.Scan", {"showdialogs": False}, mutating=True)
         self.library = _Library()
 
     def notify(self, title: str, message: str) -> None:
-        self.call("GUI.ShowNotification", {"title": title, "message": message,
-                                           "displaytime": NOTIFICATION_MS}, mutating=True)
+        self.kodi.call("GUI.ShowNotification", {"title": title, "message": message,
+                                                "displaytime": NOTIFICATION_MS}, mutating=True)
 
     # --- verifying ---------------------------------------------------------------------
 
@@ -772,16 +522,16 @@ class KodiPlayer(Player):
         re-adds the item), so an item not seen at once is looked for again for a few
         seconds before it is called unverified.
         """
-        deadline = self.clock() + min(self.sync.timeout, VERIFY_GRACE)
+        deadline = self.kodi.clock() + min(self.sync.timeout, VERIFY_GRACE)
         delay = 0.25
         waiting = list(targets)
         while True:
-            self.wait_idle()
+            self.kodi.wait_idle()
             self.library = _Library()  # scans and refreshes since the last listing
             waiting = self._not_landed(waiting)
-            if not waiting or self.clock() + delay > deadline:
+            if not waiting or self.kodi.clock() + delay > deadline:
                 break
-            self.sleep(delay)
+            self.kodi.sleep(delay)
             delay = min(delay * 2, 1.0)
         late = {t.key for t in waiting}
         outcomes = []
@@ -846,4 +596,4 @@ class KodiPlayer(Player):
                 "scraper of its source in Kodi (Set content) and Kodi's log")
 
     def close(self) -> None:
-        self.http.close()
+        self.kodi.close()
