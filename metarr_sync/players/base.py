@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from metarr_sync.config import PlayerConfig, SyncConfig
@@ -200,6 +200,15 @@ class ProbeResult:
     roots: list[str] = field(default_factory=list)
 
 
+class PlayerClient(Protocol):
+    """What an adapter's client (HttpClient, KodiClient) shares with the engine."""
+
+    @property
+    def requests(self) -> int: ...
+
+    commands: list[str]
+
+
 class Player(ABC):
     """Base of all adapters. One instance serves one player for one run."""
 
@@ -213,9 +222,25 @@ class Player(ABC):
         self.config = config
         self.sync = sync
         self.dry_run = dry_run
-        self.requests = 0
+        self._requests = 0
         #: Every state-changing command, as text: what --dry-run prints.
         self.commands: list[str] = []
+        self._client: PlayerClient | None = None
+
+    def use_client(self, client: PlayerClient) -> None:
+        """Count requests and record commands in the client the adapter talks through
+        (refreshes sent from several threads are each counted there)."""
+        self._client = client
+        self.commands = client.commands
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent to the player so far (a JSON-RPC batch is one)."""
+        return self._requests if self._client is None else self._client.requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:  # adapters without a client count here
+        self._requests = value
 
     @property
     def name(self) -> str:

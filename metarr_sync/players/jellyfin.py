@@ -180,22 +180,13 @@ class JellyfinPlayer(Player):
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         super().__init__(config, sync, dry_run=dry_run)
         self.http = HttpClient(config, sync, dry_run=dry_run, headers=self.auth_headers())
-        # The engine reads .requests/.commands: share the client's counters.
-        self.commands = self.http.commands
+        self.use_client(self.http)
         self._libraries: list[Library] | None = None
         self._indexes: dict[str, Index] = {}
         self._recent_shows: list[str] = []  # series ids whose episode index is kept
         self.device = device_id(config.name)
 
     # --- plumbing -------------------------------------------------------------------------
-
-    @property  # type: ignore[override]
-    def requests(self) -> int:
-        return self.http.requests
-
-    @requests.setter
-    def requests(self, value: int) -> None:  # the base class initialises it to 0
-        pass
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}

@@ -115,7 +115,7 @@ class KodiPlayer(Player):
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         super().__init__(config, sync, dry_run=dry_run)
         self.kodi = KodiClient(config, sync, dry_run=dry_run)
-        self.commands = self.kodi.commands  # one list: what --dry-run prints
+        self.use_client(self.kodi)
         self.library = _Library()
         self.sources: list[str] | None = None
         #: Folders scanned in this run, and whether Kodi saw each in its parent's listing.
@@ -123,15 +123,6 @@ class KodiPlayer(Player):
         self.scanned: dict[str, bool] = {}
         #: Parent folder -> its entries as Kodi listed them in this run (or why not).
         self.parents: dict[str, set[str] | KodiRejected] = {}
-
-    @property  # type: ignore[override]
-    def requests(self) -> int:
-        """HTTP requests sent to Kodi so far (a JSON-RPC batch is one)."""
-        return self.kodi.requests
-
-    @requests.setter
-    def requests(self, value: int) -> None:  # the base class initialises it to 0
-        pass
 
     @property
     def where(self) -> str:

@@ -233,7 +233,7 @@ class PlexPlayer(Player):
         if config.token_value:
             headers["X-Plex-Token"] = config.token_value
         self.http = HttpClient(config, sync, dry_run=dry_run, headers=headers)
-        self.commands = self.http.commands  # one list: what --dry-run prints
+        self.use_client(self.http)
         self._sleep = sleep
         self._sections: list[Section] | None = None
         self._listings: dict[tuple[str, int], Listing] = {}
@@ -248,15 +248,6 @@ class PlexPlayer(Player):
         self._scans_sent = 0
 
     # -- plumbing ----------------------------------------------------------------------
-
-    @property  # type: ignore[override]
-    def requests(self) -> int:
-        """The client's count: refreshes run in several threads, each counted there."""
-        return self.http.requests
-
-    @requests.setter
-    def requests(self, value: int) -> None:  # the base class initialises it to 0
-        pass
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.http.json("GET", path, params=params)
