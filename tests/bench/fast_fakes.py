@@ -24,7 +24,6 @@ from support.fake_players import (
     PlexSection,
     Recorded,
     Reply,
-    _InvalidParams,
     is_video,
     json_reply,
     sep_of,
@@ -161,23 +160,6 @@ class BenchKodi(SortedDisk, FakeKodi):
 
     def _has_show(self, folder: str) -> bool:
         return bool(self.shows.group("file", folder))
-
-    def rpc_Files_GetDirectory(self, params: Any) -> dict[str, Any]:
-        directory = str(params.get("directory") or "")
-        sep = sep_of(directory)
-        base = trailing(directory, sep)
-        if self._source_of(base) is None and not any(under(r, base) for r in self.sources):
-            raise _InvalidParams("directory", f"{directory} is not inside a source")
-        entries: dict[str, str] = {}
-        for file in self.files_under(base):
-            name, more, _ = file[len(base):].partition(sep)
-            entries[base + name + sep if more else base + name] = \
-                "directory" if more else "file"
-        if not entries and base not in self.sources:
-            raise _InvalidParams("directory", f"{directory} does not exist")
-        files = [{"file": f, "filetype": t, "label": f.rstrip(sep).rsplit(sep, 1)[-1],
-                  "type": "unknown"} for f, t in sorted(entries.items())]
-        return {"files": files, "limits": {"start": 0, "end": len(files), "total": len(files)}}
 
     def _get(self, table: dict[int, Any], key: str, params: Any, name: str) -> dict:
         # Ids only grow and entries are added in id order: no sorting needed. Without a

@@ -700,8 +700,8 @@ class FakeKodi(FakePlayer):
         if self._source_of(base) is None and not any(under(r, base) for r in self.sources):
             raise _InvalidParams("directory", f"{directory} is not inside a source")
         entries: dict[str, str] = {}
-        for file in self.files:
-            if not file.startswith(base):
+        for file in self.files_under(base):
+            if not file.startswith(base):  # the folder itself, were it a file
                 continue
             name, more, _ = file[len(base):].partition(sep)
             if more:
