@@ -407,7 +407,9 @@ class PlexPlayer(Player):
         keys = list(refreshes)
         vanished: dict[str, str] = {}
         for rating_key, done in zip(keys, self.concurrently(self._refresh, keys), strict=True):
-            for target in refreshes[rating_key] if not done else ():
+            if done:
+                continue
+            for target in refreshes[rating_key]:
                 vanished.setdefault(target.key, (
                     f"Plex no longer has item {rating_key} it listed for {target.path} "
                     "(HTTP 404 on its refresh): the next run looks for it again"))
