@@ -526,6 +526,23 @@ def test_episode_file_inside_a_new_show_folder_is_not_reported_twice(jf: Server)
     assert jf.updates() == [[{"Path": "/media/tv/Andor", "UpdateType": "Created"}]]
 
 
+def test_media_updates_collapse_into_reported_folders_but_keep_removals() -> None:
+    from metarr_sync.players.jellyfin import _collapse
+
+    updates = {
+        "/media/tv/Andor": ("Created", ["series:20"]),
+        "/media/tv/Andor/Season 01/Andor S01E01.mkv": ("Created", ["episode:11"]),
+        "/media/tv/Andor/Season 01/old.mkv": ("Deleted", ["episode:9"]),
+        "/media/tv/Andor-Extras/clip.mkv": ("Modified", ["episode:12"]),
+        "/media/movies/Heat (1995)/Heat (1995).mkv": ("Modified", ["movie:1"]),
+    }
+    assert _collapse(updates) == [
+        ("/media/tv/Andor", "Created"),
+        ("/media/tv/Andor/Season 01/old.mkv", "Deleted"),
+        ("/media/tv/Andor-Extras/clip.mkv", "Modified"),  # a sibling, not inside Andor
+        ("/media/movies/Heat (1995)/Heat (1995).mkv", "Modified")]
+
+
 def test_removed_item_jellyfin_never_had_costs_no_scan(jf: Server) -> None:
     jf.standard()
     outcomes = make_player().apply(targets(movie(3, "Old", 1990, removed=True)))

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.plan import Target, is_under, strip_trailing
+from metarr_sync.plan import Target, collapse_folders, is_under, strip_trailing
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -389,14 +389,10 @@ class JellyfinPlayer(Player):
 
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         outcomes: dict[str, Outcome] = {}
-        updates: list[tuple[str, str, list[str]]] = []  # (path, UpdateType, item keys)
+        updates: dict[str, tuple[str, list[str]]] = {}  # path -> (UpdateType, item keys)
 
         def report(path: str, kind: str, key: str) -> None:
-            for entry in updates:
-                if entry[0] == path:
-                    entry[2].append(key)
-                    return
-            updates.append((path, kind, [key]))
+            updates.setdefault(path, (kind, []))[1].append(key)
 
         # What the server has for each target: (target, its libraries, item ids, found at
         # its exact path, where its refreshes start in `refreshes`).
@@ -436,8 +432,8 @@ class JellyfinPlayer(Player):
                 report(target.path, "Created", target.key)
 
         if updates:
-            self.media_updated([(path, kind) for path, kind, _ in _collapse(updates)])
-            for _, _, keys in updates:
+            self.media_updated(_collapse(updates))
+            for _, keys in updates.values():
                 for key in keys:
                     outcomes[key] = Outcome(key, "synced")
         return [outcomes[t.key] for t in batch]
@@ -620,17 +616,10 @@ def _unique(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _collapse(updates: Iterable[tuple[str, str, list[str]]]) -> list[tuple[str, str, list[str]]]:
-    """Leave out new/changed paths inside another reported new/changed folder.
-
-    A new show's folder already brings its episodes; removals are kept as they are.
-    """
-    updates = list(updates)
-    folders = [p for p, kind, _ in updates if kind != "Deleted"]
-    kept = []
-    for path, kind, keys in updates:
-        covered = kind != "Deleted" and any(
-            other != path and is_under(path, other) for other in folders)
-        if not covered:
-            kept.append((path, kind, keys))
-    return kept
+def _collapse(updates: dict[str, tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """(path, UpdateType) to report, leaving out new/changed paths inside another reported
+    new/changed folder (a new show's folder already brings its episodes); removals are
+    kept as they are. One sorted pass (plan.collapse_folders), not a pairwise check."""
+    outermost = set(collapse_folders(p for p, (kind, _) in updates.items() if kind != "Deleted"))
+    return [(path, kind) for path, (kind, _) in updates.items()
+            if kind == "Deleted" or strip_trailing(path) in outermost]
