@@ -390,6 +390,21 @@ def test_new_movie_lists_parent_waits_then_scans_its_folder(kodi):
     assert len(player.commands) == 1 and '"method": "VideoLibrary.Scan"' in player.commands[0]
 
 
+def test_new_folders_inside_another_new_folder_ride_on_its_one_scan(kodi):
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/",
+                 "smb://nas/movies/Ronin (1998)/")
+    out = make_player().apply(targets([
+        movie("Heat (1995)", id=1),
+        movie("Heat (1995) Extras", id=2, folder="/data/media/movies/Heat (1995)/Extras"),
+        movie("Ronin (1998)", id=3),
+        movie("Ronin Cut", id=4, folder="/data/media/movies/Ronin (1998)/a/b")]))
+    assert {k: r for k, (r, _) in results(out).items()} == {
+        "movie:1": "synced", "movie:2": "synced", "movie:3": "synced", "movie:4": "synced"}
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/movies/Heat (1995)/", "showdialogs": False},
+        {"directory": "smb://nas/movies/Ronin (1998)/", "showdialogs": False}]
+
+
 @pytest.mark.parametrize(("root", "scan", "parent"), [
     ("smb://nas/movies", "smb://nas/movies/Heat (1995)/", "smb://nas/movies/"),
     ("smb://nas/movies/", "smb://nas/movies/Heat (1995)/", "smb://nas/movies/"),

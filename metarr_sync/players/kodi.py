@@ -23,7 +23,7 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -82,6 +82,17 @@ def _expand_source(path: str) -> list[str]:
     if not path.startswith("multipath://"):
         return [path]
     return [unquote(part) for part in path[len("multipath://"):].split("/") if part]
+
+
+def _holder(folder: str, style: PathStyle, folders: Container[str]) -> str | None:
+    """The folder of `folders` that holds `folder` (or is it), found by walking up."""
+    while True:
+        if folder in folders:
+            return folder
+        above = _key(parent(folder, style))
+        if above == folder:
+            return None
+        folder = above
 
 
 class _Library:
@@ -413,7 +424,7 @@ class KodiPlayer(Player):
                 continue
             wanted.setdefault(_key(folder), []).append(target)
         for folder in list(wanted):
-            earlier = self._scanned_above(folder, wanted[folder][0].style)
+            earlier = _holder(folder, wanted[folder][0].style, self.scanned)
             if earlier is None:
                 continue
             # Below a folder this run scanned already: that scan added the item, there is
@@ -423,8 +434,9 @@ class KodiPlayer(Player):
                     self._unseen(t, earlier)
         groups: dict[str, list[Target]] = {f: [] for f in collapse_folders(wanted)}
         for folder, members in wanted.items():
-            top = next(g for g in groups if is_under(folder, g))
-            groups[top].extend(members)
+            # Walking up, not comparing with every group: a batch's folders stay linear.
+            top = _holder(folder, members[0].style, groups)
+            groups.setdefault(top or folder, []).extend(members)
         for folder, members in groups.items():
             style: PathStyle = members[0].style
             above = parent(folder, style)
@@ -457,16 +469,6 @@ class KodiPlayer(Player):
                 outcomes[t.key] = Outcome(t.key, "synced") if seen else \
                     self._unseen(t, folder)
         return outcomes
-
-    def _scanned_above(self, folder: str, style: PathStyle) -> str | None:
-        """The folder scanned in this run that holds `folder` (or is it), if any."""
-        while True:
-            if folder in self.scanned:
-                return folder
-            above = _key(parent(folder, style))
-            if above == folder:
-                return None
-            folder = above
 
     def _unseen(self, target: Target, folder: str) -> Outcome:
         style = target.style
