@@ -326,32 +326,43 @@ def status_json(metrics: Any, health: Any, players: list[dict[str, Any]],
     }
 
 
-def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
-                 queue: dict[str, int], runs: list[dict[str, Any]]) -> None:
-    """Rich tables on a terminal; captured (a monitoring check, `ssh host metarr-sync
-    status`, a pipe) the same lines and columns as plain text: what monitoring systems
-    show best, and Rich is then never imported."""
+def print_verdict(health: Any) -> None:
+    """The verdict line and any further reasons: plain text when captured (a monitoring
+    system reads the first line whole, never wrapped), coloured on a terminal."""
     lines = [(health.summary, HEALTH_STYLE.get(health.code, ""))]
     lines += [(f"  also: {reason}", "") for reason in health.reasons[1:]]
-    after = [(_runs_line(metrics), "")]
-    if metrics.by_trigger:
-        after.append(("runs by trigger: " + ", ".join(
-            f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()), ""))
-    tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
     if not sys.stdout.isatty():
-        text = [line for line, _ in lines] + _plain_table(*tables[0]) + \
-            [line for line, _ in after] + \
-            [row for table in tables[1:] for row in _plain_table(*table)]
-        sys.stdout.write("\n".join(text) + "\n")
+        sys.stdout.write("".join(f"{line}\n" for line, _ in lines))
         return
     from rich.text import Text
 
     out = console()
     for line, style in lines:
         out.print(Text(line, style=style))
+
+
+def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
+                 queue: dict[str, int], runs: list[dict[str, Any]]) -> None:
+    """Rich tables on a terminal; captured (a monitoring check, `ssh host metarr-sync
+    status`, a pipe) the same lines and columns as plain text: what monitoring systems
+    show best, and Rich is then never imported."""
+    print_verdict(health)
+    after = [_runs_line(metrics)]
+    if metrics.by_trigger:
+        after.append("runs by trigger: " + ", ".join(
+            f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()))
+    tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
+    if not sys.stdout.isatty():
+        text = _plain_table(*tables[0]) + after + \
+            [row for table in tables[1:] for row in _plain_table(*table)]
+        sys.stdout.write("\n".join(text) + "\n")
+        return
+    from rich.text import Text
+
+    out = console()
     out.print(_rich_table(*tables[0]))
-    for line, style in after:
-        out.print(Text(line, style=style))
+    for line in after:
+        out.print(Text(line))
     for table in tables[1:]:
         out.print(_rich_table(*table))
 

@@ -75,6 +75,17 @@ def test_no_state_yet_is_unknown(setup):
     assert not cli.state_dir.exists()  # status created nothing
 
 
+def test_captured_verdict_is_one_line_however_long(setup, tmp_path):
+    # A monitoring system reads the first line: a long UNKNOWN reason is never wrapped.
+    cli, _ = setup
+    deep = tmp_path.joinpath(*(["a-rather-long-folder-name"] * 8), "state")
+    plain = status(cli, env={**cli.env, "METARR_SYNC_STATE_DIR": str(deep), "COLUMNS": "80"})
+    assert plain.returncode == 3
+    assert plain.stdout == (f"UNKNOWN: no sync has run yet (no state in {deep}): run "
+                            "`metarr-sync run`\n")
+    assert len(plain.stdout) > 200
+
+
 def test_healthy_after_a_good_run(setup):
     cli, db = setup
     db.add_movie("The Matrix", 1999)

@@ -236,5 +236,5 @@ def _print_unknown(reason: str, json_out: bool) -> int:
     if json_out:
         common.dump_json(render.status_json(SyncMetrics(), verdict, [], {}, []))
     else:
-        render.console().print(verdict.summary, markup=False)
+        render.print_verdict(verdict)
     return health.UNKNOWN
