@@ -274,6 +274,8 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
             time.sleep(0.05)
         kodi.rpc("VideoLibrary.Scan", {"directory": str(Path(file).parent) + "/",
                                        "showdialogs": False})
+        # Each added before the next scan: a scan sent while another runs stops it.
+        kodi.wait_until(lambda file=file: file in kodi.movies_by_file(), file)
     kodi.wait_until(lambda: set(files) <= set(kodi.movies_by_file()), "the five movies")
     while kodi.scanning():
         time.sleep(0.05)
