@@ -137,6 +137,10 @@ class PlayerConfig:
     max_trash_items: int = 10  # plex: refuse emptyTrash above this many missing items
     verify: bool = True  # check on the player that delivered items really landed
     concurrency: int = 4  # jellyfin/emby/plex: item refreshes in flight at once
+    # Removal guard and mount safety; None: the [sync] value. Anchors add to [sync]'s.
+    max_removals: int | None = None
+    max_removal_percent: float | None = None
+    anchors: list[str] = field(default_factory=list)
     # Resolved secret values, filled by load_config(resolve_secrets=True).
     password_value: str | None = field(default=None, repr=False)
     token_value: str | None = field(default=None, repr=False)
@@ -165,6 +169,12 @@ class SyncConfig:
     retry_attempts: int = 3
     skip_active: bool = True
     initial_lookback: str = "24h"
+    #: More removals than this for one player in one run are held for a person.
+    max_removals: int = 20
+    #: ... and so are more than this share (%) of the library (a single one never is).
+    max_removal_percent: float = 5.0
+    #: Files that must exist (one per share): when one is missing nothing is sent.
+    anchors: list[str] = field(default_factory=list)
 
     def lookback_seconds(self) -> int | None:
         """Seconds of history a new player gets; None means all of it."""
@@ -216,9 +226,13 @@ _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "retry_attempts": int,
     "skip_active": bool,
     "initial_lookback": str,
+    "max_removals": int,
+    "max_removal_percent": (int, float),
+    "anchors": list,
     # Accepted for compatibility with Metarr's design; schedules live in cron/systemd.
     "sync_interval": (int, str),
 }
+_GUARD_KEYS = ("max_removals", "max_removal_percent", "anchors")
 _GROUP_FIELDS: dict[str, type] = {
     "sync_mode": str,
     "continue_on_error": bool,
@@ -226,7 +240,8 @@ _GROUP_FIELDS: dict[str, type] = {
 }
 _PLAYER_COMMON = (
     "type", "url", "username", "password", "token", "enabled", "priority", "group",
-    "verify_tls", "ca_bundle", "mappings", "verify",
+    "verify_tls", "ca_bundle", "mappings", "verify", "max_removals", "max_removal_percent",
+    "anchors",
 )
 _PLAYER_SPECIFIC: dict[str, tuple[str, ...]] = {
     "kodi": (),
@@ -447,7 +462,42 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
         problems.append(f"{where}.token: missing ({ptype} needs an API token)")
     if "mappings" in raw:
         player.mappings = _parse_mappings(raw["mappings"], f"{where}.mappings", problems)
+    player.max_removals, player.max_removal_percent, anchors = _parse_removal_guard(
+        raw, where, problems)
+    player.anchors = anchors or []
     return player
+
+
+def _parse_removal_guard(raw: dict[str, Any], where: str, problems: list[str]
+                         ) -> tuple[int | None, float | None, list[str] | None]:
+    """max_removals, max_removal_percent and anchors of [sync] or of one player."""
+    limit = percent = anchors = None
+    if "max_removals" in raw and _check_type(raw["max_removals"], int,
+                                             f"{where}.max_removals", problems):
+        if raw["max_removals"] < 0:
+            problems.append(f"{where}.max_removals: must not be negative, "
+                            f"not {raw['max_removals']}")
+        limit = raw["max_removals"]
+    if "max_removal_percent" in raw and _check_type(
+            raw["max_removal_percent"], (int, float), f"{where}.max_removal_percent", problems):
+        if not 0 <= raw["max_removal_percent"] <= 100:  # also refuses nan
+            problems.append(f"{where}.max_removal_percent: must be between 0 and 100 "
+                            f"(a share of the library), not {raw['max_removal_percent']}")
+        percent = float(raw["max_removal_percent"])
+    if "anchors" in raw:
+        value = raw["anchors"]
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            problems.append(f"{where}.anchors: must be a list of file paths")
+        else:
+            anchors = []
+            for anchor in value:
+                if not is_absolute_any(anchor) or "://" in anchor:
+                    problems.append(f"{where}.anchors: {anchor!r} must be an absolute path "
+                                    "on this machine (a file on each share Metarr's library "
+                                    "is on)")
+                else:
+                    anchors.append(anchor)
+    return limit, percent, anchors
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
@@ -479,10 +529,16 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     for key, value in sync.items():
         if key not in _SYNC_FIELDS:
             problems.append(_unknown(key, list(_SYNC_FIELDS), "sync"))
+        elif key in _GUARD_KEYS:
+            continue  # _parse_removal_guard checks them, as for players
         elif (_check_type(value, _SYNC_FIELDS[key], f"sync.{key}", problems)
               and key != "sync_interval"):
             setattr(config.sync, key, float(value) if key == "timeout" else value)
     s = config.sync
+    limit, percent, anchors = _parse_removal_guard(sync, "sync", problems)
+    s.max_removals = s.max_removals if limit is None else limit
+    s.max_removal_percent = s.max_removal_percent if percent is None else percent
+    s.anchors = s.anchors if anchors is None else anchors
     if s.batch_size < 1:
         problems.append(f"sync.batch_size: must be at least 1, not {s.batch_size}")
     if not s.timeout > 0:  # written so that nan is refused too

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
+from metarr_sync.disk import Presence, Verdict, media_presence, missing_anchors
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
 from metarr_sync.plan import build_plan
@@ -54,21 +55,28 @@ class LockHeld(Exception):
 class PlayerResult:
     name: str
     type: str
-    status: str = "synced"  # synced|partial|failed|deferred|skipped|disabled|interrupted
+    # synced|partial|held|failed|deferred|skipped|disabled|interrupted
+    status: str = "synced"
     items: int = 0
     synced: int = 0
     failed: int = 0
     deferred: int = 0
     verified: int = 0
+    held: int = 0  # removals not sent: the guard held them, or the disk could not tell
+    kept: int = 0  # removal candidates whose media is still on disk: nothing sent
     requests: int = 0
     duration_ms: int = 0
     error: str | None = None
     error_kind: str | None = None
     commands: list[str] = field(default_factory=list)
 
+    #: What a person should read below the table (held removals, kept items...).
+    notes: list[str] = field(default_factory=list)
+
     @property
     def is_failure(self) -> bool:
-        return self.status in ("failed", "partial") or (
+        # Held removals wait for a person: the run says so with exit 1.
+        return self.status in ("failed", "partial", "held") or (
             self.status == "disabled" and self.error_kind == "auth_failed")
 
 
@@ -100,7 +108,7 @@ class RunReport:
         if any(p.is_failure for p in self.players):
             # "failed": every player failed as a whole (offline, auth, ...); items that
             # failed on a player that works make the run "partial".
-            return "failed" if all(p.is_failure and p.status != "partial"
+            return "failed" if all(p.is_failure and p.status not in ("partial", "held")
                                    for p in self.players) else "partial"
         return "synced"
 
@@ -118,6 +126,8 @@ class Request:
     wait: float = 0.0
     verify: bool = True  # False: --no-verify, fire-and-forget
     verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
+    #: Removals per player this run may send beyond max_removals/max_removal_percent.
+    allow_removals: int = 0
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:
@@ -253,6 +263,15 @@ class _Context:
         self.run_id = run_id
         self.progress = progress
         self.progress_lock = threading.Lock()
+        self._presence: dict[str, Verdict] = {}  # one disk check per item and run
+
+    def presence(self, item: Item) -> Verdict:
+        """Is a removed item's media gone from disk? Asked once per run, for all players
+        (threads may ask twice at worst: the answer is the same)."""
+        verdict = self._presence.get(item.key)
+        if verdict is None:
+            verdict = self._presence[item.key] = media_presence(item)
+        return verdict
 
     def tick(self, player: str, done: int, total: int) -> None:
         if self.progress:
@@ -352,7 +371,8 @@ def _run_shared(ctx: _Context, members: list[PlayerConfig],
         results.append(result)
         if result.error_kind == "interrupted":
             break
-        if result.error_kind in ("offline", "timeout", "auth_failed") and result.synced == 0:
+        if result.error_kind in ("offline", "timeout", "auth_failed", "anchor_missing") \
+                and result.synced == 0:
             continue  # unreachable: let the next member in priority order try
         worker = result
     for player in members:
@@ -394,6 +414,16 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
     started = time.monotonic()
     adapter = None
     try:
+        missing = missing_anchors(ctx.config.sync.anchors + player.anchors)
+        if missing:
+            # A share is not mounted: a scan would make the player drop what is on it,
+            # and no removal can be trusted. Nothing is sent; nothing counts as tried.
+            result.status, result.error_kind = "failed", "anchor_missing"
+            result.error = (f"anchor file {missing[0]} is missing"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                            + ": is its share mounted? Nothing was sent to this player; "
+                            "its work stays queued")
+            return result
         reason = state.disabled_reason(player.name)
         if reason:
             result.status, result.error, result.error_kind = "disabled", (
@@ -428,6 +458,7 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                 recorder.save(later, [Outcome(i.key, "deferred", "player busy: someone is "
                                               "watching") for i in later])
                 pending = [i for i in pending if i.removed]
+            pending = _proven_removals(ctx, player, state, pending, recorder)
             plan = build_plan(pending, player.mappings, ctx.config.sync.batch_size)
             recorder.save([i for i, _ in plan.errors],
                           [Outcome(i.key, "failed", why) for i, why in plan.errors])
@@ -446,9 +477,9 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                     if verifying:
                         # A 200/"OK" does not prove the player took the item: keep it
                         # queued as sent until verify() has seen it there.
-                        updates = {t.key for t in batch if not t.item.removed}
+                        # Removals too: "gone" is checked on the player as well.
                         outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
-                                    and o.item_key in updates else o for o in outcomes]
+                                    else o for o in outcomes]
                         sent = {o.item_key for o in outcomes if o.result == "sent"}
                         delivered += [i for i in batch_items if i.key in sent]
                     recorder.save(batch_items, outcomes)
@@ -507,6 +538,75 @@ def _verify(adapter: Player, player: PlayerConfig, items: list[Item],
     recorder.save(items, outcomes)
 
 
+def _proven_removals(ctx: _Context, player: PlayerConfig, state: State, items: list[Item],
+                     recorder: _Recorder) -> list[Item]:
+    """`items` less the removals that must not be sent (recorded with the reason).
+
+    A removed row in Metarr is only a candidate: its media must be gone from disk (see
+    disk.py). And however sure each one is, more removals in one run than max_removals or
+    max_removal_percent of the library are held for a person: that is what an unmounted
+    share or a wrong database looks like.
+    """
+    removals = [i for i in items if i.removed]
+    if not removals:
+        return items
+    outcomes: list[Outcome] = []
+    gone: list[Item] = []
+    for item in removals:
+        verdict = ctx.presence(item)
+        if verdict.presence is Presence.GONE:
+            gone.append(item)
+            continue
+        if verdict.presence is Presence.PRESENT:
+            log.info("%s: %s (%s) is no removal: %s", player.name, item.key, item.label(),
+                     verdict.why)
+            outcomes.append(Outcome(item.key, "dropped", verdict.why))
+        else:
+            log.warning("%s: %s (%s) not removed: %s", player.name, item.key, item.label(),
+                        verdict.why)
+            outcomes.append(Outcome(item.key, "held", verdict.why))
+    waiting = [o for o in outcomes if o.result == "held"]
+    if waiting:
+        recorder.result.notes.append(
+            f"{len(waiting)} removal(s) not sent, the disk cannot tell whether the media is "
+            f"gone: {waiting[0].error}")
+    if len(outcomes) > len(waiting):
+        recorder.result.notes.append(
+            f"{len(outcomes) - len(waiting)} item(s) gone from Metarr's catalogue are still "
+            "on disk: not removed from the player (-v names them)")
+    why = _too_many_removals(ctx, player, state, len(gone))
+    if why:
+        log.warning("%s: %s", player.name, why)
+        recorder.result.notes.append(why)
+        outcomes += [Outcome(i.key, "held", why) for i in gone]
+        gone = []
+    recorder.save(removals, outcomes)
+    kept = {o.item_key for o in outcomes}
+    return [i for i in items if not i.removed or i.key not in kept]
+
+
+def _too_many_removals(ctx: _Context, player: PlayerConfig, state: State, count: int
+                       ) -> str | None:
+    """Why `count` proven removals are too many to send to `player` in this run."""
+    sync = ctx.config.sync
+    limit = sync.max_removals if player.max_removals is None else player.max_removals
+    percent = (sync.max_removal_percent if player.max_removal_percent is None
+               else player.max_removal_percent)
+    library = state.library_size() + count
+    # A single removal is never held for being a share of a small library.
+    share = max(1, int(library * percent / 100))
+    allowed = ctx.request.allow_removals
+    if count <= max(limit, allowed) and (count <= share or count <= allowed):
+        return None
+    over = (f"more than max_removals = {limit}" if count > limit else
+            f"more than max_removal_percent = {percent:g}% of the {library} items Metarr "
+            "lists")
+    return (f"{count} removal(s) held for {player.name}: {over}. Their media is gone from "
+            "disk; if that is right, send them with `metarr-sync run --allow-removals "
+            f"{count}`, or forget them with `metarr-sync queue clear --held "
+            f"--player {player.name}`")
+
+
 def _status_of(result: PlayerResult) -> str:
     if result.error_kind == "interrupted":
         return "interrupted"
@@ -514,6 +614,8 @@ def _status_of(result: PlayerResult) -> str:
         return "failed"
     if result.failed:
         return "partial"
+    if result.held:
+        return "held"
     if result.deferred:
         return "deferred"
     return "synced"
@@ -548,8 +650,9 @@ class _Recorder:
         self.state.record(self.player, items, outcomes, self.run_id)
         # Members of a shared library got the update through this player: for them it is
         # delivered (verification stays with the member that did the work).
-        shared = [Outcome(o.item_key, "synced") for o in outcomes
-                  if o.result in ("synced", "sent", "verified")]
+        shared = [Outcome(o.item_key, "synced") if o.result in ("synced", "sent", "verified")
+                  else o for o in outcomes if o.result in ("synced", "sent", "verified",
+                                                           "dropped", "held")]
         for other in self.also:
             self.state.record(other, items, shared, self.run_id)
 
@@ -558,5 +661,9 @@ class _Recorder:
             self.result.synced += delta
         elif result == "deferred":
             self.result.deferred += delta
+        elif result == "held":
+            self.result.held += delta
+        elif result == "dropped":
+            self.result.kept += delta
         elif result in ("failed", "retry", "unverified"):
             self.result.failed += delta

@@ -51,7 +51,8 @@ def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],
 
     CRITICAL: a player disabled after an authentication failure, or the last run failed.
     WARNING: the last run partly failed; items deferred, failed, unverified (sent but not
-    seen on the player), or waiting longer than `warn_age` (`overdue` counts those).
+    seen on the player), removals held, or waiting longer than `warn_age` (`overdue`
+    counts those).
     UNKNOWN: no sync run has finished yet.
     """
     critical: list[str] = []
@@ -81,6 +82,11 @@ def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],
             warning.append(f"{unverified} item(s) sent to {name} but not seen there yet; "
                            "they are sent again on the next runs "
                            "(`metarr-sync queue list --status unverified`)")
+        if summary.counts.get("held"):
+            warning.append(f"{summary.counts['held']} removal(s) held for {name}, not sent "
+                           f"(`metarr-sync queue list --status held --player {name}` says why;"
+                           " if their media really is gone, `metarr-sync run "
+                           "--allow-removals N` sends them)")
         if summary.counts.get("deferred"):
             warning.append(f"{summary.counts['deferred']} item(s) deferred on {name}: "
                            "someone was watching")

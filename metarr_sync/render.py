@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
     from metarr_sync.engine import PlayerResult, RunReport
 
-STATUS_STYLE = {"synced": "green", "partial": "yellow", "failed": "red", "deferred": "cyan",
-                "skipped": "dim", "disabled": "dim"}
+STATUS_STYLE = {"synced": "green", "partial": "yellow", "held": "yellow", "failed": "red",
+                "deferred": "cyan", "skipped": "dim", "disabled": "dim"}
 
 
 def console() -> Console:
@@ -64,8 +64,9 @@ def player_json(p: PlayerResult, dry_run: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "name": p.name, "type": p.type, "status": p.status, "items": p.items,
         "synced": p.synced, "failed": p.failed, "deferred": p.deferred,
-        "verified": p.verified, "requests": p.requests, "duration_ms": p.duration_ms,
-        "error": p.error, "error_kind": p.error_kind,
+        "verified": p.verified, "held": p.held, "kept": p.kept, "requests": p.requests,
+        "duration_ms": p.duration_ms, "error": p.error, "error_kind": p.error_kind,
+        "notes": p.notes,
     }
     if dry_run:
         doc["commands"] = p.commands
@@ -151,6 +152,10 @@ def print_run(report: RunReport) -> None:
                   "import`.", markup=False)
         return
     out.print(run_table(report))
+    for p in report.players:
+        for note in p.notes:
+            # Not wrapped: a note ends with a command to copy.
+            out.print(f"{p.name}: {note}", markup=False, soft_wrap=True)
 
 
 # --- operator commands: players, mappings, queue, status ----------------------------------

@@ -39,10 +39,15 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
 
 SCHEMA_VERSION = 1
 # sent: delivered, waiting to be verified on the player (kept until it is seen there).
-QUEUE_STATUSES = ("pending", "deferred", "failed", "unverified", "sent")
+# held: a removal not sent, by the mass-removal guard or because the disk could not tell
+# whether its media is gone (re-examined by every run; the cause is in last_error).
+QUEUE_STATUSES = ("pending", "deferred", "failed", "unverified", "sent", "held")
 # An item not seen on its player after this many deliveries stays `unverified` for a
 # person to look at (`queue retry` sends it again), instead of being resent forever.
 MAX_DELIVERIES = 3
+# A removal the player has not picked up is reported once more, not three times: each
+# report of a removed file can cost a rescan of the whole library root (Jellyfin).
+MAX_REMOVAL_DELIVERIES = 2
 
 _ITEM_COLUMNS = ("item_key", "kind", "item_id", "path", "title", "series_path", "library_id",
                  "ids", "season", "episode", "series_id", "stamp", "removed")
@@ -359,9 +364,10 @@ class State:
         usually every player is sent the same changes, and a bulk sync queues 100,000s.
         """
         cursor = self.conn.execute(
-            "SELECT * FROM sync_queue WHERE player = ? AND (status IN ('pending', 'deferred') "
-            "OR (status = 'unverified' AND attempts < ?)) ORDER BY kind, path",
-            (player, MAX_DELIVERIES))
+            "SELECT * FROM sync_queue WHERE player = ? AND (status IN ('pending', 'deferred', "
+            "'held') OR (status = 'unverified' AND attempts < CASE WHEN removed THEN ? "
+            "ELSE ? END)) ORDER BY kind, path",
+            (player, MAX_REMOVAL_DELIVERIES, MAX_DELIVERIES))
         wanted = None if keys is None else set(keys)
         items: list[Item] = []
         for row in cursor:  # row by row: never all rows and all items at once
@@ -378,11 +384,17 @@ class State:
         return items
 
     def awaiting_verification(self, player: str, older_than: float = 0.0) -> list[Item]:
-        """Items delivered to `player` at least `older_than` seconds ago, not yet verified."""
+        """Items delivered to `player` at least `older_than` seconds ago, not yet verified.
+
+        Removals that stay unverified after their last report are looked at again too
+        (never sent again): a server that drops the item later must not leave a warning
+        for an item it no longer lists.
+        """
         cutoff = now_stamp(datetime.now(UTC) - timedelta(seconds=older_than))
         rows = self.conn.execute(
-            "SELECT * FROM sync_queue WHERE player = ? AND status = 'sent' AND updated_at <= ? "
-            "ORDER BY kind, path", (player, cutoff)).fetchall()
+            "SELECT * FROM sync_queue WHERE player = ? AND updated_at <= ? AND (status = 'sent'"
+            " OR (status = 'unverified' AND removed AND attempts >= ?)) ORDER BY kind, path",
+            (player, cutoff, MAX_REMOVAL_DELIVERIES)).fetchall()
         return [row_item(r) for r in rows]
 
     def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
@@ -421,8 +433,9 @@ class State:
                         "INSERT OR REPLACE INTO player_sync_status VALUES (?, ?, ?, ?, ?, ?, "
                         "NULL)", (player, item.key, item.stamp, int(item.removed), stamp_now,
                                   run_id))
-                if outcome.result in ("synced", "verified"):
-                    # Only drop the entry if it still holds the version we delivered.
+                if outcome.result in ("synced", "verified", "dropped"):
+                    # Only drop the entry if it still holds the version we delivered (or
+                    # judged: "dropped" is a removal whose media is still on disk).
                     self.conn.execute(
                         "DELETE FROM sync_queue WHERE player = ? AND item_key = ? "
                         "AND stamp = ? AND removed = ?",
@@ -431,7 +444,7 @@ class State:
                     self.conn.execute(
                         "UPDATE player_sync_status SET verified_at = ? WHERE player = ? "
                         "AND item_key = ?", (stamp_now, player, item.key))
-                if outcome.result in ("synced", "verified"):
+                if outcome.result in ("synced", "verified", "dropped"):
                     continue
                 if outcome.result == "sent":
                     # Delivered: counts as one delivery, waits in the queue to be verified.
@@ -448,9 +461,10 @@ class State:
                         "updated_at = ? WHERE player = ? AND item_key = ?",
                         (outcome.error, stamp_now, player, item.key))
                     continue
-                status = {"failed": "failed", "deferred": "deferred"}.get(outcome.result,
-                                                                         "pending")
-                tried = 0 if outcome.result == "deferred" else 1
+                status = {"failed": "failed", "deferred": "deferred",
+                          "held": "held"}.get(outcome.result, "pending")
+                # Deferred and held items were not tried: no attempt is counted.
+                tried = 0 if outcome.result in ("deferred", "held") else 1
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
                 marks = ", ".join("?" for _ in _ITEM_COLUMNS)
@@ -462,6 +476,11 @@ class State:
                     "last_error = excluded.last_error, updated_at = excluded.updated_at",
                     (*item_row(item), player, status, tried, outcome.error, stamp_now,
                      stamp_now, tried))
+
+    def library_size(self) -> int:
+        """Items Metarr lists now (at the last collection), removed ones left out: the
+        library the removal guard measures a run's removals against."""
+        return self.conn.execute("SELECT count(*) FROM items WHERE removed = 0").fetchone()[0]
 
     def retry_failed(self, player: str | None = None,
                      keys: Sequence[str] | None = None) -> int:

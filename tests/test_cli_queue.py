@@ -86,7 +86,7 @@ def test_queue_add_by_path_and_for_one_player(setup):
     (["queue", "add", "--movie", "1", "--player", "nobody"],
      "unknown player 'nobody' (players: lounge, bedroom)"),
     (["queue", "list", "--status", "stuck"],
-     "--status must be one of pending, deferred, failed, unverified, sent, not 'stuck'"),
+     "--status must be one of pending, deferred, failed, unverified, sent, held, not 'stuck'"),
     (["queue", "list", "--player", "nobody"],
      "unknown player 'nobody' (players: lounge, bedroom)"),
     (["queue", "retry", "42"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 from support.metarr_pg_factory import PgMetarrDB, ago
@@ -62,6 +63,18 @@ def setup(cli, pg_metarr, tmp_path):
     return cli, pg_metarr
 
 
+@pytest.fixture
+def on_disk(setup, tmp_path):
+    """`setup` with Metarr's library in real folders: a removal needs its media gone."""
+    cli, db = setup
+    media = tmp_path / "media"
+    db.use_disk(media)
+    # Every removal of these small libraries is a big share of them: only max_removals.
+    cli.write_config(config(db.url).replace("/data/media", str(media)).replace(
+        "[sync]\n", "[sync]\nmax_removal_percent = 100\n"))
+    return cli, db
+
+
 def keys(sent):
     return sorted(t["key"] for t in sent)
 
@@ -109,25 +122,28 @@ def test_first_run_sends_recent_changes_only_and_second_run_nothing(setup):
     assert json.loads(second.stdout)["items"] == 0
 
 
-def test_republished_soft_deleted_restored_and_purged_movies(setup):
-    cli, db = setup
+def test_republished_soft_deleted_restored_and_purged_movies(on_disk):
+    cli, db = on_disk
     matrix = db.add_movie("The Matrix", 1999)
     heat = db.add_movie("Heat", 1995)
     assert cli("run").returncode == 0
     cli.reset_log("lounge")
 
     db.republish_movie(matrix)  # published_at (timestamptz) and a new asset row only
-    db.soft_delete("movies", heat)  # deleted_at 30 days in the future
+    heat_file = db.delete_media("movies", heat)  # Radarr deleted the file ...
+    db.soft_delete("movies", heat)  # ... and Metarr's row: deleted_at 30 days ahead
     assert cli("run").returncode == 0
     sent = {t["key"]: t["removed"] for t in cli.sent("lounge")}
     assert sent == {f"movie:{matrix}": False, f"movie:{heat}": True}
 
     cli.reset_log("lounge")
-    db.restore("movies", heat)  # back from the recycle bin: added again
+    Path(heat_file).write_bytes(b"")  # the file is back ...
+    db.restore("movies", heat)  # ... and the row: added again
     assert cli("run").returncode == 0
     assert [(t["key"], t["removed"]) for t in cli.sent("lounge")] == [(f"movie:{heat}", False)]
 
     cli.reset_log("lounge")
+    db.delete_media("movies", heat)
     db.soft_delete("movies", heat)
     assert cli("run").returncode == 0
     cli.reset_log("lounge")
@@ -136,13 +152,18 @@ def test_republished_soft_deleted_restored_and_purged_movies(setup):
     assert cli.sent("lounge") == []
 
 
-def test_vanished_rows_count_as_removed(setup):
-    cli, db = setup
+def test_vanished_rows_count_as_removed(on_disk):
+    cli, db = on_disk
     heat = db.add_movie("Heat", 1995)
     show = db.add_series("Severance")
     episode = db.add_episode(show, db.add_season(show, 1), 1, 1)
+    # The libraries keep something: an empty library folder looks like an unmounted share.
+    db.add_movie("Alien", 1979)
+    db.add_series("Dark")
     assert cli("run").returncode == 0
     cli.reset_log("bedroom")
+    db.delete_media("movies", heat)
+    db.delete_media("series", show)
     db.purge("movies", heat)
     db.purge("series", show)  # takes its seasons and episodes with it
     assert cli("run").returncode == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from support.metarr_factory import ago
@@ -33,6 +34,16 @@ mappings = [ {{ metarr = "/data/media", player = "/mnt/media" }} ]
 @pytest.fixture
 def setup(cli, metarr):
     cli.write_config(TWO_PLAYERS.format(db=metarr.path, batch=100))
+    return cli, metarr
+
+
+@pytest.fixture
+def on_disk(cli, metarr, tmp_path):
+    """`setup` with Metarr's library in real folders: a removal needs its media gone."""
+    media = tmp_path / "media"
+    metarr.use_disk(media)
+    cli.write_config(TWO_PLAYERS.format(db=metarr.path, batch=100).replace(
+        "/data/media", str(media)))
     return cli, metarr
 
 
@@ -85,15 +96,16 @@ def test_players_with_different_mappings_get_their_own_paths(setup):
     assert [t["folder"] for t in cli.sent("bedroom")] == ["/mnt/media/movies/The Matrix (1999)"]
 
 
-def test_republished_item_is_sent_again_and_deleted_item_as_removed(setup):
-    cli, db = setup
+def test_republished_item_is_sent_again_and_deleted_item_as_removed(on_disk):
+    cli, db = on_disk
     matrix = db.add_movie("The Matrix", 1999)
     heat = db.add_movie("Heat", 1995)
     assert cli("run").returncode == 0
     cli.reset_log("lounge")
 
     db.republish_movie(matrix)  # touches published_at and assets only, not updated_at
-    db.soft_delete("movies", heat)  # deleted_at 30 days in the future
+    heat_file = db.delete_media("movies", heat)  # Radarr deleted the file ...
+    db.soft_delete("movies", heat)  # ... and Metarr's row: deleted_at 30 days ahead
     assert cli("run").returncode == 0
     sent = {t["key"]: t for t in cli.sent("lounge")}
     assert set(sent) == {f"movie:{matrix}", f"movie:{heat}"}
@@ -101,11 +113,13 @@ def test_republished_item_is_sent_again_and_deleted_item_as_removed(setup):
     assert sent[f"movie:{heat}"]["removed"] is True
 
     cli.reset_log("lounge")
-    db.restore("movies", heat)  # back from the recycle bin: must be added again
+    Path(heat_file).write_bytes(b"")  # the file is back ...
+    db.restore("movies", heat)  # ... and so is the row: it must be added again
     assert cli("run").returncode == 0
     assert [(t["key"], t["removed"]) for t in cli.sent("lounge")] == [(f"movie:{heat}", False)]
 
     cli.reset_log("lounge")
+    db.delete_media("movies", heat)
     db.soft_delete("movies", heat)
     assert cli("run").returncode == 0
     cli.reset_log("lounge")
@@ -114,11 +128,12 @@ def test_republished_item_is_sent_again_and_deleted_item_as_removed(setup):
     assert cli.sent("lounge") == []
 
 
-def test_vanished_row_counts_as_removed(setup):
-    cli, db = setup
+def test_vanished_row_counts_as_removed(on_disk):
+    cli, db = on_disk
     heat = db.add_movie("Heat", 1995)
     assert cli("run").returncode == 0
     cli.reset_log("bedroom")
+    db.delete_media("movies", heat)
     db.purge("movies", heat)
     assert cli("run").returncode == 0
     assert [(t["key"], t["removed"]) for t in cli.sent("bedroom")] == [(f"movie:{heat}", True)]
@@ -240,12 +255,13 @@ def test_sync_unknown_id_is_a_usage_error(setup):
     assert "Traceback" not in result.stderr
 
 
-def test_skip_active_defers_updates_but_removals_proceed(setup):
-    cli, db = setup
+def test_skip_active_defers_updates_but_removals_proceed(on_disk):
+    cli, db = on_disk
     keep = db.add_movie("The Matrix", 1999)
     gone = db.add_movie("Heat", 1995)
     assert cli("run").returncode == 0
     db.republish_movie(keep)
+    db.delete_media("movies", gone)
     db.soft_delete("movies", gone)
     cli.reset_log("lounge")
     cli.behave("lounge", "playing")

@@ -38,6 +38,12 @@ mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
 """
 
 
+# Metarr and Kodi on one share: Metarr sees Kodi's source folders under its own paths (a
+# symlinked view), so that the disk tells metarr-sync what is gone, as on a real NAS.
+REAL_CONFIG = CONFIG.replace('"/data/media/movies"', '"{metarr_movies}"').replace(
+    '"/data/media/tv"', '"{metarr_tv}"')
+
+
 @pytest.fixture(scope="session")
 def kodi_server(tmp_path_factory: pytest.TempPathFactory):
     server = KodiServer(tmp_path_factory.mktemp("kodi"))
@@ -61,6 +67,25 @@ def setup(cli, metarr, kodi):
                                    movies=kodi.movies, tv=kodi.tv))
     cli.env["KODI_TEST_PASSWORD"] = kodi.password
     return cli, metarr, kodi
+
+
+@pytest.fixture
+def on_disk(cli, metarr, kodi, tmp_path):
+    """Like `setup`, with Metarr's library on disk: removals depend on what is gone."""
+    view = tmp_path / "metarr-media"
+    view.mkdir()
+    (view / "movies").symlink_to(kodi.movies)
+    (view / "tv").symlink_to(kodi.tv)
+    metarr.use_disk(view, make_files=False)  # the tests publish the files, as Metarr does
+    write_real_config(cli, metarr, kodi.url, kodi)
+    cli.env["KODI_TEST_PASSWORD"] = kodi.password
+    return cli, metarr, kodi
+
+
+def write_real_config(cli, db, url: str, kodi: KodiServer) -> None:
+    cli.write_config(REAL_CONFIG.format(db=db.path, url=url, user=kodi.username,
+                                        movies=kodi.movies, tv=kodi.tv,
+                                        metarr_movies=db.movies_root, metarr_tv=db.tv_root))
 
 
 def run(cli, log: Path | None = None) -> tuple[int, dict]:
@@ -102,8 +127,8 @@ def publish_episode(kodi: KodiServer, show: str, season: int, number: int, title
                                   season, number))
 
 
-def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
-    cli, db, kodi = setup
+def test_run_delivers_new_changed_and_deleted_items(on_disk, tmp_path):
+    cli, db, kodi = on_disk
     odd = 'Ça, "Quoted" & [Cut]'
     matrix_file = publish_movie(kodi, "The Matrix", 1999, imdb="tt0133093")
     heat_file = publish_movie(kodi, "Heat", 1995, imdb="tt0113277")
@@ -143,9 +168,9 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     assert kodi.shows_by_folder()[f"{kodi.tv}/Severance/"]["title"] == "Severance"
     assert kodi.episodes_by_file()[ep1_file]["title"] == "Good News About Hell"
 
-    # Metarr rewrites two movies' NFOs and republishes them, Heat goes to Metarr's recycle
-    # bin (its files stay on disk: only a surgical removal gets it out of Kodi), and a new
-    # episode of the known show arrives.
+    # Metarr rewrites two movies' NFOs and republishes them, Radarr deletes Heat's file and
+    # Heat goes to Metarr's recycle bin (a rescan would not drop it: only a surgical
+    # removal gets it out of Kodi), and a new episode of the known show arrives.
     ids = {file: kodi.movies_by_file()[file]["movieid"]
            for file in (matrix_file, heat_file, odd_file)}
     publish_movie(kodi, "The Matrix", 1999, nfo_title="The Matrix (Remastered)",
@@ -153,6 +178,7 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     db.republish_movie(matrix)
     publish_movie(kodi, odd, 2001, nfo_title=f"{odd} (Director's Cut)", imdb="tt0000042")
     db.republish_movie(odd_movie)
+    Path(heat_file).unlink()
     db.soft_delete("movies", heat)
     ep2_file = publish_episode(kodi, "Severance", 1, 2, "Half Loop")
     db.add_episode(show, season, 1, 2)
@@ -164,14 +190,12 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     log = tmp_path / "second.log"
     # This run goes through a recording proxy: what metarr-sync put on the wire, per POST.
     with RecordingProxy(kodi.url) as proxy:
-        cli.write_config(CONFIG.format(db=db.path, url=proxy.url, user=kodi.username,
-                                       movies=kodi.movies, tv=kodi.tv))
+        write_real_config(cli, db, proxy.url, kodi)
         code, report = run(cli, log)
-    cli.write_config(CONFIG.format(db=db.path, url=kodi.url, user=kodi.username,
-                                   movies=kodi.movies, tv=kodi.tv))
+    write_real_config(cli, db, kodi.url, kodi)
     assert code == 0, explain(cli, report)
-    # Removals are not verified by the run; the refreshed movies and new items are.
-    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (5, 4)
+    # Everything is verified, the removal too: Kodi no longer lists Heat.
+    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (5, 5)
     # The removal and both refreshes travelled in one POST, a JSON-RPC batch that Kodi
     # answered call by call: both new NFO titles show.
     (batch,) = proxy.posts_with("VideoLibrary.RefreshMovie")
@@ -302,3 +326,58 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
                         not in (None, expected[files[0]]), "the refreshed movie's new id")
     finally:
         player.close()
+
+
+def test_a_library_deleted_in_metarr_stays_in_kodi(on_disk, tmp_path):
+    """Metarr's "delete library" drops the rows and keeps the files: Kodi keeps it all."""
+    cli, db, kodi = on_disk
+    stalker = publish_movie(kodi, "Stalker", 1979, imdb="tt0079944")
+    solaris = publish_movie(kodi, "Solaris", 1972, imdb="tt0069293")
+    kodi.write_show(kodi.tv / "Twin Peaks", "Twin Peaks", "1990-04-08")
+    pilot = publish_episode(kodi, "Twin Peaks", 1, 1, "Pilot")
+    db.add_movie("Stalker", 1979)
+    db.add_movie("Solaris", 1972)
+    show = db.add_series("Twin Peaks")
+    db.add_episode(show, db.add_season(show, 1), 1, 1)
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    kodi.wait_until(lambda: {stalker, solaris} <= set(kodi.movies_by_file())
+                    and pilot in kodi.episodes_by_file(), "the library in Kodi")
+    before = (kodi.movies_by_file(), kodi.episodes_by_file(), kodi.shows_by_folder())
+
+    db.delete_library(db.movie_lib)
+    db.delete_library(db.tv_lib)
+    log = tmp_path / "after-delete.log"
+    code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    assert report["players"][0]["kept"] == 4
+    assert sent_methods(log) == []  # no Remove*, no Clean, no scan
+    assert (kodi.movies_by_file(), kodi.episodes_by_file(), kodi.shows_by_folder()) == before
+
+
+def test_only_a_deleted_file_leaves_kodi(on_disk, tmp_path):
+    """Two movies in Metarr's recycle bin: the one whose file is still there stays in Kodi
+    (watched state and all); the one whose file Radarr deleted is removed, and the run
+    checks on Kodi that it is gone."""
+    cli, db, kodi = on_disk
+    kept = publish_movie(kodi, "Paris, Texas", 1984, imdb="tt0087884")
+    gone = publish_movie(kodi, "Wings of Desire", 1987, imdb="tt0093191")
+    kept_id, gone_id = db.add_movie("Paris, Texas", 1984), db.add_movie("Wings of Desire", 1987)
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    kodi.wait_until(lambda: {kept, gone} <= set(kodi.movies_by_file()), "both movies")
+    kept_kodi_id = kodi.movies_by_file()[kept]["movieid"]
+
+    db.soft_delete("movies", kept_id)
+    Path(gone).unlink()
+    db.soft_delete("movies", gone_id)
+    log = tmp_path / "removal.log"
+    code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    row = report["players"][0]
+    assert (row["kept"], row["synced"], row["verified"]) == (1, 1, 1)
+    assert [m for m, _ in sent_methods(log)] == ["VideoLibrary.RemoveMovie"]
+    movies = kodi.movies_by_file()
+    assert gone not in movies
+    # The kept movie was neither removed nor refreshed: same Kodi id, same entry.
+    assert movies[kept]["movieid"] == kept_kodi_id

@@ -44,3 +44,67 @@ def test_work_without_sharing_and_with_named_keys(tmp_path: Path) -> None:
         state.close()
     assert first == again and first[0] is not again[0]
     assert [i.key for i in named] == ["movie:1", "movie:3"]  # queue order, not the keys'
+
+
+def removed(n: int) -> Item:
+    return Item(kind="movie", id=n, path=f"/data/movies/M{n}/M{n}.mkv", title=f"M{n}",
+                library_id=1, stamp="2026-11-01T10:00:00.000Z", removed=True)
+
+
+def rows(state: State) -> list[tuple[str, str, int, str | None]]:
+    return [tuple(r) for r in state.conn.execute(
+        "SELECT item_key, status, attempts, last_error FROM sync_queue ORDER BY item_key")]
+
+
+def test_held_removals_wait_untried_and_dropped_ones_leave_the_queue(tmp_path: Path) -> None:
+    from metarr_sync.players.base import Outcome
+
+    state = State(tmp_path)
+    try:
+        items = [removed(1), removed(2), movie(3)]
+        state.enqueue(items, ["kodi"], source="run")
+        state.record("kodi", items, [Outcome("movie:1", "held", "20 removals held"),
+                                     Outcome("movie:2", "dropped", "its file still exists")],
+                     None)
+        assert rows(state) == [("movie:1", "held", 0, "20 removals held"),
+                               ("movie:3", "pending", 0, None)]
+        # Held removals are looked at again by every run.
+        assert [i.key for i in state.work("kodi")] == ["movie:1", "movie:3"]
+        state.record("kodi", items[:1], [Outcome("movie:1", "held", "still")], None)
+        assert rows(state)[0] == ("movie:1", "held", 0, "still")
+    finally:
+        state.close()
+
+
+def test_a_removal_is_delivered_twice_at_most_then_only_looked_at(tmp_path: Path) -> None:
+    from metarr_sync.players.base import Outcome
+
+    state = State(tmp_path)
+    try:
+        gone, update = removed(1), movie(2)
+        state.enqueue([gone, update], ["jelly"], source="run")
+        for delivery in (1, 2, 3):
+            work = [i.key for i in state.work("jelly")]
+            if delivery < 3:
+                assert work == ["movie:1", "movie:2"]
+            else:  # an update gets its third delivery; the removal does not
+                assert work == ["movie:2"]
+            state.record("jelly", [gone, update], [Outcome(k, "sent") for k in work], None)
+            state.record("jelly", [gone, update],
+                         [Outcome(k, "unverified", "still listed") for k in work], None)
+        # Never sent again, but handed to verification on every run ...
+        assert [i.key for i in state.awaiting_verification("jelly")] == ["movie:1"]
+        # ... which clears it once the player no longer lists it.
+        state.record("jelly", [gone], [Outcome("movie:1", "verified")], None)
+        assert [r[0] for r in rows(state)] == ["movie:2"]
+    finally:
+        state.close()
+
+
+def test_library_size_counts_what_metarr_lists(tmp_path: Path) -> None:
+    state = State(tmp_path)
+    try:
+        state.collect([movie(1), movie(2), removed(3)], ["kodi"], lookback=None)
+        assert state.library_size() == 2
+    finally:
+        state.close()

@@ -45,8 +45,9 @@ def list_command(
     status: Annotated[str | None, typer.Option(
         "--status", metavar="STATUS",
         help="Only entries in this state: pending, deferred (someone was "
-        "watching), failed (needs a person), unverified (sent, not seen on the player) or "
-        "sent (waiting to be verified)", autocompletion=complete.queue_statuses)] = None,
+        "watching), failed (needs a person), unverified (sent, not seen on the player), "
+        "sent (waiting to be verified) or held (a removal not sent: see its cause)",
+        autocompletion=complete.queue_statuses)] = None,
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -177,15 +178,20 @@ def clear_command(
     player: PlayerOpt = None,
     failed: Annotated[bool, typer.Option(
         "--failed", help="Only failed entries")] = False,
+    held: Annotated[bool, typer.Option(
+        "--held", help="Only held removals (the player keeps those items)")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")
                    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Drop queued work. Cleared items are not sent unless they change again in Metarr or
     are named with `sync` / `queue add`. Asks first unless --yes."""
+    if failed and held:
+        common.fail("--failed and --held exclude each other: clear one kind at a time",
+                    common.EXIT_USAGE)
     config = common.load(ctx, secrets=False)
     names = [p.name for p in ops.selected(config, player)] if player else None
-    status = "failed" if failed else None
+    status = "failed" if failed else "held" if held else None
     state = ops.open_state(ctx)
     if state is None:
         count = 0

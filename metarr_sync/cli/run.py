@@ -30,6 +30,10 @@ BULK_CONFIRM = 1000  # bulk syncs above this many items ask first
 
 NoVerifyOpt = Annotated[bool, typer.Option(
     "--no-verify", help="Do not check on the players that deliveries landed")]
+AllowRemovalsOpt = Annotated[int, typer.Option(
+    "--allow-removals", min=0, metavar="N",
+    help="Send up to N removals per player that max_removals / max_removal_percent would "
+    "hold (only media gone from disk is ever removed)")]
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +52,7 @@ def run_command(
     wait: WaitOpt = 0.0,
     trigger: TriggerOpt = None,
     no_verify: NoVerifyOpt = False,
+    allow_removals: AllowRemovalsOpt = 0,
 ) -> None:
     """Sync everything Metarr changed since the last run to every enabled player."""
     from metarr_sync import engine
@@ -57,7 +62,7 @@ def run_command(
     _check_names(config, player, group)
     request = engine.Request(trigger=trigger, command="run", dry_run=dry_run,
                              players=player or (), groups=group or (), wait=wait,
-                             verify=not no_verify)
+                             verify=not no_verify, allow_removals=allow_removals)
     _execute(ctx, config, request, json_out, quiet)
 
 

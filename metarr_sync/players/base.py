@@ -173,7 +173,9 @@ class Outcome:
     From adapters: synced | failed (needs a person; kept as failed) | retry (kept
     pending) | unverified (sent, but not seen on the player).
     The engine adds: deferred (someone is watching; kept for the next run), sent
-    (delivered, to be verified) and verified (seen on the player after delivery).
+    (delivered, to be verified), verified (seen on the player after delivery), held (a
+    removal not sent: the guard held it, or the disk cannot tell whether its media is
+    gone) and dropped (a removal candidate whose media is still on disk: leaves the queue).
     """
 
     item_key: str

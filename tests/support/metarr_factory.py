@@ -86,11 +86,47 @@ class MetarrDB:
         self.conn.executescript(SCHEMA)
         self._add_libraries()
 
+    #: Where the libraries really are, once use_disk() was called: items added from then
+    #: on get their files (metarr-sync only removes media that is gone from disk).
+    media_root: Path | None = None
+
     def _add_libraries(self) -> None:
         self.movies_root = "/data/media/movies"
         self.tv_root = "/data/media/tv"
         self.movie_lib = self.add_library("Movies", self.movies_root, "movie")
         self.tv_lib = self.add_library("TV Shows", self.tv_root, "tv")
+
+    def use_disk(self, root: Path, *, make_files: bool = True) -> None:
+        """Put both libraries in real folders under `root` (call before adding items);
+        `make_files=False` when the test writes the media files itself."""
+        self.media_root = Path(root)
+        self.make_files = make_files
+        self.movies_root, self.tv_root = str(root / "movies"), str(root / "tv")
+        for library, path in ((self.movie_lib, self.movies_root), (self.tv_lib, self.tv_root)):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self._exec("UPDATE libraries SET path = ? WHERE id = ?", (path, library))
+
+    make_files = False
+
+    def _make_file(self, path: str) -> None:
+        if self.media_root is not None and self.make_files:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(b"")
+
+    def delete_media(self, table: str, row_id: int) -> str:
+        """What Radarr/Sonarr do on disk (never Metarr): the item's file (a show: its
+        folder) is deleted. Returns the deleted path."""
+        import shutil
+
+        assert self.media_root is not None, "call use_disk() first"
+        column = "directory_path" if table == "series" else "file_path"
+        assert table in _TABLES
+        path = self._one(f"SELECT {column} FROM {table} WHERE id = ?", row_id)[0]
+        if table == "series":
+            shutil.rmtree(path)
+        else:
+            Path(path).unlink()
+        return path
 
     def close(self) -> None:
         self.conn.close()
@@ -136,6 +172,7 @@ class MetarrDB:
             published_at=self._stored("movies", "published_at", when) if published else None,
             created_at=self._stored("movies", "created_at", old),
             updated_at=self._stored("movies", "updated_at", old))
+        self._make_file(f"{folder}/{name}")
         if published:
             self.add_asset("text", "movie", movie, f"{folder}/movie.nfo", when)
             self.add_asset("image", "movie", movie, f"{folder}/poster.jpg", when)
@@ -144,6 +181,8 @@ class MetarrDB:
     def add_series(self, title: str, *, when: datetime | None = None,
                    tvdb: int | None = None) -> int:
         when = when or ago(hours=1)
+        if self.media_root is not None and self.make_files:
+            Path(self.tv_root, title).mkdir(parents=True, exist_ok=True)
         return self._insert("series", library_id=self.tv_lib,
                             directory_path=f"{self.tv_root}/{title}", title=title, tvdb_id=tvdb,
                             created_at=self._stored("series", "created_at", when),
@@ -162,6 +201,7 @@ class MetarrDB:
             "SELECT title, directory_path FROM series WHERE id = ?", series_id)
         name = f"{show_title} - S{season:02d}E{number:02d}.mkv"
         path = f"{show_path}/Season {season:02d}/{name}"
+        self._make_file(path)
         return self._insert("episodes", series_id=series_id, season_id=season_id,
                             file_path=path, file_name=name, episode_number=number,
                             title=title or f"Episode {number}",
@@ -201,6 +241,17 @@ class MetarrDB:
     def restore(self, table: str, row_id: int) -> None:
         assert table in _TABLES
         self._exec(f"UPDATE {table} SET deleted_at = NULL WHERE id = ?", (row_id,))
+
+    def delete_library(self, library_id: int) -> None:
+        """Metarr's "delete library": DELETE FROM libraries, cascading to its movies,
+        series, seasons and episodes. No file is touched."""
+        self._exec("DELETE FROM episodes WHERE series_id IN "
+                   "(SELECT id FROM series WHERE library_id = ?)", (library_id,))
+        self._exec("DELETE FROM seasons WHERE series_id IN "
+                   "(SELECT id FROM series WHERE library_id = ?)", (library_id,))
+        self._exec("DELETE FROM series WHERE library_id = ?", (library_id,))
+        self._exec("DELETE FROM movies WHERE library_id = ?", (library_id,))
+        self._exec("DELETE FROM libraries WHERE id = ?", (library_id,))
 
     def purge(self, table: str, row_id: int) -> None:
         """Metarr's garbage collector, 30 days after a soft delete."""
