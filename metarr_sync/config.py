@@ -789,13 +789,110 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def save_config(config: Config, header: str = "") -> None:
-    """Validate the new document, then write it atomically; the old file stays on error."""
-    import tomli_w
+    """Validate the new document, then write it atomically; the old file stays on error.
 
+    The file a person wrote keeps its comments, order, spacing and every key whose value
+    did not change: only what changed is edited in (see edited_text). `header` starts a
+    file that did not exist yet.
+    """
     doc = to_document(config)
     parse_config(doc, config.path)  # never write a file that would not load again
-    text = tomli_w.dumps(doc)
     try:
-        write_atomic(config.path, header + text)
+        old = config.path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{config.path}: cannot be read: "
+                           f"{getattr(exc, 'strerror', None) or exc}"]) from None
+    text = edited_text(old, doc, config.path)
+    try:
+        write_atomic(config.path, text if old.strip() else header + text)
     except OSError as exc:
         raise ConfigError([f"{config.path}: cannot be written: {exc.strerror}"]) from None
+
+
+def edited_text(old: str, new: dict[str, Any], path: Path) -> str:
+    """`old` (a config file's text) changed so that it holds the document `new`.
+
+    Both are compared as to_document() sees them, so a key the person wrote that the
+    change leaves alone stays as written (an explicit default, a comment beside it);
+    changed keys are set in place, removed ones deleted, new ones added after the last
+    key of their table (before the comments that introduce the next table).
+    """
+    import tomlkit  # only when a command edits the file
+
+    try:
+        document = tomlkit.parse(old)
+        before = to_document(parse_config(tomllib.loads(old), path))
+    except (tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError, ConfigError):
+        # Not a file this tool could load: it is written anew (callers load it first,
+        # so this is a file that was empty or vanished in between).
+        document, before = tomlkit.document(), {}
+    _edit(document, before, new, ())
+    return tomlkit.dumps(document)
+
+
+def _edit(target: Any, before: dict[str, Any], after: dict[str, Any],
+          path: tuple[str, ...]) -> None:
+    from collections.abc import MutableMapping
+
+    import tomlkit
+    from tomlkit.items import Table
+
+    for key in before:
+        if key in after or key not in target:
+            continue
+        if not path and isinstance(target[key], MutableMapping):
+            # [sync] back to defaults: only what differed goes; the person's explicit
+            # defaults and comments stay. A player or group goes as a whole.
+            _edit(target[key], before[key], {}, (key,))
+        else:
+            del target[key]
+    for key, value in after.items():
+        nested = isinstance(value, dict) and _is_table((*path, key))
+        if nested and key in target and isinstance(target[key], MutableMapping):
+            old = before.get(key)
+            _edit(target[key], old if isinstance(old, dict) else {}, value, (*path, key))
+        elif key not in target or before.get(key) != value:
+            item = _toml_item(value, (*path, key))
+            if isinstance(item, Table):
+                item.add(tomlkit.nl())  # a blank line before whatever table follows
+            if key in target or not isinstance(target, Table):
+                target[key] = item
+            else:
+                _add_to_table(target, key, item)
+
+
+def _is_table(path: tuple[str, ...]) -> bool:
+    """[metarr], [sync], [groups.NAME] and [players.NAME] are tables; every other table
+    value (a secret's { env = "VAR" }, a mapping) is written inline."""
+    return len(path) == 1 or (len(path) == 2 and path[0] in ("groups", "players"))
+
+
+def _toml_item(value: Any, path: tuple[str, ...]) -> Any:
+    import tomlkit
+
+    if isinstance(value, dict):
+        made = tomlkit.table() if _is_table(path) else tomlkit.inline_table()
+        for key, inner in value.items():
+            made[key] = _toml_item(inner, (*path, key))
+        return made
+    if isinstance(value, list):
+        array = tomlkit.array()
+        for inner in value:
+            array.append(_toml_item(inner, (*path, "[]")))
+        if len(value) > 1 and any(isinstance(v, dict) for v in value):
+            array.multiline(True)  # one mapping a line, as people write them
+        return array
+    return tomlkit.item(value)
+
+
+def _add_to_table(table: Any, key: str, item: Any) -> None:
+    """Append `key` after the table's last key: comments and blank lines at its end
+    belong to whatever table follows."""
+    body = table.value.body
+    keys = [i for i, (k, _) in enumerate(body) if k is not None]
+    if keys and keys[-1] + 1 < len(body):
+        table.value._insert_at(keys[-1] + 1, key, item)
+    else:
+        table[key] = item

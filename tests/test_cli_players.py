@@ -210,17 +210,33 @@ def test_broken_config_exits_3_and_is_not_rewritten(cli):
     assert cli.config.read_bytes() == before
 
 
-def test_comments_are_kept_in_a_backup_when_the_file_is_rewritten(cli, metarr):
-    original = "# my players, set up by hand\n" + BASE.format(db=metarr.path)
+def test_a_hand_written_file_keeps_its_comments_and_layout(cli, metarr):
+    original = ("# my players, set up by hand\n" + BASE.format(db=metarr.path)
+                + "\n[sync]\ntimeout = 30  # the default, written on purpose\n"
+                + "\n# the den, added by hand\n[players.den]\ntype = \"recorder\"\n"
+                + "url = \"http://127.0.0.1:11\"  # old box\n")
     cli.write_config(original)
     result = cli("players", "add", "recorder", "bed", "--url", "http://127.0.0.1:10")
     assert result.returncode == 0, result.stderr
-    backup = cli.config.with_name("config.toml.bak")
-    assert backup.read_text() == original
-    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
-    assert (f"metarr-sync: note: comments are not kept when metarr-sync rewrites config.toml; "
-            f"the previous version is in {backup}") in lines(result.stderr)
-    assert set(doc(cli)["players"]) == {"lounge", "bed"}
+    lines_now = cli.config.read_text().splitlines()
+    # Every line that was there is there, unchanged and in its order ...
+    remaining = iter(lines_now)
+    assert all(line in remaining for line in original.splitlines())
+    # ... and the new player sits with the other players, in a table of its own.
+    bed = lines_now.index("[players.bed]")
+    assert lines_now[bed + 1:bed + 4] == ['type = "recorder"', 'url = "http://127.0.0.1:10"',
+                                          ""]
+    assert lines_now.index("[players.lounge]") < bed < lines_now.index("[sync]")
+    assert not cli.config.with_name("config.toml.bak").exists()
+    assert set(doc(cli)["players"]) == {"lounge", "den", "bed"}
+
+    # Removing a player takes its table and nothing else.
+    result = cli("players", "remove", "den")
+    assert result.returncode == 0, result.stderr
+    text = cli.config.read_text()
+    assert "[players.den]" not in text and "old box" not in text
+    assert "# my players, set up by hand" in text
+    assert "timeout = 30  # the default, written on purpose" in text
 
 
 def test_remove_takes_an_emptied_group_with_it(cli, metarr):

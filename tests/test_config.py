@@ -162,3 +162,63 @@ def test_save_refuses_an_invalid_document_and_keeps_the_old_file(tmp_path):
     with pytest.raises(ConfigError):
         save_config(config)
     assert path.read_bytes() == before
+
+
+HAND_WRITTEN = """\
+# metarr-sync, by hand
+[metarr]
+database = "/opt/metarr/data/metarr.sqlite"  # Metarr's own file
+
+[sync]
+timeout = 30  # the default, on purpose
+batch_size = 20
+
+# upstairs
+[players.lounge]
+type = "kodi"
+url = "http://192.168.1.10:8080"
+username = "kodi"
+password = { env = "KODI_PASSWORD" }
+mappings = [ { metarr = "/data/media", player = "smb://nas/media" } ]
+"""
+
+
+def edit(text: str, change) -> str:
+    import tomllib
+
+    from metarr_sync.config import edited_text, parse_config, to_document
+
+    config = parse_config(tomllib.loads(text), Path("config.toml"))
+    change(config)
+    result = edited_text(text, to_document(config), Path("config.toml"))
+    parse_config(tomllib.loads(result), Path("config.toml"))  # it loads again
+    return result
+
+
+def test_an_edit_changes_only_what_changed():
+    from metarr_sync.config import Mapping
+
+    def change(config):
+        config.sync.batch_size = 100  # back to the default
+        config.players["lounge"].mappings.append(Mapping("/data/tv", "smb://nas/tv"))
+
+    result = edit(HAND_WRITTEN, change)
+    assert result == HAND_WRITTEN.replace("batch_size = 20\n", "").replace(
+        '[ { metarr = "/data/media", player = "smb://nas/media" } ]',
+        '[\n    {metarr = "/data/media", player = "smb://nas/media"},\n'
+        '    {metarr = "/data/tv", player = "smb://nas/tv"},\n]')
+
+
+def test_a_new_key_goes_after_its_tables_last_key_not_after_the_next_tables_comment():
+    def change(config):
+        config.sync.max_removals = 5
+
+    result = edit(HAND_WRITTEN, change)
+    assert "batch_size = 20\nmax_removals = 5\n\n# upstairs\n[players.lounge]" in result
+
+
+def test_a_removed_player_takes_its_table_and_an_unchanged_file_stays_byte_for_byte():
+    assert edit(HAND_WRITTEN, lambda config: None) == HAND_WRITTEN
+    result = edit(HAND_WRITTEN, lambda config: config.players.pop("lounge"))
+    assert "[players.lounge]" not in result and "KODI_PASSWORD" not in result
+    assert result.startswith(HAND_WRITTEN.split("# upstairs")[0].rstrip("\n"))

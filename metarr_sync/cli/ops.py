@@ -3,11 +3,11 @@
 Editing the config: load without resolving secrets (they are only copied, never needed),
 change the model, validate the whole new document, then write it atomically (0600)
 through config.save_config, so a refused change leaves the file byte for byte as it was.
+Only what changed is edited in: a hand-written file keeps its comments and layout.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -55,16 +55,10 @@ def save(config: Config, action: str, *, invalid_code: int = common.EXIT_USAGE) 
     """Validate the changed config, then write it atomically; exit on any problem.
 
     The whole document is validated first (exit `invalid_code`: the change is at fault,
-    the file loaded fine), so a file that would not load again is never written. Comments
-    cannot survive the rewrite: when the old file has some, it is kept as `<name>.bak`.
+    the file loaded fine), so a file that would not load again is never written. Only
+    what changed is edited into the file: its comments, order and layout stay.
     """
-    from metarr_sync.config import (
-        ConfigError,
-        parse_config,
-        save_config,
-        to_document,
-        write_atomic,
-    )
+    from metarr_sync.config import ConfigError, parse_config, save_config, to_document
 
     try:
         parse_config(to_document(config), config.path)
@@ -73,29 +67,12 @@ def save(config: Config, action: str, *, invalid_code: int = common.EXIT_USAGE) 
             common.err(f"metarr-sync: {action}: {_without_path(problem, config.path)}")
         common.err(f"metarr-sync: {action}: nothing was changed in {config.path}")
         raise typer.Exit(invalid_code) from None
-    backup = None
-    try:
-        old = config.path.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
-        old = ""
-    except OSError as exc:
-        common.fail(f"{config.path}: cannot be read: {exc.strerror}", common.EXIT_CONFIG)
-    if re.search(r"(?m)^\s*#|\s#", old):
-        backup = config.path.with_name(config.path.name + ".bak")
-        try:
-            write_atomic(backup, old)
-        except OSError as exc:
-            common.fail(f"{config.path}: cannot be written ({backup}: {exc.strerror}); "
-                        "nothing was changed", common.EXIT_CONFIG)
     try:
         save_config(config)
     except ConfigError as exc:
         for problem in exc.problems:
             common.err(f"metarr-sync: {problem}; nothing was changed")
         raise typer.Exit(common.EXIT_CONFIG) from None
-    if backup is not None:
-        common.err(f"metarr-sync: note: comments are not kept when metarr-sync rewrites "
-                   f"{config.path.name}; the previous version is in {backup}")
 
 
 def player_of(config: Config, name: str) -> PlayerConfig:
