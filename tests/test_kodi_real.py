@@ -1,11 +1,12 @@
-"""The installed `metarr-sync run` against a real Kodi 20.1 (headless, under Xvfb).
+"""The installed `metarr-sync run` against a real Kodi, 20.1 and 21.2 (headless, under Xvfb).
 
-Kodi is started once per test session (tests/support/kodi_server.py, ~7 s) with its own
-HOME, a loopback web server with Basic auth and its network announcements off. Each test
-writes the media files Metarr would have published into Kodi's source folders, builds the
-matching Metarr database (whose paths differ from Kodi's: the config maps them), runs the
-command as cron would, and then asks Kodi itself, over its own JSON-RPC, what it now holds.
-Everything is asynchronous in Kodi, so assertions poll with a deadline.
+Every test runs once per Kodi version (the `kodi` fixture of tests/conftest.py is
+parametrized). Each Kodi is started once per test session (tests/support/kodi_server.py,
+~8 s) with its own HOME, a loopback web server with Basic auth and its network announcements
+off. Each test writes the media files Metarr would have published into Kodi's source
+folders, builds the matching Metarr database (whose paths differ from Kodi's: the config maps
+them), runs the command as cron would, and then asks Kodi itself, over its own JSON-RPC,
+what it now holds. Everything is asynchronous in Kodi, so assertions poll with a deadline.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import re
 from pathlib import Path
 
 import pytest
-from support.kodi_server import KodiServer, RecordingProxy, missing
+from support.kodi_server import KodiServer, RecordingProxy
 
-pytestmark = [pytest.mark.kodi,
-              pytest.mark.skipif(missing() is not None, reason=str(missing()))]
+pytestmark = pytest.mark.kodi
 
 CONFIG = """
 [metarr]
@@ -36,23 +36,6 @@ password = {{ env = "KODI_TEST_PASSWORD" }}
 mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
              {{ metarr = "/data/media/tv", player = "{tv}" }} ]
 """
-
-
-@pytest.fixture(scope="session")
-def kodi_server(tmp_path_factory: pytest.TempPathFactory):
-    server = KodiServer(tmp_path_factory.mktemp("kodi"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def kodi(kodi_server: KodiServer) -> KodiServer:
-    if not kodi_server.running:  # a test that stopped it and failed before restarting
-        kodi_server.start()
-    return kodi_server
 
 
 @pytest.fixture
@@ -302,3 +285,5 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
                         not in (None, expected[files[0]]), "the refreshed movie's new id")
     finally:
         player.close()
+
+
