@@ -287,3 +287,37 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
         player.close()
 
 
+
+SECOND_KODI = """
+[players.bedroom]
+type = "kodi"
+url = "{url}"
+username = "{user}"
+password = {{ env = "KODI_TEST_PASSWORD" }}
+mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
+             {{ metarr = "/data/media/tv", player = "{tv}" }} ]
+"""
+
+
+def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi_factory):
+    """Two Kodi boxes with libraries of their own over the same media (no shared library):
+    each configured player is told, and each box lists the movie afterwards."""
+    cli, db, kodi = setup
+    bedroom = kodi_factory(media=kodi.media)
+    assert bedroom.port != kodi.port and bedroom.movies == kodi.movies
+    assert bedroom.movies_by_file() == {}  # a library of its own
+    cli.write_config(
+        CONFIG.format(db=db.path, url=kodi.url, user=kodi.username, movies=kodi.movies,
+                      tv=kodi.tv)
+        + SECOND_KODI.format(url=bedroom.url, user=bedroom.username, movies=bedroom.movies,
+                             tv=bedroom.tv))
+    stalker_file = publish_movie(kodi, "Stalker", 1979, imdb="tt0079944")
+    db.add_movie("Stalker", 1979)
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    assert sorted((p["name"], p["status"], p["synced"], p["verified"])
+                  for p in report["players"]) == [("bedroom", "synced", 1, 1),
+                                                  ("lounge", "synced", 1, 1)]
+    for box in (kodi, bedroom):
+        box.wait_until(lambda box=box: stalker_file in box.movies_by_file(), "Stalker")
