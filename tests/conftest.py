@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
+from support.kodi_server import VERSIONS, KodiServer, missing  # noqa: E402
 from support.metarr_factory import MetarrDB  # noqa: E402
 
 
@@ -91,3 +93,74 @@ def metarr(tmp_path: Path) -> MetarrDB:
     db = MetarrDB(tmp_path / "metarr.sqlite")
     yield db
     db.close()
+
+
+# --- real Kodi (tests/support/kodi_server.py) ----------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whatever file a real-Kodi test is in, `-m kodi` / `-m "not kodi"` selects it."""
+    for item in items:
+        if "kodi_version" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kodi)
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=[f"kodi{v}" for v in VERSIONS])
+def kodi_version(request: pytest.FixtureRequest) -> str:
+    """Every test using a real Kodi runs once per version: 20.1 (Debian bookworm's package
+    on the host) and 21.2 (Debian trixie's, chrooted). A version that cannot run here is
+    skipped with the reason; under CI (CI=true) it fails with it: .ci/run prepares both."""
+    reason = missing(request.param)
+    if reason is not None:
+        if under_ci():
+            pytest.fail(f"Kodi {request.param} cannot run under CI: {reason}", pytrace=False)
+        pytest.skip(f"Kodi {request.param}: {reason}")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def kodi_server(kodi_version: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[KodiServer]:
+    """One Kodi per version for the whole session (~8 s to start); tests share its library."""
+    server = KodiServer(tmp_path_factory.mktemp(f"kodi{kodi_version}"), kodi_version)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def kodi(kodi_server: KodiServer) -> KodiServer:
+    if not kodi_server.running:  # a test that stopped it and failed before restarting
+        kodi_server.start()
+    return kodi_server
+
+
+@pytest.fixture
+def kodi_factory(kodi_version: str, tmp_path: Path) -> Iterator[Callable[..., KodiServer]]:
+    """Start more Kodis of this test's version, each with its own profile and display; all
+    are stopped when the test ends. `kodi_factory(media=...)` gives several Kodis the same
+    movies/ and tv/ folders (two boxes over one library):
+
+        first = kodi_factory()
+        second = kodi_factory(media=first.media)
+    """
+    started: list[KodiServer] = []
+
+    def start(media: Path | None = None) -> KodiServer:
+        server = KodiServer(tmp_path / f"kodi{kodi_version}-{len(started) + 1}",
+                            kodi_version, media=media)
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.close()

@@ -1,11 +1,12 @@
-"""The installed `metarr-sync run` against a real Kodi 20.1 (headless, under Xvfb).
+"""The installed `metarr-sync run` against a real Kodi, 20.1 and 21.2 (headless, under Xvfb).
 
-Kodi is started once per test session (tests/support/kodi_server.py, ~7 s) with its own
-HOME, a loopback web server with Basic auth and its network announcements off. Each test
-writes the media files Metarr would have published into Kodi's source folders, builds the
-matching Metarr database (whose paths differ from Kodi's: the config maps them), runs the
-command as cron would, and then asks Kodi itself, over its own JSON-RPC, what it now holds.
-Everything is asynchronous in Kodi, so assertions poll with a deadline.
+Every test runs once per Kodi version (the `kodi` fixture of tests/conftest.py is
+parametrized). Each Kodi is started once per test session (tests/support/kodi_server.py,
+~8 s) with its own HOME, a loopback web server with Basic auth and its network announcements
+off. Each test writes the media files Metarr would have published into Kodi's source
+folders, builds the matching Metarr database (whose paths differ from Kodi's: the config maps
+them), runs the command as cron would, and then asks Kodi itself, over its own JSON-RPC,
+what it now holds. Everything is asynchronous in Kodi, so assertions poll with a deadline.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import re
 from pathlib import Path
 
 import pytest
-from support.kodi_server import KodiServer, RecordingProxy, missing
+from support.kodi_server import KodiServer, RecordingProxy
 
-pytestmark = [pytest.mark.kodi,
-              pytest.mark.skipif(missing() is not None, reason=str(missing()))]
+pytestmark = pytest.mark.kodi
 
 CONFIG = """
 [metarr]
@@ -42,23 +42,6 @@ mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
 # symlinked view), so that the disk tells metarr-sync what is gone, as on a real NAS.
 REAL_CONFIG = CONFIG.replace('"/data/media/movies"', '"{metarr_movies}"').replace(
     '"/data/media/tv"', '"{metarr_tv}"')
-
-
-@pytest.fixture(scope="session")
-def kodi_server(tmp_path_factory: pytest.TempPathFactory):
-    server = KodiServer(tmp_path_factory.mktemp("kodi"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def kodi(kodi_server: KodiServer) -> KodiServer:
-    if not kodi_server.running:  # a test that stopped it and failed before restarting
-        kodi_server.start()
-    return kodi_server
 
 
 @pytest.fixture
@@ -331,17 +314,17 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
 def test_a_library_deleted_in_metarr_stays_in_kodi(on_disk, tmp_path):
     """Metarr's "delete library" drops the rows and keeps the files: Kodi keeps it all."""
     cli, db, kodi = on_disk
-    stalker = publish_movie(kodi, "Stalker", 1979, imdb="tt0079944")
+    mirror = publish_movie(kodi, "Mirror", 1975, imdb="tt0072443")
     solaris = publish_movie(kodi, "Solaris", 1972, imdb="tt0069293")
     kodi.write_show(kodi.tv / "Twin Peaks", "Twin Peaks", "1990-04-08")
     pilot = publish_episode(kodi, "Twin Peaks", 1, 1, "Pilot")
-    db.add_movie("Stalker", 1979)
+    db.add_movie("Mirror", 1975)
     db.add_movie("Solaris", 1972)
     show = db.add_series("Twin Peaks")
     db.add_episode(show, db.add_season(show, 1), 1, 1)
     code, report = run(cli)
     assert code == 0, explain(cli, report)
-    kodi.wait_until(lambda: {stalker, solaris} <= set(kodi.movies_by_file())
+    kodi.wait_until(lambda: {mirror, solaris} <= set(kodi.movies_by_file())
                     and pilot in kodi.episodes_by_file(), "the library in Kodi")
     before = (kodi.movies_by_file(), kodi.episodes_by_file(), kodi.shows_by_folder())
 
@@ -381,3 +364,38 @@ def test_only_a_deleted_file_leaves_kodi(on_disk, tmp_path):
     assert gone not in movies
     # The kept movie was neither removed nor refreshed: same Kodi id, same entry.
     assert movies[kept]["movieid"] == kept_kodi_id
+
+
+SECOND_KODI = """
+[players.bedroom]
+type = "kodi"
+url = "{url}"
+username = "{user}"
+password = {{ env = "KODI_TEST_PASSWORD" }}
+mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
+             {{ metarr = "/data/media/tv", player = "{tv}" }} ]
+"""
+
+
+def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi_factory):
+    """Two Kodi boxes with libraries of their own over the same media (no shared library):
+    each configured player is told, and each box lists the movie afterwards."""
+    cli, db, kodi = setup
+    bedroom = kodi_factory(media=kodi.media)
+    assert bedroom.port != kodi.port and bedroom.movies == kodi.movies
+    assert bedroom.movies_by_file() == {}  # a library of its own
+    cli.write_config(
+        CONFIG.format(db=db.path, url=kodi.url, user=kodi.username, movies=kodi.movies,
+                      tv=kodi.tv)
+        + SECOND_KODI.format(url=bedroom.url, user=bedroom.username, movies=bedroom.movies,
+                             tv=bedroom.tv))
+    stalker_file = publish_movie(kodi, "Stalker", 1979, imdb="tt0079944")
+    db.add_movie("Stalker", 1979)
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    assert sorted((p["name"], p["status"], p["synced"], p["verified"])
+                  for p in report["players"]) == [("bedroom", "synced", 1, 1),
+                                                  ("lounge", "synced", 1, 1)]
+    for box in (kodi, bedroom):
+        box.wait_until(lambda box=box: stalker_file in box.movies_by_file(), "Stalker")

@@ -1,17 +1,43 @@
-"""A real Kodi (Debian's `kodi` package) running headless under Xvfb, for integration tests.
+"""A real Kodi running headless under Xvfb, for integration tests: Kodi 20.1 or Kodi 21.2.
 
-The recipe is the verified one of ../shared/PLAYERS.md:
+- Kodi 20.1 (Nexus; JSON-RPC API 13.0.0) is Debian bookworm's `kodi`
+  package, installed on the host: /usr/lib/<arch>/kodi/kodi.bin.
+- Kodi 21.2 (Omega; JSON-RPC API 13.5.0) is Debian trixie's `kodi 2:21.2+dfsg-4`, which
+  bookworm does not have. `.ci/kodi21-root` builds a trixie root holding it (debootstrap
+  --variant=minbase, then apt-get inside the root: debootstrap's own resolver fails on kodi;
+  ~3 min, 1.2 GB) at $METARR_SYNC_KODI21_ROOT (default
+  /var/cache/metarr-sync-ci/kodi-21-root), and writes `.metarr-sync-complete` in it only once
+  everything succeeded. Kodi 21.2 runs chrooted into that root, in a mount namespace of its
+  own (`unshare --mount --propagation private`) where the host's /proc, /dev and /tmp are
+  mounted at the same paths inside the root: the profile HOME and media folders (pytest's
+  tmp dirs under /tmp) and the X socket are the same inside and out, and each Kodi's mounts
+  vanish with it, so several Kodis and parallel test runs never share or leak a mount. The
+  shell that mounts `exec`s chroot, which `exec`s kodi.bin: the PID signalled is Kodi's
+  (checked at start). Measured: JSON-RPC up in ~8 s (20.1: ~7 s), ~250 MB RAM each.
+
+The recipe, the same for both versions:
 - a private HOME, so the user's own Kodi profile is never touched;
 - guisettings.xml written *before* the first start: web server on a free loopback-chosen port
   with Basic auth, and every network announcement off (zeroconf, WS-Discovery, UPnP, AirPlay,
-  event server, add-on updates), so Kodi sends nothing to the network;
-- sources.xml with one movie root and one TV root, and rows in Kodi's `path` table giving
-  them content types and the offline `metadata.local` scraper (no JSON-RPC call sets those);
-- kodi.bin started directly (the /usr/bin/kodi wrapper's PID is not Kodi's), stopped with
-  SIGTERM and, after 15 s, SIGKILL.
+  event server, add-on updates), so Kodi sends nothing to the network; the web server still
+  listens on all interfaces, so tests talk to it only on 127.0.0.1. No library update on
+  start-up or in the background, no thumbnail or flag extraction (extraction from the 0-byte
+  dummy videos crashed Kodi once);
+- sources.xml with one movie root and one TV root (paths ending in `/`), and rows in Kodi's
+  `path` table giving them content types and the offline `metadata.local` scraper (it reads
+  NFO files only). No JSON-RPC call sets those and sources.xml cannot hold them; Kodi reads
+  the rows at scan time, so they are written once JSON-RPC answers, into the video database
+  of the version: MyVideos121.db for 20.1, MyVideos131.db for 21.2;
+- kodi.bin started directly (the /usr/bin/kodi wrapper's PID is not Kodi's), without
+  KODI_* variables in its environment (Kodi reads them as its own install paths and
+  crashes), with HOME and DISPLAY set; stopped with SIGTERM (2-3 s) and, after 15 s,
+  SIGKILL;
+- once up, Kodi's own `Application.GetProperties` version must be the one asked for, so a
+  test id saying 20.1 or 21.2 is the Kodi that really ran.
 
-This module installs nothing: `.ci/run` installs kodi and xvfb; elsewhere `missing()` says
-why the tests cannot run and they are skipped with that reason.
+This module installs nothing: `.ci/run` installs kodi and xvfb and builds the 21.2 root;
+elsewhere `missing(version)` says why a version cannot run. The fixtures (tests/conftest.py)
+skip with that reason, and fail with it under CI.
 """
 
 from __future__ import annotations
@@ -59,18 +85,49 @@ GUI_SETTINGS = {
 }
 
 
-def kodi_binary() -> str | None:
+VERSIONS = ("20.1", "21.2")
+# Each version's video database, named by its schema version.
+VIDEO_DB = {"20.1": "MyVideos121.db", "21.2": "MyVideos131.db"}
+KODI21_ROOT_DEFAULT = "/var/cache/metarr-sync-ci/kodi-21-root"
+ROOT_COMPLETE = ".metarr-sync-complete"  # written by .ci/kodi21-root after a full build
+
+
+def kodi21_root() -> Path:
+    return Path(os.environ.get("METARR_SYNC_KODI21_ROOT") or KODI21_ROOT_DEFAULT)
+
+
+def kodi_binary(version: str = "20.1") -> str | None:
+    """kodi.bin of `version`: a host path for 20.1, a path inside the root for 21.2."""
+    if version == "21.2":
+        root = kodi21_root()
+        if not (root / ROOT_COMPLETE).is_file():
+            return None
+        found = sorted(glob.glob(str(root / "usr/lib/*/kodi/kodi.bin")))
+        return "/" + str(Path(found[0]).relative_to(root)) if found else None
     found = sorted(glob.glob("/usr/lib/*/kodi/kodi.bin"))
     return found[0] if found else None
 
 
-def missing() -> str | None:
-    """Why a real Kodi cannot run here, or None when it can."""
-    if kodi_binary() is None:
-        return ("Kodi is not installed (no /usr/lib/*/kodi/kodi.bin): "
-                "`.ci/run` installs it with apt-get (kodi, xvfb)")
+def missing(version: str = "20.1") -> str | None:
+    """Why Kodi `version` cannot run here, or None when it can."""
+    if version not in VERSIONS:
+        return f"no recipe for Kodi {version} (known: {', '.join(VERSIONS)})"
     if shutil.which("Xvfb") is None:
         return "Xvfb is not installed: `.ci/run` installs it with apt-get (xvfb)"
+    if version == "20.1" and kodi_binary(version) is None:
+        return ("Kodi 20.1 is not installed (no /usr/lib/*/kodi/kodi.bin): "
+                "`.ci/run` installs it with apt-get (kodi, xvfb)")
+    if version == "21.2":
+        root = kodi21_root()
+        if not (root / ROOT_COMPLETE).is_file():
+            return (f"no complete Kodi 21.2 root at {root} (no {ROOT_COMPLETE}; "
+                    "METARR_SYNC_KODI21_ROOT sets the place): `.ci/kodi21-root` builds it")
+        if kodi_binary(version) is None:
+            return f"the Kodi 21.2 root {root} has no usr/lib/*/kodi/kodi.bin"
+        if os.geteuid() != 0:
+            return "Kodi 21.2 runs chrooted in a mount namespace of its own: that needs root"
+        if shutil.which("unshare") is None:
+            return "unshare (util-linux) is not installed: Kodi 21.2 needs it"
     return None
 
 
@@ -85,12 +142,19 @@ class KodiError(Exception):
 
 
 class KodiServer:
-    """One Kodi instance with its own HOME, media folders and web server port."""
+    """One Kodi instance with its own HOME, web server port and Xvfb display.
 
-    def __init__(self, root: Path):
+    `media` (default: its own folder under `root`) holds the movies/ and tv/ source folders:
+    give two servers the same one to have two Kodis over the same library.
+    """
+
+    def __init__(self, root: Path, version: str = "20.1", media: Path | None = None):
+        if version not in VERSIONS:
+            raise KodiError(str(missing(version)))
+        self.version = version
         self.root = root
         self.home = root / "home"
-        self.media = root / "media"
+        self.media = media or root / "media"
         self.movies = self.media / "movies"
         self.tv = self.media / "tv"
         self.port = free_port()
@@ -117,11 +181,23 @@ class KodiServer:
     def log_file(self) -> Path:
         return self.home / ".kodi" / "temp" / "kodi.log"
 
+    @property
+    def stderr_file(self) -> Path:
+        return self.root / "kodi.stderr"
+
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no kodi.log)"
+        """The end of kodi.log, and of Kodi's stderr (where a failed chroot or mount says
+        why) when there is any."""
+        parts = []
+        for path, what in ((self.log_file, "kodi.log"), (self.stderr_file, "stderr")):
+            try:
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                parts.append(f"(no {what})")
+                continue
+            if text or what == "kodi.log":
+                parts.append(f"--- {what}:\n" + "\n".join(text))
+        return "\n".join(parts)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -163,27 +239,46 @@ class KodiServer:
             raise KodiError("Xvfb did not report a display number")
         self.display = ":" + number.decode().strip()
 
+    def _command(self) -> list[str]:
+        binary = kodi_binary(self.version)
+        if binary is None:
+            raise KodiError(str(missing(self.version)))
+        args = [binary, "--standalone", "--windowing=x11"]
+        if self.version != "21.2":
+            return args
+        # /tmp (profile, media, X socket) at the same path inside the root; folders outside
+        # /tmp (a TMPDIR elsewhere) are bound at their own paths too.
+        shared = ["/tmp"] + sorted({
+            str(p.resolve()) for p in (self.root, self.media)
+            if not p.resolve().is_relative_to("/tmp")})
+        script = (
+            'root=$1 kodi=$2; shift 2; '
+            'mount -t proc proc "$root/proc" && mount --rbind /dev "$root/dev" || exit 125; '
+            'for dir; do mkdir -p "$root$dir" && mount --bind "$dir" "$root$dir" || exit 125; '
+            'done; exec chroot "$root" "$kodi" --standalone --windowing=x11')
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                "kodi21", str(kodi21_root()), binary, *shared]
+
     def start(self, timeout: float = 60) -> None:
         """Start Kodi (and Xvfb on first use); return once JSON-RPC answers."""
         if not (self.userdata / "guisettings.xml").exists():
             self._write_profile()
         if self.xvfb is None or self.xvfb.poll() is not None:
             self._start_xvfb()
-        binary = kodi_binary()
-        assert binary, missing()
+        command = self._command()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("KODI_", "XDG_", "DBUS_", "WAYLAND_"))}
         env.update({"HOME": str(self.home), "DISPLAY": str(self.display),
                     "LIBGL_ALWAYS_SOFTWARE": "1"})
-        self.kodi = subprocess.Popen(
-            [binary, "--standalone", "--windowing=x11"], env=env, cwd=self.home,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+        with self.stderr_file.open("ab") as stderr:
+            self.kodi = subprocess.Popen(
+                command, env=env, cwd=self.home, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.kodi.poll() is not None:
-                raise KodiError(f"Kodi exited with {self.kodi.returncode} while starting:\n"
-                                + self.log_tail())
+                raise KodiError(f"Kodi {self.version} exited with {self.kodi.returncode} "
+                                "while starting:\n" + self.log_tail())
             try:
                 if self.rpc("JSONRPC.Ping", timeout=2) == "pong":
                     break
@@ -191,24 +286,38 @@ class KodiServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise KodiError(f"Kodi's JSON-RPC did not answer within {timeout:g} s:\n"
-                                + self.log_tail())
+                raise KodiError(f"Kodi {self.version}'s JSON-RPC did not answer within "
+                                f"{timeout:g} s:\n" + self.log_tail())
             time.sleep(0.2)
+        self._check_identity()
         self._set_content_types()
+
+    def _check_identity(self) -> None:
+        """The process we signal is kodi.bin itself, and it is the version asked for."""
+        assert self.kodi is not None
+        exe = os.readlink(f"/proc/{self.kodi.pid}/exe")
+        if Path(exe).name != "kodi.bin":
+            self.stop()
+            raise KodiError(f"PID {self.kodi.pid} is {exe}, not kodi.bin")
+        version = self.rpc("Application.GetProperties", {"properties": ["version"]})["version"]
+        running = f"{version['major']}.{version['minor']}"
+        if running != self.version:
+            self.stop()
+            raise KodiError(f"asked for Kodi {self.version}, but {exe} is Kodi {running}")
 
     def _set_content_types(self) -> None:
         """Give both sources a content type and the offline metadata.local scraper."""
         rows = [(f"{self.movies}/", "movies", 2147483647, 1),
                 (f"{self.tv}/", "tvshows", 0, 0)]
+        database = self.userdata / "Database" / VIDEO_DB[self.version]
         deadline = time.monotonic() + 20
-        while True:
-            found = sorted(glob.glob(str(self.userdata / "Database" / "MyVideos*.db")))
-            if found:
-                break
+        while not database.exists():
             if time.monotonic() > deadline:
-                raise KodiError("Kodi created no MyVideos*.db")
+                found = [p.name for p in database.parent.glob("MyVideos*.db")]
+                raise KodiError(f"Kodi {self.version} created no {database.name} "
+                                f"(video databases found: {found or 'none'})")
             time.sleep(0.1)
-        conn = sqlite3.connect(found[-1], timeout=10)
+        conn = sqlite3.connect(database, timeout=10)
         try:
             with conn:
                 for path, content, recursive, folder_names in rows:
@@ -229,7 +338,8 @@ class KodiServer:
             conn.close()
 
     def stop(self) -> None:
-        """SIGTERM (Kodi needs about a second), SIGKILL after 15 s."""
+        """SIGTERM (Kodi needs 2-3 s), SIGKILL after 15 s. A 21.2 Kodi's mounts live in its
+        own mount namespace, which ends with it: nothing stays mounted."""
         if self.kodi is None:
             return
         if self.kodi.poll() is None:
