@@ -444,11 +444,11 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                     batch_items = [t.item for t in batch]
                     outcomes = adapter.apply(batch)
                     if verifying:
-                        # A 200/"OK" does not prove the player took the item: keep it
-                        # queued as sent until verify() has seen it there.
-                        updates = {t.key for t in batch if not t.item.removed}
+                        # A 200/"OK" does not prove the player took the item (or let
+                        # go of a removed one): keep it queued as sent until verify()
+                        # has looked.
                         outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
-                                    and o.item_key in updates else o for o in outcomes]
+                                    else o for o in outcomes]
                         sent = {o.item_key for o in outcomes if o.result == "sent"}
                         delivered += [i for i in batch_items if i.key in sent]
                     recorder.save(batch_items, outcomes)
