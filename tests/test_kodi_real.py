@@ -170,8 +170,8 @@ def test_run_delivers_new_changed_and_deleted_items(setup, tmp_path):
     cli.write_config(CONFIG.format(db=db.path, url=kodi.url, user=kodi.username,
                                    movies=kodi.movies, tv=kodi.tv))
     assert code == 0, explain(cli, report)
-    # Removals are not verified by the run; the refreshed movies and new items are.
-    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (5, 4)
+    # Every delivery is verified by the run, the removal too (Kodi no longer lists Heat).
+    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (5, 5)
     # The removal and both refreshes travelled in one POST, a JSON-RPC batch that Kodi
     # answered call by call: both new NFO titles show.
     (batch,) = proxy.posts_with("VideoLibrary.RefreshMovie")
