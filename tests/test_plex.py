@@ -860,6 +860,29 @@ def test_a_removed_show_with_an_episode_plex_still_plays_is_not_removed(plex_moc
     assert plex_mock.puts() == []
 
 
+def test_a_removed_show_plex_lists_without_episodes_empties_no_trash(plex_mock, made):
+    plex_mock.listings[("3", 2)] = [show_meta("300", "/data/TV/Empty")]
+    [outcome] = make_player(made).verify(targets(
+        Item("series", 7005, "/data/TV/Empty", series_path="/data/TV/Empty", removed=True)))
+    assert outcome.result == "unverified" and "has not marked it missing" in outcome.error
+    assert plex_mock.puts() == []
+
+
+def test_episodes_marked_in_allleaves_but_not_in_the_listing_empty_no_trash(plex_mock, made):
+    show = "/data/TV/Severance"
+    plex_mock.listings[("3", 2)] = [show_meta("300", show)]
+    plex_mock.leaves["300"] = [{**movie_meta("301", f"{show}/S1/e1.mkv", deleted=True),
+                                "type": "episode"}]
+    plex_mock.listings[("3", 4)] = [{**movie_meta("301", f"{show}/S1/e1.mkv"),
+                                     "type": "episode"}]
+    [outcome] = make_player(made).verify(targets(
+        Item("series", 7006, show, series_path=show, removed=True)))
+    assert outcome.result == "unverified"
+    assert outcome.error == ("Plex marked it missing, but lists nothing missing in library "
+                             "'TV Shows' yet: trash not emptied; the next run checks again")
+    assert plex_mock.puts() == []
+
+
 def test_a_missing_episode_of_another_show_keeps_a_tv_trash_closed(plex_mock, made):
     e1 = "/data/TV/Severance/Season 01/e1.mkv"
     plex_mock.listings[("3", 4)] = [

@@ -641,7 +641,8 @@ class PlexPlayer(Player):
         marked = listing.missing()
         if target.item.kind == "series":
             # Plex marks a show's episodes missing, not the show: the show is missing
-            # when every episode it still lists is.
+            # when it has episodes and every one of them is (a show without any is
+            # nothing the trash would take).
             found = list(keys)
             missing = True
             for key in keys:
@@ -649,7 +650,7 @@ class PlexPlayer(Player):
                     continue
                 leaves = self._show_leaves(key)
                 found += [leaf for leaf, _ in leaves]
-                missing = missing and all(gone for _, gone in leaves)
+                missing = missing and bool(leaves) and all(gone for _, gone in leaves)
             return ("missing" if missing else "present"), found
         return ("missing" if all(k in marked for k in keys) else "present"), keys
 
@@ -679,6 +680,9 @@ class PlexPlayer(Player):
         for plex_type in types:
             missing |= self.listing(section, plex_type).missing()
             named.update(self._trash_seen.get((section.key, plex_type), {}))
+        if not missing:  # allLeaves and the listing disagree: nothing would go
+            return (f"Plex marked it missing, but lists nothing missing in {where} yet: "
+                    "trash not emptied; the next run checks again")
         others = sorted(missing - ours, key=lambda k: named.get(k) or "\uffff")
         if others:
             examples = [named[k] for k in others if named.get(k)][:3]
