@@ -449,6 +449,10 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             if verifying:
                 # Deliveries of earlier runs that the player scans in the background.
                 wait = 0.0 if ctx.request.verify_only else adapter.verify_after
+                # Only removals that passed the disk check and the guard: delivered ones.
+                removing = [i for i in state.awaiting_verification(player.name) if i.removed]
+                adapter.removing = build_plan(removing, player.mappings,
+                                              max(1, len(removing))).targets
                 _verify(adapter, player, state.awaiting_verification(player.name, wait),
                         recorder)
             if ctx.config.sync.skip_active and adapter.is_playing():
@@ -475,9 +479,9 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                     batch_items = [t.item for t in batch]
                     outcomes = adapter.apply(batch)
                     if verifying:
-                        # A 200/"OK" does not prove the player took the item: keep it
-                        # queued as sent until verify() has seen it there.
-                        # Removals too: "gone" is checked on the player as well.
+                        # A 200/"OK" does not prove the player took the item (or let
+                        # go of a removed one): keep it queued as sent until verify()
+                        # has looked.
                         outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
                                     else o for o in outcomes]
                         sent = {o.item_key for o in outcomes if o.result == "sent"}

@@ -89,6 +89,7 @@ def test_a_missing_spec_fails_loudly_instead_of_skipping(tmp_path):
     ("PUT", "http://plex:32400/library/metadata/4711/refresh"),
     ("PUT", "http://plex:32400/library/metadata/4711/analyze"),
     ("PUT", "http://plex:32400/library/sections/1/emptyTrash"),
+    ("GET", "http://plex:32400/library/metadata/4711/allLeaves"),
 ])
 def test_every_call_the_adapter_makes_is_documented(method, url):
     validate(method, url)
@@ -146,7 +147,7 @@ def test_a_whole_adapter_run_follows_the_contract():
         ("GET", "/identity"), ("GET", "/library/sections"), ("GET", "/status/sessions"),
         ("GET", "/library/sections/N/all"), ("GET", "/library/sections/N/refresh"),
         ("PUT", "/library/metadata/N/refresh"), ("PUT", "/library/metadata/N/analyze"),
-        ("PUT", "/library/sections/N/emptyTrash"),
+        ("PUT", "/library/sections/N/emptyTrash"), ("GET", "/library/metadata/N/allLeaves"),
     }
     assert check_contract(calls) == len(calls)
 

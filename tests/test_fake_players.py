@@ -4,6 +4,7 @@ misbehave exactly as told: the fault matrix and the benchmark are only as good a
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 import requests
@@ -137,6 +138,65 @@ def test_plex_answers_like_plex():
         requests.put(plex.url + "/library/sections/1/emptyTrash", headers=head, timeout=3)
         assert plex.items == {} and plex.full_scans == 0
         assert plex.count("GET /library/sections/{key}/refresh") == 3
+
+
+def test_plex_scans_in_the_background_and_empties_every_missing_item_of_a_section():
+    head = {"X-Plex-Token": "tok", "Accept": "application/json"}
+    with FakePlex(token="tok", scan_lag=None) as plex:
+        heat = plex.put_item("/media/movies/Heat (1995)/Heat (1995).mkv")
+        alien = plex.put_item("/media/movies/Alien (1979)/Alien (1979).mkv")
+        episode = plex.put_item("/media/tv/Show/Season 01/Show - S01E01.mkv")
+        plex.add_file(episode.file)  # Heat's and Alien's files are gone (a share is down)
+
+        def listed(section: str, kind: int) -> dict[str, bool]:
+            answer = requests.get(f"{plex.url}/library/sections/{section}/all", headers=head,
+                                  params={"type": kind}, timeout=3).json()["MediaContainer"]
+            return {m["Media"][0]["Part"][0]["file"]: "deletedAt" in m
+                    for m in answer.get("Metadata", [])}
+
+        scan = requests.get(plex.url + "/library/sections/1/refresh", headers=head,
+                            params={"path": "/media/movies/Heat (1995)"}, timeout=3)
+        assert scan.status_code == 200
+        # Answered, and nothing changed: the scanner has not got to it.
+        assert listed("1", 1) == {heat.file: False, alien.file: False}
+        assert plex.queued and plex.trash("1") == []
+        plex.finish_scans()
+        assert listed("1", 1) == {heat.file: True, alien.file: False}
+        # Alien's folder is scanned too (by Plex itself, say): both are in the trash now.
+        requests.get(plex.url + "/library/sections/1/refresh", headers=head,
+                     params={"path": "/media/movies/Alien (1979)"}, timeout=3)
+        plex.finish_scans()
+        assert plex.trash("1") == [alien.file, heat.file]
+        # emptyTrash takes no item: every missing one goes.
+        assert requests.put(plex.url + "/library/sections/1/emptyTrash", headers=head,
+                            timeout=3).status_code == 200
+        assert listed("1", 1) == {} and sorted(plex.purged) == [alien.file, heat.file]
+        # A show's episodes, with deletedAt like the listing; the show goes with its last.
+        leaves = requests.get(f"{plex.url}/library/metadata/{episode.show}/allLeaves",
+                              headers=head, timeout=3).json()["MediaContainer"]["Metadata"]
+        assert [(m["ratingKey"], "deletedAt" in m) for m in leaves] == [
+            (episode.rating_key, False)]
+        plex.remove_file(episode.file)
+        requests.get(plex.url + "/library/sections/2/refresh", headers=head,
+                     params={"path": "/media/tv/Show"}, timeout=3)
+        plex.finish_scans()
+        requests.put(plex.url + "/library/sections/2/emptyTrash", headers=head, timeout=3)
+        assert plex.items == {}
+        assert [r.endpoint for r in plex.received()].count(
+            "PUT /library/sections/{key}/emptyTrash") == 2
+
+
+def test_plex_scan_lag_runs_a_scan_only_for_requests_arriving_after_it():
+    head = {"X-Plex-Token": "tok", "Accept": "application/json"}
+    with FakePlex(token="tok", scan_lag=0.3) as plex:
+        plex.add_file("/media/movies/Heat (1995)/Heat (1995).mkv")
+        requests.get(plex.url + "/library/sections/1/refresh", headers=head,
+                     params={"path": "/media/movies/Heat (1995)"}, timeout=3)
+        requests.get(plex.url + "/identity", timeout=3)
+        assert plex.library_files(settled=False) == set()
+        time.sleep(0.35)
+        requests.get(plex.url + "/identity", timeout=3)
+        assert plex.library_files(settled=False) == {"/media/movies/Heat (1995)/Heat (1995).mkv"}
 
 
 def test_jellyfin_takes_only_the_mediabrowser_header():

@@ -177,7 +177,7 @@ def test_run_delivers_new_changed_and_deleted_items(on_disk, tmp_path):
         code, report = run(cli, log)
     write_real_config(cli, db, kodi.url, kodi)
     assert code == 0, explain(cli, report)
-    # Everything is verified, the removal too: Kodi no longer lists Heat.
+    # Every delivery is verified by the run, the removal too (Kodi no longer lists Heat).
     assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (5, 5)
     # The removal and both refreshes travelled in one POST, a JSON-RPC batch that Kodi
     # answered call by call: both new NFO titles show.

@@ -53,6 +53,10 @@ class FakePlex:
         self.rsps = rsps
         self.sections: list[dict[str, Any]] = [MOVIES, MOVIES_4K, TV, MUSIC]
         self.listings: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        #: show rating key -> the Metadata of its episodes (allLeaves)
+        self.leaves: dict[str, list[dict[str, Any]]] = {}
+        #: False: emptyTrash answers 200 and Plex still lists the items for a while
+        self.trash_empties = True
         self.playing = 0
         #: (method, path) -> (status, body, content type): a failure to answer with
         self.fail: dict[tuple[str, str], tuple[int, str, str]] = {}
@@ -87,11 +91,32 @@ class FakePlex:
                                              "offset": start, "Metadata": page}})
         if request.method == "GET" and re.fullmatch(r"/library/sections/\d+/refresh", path):
             return 200, {}, ""
-        if request.method == "PUT" and re.fullmatch(
-                r"/library/metadata/\d+/(refresh|analyze)|/library/sections/\d+/emptyTrash",
-                path):
+        match = re.fullmatch(r"/library/metadata/(\d+)/allLeaves", path)
+        if request.method == "GET" and match:
+            leaves = self.leaves.get(match.group(1), [])
+            return _json({"MediaContainer": {"size": len(leaves), "Metadata": leaves}})
+        match = re.fullmatch(r"/library/sections/(\d+)/emptyTrash", path)
+        if request.method == "PUT" and match:
+            if self.trash_empties:
+                self.empty_trash(match.group(1))
+            return 200, {}, ""
+        if request.method == "PUT" and re.fullmatch(r"/library/metadata/\d+/(refresh|analyze)",
+                                                    path):
             return 200, {}, ""
         return 404, {"Content-Type": "text/html"}, "<html><body>Not Found</body></html>"
+
+    def empty_trash(self, section: str) -> None:
+        """What Plex does: every item of the section marked missing goes, and a show left
+        without episodes with it."""
+        for (key, _), items in self.listings.items():
+            if key == section:
+                items[:] = [m for m in items if m.get("deletedAt") is None]
+        shows = self.listings.get((section, 2), [])
+        for show in list(shows):
+            leaves = self.leaves.get(show["ratingKey"], [])
+            leaves[:] = [m for m in leaves if m.get("deletedAt") is None]
+            if not leaves:
+                shows.remove(show)
 
     # What the adapter sent, decoded.
     def sent(self) -> list[tuple[str, str, dict[str, list[str]]]]:
@@ -641,72 +666,278 @@ def test_provider_ids_find_an_item_whose_file_moved_and_its_new_folder_is_scanne
 
 
 # --- removed items and the trash --------------------------------------------------------
+# Plex marks a deleted file's item missing only when the scan has run, in the background;
+# emptyTrash deletes EVERY item of the section marked missing. So apply() only scans, and
+# verify(), on a later run, empties a trash only when all of it is our own removals.
 
-def test_a_removed_movie_scans_its_folder_and_empties_the_trash_at_the_end(plex_mock, made):
-    plex_mock.listings[("1", 1)] = [movie_meta("10", "/data/Movies/Heat (1995)/Heat.mkv",
+HEAT = "/data/Movies/Heat (1995)/Heat.mkv"
+UP = "/data/Movies/Up (2009)/Up.mkv"
+
+
+def test_a_removal_only_scans_its_folder_and_never_empties_the_trash(plex_mock, made):
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True),
+                                    movie_meta("11", "/data/Movies/Lost/Lost.mkv",
                                                deleted=True)]
     player = make_player(made)
-    outcomes = player.apply(targets(movie("/data/Movies/Heat (1995)/Heat.mkv", removed=True),
-                                    movie("/data/Movies/Up (2009)/Up.mkv", removed=True)))
+    outcomes = player.apply(targets(movie(HEAT, removed=True), movie(UP, removed=True)))
     assert [o.result for o in outcomes] == ["synced", "synced"]
+    assert player.finish() == []
     assert plex_mock.scans() == [("1", "/data/Movies/Heat (1995)"), ("1", "/data/Movies/Up (2009)")]
-    assert plex_mock.puts() == []  # not before every batch is through
-    assert player.finish() == []
-    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
-    assert plex_mock.sent()[-1][1] == "/library/sections/1/emptyTrash"
-
-
-def test_without_clean_deleted_the_trash_is_left_alone(plex_mock, made):
-    player = make_player(made, sync=SyncConfig(retry_attempts=0, clean_deleted=False))
-    outcomes = player.apply(targets(movie("/data/Movies/Heat (1995)/Heat.mkv", removed=True)))
-    assert outcomes[0].result == "synced"
-    assert player.finish() == []
-    assert plex_mock.scans() == [("1", "/data/Movies/Heat (1995)")]
-    assert plex_mock.puts() == [] and plex_mock.listing_calls() == []
-
-
-def _missing_movies(count: int) -> list[dict[str, Any]]:
-    return [movie_meta(str(100 + i), f"/data/Movies/M{i}/M{i}.mkv", deleted=True)
-            for i in range(count)] + [movie_meta("99", "/data/Movies/Ok/Ok.mkv")]
-
-
-def test_the_trash_is_emptied_at_exactly_max_trash_items_missing(plex_mock, made):
-    plex_mock.listings[("1", 1)] = _missing_movies(3)
-    player = make_player(made, max_trash_items=3)
-    outcomes = player.apply(targets(movie("/data/Movies/M0/M0.mkv", removed=True)))
-    assert outcomes[0].result == "synced"
-    player.finish()
-    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
-
-
-def test_too_many_missing_items_refuse_the_trash_and_say_why(plex_mock, made, caplog):
-    # An offline share: Plex marked everything on it missing. Emptying the trash now
-    # would delete all of it from Plex.
-    plex_mock.listings[("1", 1)] = _missing_movies(4)
-    player = make_player(made, max_trash_items=3)
-    with caplog.at_level(logging.WARNING, logger="metarr_sync"):
-        outcomes = player.apply(targets(movie("/data/Movies/M0/M0.mkv", removed=True)))
-    assert outcomes[0].result == "failed"
-    assert ("Plex trash of library 'Movies' not emptied: 4 items there are already marked "
-            "missing, more than max_trash_items = 3") in outcomes[0].error
-    assert "offline" in outcomes[0].error
-    assert player.finish() == []
     assert plex_mock.puts() == []
-    assert plex_mock.scans() == [("1", "/data/Movies/M0")]  # the scan itself is harmless
-    assert "not emptied" in caplog.text
+    assert plex_mock.listing_calls() == []  # nothing to look up: the scan is all it sends
+    assert player.commands == ["GET /library/sections/1/refresh?path=/data/Movies/Heat (1995)",
+                               "GET /library/sections/1/refresh?path=/data/Movies/Up (2009)"]
 
 
-def test_the_guard_counts_missing_episodes_and_shows_of_a_tv_section(plex_mock, made):
-    plex_mock.listings[("3", 4)] = [{"ratingKey": str(400 + i), "deletedAt": 1,
-                                     "Media": [{"Part": [{"file": f"/data/TV/S/e{i}.mkv"}]}]}
-                                    for i in range(2)]
-    player = make_player(made, max_trash_items=1)
-    gone = Item("episode", 5000, "/data/TV/S/Season 01/e.mkv", series_path="/data/TV/S",
-                removed=True)
-    outcomes = player.apply(targets(gone))
-    assert outcomes[0].result == "failed" and "'TV Shows' not emptied: 2 items" in \
-        outcomes[0].error
-    player.finish()
+def test_a_removed_item_plex_no_longer_lists_is_verified_without_touching_the_trash(
+        plex_mock, made):
+    plex_mock.listings[("1", 1)] = [movie_meta("11", "/data/Movies/Lost/Lost.mkv",
+                                               deleted=True)]
+    gone = targets(movie(HEAT, removed=True))
+    outcomes = make_player(made).verify(gone)
+    assert outcomes == [base.Outcome(gone[0].key, "synced")]
+    assert plex_mock.puts() == [] and plex_mock.scans() == []
+
+
+def test_a_removed_item_plex_still_lists_unmarked_is_unverified(plex_mock, made):
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT)]
+    gone = targets(movie(HEAT, removed=True))
+    [outcome] = make_player(made).verify(gone)
+    assert outcome.result == "unverified"
+    assert outcome.error == (
+        "Plex still lists /data/Movies/Heat (1995)/Heat.mkv in library 'Movies' and has not "
+        "marked it missing: Plex has not rescanned /data/Movies/Heat (1995) yet, or the file "
+        "still exists for Plex (is Plex's view of the share the same as Metarr's?)")
+    assert plex_mock.puts() == []
+
+
+def test_only_our_removals_marked_missing_empty_the_trash_then_they_are_looked_up_again(
+        plex_mock, made):
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True),
+                                    movie_meta("11", UP, deleted=True),
+                                    movie_meta("12", "/data/Movies/Kept/Kept.mkv")]
+    gone = targets(movie(HEAT, removed=True), movie(UP, removed=True))
+    outcomes = make_player(made).verify(gone)
+    assert [o.result for o in outcomes] == ["synced", "synced"]
+    # One emptyTrash for the section, between a listing before and one after.
+    assert [(m, p) for m, p, _ in plex_mock.sent()] == [
+        ("GET", "/library/sections"), ("GET", "/library/sections/1/all"),
+        ("PUT", "/library/sections/1/emptyTrash"), ("GET", "/library/sections/1/all")]
+    assert [m["ratingKey"] for m in plex_mock.listings[("1", 1)]] == ["12"]
+
+
+def test_a_more_recent_removal_marked_missing_does_not_block_the_trash(plex_mock, made):
+    # Up was removed in a later run than Heat: not due for its check yet, but already
+    # marked missing by Plex. It is ours: Heat's check may empty the trash.
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True),
+                                    movie_meta("11", UP, deleted=True),
+                                    movie_meta("12", "/data/Movies/Kept/Kept.mkv")]
+    player = make_player(made)
+    player.removing = targets(movie(HEAT, removed=True), movie(UP, removed=True))
+    [outcome] = player.verify(targets(movie(HEAT, removed=True)))
+    assert outcome.result == "synced"
+    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
+    # Without knowing of Up, the same check leaves the trash alone.
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True),
+                                    movie_meta("11", UP, deleted=True)]
+    [outcome] = make_player(made).verify(targets(movie(HEAT, removed=True)))
+    assert outcome.result == "unverified" and "1 other missing item" in outcome.error
+    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
+
+
+def test_a_trash_holding_an_unrelated_missing_item_is_never_emptied(plex_mock, made, caplog):
+    # /data/Movies/Alien sits on a share that was offline during Plex's last scan: Plex
+    # marked it missing. Emptying the trash would delete it, watch history and all.
+    plex_mock.listings[("1", 1)] = [
+        movie_meta("10", HEAT, deleted=True),
+        movie_meta("20", "/data/Movies/Alien (1979)/Alien (1979).mkv", deleted=True),
+        movie_meta("21", "/data/Movies/Brazil (1985)/Brazil (1985).mkv", deleted=True),
+        movie_meta("22", "/data/Movies/Kept/Kept.mkv")]
+    gone = targets(movie(HEAT, removed=True))
+    with caplog.at_level(logging.WARNING, logger="metarr_sync"):
+        [outcome] = make_player(made, max_trash_items=50).verify(gone)
+    assert outcome.result == "unverified"
+    assert outcome.error == (
+        "Plex marked it missing, but library 'Movies' also has 2 other missing items (e.g. "
+        "/data/Movies/Alien (1979)/Alien (1979).mkv, /data/Movies/Brazil (1985)/Brazil "
+        "(1985).mkv): trash not emptied — check your mounts, then empty the trash in Plex")
+    assert plex_mock.puts() == []
+    assert "trash not emptied" in caplog.text
+    assert len(plex_mock.listings[("1", 1)]) == 4  # nothing lost
+
+
+def test_the_trash_waits_until_plex_has_marked_every_removal_missing(plex_mock, made):
+    # Heat is marked; Plex's scan of Up has not run yet (or Plex still sees Up's file).
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True),
+                                    movie_meta("11", UP)]
+    gone = targets(movie(HEAT, removed=True), movie(UP, removed=True))
+    heat, up = make_player(made).verify(gone)
+    assert (heat.result, up.result) == ("unverified", "unverified")
+    assert heat.error == (
+        "Plex marked it missing, but still lists /data/Movies/Up (2009)/Up.mkv (also removed "
+        "by metarr-sync) as present: the trash of library 'Movies' is not emptied until Plex "
+        "has marked every removed item missing; the next run checks again")
+    assert up.error.startswith("Plex still lists /data/Movies/Up (2009)/Up.mkv in library "
+                               "'Movies' and has not marked it missing")
+    assert plex_mock.puts() == []
+
+
+def _missing_movies(count: int) -> tuple[list[dict[str, Any]], list[Target]]:
+    metas = [movie_meta(str(100 + i), f"/data/Movies/M{i}/M{i}.mkv", deleted=True)
+             for i in range(count)] + [movie_meta("99", "/data/Movies/Ok/Ok.mkv")]
+    return metas, targets(*(movie(f"/data/Movies/M{i}/M{i}.mkv", removed=True)
+                            for i in range(count)))
+
+
+def test_the_trash_is_emptied_at_exactly_max_trash_items_of_ours(plex_mock, made):
+    plex_mock.listings[("1", 1)], gone = _missing_movies(3)
+    outcomes = make_player(made, max_trash_items=3).verify(gone)
+    assert [o.result for o in outcomes] == ["synced"] * 3
+    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
+
+
+def test_more_than_max_trash_items_even_of_ours_leave_the_trash_alone(plex_mock, made):
+    plex_mock.listings[("1", 1)], gone = _missing_movies(4)
+    outcomes = make_player(made, max_trash_items=3).verify(gone)
+    assert [o.result for o in outcomes] == ["unverified"] * 4
+    assert outcomes[0].error == (
+        "Plex marked it missing, but emptying the trash of library 'Movies' would delete 4 "
+        "items, more than max_trash_items = 3: trash not emptied — check them in Plex, then "
+        "empty its trash yourself or raise max_trash_items")
+    assert plex_mock.puts() == []
+
+
+def test_without_clean_deleted_a_trash_is_never_emptied(plex_mock, made):
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True),
+                                    movie_meta("11", UP)]
+    player = make_player(made, sync=SyncConfig(retry_attempts=0, clean_deleted=False))
+    assert player.apply(targets(movie(HEAT, removed=True)))[0].result == "synced"
+    assert plex_mock.scans() == [("1", "/data/Movies/Heat (1995)")]
+    heat, up = player.verify(targets(movie(HEAT, removed=True), movie(UP, removed=True)))
+    # Marked missing is all the user wants; an item Plex still has is not removed.
+    assert heat.result == "synced"
+    assert up.result == "unverified" and "has not marked it missing" in up.error
+    assert plex_mock.puts() == []
+
+
+def test_emptytrash_answered_but_the_item_still_listed_is_not_called_removed(plex_mock, made):
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True)]
+    plex_mock.trash_empties = False  # Plex empties it as a task, after answering
+    [outcome] = make_player(made).verify(targets(movie(HEAT, removed=True)))
+    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
+    assert outcome.result == "unverified"
+    assert outcome.error == ("Plex still lists /data/Movies/Heat (1995)/Heat.mkv in library "
+                             "'Movies' after its trash was emptied: Plex may still be emptying "
+                             "it; the next run checks again")
+
+
+def test_a_removed_item_is_matched_by_its_file_never_by_provider_id(plex_mock, made):
+    # The 4K copy of the same movie is still there and missing (its share is offline):
+    # it shares Heat's tmdb id, and it is not ours.
+    plex_mock.listings[("1", 1)] = [
+        movie_meta("10", HEAT, guids=("tmdb://949",), deleted=True),
+        movie_meta("30", "/data/Movies/Heat 4K/Heat.mkv", guids=("tmdb://949",),
+                   deleted=True)]
+    [outcome] = make_player(made).verify(
+        targets(movie(HEAT, ids={"tmdb": "949"}, removed=True)))
+    assert outcome.result == "unverified"
+    assert "also has 1 other missing item (e.g. /data/Movies/Heat 4K/Heat.mkv)" in \
+        outcome.error
+    assert plex_mock.puts() == []
+
+
+def test_a_removed_show_goes_with_its_episodes_once_plex_marked_them_all_missing(
+        plex_mock, made):
+    show = "/data/TV/Severance"
+    e1, e2 = (f"{show}/Season 01/Severance - S01E0{n}.mkv" for n in (1, 2))
+    episodes = [{**movie_meta("301", e1, deleted=True), "type": "episode"},
+                {**movie_meta("302", e2, deleted=True), "type": "episode"}]
+    plex_mock.listings[("3", 2)] = [show_meta("300", show), show_meta("400", "/data/TV/Andor")]
+    plex_mock.listings[("3", 4)] = list(episodes)
+    plex_mock.leaves["300"] = list(episodes)
+    plex_mock.leaves["400"] = [{**movie_meta("401", "/data/TV/Andor/S1/A.mkv"),
+                                "type": "episode"}]
+    removed = [Item("series", 7001, show, series_path=show, removed=True),
+               Item("episode", 7002, e1, series_path=show, removed=True)]
+    outcomes = make_player(made).verify(targets(*removed))
+    # The show's second episode was not in this check, but it is the removed show's.
+    assert [o.result for o in outcomes] == ["synced", "synced"]
+    assert plex_mock.puts() == ["/library/sections/3/emptyTrash"]
+    assert [m["ratingKey"] for m in plex_mock.listings[("3", 2)]] == ["400"]
+
+
+def test_a_removed_show_with_an_episode_plex_still_plays_is_not_removed(plex_mock, made):
+    show = "/data/TV/Severance"
+    plex_mock.listings[("3", 2)] = [show_meta("300", show)]
+    plex_mock.leaves["300"] = [
+        {**movie_meta("301", f"{show}/Season 01/e1.mkv", deleted=True), "type": "episode"},
+        {**movie_meta("302", f"{show}/Season 02/e1.mkv"), "type": "episode"}]
+    plex_mock.listings[("3", 4)] = list(plex_mock.leaves["300"])
+    [outcome] = make_player(made).verify(targets(
+        Item("series", 7003, show, series_path=show, removed=True)))
+    assert outcome.result == "unverified" and "has not marked it missing" in outcome.error
+    assert plex_mock.puts() == []
+
+
+def test_a_removed_show_plex_lists_without_episodes_empties_no_trash(plex_mock, made):
+    plex_mock.listings[("3", 2)] = [show_meta("300", "/data/TV/Empty")]
+    [outcome] = make_player(made).verify(targets(
+        Item("series", 7005, "/data/TV/Empty", series_path="/data/TV/Empty", removed=True)))
+    assert outcome.result == "unverified" and "has not marked it missing" in outcome.error
+    assert plex_mock.puts() == []
+
+
+def test_episodes_marked_in_allleaves_but_not_in_the_listing_empty_no_trash(plex_mock, made):
+    show = "/data/TV/Severance"
+    plex_mock.listings[("3", 2)] = [show_meta("300", show)]
+    plex_mock.leaves["300"] = [{**movie_meta("301", f"{show}/S1/e1.mkv", deleted=True),
+                                "type": "episode"}]
+    plex_mock.listings[("3", 4)] = [{**movie_meta("301", f"{show}/S1/e1.mkv"),
+                                     "type": "episode"}]
+    [outcome] = make_player(made).verify(targets(
+        Item("series", 7006, show, series_path=show, removed=True)))
+    assert outcome.result == "unverified"
+    assert outcome.error == ("Plex marked it missing, but lists nothing missing in library "
+                             "'TV Shows' yet: trash not emptied; the next run checks again")
+    assert plex_mock.puts() == []
+
+
+def test_a_missing_episode_of_another_show_keeps_a_tv_trash_closed(plex_mock, made):
+    e1 = "/data/TV/Severance/Season 01/e1.mkv"
+    plex_mock.listings[("3", 4)] = [
+        {**movie_meta("301", e1, deleted=True), "type": "episode"},
+        {**movie_meta("401", "/data/TV/Andor/Season 01/a1.mkv", deleted=True),
+         "type": "episode"}]
+    [outcome] = make_player(made).verify(targets(
+        Item("episode", 7004, e1, series_path="/data/TV/Severance", removed=True)))
+    assert outcome.result == "unverified"
+    assert "library 'TV Shows' also has 1 other missing item (e.g. /data/TV/Andor/Season " \
+        "01/a1.mkv)" in outcome.error
+    assert plex_mock.puts() == []
+
+
+def test_each_section_sharing_the_folder_decides_its_own_trash(plex_mock, made):
+    # HD and 4K libraries share /data/Movies. The 4K library also has an unrelated missing
+    # item: its trash stays, the HD one is emptied, and the removal is not done yet.
+    plex_mock.sections = [MOVIES, {**MOVIES_4K, "Location": [
+        {"id": 2, "path": "/data/Movies4K"}, {"id": 6, "path": "/data/Movies"}]}]
+    plex_mock.listings[("1", 1)] = [movie_meta("10", HEAT, deleted=True)]
+    plex_mock.listings[("2", 1)] = [movie_meta("50", HEAT, deleted=True),
+                                    movie_meta("51", "/data/Movies4K/Dune/Dune.mkv",
+                                               deleted=True)]
+    [outcome] = make_player(made).verify(targets(movie(HEAT, removed=True)))
+    assert plex_mock.puts() == ["/library/sections/1/emptyTrash"]
+    assert outcome.result == "unverified"
+    assert outcome.error.startswith("Plex marked it missing, but library 'Movies 4K' also "
+                                    "has 1 other missing item (e.g. /data/Movies4K/Dune/")
+
+
+def test_a_removal_outside_every_library_cannot_be_checked(plex_mock, made):
+    [outcome] = make_player(made).verify(targets(movie("/srv/x/Y (2000)/Y.mkv",
+                                                       removed=True)))
+    assert outcome.result == "unverified"
+    assert outcome.error.startswith("cannot check the removal in Plex: /srv/x/Y (2000) is "
+                                    "not in any Plex library")
     assert plex_mock.puts() == []
 
 
@@ -730,7 +961,6 @@ def test_dry_run_sends_nothing_that_changes_plex_and_prints_it_all(plex_mock, ma
         "GET /library/sections/1/refresh?path=/data/Movies/Up (2009)",
         "PUT /library/metadata/10/refresh",
         "PUT /library/metadata/10/analyze",
-        "PUT /library/sections/1/emptyTrash",
         "GET /library/sections/1/refresh",
         "GET /library/sections/2/refresh",
         "GET /library/sections/3/refresh",
@@ -792,7 +1022,18 @@ def full_run_calls() -> list[Any]:
                                  movie("/data/Movies/Gone (2000)/Gone.mkv", removed=True)))
             player.finish()
             player.scan_all()
-            player.verify(targets(movie("/data/Movies/Heat (1995)/Heat.mkv")))
+            # A later run: Plex marked the removed movie missing; a removed show is still
+            # listed, its episode marked missing.
+            fake.listings[("1", 1)].append(movie_meta("11", "/data/Movies/Gone (2000)/Gone.mkv",
+                                                      deleted=True))
+            fake.listings[("3", 2)] = [show_meta("300", "/data/TV/Old")]
+            fake.leaves["300"] = [{**movie_meta("301", "/data/TV/Old/S1/e1.mkv", deleted=True),
+                                   "type": "episode"}]
+            fake.listings[("3", 4)] = list(fake.leaves["300"])
+            player.verify(targets(movie("/data/Movies/Heat (1995)/Heat.mkv"),
+                                  movie("/data/Movies/Gone (2000)/Gone.mkv", removed=True),
+                                  Item("series", 7100, "/data/TV/Old", series_path="/data/TV/Old",
+                                       removed=True)))
         finally:
             player.close()
         return list(rsps.calls)

@@ -224,6 +224,10 @@ class Player(ABC):
         self.config = config
         self.sync = sync
         self.dry_run = dry_run
+        #: Every removal of this player that is delivered and not yet verified, however
+        #: recent, set by the engine before verify(): what the player marks missing for
+        #: these is metarr-sync's own doing (Plex: whether its trash is all ours).
+        self.removing: Sequence[Target] = ()
         self._requests = 0
         #: Every state-changing command, as text: what --dry-run prints.
         self.commands: list[str] = []

@@ -1,16 +1,50 @@
 """Plex Media Server adapter (REST, JSON).
 
-What Plex needs to show what Metarr published (see ../shared/PLAYERS.md, Plex section):
+What Plex needs to show what Metarr published:
 - new items: a *partial scan* of their folder, `GET /library/sections/{key}/refresh?path=`,
-  once per distinct folder, in every section whose locations contain the folder;
+  once per distinct folder, in every section whose locations contain the folder (Plex
+  >= 1.32.7 answers 404 to PUT/POST there);
 - changed items Plex already has: `PUT /library/metadata/{ratingKey}/refresh` (a scan does
   not pick up rewritten NFO/artwork of an unchanged video), optionally `.../analyze`;
-- removed items: a partial scan of their folder (Plex marks them missing), then, guarded,
-  `PUT /library/sections/{key}/emptyTrash`.
+- removed items: a partial scan of their folder, nothing else (see "Removals" below).
 
 Plex answers 200 to a partial scan of a folder outside every section and then ignores it,
 so this adapter checks every folder against the sections' `Location` paths itself.
 The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
+
+Removals and Plex's trash: the facts this code relies on, with their evidence.
+- A partial scan only queues the scan: the GET answers 200 at once and Plex's scanner
+  runs it afterwards, in the background (the section's `refreshing` flag in
+  `GET /library/sections` shows it running). Only when it has run does Plex mark the item
+  of a deleted file missing: the item then carries `deletedAt` in the section listing
+  (`GET /library/sections/{key}/all`; the example item of the Plex OpenAPI spec has
+  `deletedAt: 1682628386`) and stays in the library, unplayable, with its watch history.
+  Plex's own setting "Empty trash automatically after every scan" decides whether Plex
+  then deletes it by itself; "Disabling this option keeps the item in the Library with an
+  indicator superimposed over the item's poster" (Plex support, "Library" server
+  settings, support.plex.tv/hc/en-us/articles/200289526).
+- `PUT /library/sections/{key}/emptyTrash` names no item: it permanently deletes EVERY
+  item of the section that is marked missing ("Empty trash in the section, permanently
+  deleting media/metadata for missing media": the spec's operation emptyTrash), watch
+  state, collections and edits with them; "if this leaves an item in your library with
+  no source files, then the item is also removed" (README of jecal22/PlexServer-EmptyTrash,
+  a script that empties the trash only while the shares are mounted). Plex marks items
+  missing for any reason: a disk or share that is offline during a scan marks everything
+  on it missing — which is why people with flaky mounts turn the automatic emptying off.
+- Plex runs emptyTrash as a task it shows in its console (plexopedia.com, "Empty Trash"):
+  the items may still be listed for a moment after the 200, so they are looked up again
+  and counted as removed only when Plex no longer lists them.
+Emptying the trash right after the scan (what this adapter did before) therefore came too
+early for the removed item and could delete up to max_trash_items unrelated items that
+only sat on an offline share. What this adapter does: apply() sends the scan only.
+verify(), on a later run, looks: an item Plex no longer lists is removed; one listed and
+not marked missing is not (Plex has not rescanned, or still sees the file); one marked
+missing leaves with its section's trash, which is emptied only when everything in it is
+one of metarr-sync's removals being checked, Plex has marked all of those missing, and
+they are at most max_trash_items (PlexPlayer._verify_removals). Otherwise the trash is
+left alone and the item stays unverified with the cause, for a person. `[sync]
+clean_deleted = false` never empties a trash: a removal is then done once Plex has marked
+the item missing.
 """
 
 from __future__ import annotations
@@ -54,6 +88,9 @@ PAGE_SIZE = 1000
 _LEGACY_GUID = re.compile(r"^com\.plexapp\.agents\.(imdb|themoviedb|thetvdb)://([^?/]+)")
 _LEGACY_NAMES = {"imdb": "imdb", "themoviedb": "tmdb", "thetvdb": "tvdb"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
+#: Files of missing items kept per listing, to name a few when a trash is left alone (an
+#: offline share marks everything on it missing: never keep all of them).
+TRASH_EXAMPLES = 1000
 
 
 def machine_id() -> str:
@@ -207,6 +244,10 @@ def _distinct(keys: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def _distinct_sections(sections: Iterable[Section]) -> list[Section]:
+    return list({s.key: s for s in sections}.values())
+
+
 def _container(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("MediaContainer"), dict):
         raise ProtocolError(f"{what} is not a Plex answer (no MediaContainer)")
@@ -242,9 +283,11 @@ class PlexPlayer(Player):
         #: (section key, type) -> scans sent before that listing was read
         self._listed_after: dict[tuple[str, int], int] = {}
         self._refreshed: set[str] = set()  # ratingKeys refreshed this run
-        #: section key -> None (empty its trash in finish()) or why not, once removals
-        #: were scanned there and clean_deleted is on
-        self._trash: dict[str, str | None] = {}
+        #: (section key, type) -> rating key -> first file, of items Plex marked missing
+        #: (at most TRASH_EXAMPLES each): named when a trash is left alone
+        self._trash_seen: dict[tuple[str, int], dict[str, str]] = {}
+        #: show rating key -> (episode rating key, marked missing), read by verify()
+        self._leaves: dict[str, list[tuple[str, bool]]] = {}
         self._scans_sent = 0
 
     # -- plumbing ----------------------------------------------------------------------
@@ -303,6 +346,7 @@ class PlexPlayer(Player):
         cache_key = (section.key, plex_type)
         if cache_key not in self._listings:
             found = Listing()
+            trash = self._trash_seen[cache_key] = {}
             start = 0
             while True:
                 container = _container(
@@ -313,6 +357,9 @@ class PlexPlayer(Player):
                 page = container.get("Metadata") or []
                 for meta in page:
                     found.add(meta)
+                    if isinstance(meta, dict) and meta.get("deletedAt") is not None \
+                            and len(trash) < TRASH_EXAMPLES:
+                        trash[str(meta.get("ratingKey"))] = next(iter(_files(meta)), "")
                 count, total = len(page), container.get("totalSize")
                 # Only the index is kept: the parsed page goes before the next one arrives.
                 del container, page
@@ -389,11 +436,10 @@ class PlexPlayer(Player):
                 continue
             for section, folder in places:
                 if target.item.removed:
-                    # The scan marks the item missing; the trash is emptied in finish().
+                    # Only the scan: Plex marks the item missing when the scan runs, in
+                    # the background. The trash is emptied, if ever, by verify() on a
+                    # later run (see _verify_removals), never here.
                     need_scan = True
-                    refused = self._trash_refusal(section)
-                    if refused:
-                        failed.setdefault(target.key, refused)
                 else:
                     need_scan = self._plan_update(target, section, folder, refreshes)
                 if need_scan:
@@ -481,56 +527,18 @@ class PlexPlayer(Player):
             return False
         return True
 
-    def _trash_refusal(self, section: Section) -> str | None:
-        """Why the trash of `section` must not be emptied in this run, or None when it may.
-
-        An offline disk or share makes Plex mark everything on it missing; emptying the
-        trash then deletes all of it from Plex (watch history, collections, edits). So the
-        trash is only emptied when at most `max_trash_items` items of the section already
-        carry deletedAt in its listing. Decided once per section and run, here in apply()
-        rather than in finish(), so that the refusal is recorded with the removed items
-        themselves (a removal recorded as synced is no longer in the queue to re-judge).
-        """
-        if not self.sync.clean_deleted:
-            return None
-        if section.key not in self._trash:
-            missing = self._missing(section)
-            limit = self.config.max_trash_items
-            why = None
-            if missing > limit:
-                why = (f"Plex trash of library {section.title!r} not emptied: {missing} items "
-                       f"there are already marked missing, more than max_trash_items = "
-                       f"{limit}; is a disk or network share offline? Check in Plex, then "
-                       "empty its trash yourself or raise max_trash_items")
-                log.warning("%s: %s", self.name, why)
-            self._trash[section.key] = why
-        return self._trash[section.key]
-
-    def _missing(self, section: Section) -> int:
-        """Items of `section` carrying deletedAt, from the listings of this run."""
-        types = (TYPE_MOVIE,) if section.type == "movie" else (TYPE_SHOW, TYPE_EPISODE)
-        if not any((section.key, t) in self._listings for t in types):
-            types = types[-1:]  # nothing listed yet: the finest-grained listing suffices
-        keys = set().union(*(self.listing(section, t).missing() for t in types))
-        return len(keys)
-
-    def finish(self) -> list[Outcome]:
-        """Empty the trash of every section where removed items were scanned, unless the
-        guard (see _trash_refusal) refused it; the refusal was reported with the items."""
-        for section_key, refused in self._trash.items():
-            if refused is None:
-                self._send("PUT", f"/library/sections/{section_key}/emptyTrash")
-        return []
-
     # -- checking ----------------------------------------------------------------------
 
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
-        """Is every delivered item now in Plex at its path (or by provider id)?"""
+        """Is every delivered item now in Plex at its path (or by provider id), and is
+        every removed one gone (see _verify_removals)?"""
         self._listings.clear()  # scans happened since any earlier listing: read afresh
+        self._leaves.clear()
+        removals = self._verify_removals([t for t in targets if t.item.removed])
         outcomes = []
         for target in targets:
             if target.item.removed:
-                outcomes.append(Outcome(target.key, "synced"))
+                outcomes.append(removals[target.key])
                 continue
             places, reason = self._where(target)
             if reason:
@@ -552,6 +560,178 @@ class PlexPlayer(Player):
                     f"Plex has no item at {target.path} after the scan of {scanned}: "
                     "is the file readable by Plex and named the way Plex expects?")))
         return outcomes
+
+    # -- removals and the trash --------------------------------------------------------
+
+    def _verify_removals(self, removals: Sequence[Target]) -> dict[str, Outcome]:
+        """Is every removed item gone from Plex? Empties a section's trash when, and only
+        when, that is provably safe.
+
+        A removal is only verified by looking: "synced" once Plex no longer lists the item
+        in any section whose folders hold it. An item Plex lists marked missing leaves with
+        the section's trash, and `emptyTrash` deletes EVERY item of the section Plex marked
+        missing (a dropped mount marks everything on it missing). So the trash of a section
+        is emptied only when:
+        - `[sync] clean_deleted` is on;
+        - every removal of this check that Plex lists in the section is marked missing
+          (Plex's view of the share agrees with Metarr's);
+        - every item the section has marked missing is one of those removals (matched by
+          file or show folder, then by rating key; a removed show brings its episodes);
+        - and they are at most `max_trash_items`.
+        Then the section is listed again, and only what is gone counts as removed.
+        Otherwise the trash is left alone and each removal stays unverified with the cause.
+        """
+        outcomes: dict[str, Outcome] = {}
+        # (target, section, state): "gone", "missing" (listed, marked missing), "present"
+        looks: list[tuple[Target, Section, str]] = []
+        ours: dict[str, set[str]] = {}  # section key -> rating keys of our removals there
+        present: dict[str, list[Target]] = {}  # section key -> removals Plex still has
+        for target in removals:
+            places, reason = self._where(target)
+            if reason:
+                outcomes[target.key] = Outcome(target.key, "unverified",
+                                               f"cannot check the removal in Plex: {reason}")
+                continue
+            for section, _ in places:
+                state, keys = self._removal_state(section, target)
+                looks.append((target, section, state))
+                if state != "gone":
+                    ours.setdefault(section.key, set()).update(keys)
+                if state == "present":
+                    present.setdefault(section.key, []).append(target)
+        # Removals delivered more recently, not checked in this call: what Plex marked
+        # missing for them is ours too (else two removals could block each other's trash).
+        checked = {t.key for t in removals}
+        for target in self.removing:
+            if target.key in checked or self._where(target)[1]:
+                continue
+            for section, _ in self._where(target)[0]:
+                state, keys = self._removal_state(section, target)
+                if state != "gone":
+                    ours.setdefault(section.key, set()).update(keys)
+        refused: dict[str, str] = {}  # section key -> why its trash stays as it is
+        emptied: set[str] = set()
+        if self.sync.clean_deleted:
+            for section in _distinct_sections(s for _, s, state in looks
+                                              if state == "missing"):
+                why = self._trash_verdict(section, ours[section.key],
+                                          present.get(section.key, []))
+                if why:
+                    refused[section.key] = why
+                    log.warning("%s: %s", self.name, why)
+                else:
+                    self._send("PUT", f"/library/sections/{section.key}/emptyTrash")
+                    emptied.add(section.key)
+        if emptied:  # what did emptying the trash really take away?
+            for key in [k for k in self._listings if k[0] in emptied]:
+                del self._listings[key]
+            self._leaves.clear()
+            looks = [(t, s, self._removal_state(s, t)[0] if s.key in emptied else state)
+                     for t, s, state in looks]
+        by_target: dict[str, list[tuple[Section, str]]] = {}
+        for target, section, state in looks:
+            by_target.setdefault(target.key, []).append((section, state))
+        for target in removals:
+            if target.key not in outcomes:
+                outcomes[target.key] = self._removal_outcome(
+                    target, by_target.get(target.key, []), refused, emptied)
+        return outcomes
+
+    def _removal_state(self, section: Section, target: Target) -> tuple[str, list[str]]:
+        """("gone" | "missing" | "present", rating keys) of a removed item in a section.
+
+        Matched by file (a show by its folder) only, never by provider id: another copy
+        of the same movie (4K, another edition) must not count as the removed one.
+        """
+        plex_type = LISTING_TYPE[target.item.kind]
+        listing = self.listing(section, plex_type)
+        keys = listing.by_path(target.path)
+        if not keys:
+            return "gone", []
+        marked = listing.missing()
+        if target.item.kind == "series":
+            # Plex marks a show's episodes missing, not the show: the show is missing
+            # when it has episodes and every one of them is (a show without any is
+            # nothing the trash would take).
+            found = list(keys)
+            missing = True
+            for key in keys:
+                if key in marked:
+                    continue
+                leaves = self._show_leaves(key)
+                found += [leaf for leaf, _ in leaves]
+                missing = missing and bool(leaves) and all(gone for _, gone in leaves)
+            return ("missing" if missing else "present"), found
+        return ("missing" if all(k in marked for k in keys) else "present"), keys
+
+    def _show_leaves(self, show_key: str) -> list[tuple[str, bool]]:
+        """(rating key, marked missing) of every episode of a show (once per check)."""
+        if show_key not in self._leaves:
+            container = _container(self._get(f"/library/metadata/{show_key}/allLeaves"),
+                                   f"the episodes of Plex item {show_key}")
+            self._leaves[show_key] = [
+                (str(meta["ratingKey"]), meta.get("deletedAt") is not None)
+                for meta in container.get("Metadata") or []
+                if isinstance(meta, dict) and meta.get("ratingKey") is not None]
+        return self._leaves[show_key]
+
+    def _trash_verdict(self, section: Section, ours: set[str],
+                       present: Sequence[Target]) -> str | None:
+        """Why the trash of `section` must stay as it is, or None when it may be emptied
+        (see _verify_removals)."""
+        where = f"library {section.title!r}"
+        if present:
+            return (f"Plex marked it missing, but still lists {present[0].path} (also removed "
+                    f"by metarr-sync) as present: the trash of {where} is not emptied until "
+                    "Plex has marked every removed item missing; the next run checks again")
+        types = (TYPE_MOVIE,) if section.type == "movie" else (TYPE_SHOW, TYPE_EPISODE)
+        missing: set[str] = set()
+        named: dict[str, str] = {}
+        for plex_type in types:
+            missing |= self.listing(section, plex_type).missing()
+            named.update(self._trash_seen.get((section.key, plex_type), {}))
+        if not missing:  # allLeaves and the listing disagree: nothing would go
+            return (f"Plex marked it missing, but lists nothing missing in {where} yet: "
+                    "trash not emptied; the next run checks again")
+        others = sorted(missing - ours, key=lambda k: named.get(k) or "\uffff")
+        if others:
+            examples = [named[k] for k in others if named.get(k)][:3]
+            return (f"Plex marked it missing, but {where} also has {len(others)} "
+                    f"other missing item{'s' if len(others) != 1 else ''}"
+                    + (f" (e.g. {', '.join(examples)})" if examples else "")
+                    + ": trash not emptied — check your mounts, then empty the trash in "
+                    "Plex")
+        limit = self.config.max_trash_items
+        if len(missing) > limit:
+            return (f"Plex marked it missing, but emptying the trash of {where} would delete "
+                    f"{len(missing)} items, more than max_trash_items = {limit}: trash not "
+                    "emptied — check them in Plex, then empty its trash yourself or raise "
+                    "max_trash_items")
+        return None
+
+    def _removal_outcome(self, target: Target, looks: Sequence[tuple[Section, str]],
+                         refused: dict[str, str], emptied: set[str]) -> Outcome:
+        """What a removal came to, from its state in each section that holds its folder."""
+        for section, state in looks:
+            if state == "present":
+                return Outcome(target.key, "unverified", (
+                    f"Plex still lists {target.path} in library {section.title!r} and has "
+                    f"not marked it missing: Plex has not rescanned {target.folder} yet, or "
+                    "the file still exists for Plex (is Plex's view of the share the same as "
+                    "Metarr's?)"))
+        for section, state in looks:
+            if state != "missing":
+                continue
+            if not self.sync.clean_deleted:
+                continue  # marked missing is all the user wants: the trash is theirs
+            if section.key in refused:
+                return Outcome(target.key, "unverified", refused[section.key])
+            if section.key in emptied:
+                return Outcome(target.key, "unverified", (
+                    f"Plex still lists {target.path} in library {section.title!r} after its "
+                    "trash was emptied: Plex may still be emptying it; the next run checks "
+                    "again"))
+        return Outcome(target.key, "synced")
 
     def scan_all(self) -> None:
         """targeted_updates = false: scan every movie and TV library in full."""

@@ -883,14 +883,29 @@ class PlexItem:
 class FakePlex(FakePlayer):
     """Plex Media Server: X-Plex-Token header, JSON answers, GET partial scans (PUT/POST
     404 since 1.32.7), 200 for folders outside every section (then ignored), PUT item
-    refresh, emptyTrash, paged section listings; a bad token gets 401 with HTML."""
+    refresh, emptyTrash, paged section listings, a show's episodes (allLeaves); a bad
+    token gets 401 with HTML.
+
+    Scans run in the background, as Plex's do: a partial scan's GET is answered before
+    anything changes, and the scan runs `scan_lag` seconds after it arrived, seen only by
+    requests arriving after that (0: from the next request on; None: only when the test
+    calls `finish_scans()`, the unforgiving model of a busy scanner). Only a scan that has
+    run adds new files and marks the items of deleted files missing (`deletedAt`).
+    `emptyTrash` then permanently deletes EVERY item of its section marked missing,
+    whoever's it is (`purged` lists their files), and a show left without episodes.
+    """
 
     kind = "plex"
     PAGE_DEFAULT = 50
 
     def __init__(self, *, token: str = "plex-token-fake", sections: list[PlexSection] | None
-                 = None, version: str = "1.41.3.9314", **kw: Any):
+                 = None, version: str = "1.41.3.9314", scan_lag: float | None = 0.0,
+                 **kw: Any):
         super().__init__(**kw)
+        self.scan_lag = scan_lag
+        #: scans Plex's scanner has not run yet: (when it runs or None, section, folder)
+        self.queued: list[tuple[float | None, str, str | None]] = []
+        self.purged: list[str] = []  # files of the items emptyTrash deleted
         self.token = token
         self.version = version
         self.machine = uuid.uuid4().hex
@@ -926,6 +941,7 @@ class FakePlex(FakePlayer):
 
     def handle(self, request: Recorded) -> Reply:
         path, method = request.path, request.method
+        self._run_scans(request.at)  # what the scanner did before this request arrived
         if path == "/identity" and method == "GET":
             return json_reply({"MediaContainer": {"size": 0, "claimed": True,
                                                   "machineIdentifier": self.machine,
@@ -956,11 +972,20 @@ class FakePlex(FakePlayer):
                 return self._all(section, request) if method == "GET" else Reply(405)
             if method != "PUT":
                 return Reply(404)
-            for key, item in list(self.items.items()):
-                if item.section == section.key and item.deleted:
-                    del self.items[key]
-            self.emptied.append(section.key)
+            self._empty_trash(section)
             return Reply(200)
+        match = re.fullmatch(r"/library/metadata/([^/]+)/allLeaves", path)
+        if match:
+            if method != "GET":
+                return Reply(405)
+            show = self.items.get(match.group(1))
+            if show is None:
+                return Reply(404)
+            leaves = [i for _, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
+                      if i.show == show.rating_key]
+            return json_reply({"MediaContainer": {
+                "size": len(leaves), "key": show.rating_key,
+                **({"Metadata": [self._meta(i, True) for i in leaves]} if leaves else {})}})
         match = re.fullmatch(r"/library/metadata/([^/]+)/(refresh|analyze)", path)
         if match:
             if method != "PUT":
@@ -978,14 +1003,75 @@ class FakePlex(FakePlayer):
         self.scans.append((section.key, folder))
         if folder is None:
             self.full_scans += 1
-            for location in section.locations:
-                self._scan_folder(section, location)
-            return Reply(200)
-        if not any(under(folder, loc) for loc in section.locations) or is_video(folder):
+        elif not any(under(folder, loc) for loc in section.locations) or is_video(folder):
             self.ignored_scans.append(folder)  # 200 all the same; Plex just skips it
             return Reply(200)
-        self._scan_folder(section, folder)
+        # Queued: answered now, run by the scanner later (never within this answer).
+        due = None if self.scan_lag is None else request.at + self.scan_lag
+        self.queued.append((due, section.key, folder))
         return Reply(200)
+
+    def _run_scans(self, now: float | None = None) -> None:
+        """Run the queued scans due by `now` (None: all of them), in the order sent."""
+        with self.lock:
+            waiting = []
+            for due, key, folder in self.queued:
+                if now is not None and (due is None or due > now):
+                    waiting.append((due, key, folder))
+                    continue
+                section = self._section(key)
+                if section is None:
+                    continue
+                for place in [folder] if folder is not None else section.locations:
+                    self._scan_folder(section, place)
+            self.queued = waiting
+
+    def finish_scans(self) -> None:
+        """Plex's scanner has worked through every scan sent so far."""
+        self._run_scans(None)
+
+    def _empty_trash(self, section: PlexSection) -> None:
+        """Delete every item of the section marked missing, and the shows left empty."""
+        for key, item in list(self.items.items()):
+            if item.section == section.key and item.deleted:
+                self.purged.append(item.file)
+                del self.items[key]
+        shows = {i.show for i in self.items.values() if i.show is not None}
+        for key, item in list(self.items.items()):
+            if item.section == section.key and item.type == "show" and key not in shows:
+                self.purged.append(item.file)
+                del self.items[key]
+        self.emptied.append(section.key)
+
+    def trash(self, section_key: str) -> list[str]:
+        """Files of the section's items marked missing (what emptyTrash would delete)."""
+        with self.lock:
+            return sorted(i.file for i in self.items.values()
+                          if i.section == section_key and i.deleted)
+
+    def put_item(self, file: str, section_key: str | None = None, *,
+                 deleted: bool = False) -> PlexItem:
+        """An item Plex already has (a show's episode brings its show), scanned long ago."""
+        with self.lock:
+            section = next(s for s in self.sections if (
+                s.key == section_key if section_key else any(under(file, loc)
+                                                             for loc in s.locations)))
+            if section.type == "movie":
+                item = PlexItem(self._new_key(), "movie", section.key, file, deleted=deleted)
+            else:
+                location = next(loc for loc in section.locations if under(file, loc))
+                sep = sep_of(location)
+                show_folder = trailing(location, sep) + \
+                    file[len(trailing(location, sep)):].split(sep)[0]
+                show = next((i for i in self.items.values()
+                             if i.type == "show" and i.file == show_folder), None)
+                if show is None:
+                    show = PlexItem(self._new_key(), "show", section.key, show_folder)
+                    self.items[show.rating_key] = show
+                item = PlexItem(self._new_key(), "episode", section.key, file,
+                                show=show.rating_key, deleted=deleted)
+            self.items[item.rating_key] = item
+            return item
 
     def _scan_folder(self, section: PlexSection, folder: str) -> None:
         present = set(self.files_under(folder))
@@ -1026,29 +1112,34 @@ class FakePlex(FakePlayer):
                    or request.header("X-Plex-Container-Size") or self.PAGE_DEFAULT)
         page = rows[start:start + size]
         with_guids = request.param("includeGuids") == "1"
-        metadata = []
-        for item in page:
-            entry: dict[str, Any] = {"ratingKey": item.rating_key,
-                                     "key": f"/library/metadata/{item.rating_key}",
-                                     "type": item.type,
-                                     "title": item.file.rstrip("/\\").rsplit("/", 1)[-1]}
-            if item.type == "show":
-                entry["Location"] = [{"path": item.file}]
-            else:
-                entry["Media"] = [{"id": int(item.rating_key),
-                                   "Part": [{"id": int(item.rating_key), "file": item.file}]}]
-            if with_guids:
-                entry["Guid"] = [{"id": g} for g in item.guids]
-            if item.deleted:
-                entry["deletedAt"] = int(time.time())
-            metadata.append(entry)
+        metadata = [self._meta(item, with_guids) for item in page]
         container: dict[str, Any] = {"size": len(page), "totalSize": len(rows),
                                      "offset": start, "librarySectionID": section.key}
         if metadata:
             container["Metadata"] = metadata
         return json_reply({"MediaContainer": container})
 
-    def library_files(self) -> set[str]:
+    @staticmethod
+    def _meta(item: PlexItem, with_guids: bool) -> dict[str, Any]:
+        entry: dict[str, Any] = {"ratingKey": item.rating_key,
+                                 "key": f"/library/metadata/{item.rating_key}",
+                                 "type": item.type,
+                                 "title": item.file.rstrip("/\\").rsplit("/", 1)[-1]}
+        if item.type == "show":
+            entry["Location"] = [{"path": item.file}]
+        else:
+            entry["Media"] = [{"id": int(item.rating_key),
+                               "Part": [{"id": int(item.rating_key), "file": item.file}]}]
+        if with_guids:
+            entry["Guid"] = [{"id": g} for g in item.guids]
+        if item.deleted:
+            entry["deletedAt"] = int(time.time())
+        return entry
+
+    def library_files(self, settled: bool = True) -> set[str]:
+        """What Plex lists and can play; `settled`: once its queued scans have run."""
+        if settled:
+            self.finish_scans()
         with self.lock:
             return {i.file for i in self.items.values() if not i.deleted}
 
