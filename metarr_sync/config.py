@@ -36,6 +36,10 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
         self.problems = problems
 
+    @classmethod
+    def one(cls, problem: str) -> ConfigError:
+        return cls([problem])
+
 
 def default_config_path() -> Path:
     env = os.environ.get("METARR_SYNC_CONFIG")

@@ -10,7 +10,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
+
+from metarr_sync.config import ConfigError  # re-exported: commands raise it for exit 3
 
 # Typer is imported where it is used: every command module imports it anyway, but the plain
 # forms of `status` run without it (see cli/__init__.py).
@@ -61,11 +63,37 @@ def err(message: str) -> None:
         message, markup=False)
 
 
-def fail(message: str, code: int) -> NoReturn:
-    import typer
+class UsageError(Exception):
+    """The command line asks for something that cannot be done (exit 2); each line of
+    the message is shown as it is."""
 
-    err(f"metarr-sync: {message}")
-    raise typer.Exit(code)
+    def __init__(self, *lines: str):
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+def _exit_codes() -> tuple[tuple[type[BaseException], int], ...]:
+    """Which error ends a command with which exit code: the one table, most specific
+    first. Commands raise; the CLI entry (root.invoke) looks the code up here."""
+    from metarr_sync.engine import LockHeld
+    from metarr_sync.metarr import MetarrError, NotInMetarr
+    from metarr_sync.state import StateError
+
+    return ((UsageError, EXIT_USAGE), (NotInMetarr, EXIT_USAGE), (ConfigError, EXIT_CONFIG),
+            (StateError, EXIT_CONFIG), (MetarrError, EXIT_METARR), (LockHeld, EXIT_LOCKED))
+
+
+def report_error(error: BaseException) -> int | None:
+    """Show an error the table knows (every line of it) and return its exit code; None
+    for any other exception (a bug: the entry point shows it as an internal error)."""
+    for kind, code in _exit_codes():
+        if isinstance(error, kind):
+            lines = (error.problems if isinstance(error, ConfigError)
+                     else error.lines if isinstance(error, UsageError) else [str(error)])
+            for line in lines:
+                err(f"metarr-sync: {line}")
+            return code
+    return None
 
 
 def config_path(ctx: typer.Context) -> Path:
@@ -81,16 +109,9 @@ def state_dir(ctx: typer.Context) -> Path:
 
 
 def load(ctx: typer.Context, *, secrets: bool = True) -> Config:
-    import typer
+    from metarr_sync.config import load_config
 
-    from metarr_sync.config import ConfigError, load_config
-
-    try:
-        config = load_config(config_path(ctx), secrets=secrets)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err(f"metarr-sync: {problem}")
-        raise typer.Exit(EXIT_CONFIG) from None
+    config = load_config(config_path(ctx), secrets=secrets)
     for warning in config.warnings:
         err(f"metarr-sync: warning: {warning}")
     if secrets:
@@ -124,20 +145,17 @@ def _metarr_on_postgres() -> bool:
 
 
 def open_metarr(config: Config) -> MetarrSource:
-    from metarr_sync.metarr import MetarrError, open_source
+    from metarr_sync.metarr import open_source
 
     database = metarr_database(config)
     if not database:
         hint = ""
         if os.environ.get("DATABASE_URL") and not _metarr_on_postgres():
             hint = "; DATABASE_URL is only used together with DB_TYPE=postgres, as Metarr does"
-        fail(f"{config.path}: [metarr] database is not set: point it at Metarr's "
-             "data/metarr.sqlite or its postgresql:// URL (or set METARR_DATABASE_URL)"
-             + hint, EXIT_CONFIG)
-    try:
-        return open_source(database, config.sync.timeout, config.metarr.password_value)
-    except MetarrError as exc:
-        fail(str(exc), EXIT_METARR)
+        raise ConfigError.one(
+            f"{config.path}: [metarr] database is not set: point it at Metarr's "
+            "data/metarr.sqlite or its postgresql:// URL (or set METARR_DATABASE_URL)" + hint)
+    return open_source(database, config.sync.timeout, config.metarr.password_value)
 
 
 def dump_json(document: object) -> None:

@@ -311,20 +311,19 @@ def init_command(
 
     path = common.config_path(ctx)
     if path.exists() or path.is_symlink():
-        common.fail(f"{path} exists already: nothing was written. See it with "
-                    "`metarr-sync config show`; to start afresh, move it away first",
-                    common.EXIT_CONFIG)
+        raise common.ConfigError.one(f"{path} exists already: nothing was written. See it with "
+                    "`metarr-sync config show`; to start afresh, move it away first")
     found, looked = (None, [])
     note = ""
     if database is not None:
         if not database.strip():
-            common.fail("--database must not be empty", common.EXIT_USAGE)
+            raise common.UsageError("--database must not be empty")
         if not is_postgres_url(database):
             given = Path(database).expanduser()
             if not given.is_file():
-                common.fail(f"--database {database}: no such file (Metarr's database is "
-                            "data/metarr.sqlite in the folder Metarr runs in)",
-                            common.EXIT_USAGE)
+                raise common.UsageError(
+                    f"--database {database}: no such file (Metarr's database is "
+                    "data/metarr.sqlite in the folder Metarr runs in)")
             database = str(given.absolute())
     else:
         found, looked = find_metarr_database()
@@ -344,8 +343,8 @@ def init_command(
     try:
         write_atomic(path, text)
     except OSError as exc:
-        common.fail(f"{path}: cannot be written: {exc.strerror}; nothing was written",
-                    common.EXIT_CONFIG)
+        raise common.ConfigError.one(
+            f"{path}: cannot be written: {exc.strerror}; nothing was written") from None
     shown = _shown_database(database)
     if json_out:
         common.dump_json({"config": str(path), "database": shown,

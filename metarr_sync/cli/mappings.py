@@ -43,8 +43,8 @@ def _absolute_metarr(path: str, what: str) -> str:
     from metarr_sync.config import is_absolute_any
 
     if not path.strip() or not path.startswith("/") and not is_absolute_any(path):
-        common.fail(f"{what} {path!r} is not an absolute Metarr-side path "
-                    "(e.g. /data/media/movies)", common.EXIT_USAGE)
+        raise common.UsageError(f"{what} {path!r} is not an absolute Metarr-side path "
+                    "(e.g. /data/media/movies)")
     return path
 
 
@@ -83,15 +83,17 @@ def add_command(
 
     _absolute_metarr(metarr_path, "METARR_PATH")
     if not player_path.strip() or not is_absolute_any(player_path):
-        common.fail(f"PLAYER_PATH {player_path!r} is not an absolute path as the player sees "
-                    "it (/..., D:\\... or smb://...)", common.EXIT_USAGE)
+        raise common.UsageError(
+            f"PLAYER_PATH {player_path!r} is not an absolute path as the player sees "
+            "it (/..., D:\\... or smb://...)")
     config = ops.load_for_edit(ctx)
     target = ops.player_of(config, player)
     for mapping in target.mappings:
         if strip_trailing(mapping.metarr) == strip_trailing(metarr_path):
-            common.fail(f"{player} maps {mapping.metarr} already (to {mapping.player}); "
-                        f"remove it first: metarr-sync mappings remove {player} "
-                        f"{mapping.metarr}", common.EXIT_USAGE)
+            raise common.UsageError(
+                f"{player} maps {mapping.metarr} already (to {mapping.player}); "
+                f"remove it first: metarr-sync mappings remove {player} "
+                f"{mapping.metarr}")
     first = not target.mappings
     mapping = Mapping(strip_trailing(metarr_path), strip_trailing(player_path))
     target.mappings.append(mapping)
@@ -125,8 +127,8 @@ def remove_command(
             if strip_trailing(m.metarr) != strip_trailing(metarr_path)]
     if len(keep) == len(target.mappings):
         mapped = ", ".join(m.metarr for m in target.mappings) or "none"
-        common.fail(f"{player} has no mapping for {metarr_path} (its mappings: {mapped})",
-                    common.EXIT_USAGE)
+        raise common.UsageError(
+            f"{player} has no mapping for {metarr_path} (its mappings: {mapped})")
     removed = [m for m in target.mappings if m not in keep]
     target.mappings = keep
     ops.save(config, f"mappings remove {player}")
@@ -200,17 +202,15 @@ def detect_command(
         probe_player,
         propose_mappings,
     )
-    from metarr_sync.metarr import MetarrError
-
     config = ops.load_for_edit(ctx) if apply else common.load(ctx, secrets=False)
     players = ops.selected(config, player)
     if not players:
-        common.fail(f"no players configured in {config.path}", common.EXIT_USAGE)
+        raise common.UsageError(f"no players configured in {config.path}")
     if config.metarr.password:
         try:
             config.metarr.password_value = config.metarr.password.resolve()
         except ValueError as exc:
-            common.fail(f"{config.path}: metarr.password: {exc}", common.EXIT_CONFIG)
+            raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
     source = common.open_metarr(config)
     try:
         libraries = source.libraries()
@@ -221,8 +221,6 @@ def detect_command(
         # like each player's samples.
         items = [library_item_paths(source, libraries, SAMPLES, probe.samples)
                  if probe.probed else {} for probe in probes]
-    except MetarrError as exc:
-        common.fail(str(exc), common.EXIT_METARR)
     finally:
         source.close()
     rows: list[dict[str, Any]] = []
@@ -255,7 +253,7 @@ def detect_command(
             target = config.players[name]
             have = {m.metarr for m in target.mappings}
             target.mappings.extend(m for m in mappings if m.metarr not in have)
-        ops.save(config, "mappings detect --apply", invalid_code=common.EXIT_CONFIG)
+        ops.save(config, "mappings detect --apply", from_command_line=False)
     if json_out:
         common.dump_json({"applied": bool(apply and added), "proposals": rows,
                           "libraries": [{"name": lib.name, "path": lib.path, "type": lib.type}

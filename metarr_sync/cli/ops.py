@@ -51,11 +51,12 @@ def _without_path(problem: str, path: Path) -> str:
     return problem[len(prefix):] if problem.startswith(prefix) else problem
 
 
-def save(config: Config, action: str, *, invalid_code: int = common.EXIT_USAGE) -> None:
-    """Validate the changed config, then write it atomically; exit on any problem.
+def save(config: Config, action: str, *, from_command_line: bool = True) -> None:
+    """Validate the changed config, then write it atomically.
 
-    The whole document is validated first (exit `invalid_code`: the change is at fault,
-    the file loaded fine), so a file that would not load again is never written. Only
+    The whole document is validated first, so a file that would not load again is never
+    written: a change the command line asked for is a usage error (exit 2), one read from
+    elsewhere (Metarr's set-up, detected mappings) a configuration error (exit 3). Only
     what changed is edited into the file: its comments, order and layout stay.
     """
     from metarr_sync.config import ConfigError, parse_config, save_config, to_document
@@ -63,23 +64,21 @@ def save(config: Config, action: str, *, invalid_code: int = common.EXIT_USAGE) 
     try:
         parse_config(to_document(config), config.path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            common.err(f"metarr-sync: {action}: {_without_path(problem, config.path)}")
-        common.err(f"metarr-sync: {action}: nothing was changed in {config.path}")
-        raise typer.Exit(invalid_code) from None
+        lines = [f"{action}: {_without_path(p, config.path)}" for p in exc.problems]
+        lines.append(f"{action}: nothing was changed in {config.path}")
+        raise (common.UsageError(*lines) if from_command_line else ConfigError(lines)
+               ) from None
     try:
         save_config(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            common.err(f"metarr-sync: {problem}; nothing was changed")
-        raise typer.Exit(common.EXIT_CONFIG) from None
+        raise ConfigError([f"{p}; nothing was changed" for p in exc.problems]) from None
 
 
 def player_of(config: Config, name: str) -> PlayerConfig:
     player = config.players.get(name)
     if player is None:
         known = ", ".join(config.players) or "none configured"
-        common.fail(f"unknown player {name!r} (players: {known})", common.EXIT_USAGE)
+        raise common.UsageError(f"unknown player {name!r} (players: {known})")
     return player
 
 
@@ -92,21 +91,15 @@ def selected(config: Config, names: list[str] | None) -> list[PlayerConfig]:
 
 def open_state(ctx: typer.Context) -> State | None:
     """The state database if a run created it (None otherwise); exit 3 when unusable."""
-    from metarr_sync.state import State, StateError
+    from metarr_sync.state import State
 
-    try:
-        return State.open_existing(common.state_dir(ctx))
-    except StateError as exc:
-        common.fail(str(exc), common.EXIT_CONFIG)
+    return State.open_existing(common.state_dir(ctx))
 
 
 def create_state(ctx: typer.Context) -> State:
-    from metarr_sync.state import State, StateError
+    from metarr_sync.state import State
 
-    try:
-        return State(common.state_dir(ctx))
-    except StateError as exc:
-        common.fail(str(exc), common.EXIT_CONFIG)
+    return State(common.state_dir(ctx))
 
 
 def masked(secret: Secret | None) -> str | None:
@@ -136,7 +129,7 @@ def read_secret_arg(value: str | None, option: str) -> str | None:
         return value
     line = sys.stdin.readline().rstrip("\r\n")
     if not line:
-        common.fail(f"{option} -: nothing on standard input", common.EXIT_USAGE)
+        raise common.UsageError(f"{option} -: nothing on standard input")
     return line
 
 

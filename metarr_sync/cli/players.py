@@ -73,14 +73,15 @@ def _parse_map(value: str) -> tuple[str, str]:
     metarr, sep, player = value.partition("=")
     example = "e.g. --map /data/media/movies=smb://nas/movies"
     if not sep or not metarr.strip() or not player.strip():
-        common.fail(f"--map {value!r}: expected METARR_PATH=PLAYER_PATH, {example}",
-                    common.EXIT_USAGE)
+        raise common.UsageError(f"--map {value!r}: expected METARR_PATH=PLAYER_PATH, {example}")
     if not metarr.startswith("/") and not is_absolute_any(metarr):
-        common.fail(f"--map {value!r}: the Metarr side {metarr!r} is not an absolute path "
-                    f"({example})", common.EXIT_USAGE)
+        raise common.UsageError(
+            f"--map {value!r}: the Metarr side {metarr!r} is not an absolute path "
+            f"({example})")
     if not is_absolute_any(player):
-        common.fail(f"--map {value!r}: the player side {player!r} is not an absolute path "
-                    "(/..., D:\\... or smb://...)", common.EXIT_USAGE)
+        raise common.UsageError(
+            f"--map {value!r}: the player side {player!r} is not an absolute path "
+            "(/..., D:\\... or smb://...)")
     return metarr, player
 
 
@@ -90,10 +91,10 @@ def _secret(kind: str, value: str | None, env: str | None, file: str | None) -> 
     given = [opt for opt, v in ((f"--{kind}", value), (f"--{kind}-env", env),
                                 (f"--{kind}-file", file)) if v is not None]
     if len(given) > 1:
-        common.fail(f"give only one of {', '.join(given)}", common.EXIT_USAGE)
+        raise common.UsageError(f"give only one of {', '.join(given)}")
     for opt, v in ((f"--{kind}", value), (f"--{kind}-env", env), (f"--{kind}-file", file)):
         if v is not None and not v.strip():
-            common.fail(f"{opt} must not be empty", common.EXIT_USAGE)
+            raise common.UsageError(f"{opt} must not be empty")
     if value is not None:
         return Secret(value=ops.read_secret_arg(value, f"--{kind}"))
     if env is not None:
@@ -161,20 +162,20 @@ def add_command(
 
     types = player_types()
     if player_type not in types:
-        common.fail(f"unknown player type {player_type!r}; expected one of "
-                    f"{', '.join(types)}", common.EXIT_USAGE)
+        raise common.UsageError(f"unknown player type {player_type!r}; expected one of "
+                    f"{', '.join(types)}")
     reason = validate_url(url)
     if reason:
         # A password typed into the URL must not be echoed back.
         shown = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:••••@", url)
-        common.fail(f"--url {shown!r} {reason}", common.EXIT_USAGE)
+        raise common.UsageError(f"--url {shown!r} {reason}")
     mappings = [Mapping(*_parse_map(value)) for value in maps or []]
     pw = _secret("password", password, password_env, password_file)
     tk = _secret("token", token, token_env, token_file)
     config = ops.load_for_edit(ctx, missing_ok=True)
     if name in config.players:
-        common.fail(f"a player named {name!r} is configured already in {config.path}; "
-                    "remove it first or choose another name", common.EXIT_USAGE)
+        raise common.UsageError(f"a player named {name!r} is configured already in {config.path}; "
+                    "remove it first or choose another name")
     created_group = None
     if group and group not in config.groups:
         config.groups[group] = GroupConfig(name=group)
@@ -295,8 +296,8 @@ def test_command(
     config = common.load(ctx, secrets=False)
     players = ops.selected(config, names)
     if not players:
-        common.fail(f"no players configured in {config.path}: add one with "
-                    "`metarr-sync players add`", common.EXIT_USAGE)
+        raise common.UsageError(f"no players configured in {config.path}: add one with "
+                    "`metarr-sync players add`")
     with ThreadPoolExecutor(max_workers=min(8, len(players))) as pool:
         results = list(pool.map(lambda p: probe_player(p, config.sync), players))
     reenabled: list[str] = []
@@ -342,27 +343,23 @@ def import_command(
     becomes a shared_library group, as Metarr syncs one member of it for all.
     """
     from metarr_sync import importer
-    from metarr_sync.metarr import MetarrError, open_source
+    from metarr_sync.metarr import open_source
 
     config = ops.load_for_edit(ctx, missing_ok=True)
     if config.metarr.password:  # PostgreSQL: the only secret the import needs
         try:
             config.metarr.password_value = config.metarr.password.resolve()
         except ValueError as exc:
-            common.fail(f"{config.path}: metarr.password: {exc}", common.EXIT_CONFIG)
+            raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
     where = database or common.metarr_database(config)
     if not where:
-        common.fail(f"no Metarr database to import from: give --database PATH (Metarr's "
-                    f"data/metarr.sqlite) or set [metarr] database in {config.path} "
-                    "(`metarr-sync config init` looks for it)", common.EXIT_CONFIG)
-    try:
-        source = open_source(where, config.sync.timeout, config.metarr.password_value)
-    except MetarrError as exc:
-        common.fail(str(exc), common.EXIT_METARR)
+        raise common.ConfigError.one(
+            f"no Metarr database to import from: give --database PATH (Metarr's "
+            f"data/metarr.sqlite) or set [metarr] database in {config.path} "
+            "(`metarr-sync config init` looks for it)")
+    source = open_source(where, config.sync.timeout, config.metarr.password_value)
     try:
         setup = source.player_setup()
-    except MetarrError as exc:
-        common.fail(str(exc), common.EXIT_METARR)
     finally:
         source.close()
     found = importer.from_metarr(setup, config)
@@ -379,12 +376,10 @@ def import_command(
         try:
             parse_config(to_document(config), config.path)
         except ConfigError as exc:
-            for problem in exc.problems:
-                common.err(f"metarr-sync: players import: {problem}")
-            raise typer.Exit(common.EXIT_CONFIG) from None
+            raise ConfigError([f"players import: {p}" for p in exc.problems]) from None
         toml = _masked_toml(config)
     elif found.players:
-        ops.save(config, "players import", invalid_code=common.EXIT_CONFIG)
+        ops.save(config, "players import", from_command_line=False)
     if json_out:
         common.dump_json({
             "config": str(config.path), "database": where, "dry_run": dry_run,

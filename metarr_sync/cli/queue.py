@@ -55,8 +55,7 @@ def list_command(
     from metarr_sync import render
 
     if status is not None and status not in _statuses():
-        common.fail(f"--status must be one of {', '.join(_statuses())}, not {status!r}",
-                    common.EXIT_USAGE)
+        raise common.UsageError(f"--status must be one of {', '.join(_statuses())}, not {status!r}")
     config = common.load(ctx, secrets=False)
     names = [p.name for p in ops.selected(config, player)]
     state = ops.open_state(ctx)
@@ -102,13 +101,12 @@ def add_command(
     from metarr_sync.cli.run import named_items
 
     if not (paths or movie or episode or series):
-        common.fail("name what to queue: --movie ID, --episode ID, --series ID or a path",
-                    common.EXIT_USAGE)
+        raise common.UsageError(
+            "name what to queue: --movie ID, --episode ID, --series ID or a path")
     config = common.load(ctx, secrets=False)
     targets = [p.name for p in ops.selected(config, player)]
     if not targets:
-        common.fail(f"no players configured in {config.path}: nothing to queue for",
-                    common.EXIT_USAGE)
+        raise common.UsageError(f"no players configured in {config.path}: nothing to queue for")
     source = common.open_metarr(config)
     try:
         items = named_items(source, paths or [], movie or [], episode or [], series or [])
@@ -140,15 +138,14 @@ def retry_command(
     """Send failed items (and unverified ones given up on) again at the next run."""
     for item in items or []:
         if not ITEM_RE.match(item):
-            common.fail(f"{item!r} is not an item like movie:42, series:3 or episode:7 "
-                        "(see `metarr-sync queue list`)", common.EXIT_USAGE)
+            raise common.UsageError(f"{item!r} is not an item like movie:42, series:3 or episode:7 "
+                        "(see `metarr-sync queue list`)")
     config = common.load(ctx, secrets=False)
     names = [p.name for p in ops.selected(config, player)] if player else None
     state = ops.open_state(ctx)
     if state is None:
         if items:
-            common.fail(f"{items[0]} is not in the queue (no run has happened yet)",
-                        common.EXIT_USAGE)
+            raise common.UsageError(f"{items[0]} is not in the queue (no run has happened yet)")
         moved = 0
     else:
         try:
@@ -157,9 +154,9 @@ def retry_command(
             keys = {e.item.key for e in retryable}
             for item in items or []:
                 if item not in keys:
-                    common.fail(f"{item} is not failed or unverified in the queue"
+                    raise common.UsageError(f"{item} is not failed or unverified in the queue"
                                 + (f" of {', '.join(names)}" if names else "")
-                                + " (see `metarr-sync queue list`)", common.EXIT_USAGE)
+                                + " (see `metarr-sync queue list`)")
             moved = 0
             for name in names or [None]:
                 moved += state.retry_failed(name, items or None)
@@ -187,8 +184,7 @@ def clear_command(
     """Drop queued work. Cleared items are not sent unless they change again in Metarr or
     are named with `sync` / `queue add`. Asks first unless --yes."""
     if failed and held:
-        common.fail("--failed and --held exclude each other: clear one kind at a time",
-                    common.EXIT_USAGE)
+        raise common.UsageError("--failed and --held exclude each other: clear one kind at a time")
     config = common.load(ctx, secrets=False)
     names = [p.name for p in ops.selected(config, player)] if player else None
     status = "failed" if failed else "held" if held else None
@@ -218,8 +214,9 @@ def _confirm(count: int, status: str | None, names: list[str] | None) -> None:
     what = f"{count} {status + ' ' if status else ''}queue entr{'y' if count == 1 else 'ies'}"
     who = f" of {', '.join(names)}" if names else " of every player"
     if not sys.stdin.isatty():
-        common.fail(f"queue clear would drop {what}{who}; there is no terminal to confirm "
-                    "on: add --yes", common.EXIT_USAGE)
+        raise common.UsageError(
+            f"queue clear would drop {what}{who}; there is no terminal to confirm "
+            "on: add --yes")
     if not typer.confirm(f"Drop {what}{who}?", default=False, err=True):
         common.err("metarr-sync: nothing was cleared")
         raise typer.Exit(common.EXIT_FAILED)

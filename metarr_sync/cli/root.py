@@ -60,8 +60,8 @@ def main_options(
     try:
         logs.setup(verbose, log_file)
     except OSError as exc:
-        common.fail(f"--log-file {log_file}: cannot be written: {exc.strerror}",
-                    common.EXIT_USAGE)
+        raise common.UsageError(
+            f"--log-file {log_file}: cannot be written: {exc.strerror}") from None
 
 
 run.register(app)
@@ -73,7 +73,11 @@ config_cmd.register(app)
 
 
 def invoke() -> int:
-    """Run the command line of sys.argv through Typer; its exit code."""
+    """Run the command line of sys.argv through Typer; its exit code.
+
+    Commands raise; an error of the table in common._exit_codes is shown and ends the
+    command with its code. Anything else is a bug, shown by main() as an internal error.
+    """
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
@@ -83,4 +87,9 @@ def invoke() -> int:
         # Usage errors (exit 2) and other command-line errors: Click's own message.
         exc.show()  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", common.EXIT_USAGE))
+    except Exception as exc:  # noqa: BLE001 - looked up in the one table, else re-raised
+        known = common.report_error(exc)
+        if known is None:
+            raise
+        return known
     return code if isinstance(code, int) else 0

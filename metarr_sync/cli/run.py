@@ -122,12 +122,12 @@ def sync_command(
     bulk = bool(library or since or all_items)
     trigger = _check_trigger(trigger or ("bulk" if bulk else "post-publish"))
     if not (paths or movie or episode or series or bulk):
-        common.fail("name what to sync: --movie ID, --episode ID, --series ID, a path, "
-                    "or --library NAME / --since DATE / --all", common.EXIT_USAGE)
+        raise common.UsageError("name what to sync: --movie ID, --episode ID, --series ID, a path, "
+                    "or --library NAME / --since DATE / --all")
     try:
         since_stamp = engine.parse_since(since) if since else None
     except ValueError as exc:
-        common.fail(str(exc), common.EXIT_USAGE)
+        raise common.UsageError(str(exc)) from None
     config = common.load(ctx)
     _check_names(config, player, group)
     source = common.open_metarr(config)
@@ -159,70 +159,60 @@ def _check_trigger(trigger: str) -> str:
     from metarr_sync.engine import TRIGGERS
 
     if trigger not in TRIGGERS:
-        common.fail(f"--trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}",
-                    common.EXIT_USAGE)
+        raise common.UsageError(f"--trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
     return trigger
 
 
 def _bulk(source: object, libraries: list[str], since: str | None) -> list:
     from metarr_sync import engine
-    from metarr_sync.metarr import MetarrError, MetarrSource
+    from metarr_sync.metarr import MetarrSource
 
     assert isinstance(source, MetarrSource)
-    try:
-        ids = None
-        if libraries:
-            known = {lib.name: lib.id for lib in source.libraries()}
-            for name in libraries:
-                if name not in known:
-                    common.fail(f"no Metarr library named {name!r} (libraries: "
-                                f"{', '.join(known) or 'none'})", common.EXIT_USAGE)
-            ids = [known[name] for name in libraries]
-        return engine.bulk_items(source, ids, since)
-    except MetarrError as exc:
-        common.fail(str(exc), common.EXIT_METARR)
+    ids = None
+    if libraries:
+        known = {lib.name: lib.id for lib in source.libraries()}
+        for name in libraries:
+            if name not in known:
+                raise common.UsageError(f"no Metarr library named {name!r} (libraries: "
+                                        f"{', '.join(known) or 'none'})")
+        ids = [known[name] for name in libraries]
+    return engine.bulk_items(source, ids, since)
 
 
 def _confirm_bulk(count: int) -> None:
     import sys
 
     if not sys.stdin.isatty():
-        common.fail(f"this would sync {count} items to every player; add --yes to confirm "
-                    "(no terminal to ask on)", common.EXIT_USAGE)
+        raise common.UsageError(
+            f"this would sync {count} items to every player; add --yes to confirm "
+            "(no terminal to ask on)")
     if not typer.confirm(f"Sync {count} items to every player?", default=False, err=True):
-        common.fail("nothing was synced", common.EXIT_USAGE)
+        raise common.UsageError("nothing was synced")
 
 
 def _check_names(config: object, players: list[str] | None, groups: list[str] | None) -> None:
     for name in players or []:
         if name not in config.players:  # type: ignore[attr-defined]
             known = ", ".join(config.players) or "none configured"  # type: ignore[attr-defined]
-            common.fail(f"unknown player {name!r} (players: {known})", common.EXIT_USAGE)
+            raise common.UsageError(f"unknown player {name!r} (players: {known})")
     for name in groups or []:
         if name not in config.groups:  # type: ignore[attr-defined]
             known = ", ".join(config.groups) or "none configured"  # type: ignore[attr-defined]
-            common.fail(f"unknown group {name!r} (groups: {known})", common.EXIT_USAGE)
+            raise common.UsageError(f"unknown group {name!r} (groups: {known})")
 
 
 def named_items(source: object, paths: list[str], movies: list[int], episodes: list[int],
                 series: list[int]) -> list:
     """The items named on the command line; unknown ones exit 2 (shared with `queue add`)."""
-    from metarr_sync.metarr import MetarrError, MetarrSource, NotInMetarr
+    from metarr_sync.metarr import MetarrSource
 
     assert isinstance(source, MetarrSource)
-    try:
-        return source.named_items(paths, movies, episodes, series)
-    except NotInMetarr as exc:
-        common.fail(str(exc), common.EXIT_USAGE)
-    except MetarrError as exc:
-        common.fail(str(exc), common.EXIT_METARR)
+    return source.named_items(paths, movies, episodes, series)
 
 
 def _execute(ctx: typer.Context, config: object, request: object, json_out: bool,
              quiet: bool) -> None:
     from metarr_sync import engine, render
-    from metarr_sync.metarr import MetarrError
-    from metarr_sync.state import StateError
 
     assert isinstance(request, engine.Request)
     source = common.open_metarr(config)  # type: ignore[arg-type]
@@ -233,12 +223,6 @@ def _execute(ctx: typer.Context, config: object, request: object, json_out: bool
     try:
         report = engine.run(config, source, common.state_dir(ctx), request,  # type: ignore[arg-type]
                             progress=progress)
-    except engine.LockHeld as exc:
-        common.fail(str(exc), common.EXIT_LOCKED)
-    except MetarrError as exc:
-        common.fail(str(exc), common.EXIT_METARR)
-    except StateError as exc:
-        common.fail(str(exc), common.EXIT_CONFIG)
     finally:
         if progress is not None:
             progress.close()
