@@ -460,8 +460,11 @@ class FakePlayer:
 
 class FakeKodi(FakePlayer):
     """Kodi's JSON-RPC over `POST /jsonrpc`, with the library behaviour measured on Kodi 20.1:
-    scans only add, need the trailing separator and are dropped while another runs;
-    refreshes re-add movies/episodes under a new id; removals answer OK for any id."""
+    scans only add, need the trailing separator and are dropped while another runs (so
+    after an upgrade — a file replaced under another name — a scan adds the new file and
+    the old entry stays, as on Kodi 20.1 and 21.2, until it is removed by id or its movie
+    folder cleaned); refreshes re-add movies/episodes under a new id; removals answer OK
+    for any id."""
 
     kind = "kodi"
 
