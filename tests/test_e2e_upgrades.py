@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.fake_players import FakeKodi, FakePlayer
+from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
 from support.metarr_factory import MetarrDB
 
 CONFIG = """
@@ -34,10 +34,11 @@ initial_lookback = "all"
 
 @dataclass
 class Media:
-    """Metarr's library folder on disk, and the same files on a fake player's "disk"."""
+    """Metarr's library folder on disk, and the same files on the fake players' "disks"
+    (each player sees Metarr's root as its own `player_root`)."""
 
     root: Path
-    fake: FakePlayer
+    fakes: list[FakePlayer]
     player_root: str
 
     def player_path(self, path: str) -> str:
@@ -46,7 +47,8 @@ class Media:
     def publish(self, path: str) -> str:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).touch()
-        self.fake.add_file(self.player_path(path))
+        for fake in self.fakes:
+            fake.add_file(self.player_path(path))
         return self.player_path(path)
 
     def replace(self, old: str, new: str, *, keep_old: bool = False) -> str:
@@ -56,13 +58,16 @@ class Media:
             shutil.copy(old, new)
         else:
             Path(old).rename(new)
-            self.fake.remove_file(self.player_path(old))
-        self.fake.add_file(self.player_path(new))
+        for fake in self.fakes:
+            if not keep_old:
+                fake.remove_file(self.player_path(old))
+            fake.add_file(self.player_path(new))
         return self.player_path(new)
 
     def delete(self, path: str) -> None:
         Path(path).unlink()
-        self.fake.remove_file(self.player_path(path))
+        for fake in self.fakes:
+            fake.remove_file(self.player_path(path))
 
 
 def renamed(path: str, suffix: str) -> str:
@@ -87,7 +92,7 @@ def kodi_world(cli, metarr: MetarrDB, tmp_path: Path):
     root = tmp_path / "media"
     metarr.use_media_root(str(root))
     with FakeKodi(sources={"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}) as kodi:
-        media = Media(root, kodi, "/mnt")
+        media = Media(root, [kodi], "/mnt")
         cli.write_config(CONFIG.format(db=metarr.path,
                                        players=kodi.toml("lounge", [(str(root), "/mnt")])))
         yield cli, metarr, kodi, media
@@ -168,3 +173,90 @@ def test_kodi_keeps_the_old_entry_of_a_copy_kept_on_disk_and_says_why(kodi_world
     assert media.player_path(new) in kodi.library_files()
     assert media.player_path(old) not in kodi.library_files()
     assert queue(cli) == {}
+
+
+# --- Jellyfin and Plex ------------------------------------------------------------------
+
+@pytest.fixture(params=["same item", "new item"])
+def servers(request, cli, metarr: MetarrDB, tmp_path: Path):
+    """A fake Jellyfin and a fake Plex seeing Metarr's media as /media. Plex is run both
+    ways users report it: the new file joining the item as a new version, or becoming an
+    item of its own beside the old one (marked missing)."""
+    root = tmp_path / "media"
+    metarr.use_media_root(str(root))
+    with FakeJellyfin() as jelly, FakePlex() as plex:
+        plex.upgrades_as_new_items = request.param == "new item"
+        players = jelly.toml("jelly", [(str(root), "/media")]) + \
+            plex.toml("plex", [(str(root), "/media")])
+        cli.write_config(CONFIG.format(db=metarr.path, players=players))
+        yield cli, metarr, jelly, plex, Media(root, [jelly, plex], "/media")
+
+
+def verify(cli) -> dict[str, dict]:
+    result = cli("verify", "--json")
+    assert "Traceback" not in result.stderr, result.stderr
+    return {p["name"]: p for p in json.loads(result.stdout)["players"]}
+
+
+def test_jellyfin_and_plex_upgrade_rename_leaves_one_entry_each(servers):
+    cli, metarr, jelly, plex, media = servers
+    heat, episode = add_heat_and_dark(metarr, media)
+    assert run(cli)[0] == 0
+    assert {p: r["verified"] for p, r in verify(cli).items()} == {"jelly": 3, "plex": 3}
+    olds = [media.player_path(metarr.file_of(t, r))
+            for t, r in (("movies", heat), ("episodes", episode))]
+
+    for table, row in (("movies", heat), ("episodes", episode)):
+        old = metarr.file_of(table, row)
+        new = renamed(old, "Bluray-1080p")
+        media.replace(old, new)
+        metarr.replace_file(table, row, new)
+    news = [media.player_path(metarr.file_of(t, r))
+            for t, r in (("movies", heat), ("episodes", episode))]
+    code, report = run(cli)
+    assert code == 0, json.dumps(report)
+    assert {p["name"]: p["synced"] for p in report["players"]} == {"jelly": 2, "plex": 2}
+
+    # Jellyfin was told about both files in one report; it validates the folder above
+    # them: the old items go, the new files are the movie's and the episode's entries.
+    (report_sent,) = [r.json["Updates"] for r in jelly.received("/Library/Media/Updated")][-1:]
+    assert sorted((u["Path"], u["UpdateType"]) for u in report_sent) == sorted(
+        [(n, "Created") for n in news] + [(o, "Deleted") for o in olds])
+    assert jelly.library_files() == {news[0], "/media/tv/Dark", news[1]}
+    # Plex scanned the folders (the old files are marked missing) and, with the
+    # default clean_deleted, its trash was emptied after the run: one entry each.
+    assert sorted(plex.entries().values()) == sorted([[news[0]], [news[1]]])
+    assert plex.emptied == ["1", "2"]
+
+    checked = verify(cli)
+    assert {p: (r["verified"], r["failed"]) for p, r in checked.items()} == {
+        "jelly": (2, 0), "plex": (2, 0)}
+    assert queue(cli) == {}
+
+
+def test_plex_without_clean_deleted_keeps_the_old_entry_and_says_why(servers):
+    cli, metarr, jelly, plex, media = servers
+    cli.write_config(cli.config.read_text().replace(
+        'initial_lookback = "all"', 'initial_lookback = "all"\nclean_deleted = false'))
+    heat, _ = add_heat_and_dark(metarr, media)
+    assert run(cli)[0] == 0
+    assert verify(cli)["plex"]["verified"] == 3
+    old = metarr.file_of("movies", heat)
+    new = renamed(old, "Bluray-1080p")
+    media.replace(old, new)
+    metarr.replace_file("movies", heat, new)
+    assert run(cli)[0] == 0
+    assert plex.emptied == []
+    checked = verify(cli)
+    if plex.upgrades_as_new_items:
+        # Two entries: the old one shown as unavailable until the trash is emptied.
+        assert (checked["plex"]["verified"], checked["plex"]["failed"]) == (0, 1)
+        status, why = queue(cli)[f"movie:{heat}"]
+        assert status == "unverified"
+        assert why.startswith(f"Plex still lists {media.player_path(old)} beside the new "
+                              f"file {media.player_path(new)}")
+        assert "clean_deleted is off" in why
+    else:
+        # One entry with an unavailable version: the viewer sees one Heat.
+        assert (checked["plex"]["verified"], checked["plex"]["failed"]) == (1, 0)
+        assert [media.player_path(new), media.player_path(old)] in plex.entries().values()

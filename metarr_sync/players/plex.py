@@ -11,6 +11,23 @@ What Plex needs to show what Metarr published (see ../shared/PLAYERS.md, Plex se
 Plex answers 200 to a partial scan of a folder outside every section and then ignores it,
 so this adapter checks every folder against the sections' `Location` paths itself.
 The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
+
+Upgrades and renames (a file replaced under another name; Metarr rewrites the item's path
+in place). Not measured on a server here (no Plex in the test rig); from the public API
+spec (an item holds Media versions, each with Parts whose `file` is the path) and users'
+reports of Radarr/Sonarr upgrades (Radarr issue 1249, Cloudbox/autoscan issue 84, Plex's
+"unavailable" versions): a partial scan of the folder adds the new file (matched into the
+same item as a new version, or as a new item) and marks the old file missing; the old
+version or item stays, shown as unavailable, until the section's trash is emptied — which
+Plex does by itself after every scan when "Empty trash automatically after every scan" is
+on (its default). So for an item whose path changed the adapter scans the new file's
+folder (and the old file's, when it lay elsewhere), refreshes the item it finds, and —
+when the old file is provably gone from disk and `clean_deleted` is on — has that
+section's trash emptied after the run, behind the same guard as removals
+(`max_trash_items`). verify() counts the item only when Plex lists the new file and no
+other item still holds an old, gone file (an unavailable version inside the same item is
+not a second entry). The scan runs in the background, so a trash emptied too early leaves
+the old entry: verify() says so, and the next delivery empties it again.
 """
 
 from __future__ import annotations
@@ -27,7 +44,8 @@ from typing import Any
 
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join
+from metarr_sync.ondisk import old_file_gone
+from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join, parent
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -396,6 +414,8 @@ class PlexPlayer(Player):
                         failed.setdefault(target.key, refused)
                 else:
                     need_scan = self._plan_update(target, section, folder, refreshes)
+                    for old_folder in self._plan_replaced(target, section):
+                        scans.setdefault(section.key, (section, []))[1].append(old_folder)
                 if need_scan:
                     scans.setdefault(section.key, (section, []))[1].append(folder)
         # Scans first, strictly one at a time (Plex drops scans when flooded).
@@ -439,6 +459,25 @@ class PlexPlayer(Player):
         # Not there yet, or there under another path (Metarr renamed or moved the file):
         # a scan adds the file at its new place.
         return not by_path
+
+    def _plan_replaced(self, target: Target, section: Section) -> list[str]:
+        """For an upgraded or renamed item: the folders of its old files that lie apart
+        from the new one (their scan marks the old file missing), and the section's trash
+        to be emptied after the run when an old file is provably gone from disk (guarded
+        as for removals; only with clean_deleted)."""
+        folders: list[str] = []
+        for old in target.previous:
+            verdict = old_file_gone(old.metarr, target.item.path)
+            if verdict.gone is False:
+                continue  # a copy kept beside the new file: Plex keeps it as well
+            old_folder = parent(old.path, target.style)
+            if old_folder != target.folder:
+                spelled = section.place(old_folder)
+                if spelled is not None and not section.is_location(old_folder):
+                    folders.append(spelled)
+            if verdict.gone:
+                self._trash_refusal(section)  # registers the trash for finish()
+        return folders
 
     def _scan_number(self, section: Section, folder: str) -> int | None:
         """The number of this run's scan of `folder`, or of a folder holding it, if any.
@@ -538,12 +577,31 @@ class PlexPlayer(Player):
                                         f"Plex ignored the scan: {reason}"))
                 continue
             seen = False
+            left: list[str] = []
             for section, _ in places:
                 listing = self.listing(section, LISTING_TYPE[target.item.kind])
-                if listing.by_path(target.path) or listing.by_guid(target.item.ids):
+                new = listing.by_path(target.path)
+                if target.previous:
+                    # One entry, for the new file: found at its path, and no other item
+                    # still holding an old file that is gone from disk.
+                    left += [old.path for old in target.previous
+                             if old_file_gone(old.metarr, target.item.path).gone is not False
+                             and set(listing.by_path(old.path)) - set(new)]
+                    seen = seen or bool(new)
+                elif new or listing.by_guid(target.item.ids):
                     seen = True
                     break
-            if seen:
+            if seen and left:
+                outcomes.append(Outcome(target.key, "unverified", (
+                    f"Plex still lists {', '.join(left)} beside the new file {target.path} "
+                    "(shown as unavailable until the library's trash is emptied): "
+                    + ("metarr-sync empties it on the next delivery once Plex's scan has "
+                       "marked the old file missing (not while more than max_trash_items "
+                       "items of that library are marked missing)" if self.sync.clean_deleted
+                       else
+                       "[sync] clean_deleted is off, so empty the trash in Plex, or turn "
+                       "on its 'Empty trash automatically after every scan'"))))
+            elif seen:
                 outcomes.append(Outcome(target.key, "synced"))
             else:
                 scanned = ", ".join(f"{folder} in library {section.title!r}"
