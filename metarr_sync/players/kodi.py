@@ -21,9 +21,10 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
 
 Upgrades and renames (Radarr/Sonarr replace a file; Metarr rewrites the movie's or
-episode's path in place). Measured on Kodi 20.1 and 21.2: a scan of the folder adds the
-new file and leaves the old entry, so Kodi lists both (the 720p beside the 1080p) until the
-old entry is removed by id or the folder cleaned. So for an item whose path changed
+episode's path in place). Measured on Kodi 20.1 (tests/test_kodi_real.py fails without
+the removal below) and reported the same for 21.2: a scan of the folder adds the new file
+and leaves the old entry, so Kodi lists both (the 720p beside the 1080p) until the old
+entry is removed by id or the folder cleaned. So for an item whose path changed
 (`Target.previous`, from the state) the new file is scanned (or refreshed, when Kodi found
 it already), and each old file Kodi still lists — looked up by its exact path, never by a
 LIKE match — is removed with `RemoveMovie`/`RemoveEpisode` in the same batch as the
