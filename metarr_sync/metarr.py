@@ -49,6 +49,10 @@ class Item:
     series_id: int | None = None
     stamp: str = ""
     removed: bool = False
+    #: Paths this movie or episode had before Metarr rewrote its path in place (an upgrade
+    #: or rename by Radarr/Sonarr) that the player may still list: set from the queue only
+    #: (state.py), never read from Metarr.
+    previous_paths: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import quote
 
 from metarr_sync.config import Mapping
@@ -138,6 +139,14 @@ def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
     return join(mapping.player, rest), strip_trailing(mapping.player)
 
 
+class OldFile(NamedTuple):
+    """A file an upgraded or renamed item had before (Item.previous_paths): in Metarr's
+    path (to look at the disk) and as the player spells it (to find its entry)."""
+
+    metarr: str
+    path: str
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One item as one player sees it (slotted: one per queued item and player)."""
@@ -148,6 +157,8 @@ class Target:
     series_folder: str | None  # show folder for episodes and series
     root: str  # the player-side root of the mapping used
     style: PathStyle = field(default_factory=PathStyle)
+    #: Earlier files of an upgraded or renamed movie or episode the player may still list.
+    previous: tuple[OldFile, ...] = ()
 
     @property
     def key(self) -> str:
@@ -181,10 +192,18 @@ def target_for(item: Item, mappings: Sequence[Mapping]) -> Target:
     folder = path if item.kind == "series" else parent(path, style)
     if item.kind != "series" and strip_trailing(path) == strip_trailing(root):
         raise MappingError(f"{item.path} maps to the player's library root itself")
+    previous: list[OldFile] = []
+    # Movies and episodes only: a show whose folder moved is scanned at its new place like
+    # a new show (its old entry is not replaced).
+    for old in item.previous_paths if item.kind != "series" else ():
+        try:
+            previous.append(OldFile(old, map_path(old, mappings)[0]))
+        except MappingError:
+            continue  # no longer mapped (the mappings changed): no player spells it
     # Interned: the episodes of a season share one folder (and all targets one root).
     return Target(item, path, sys.intern(folder),
                   None if series_folder is None else sys.intern(series_folder),
-                  sys.intern(root), style)
+                  sys.intern(root), style, tuple(previous))
 
 
 @dataclass

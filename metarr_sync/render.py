@@ -276,6 +276,8 @@ def queue_entry_json(entry: Any) -> dict[str, Any]:
     return {
         "player": entry.player, "item": item.key, "kind": item.kind, "id": item.id,
         "title": item.label(), "path": item.path, "removed": item.removed,
+        # An upgraded or renamed item: the earlier files the player may still list.
+        "previous_paths": list(item.previous_paths),
         "status": entry.status, "attempts": entry.attempts, "last_error": entry.last_error,
         "next_attempt": entry.next_attempt_at, "enqueued_at": entry.enqueued_at,
         "updated_at": entry.updated_at, "source": entry.source,

@@ -3,7 +3,9 @@
 Tables
 - `items`: every Metarr item as seen at the last collection (stamp, removed, paths). The
   next collection compares Metarr with it, so an unchanged item is never sent again and a
-  row that vanished from Metarr is noticed as removed.
+  row that vanished from Metarr is noticed as removed. A new path is a change even when
+  the stamp did not move: Radarr/Sonarr upgrades and renames make Metarr rewrite a
+  movie's or episode's file path in place (same row id).
 - `players`: per configured player: when its baseline was taken, and whether it is
   disabled after an authentication failure.
 - `sync_queue`: per (player, item) the work still to deliver: pending, deferred (someone
@@ -11,7 +13,15 @@ Tables
   player) or unverified (delivered, but not seen on the player).
   Items stay here until a player confirms them, so nothing is lost when a player, the
   NAS or this tool goes down: delivery is at-least-once.
-- `player_sync_status`: per (player, item) what was last delivered (stamp, removed).
+  `previous_paths` (schema 2) lists, for an item whose path changed, every earlier path
+  the player may still have an entry for: the path the player last received
+  (`player_sync_status.path`), the path of the last collection, and every path this entry
+  held before it was delivered (the player may have found one by its own scanning). It
+  goes with the entry when the player confirms the new file, so two renames before a
+  delivery still get the first file's entry removed. An extra path costs nothing: the
+  adapters look each one up exactly and act only on what the player really lists.
+- `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
+  since schema 2 the path).
 - `runs`, `run_players`: history for `status` and its metrics.
 
 Every state change of a batch is one transaction.
@@ -37,7 +47,7 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # sent: delivered, waiting to be verified on the player (kept until it is seen there).
 # held: a removal not sent, by the mass-removal guard or because the disk could not tell
 # whether its media is gone (re-examined by every run; the cause is in last_error).
@@ -96,6 +106,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, player)
     );
     """,
+    # 2: previous paths of upgraded/renamed items, and the path each player last received.
+    # A delivery recorded under schema 1 was of the path the last collection saw, as long
+    # as that collection saw the same version (stamp); otherwise the path is unknown.
+    """
+    ALTER TABLE sync_queue ADD COLUMN previous_paths TEXT;
+    ALTER TABLE player_sync_status ADD COLUMN path TEXT;
+    UPDATE player_sync_status SET path = (
+        SELECT i.path FROM items i WHERE i.item_key = player_sync_status.item_key
+        AND i.stamp = player_sync_status.stamp AND i.removed = player_sync_status.removed);
+    """,
 ]
 
 
@@ -129,8 +149,10 @@ def item_row(item: Item) -> tuple[Any, ...]:
 
 
 def row_item(row: sqlite3.Row) -> Item:
+    """The Item of a sync_queue row (with the previous paths the entry keeps)."""
     Item = _item_class()  # the class, imported on first use
     series_path = row["series_path"]
+    previous = row["previous_paths"]
     # Interned: a show's episodes share one show-folder string, all items a few kinds.
     return Item(kind=sys.intern(row["kind"]), id=row["item_id"], path=row["path"],
                 title=row["title"],
@@ -138,7 +160,23 @@ def row_item(row: sqlite3.Row) -> Item:
                 library_id=row["library_id"],
                 ids=json.loads(row["ids"] or "{}"), season=row["season"],
                 episode=row["episode"], series_id=row["series_id"], stamp=row["stamp"],
-                removed=bool(row["removed"]))
+                removed=bool(row["removed"]),
+                previous_paths=tuple(json.loads(previous)) if previous else ())
+
+
+def merge_previous(*args: str | None) -> str | None:
+    """SQL function previous_paths(list, list, path, path, current): the distinct earlier
+    paths of an item as a JSON list (oldest first), leaving out `current`; NULL for none.
+
+    The first two arguments are JSON lists (or NULL), the next two single paths (or NULL).
+    """
+    *lists, first, second, current = args
+    paths: list[str] = []
+    for text in lists:
+        paths += json.loads(text) if text else []
+    paths += [p for p in (first, second) if p]
+    kept = [p for p in dict.fromkeys(paths) if p != current]
+    return json.dumps(kept) if kept else None
 
 
 @functools.cache
@@ -164,7 +202,7 @@ class QueueEntry:
 
 @dataclass
 class CollectResult:
-    changed: int  # items whose stamp or removed flag differ from the last collection
+    changed: int  # items whose stamp, path or removed flag differ from the last collection
     vanished: int  # items that disappeared from Metarr (removed for good)
     enqueued: dict[str, int]  # per player: queue entries added or renewed
     baselined: list[str]  # players whose first run this was
@@ -184,6 +222,7 @@ class State:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.create_function("previous_paths", 5, merge_previous, deterministic=True)
             if migrate:
                 self._migrate()
         except sqlite3.Error as exc:
@@ -264,7 +303,9 @@ class State:
             c.execute(
                 "INSERT INTO temp.changed SELECT cur.* FROM temp.current cur "
                 "LEFT JOIN items i ON i.item_key = cur.item_key "
-                "WHERE i.item_key IS NULL OR i.stamp != cur.stamp OR i.removed != cur.removed")
+                "WHERE i.item_key IS NULL OR i.stamp != cur.stamp OR i.removed != cur.removed "
+                # Upgraded or renamed in place: Metarr may leave every timestamp alone.
+                "OR i.path != cur.path")
             changed = c.execute("SELECT count(*) FROM temp.changed").fetchone()[0]
             # Metarr's garbage collector deletes rows 30 days after a soft delete; an item
             # we knew and that vanished without being seen as removed was removed too.
@@ -285,12 +326,12 @@ class State:
                                                           stamp_now, "run")
                     continue
                 if lookback is None:
-                    where, params = "WHERE removed = 0", ()
+                    where, params = "WHERE t.removed = 0", ()
                 elif lookback == 0:
                     where, params = "WHERE 0", ()
                 else:
                     cutoff = now_stamp(now - timedelta(seconds=lookback))
-                    where, params = "WHERE stamp >= ?", (cutoff,)
+                    where, params = "WHERE t.stamp >= ?", (cutoff,)
                 enqueued[player] = self._enqueue_from(player, "temp.current", where, params,
                                                       stamp_now, "baseline")
                 c.execute(
@@ -306,10 +347,20 @@ class State:
 
     def _enqueue_from(self, player: str, table: str, where: str, params: Sequence[Any],
                       stamp_now: str, source: str) -> int:
+        """Queue the items of `table` (alias `t` in `where`) for `player`, keeping the
+        earlier paths the player may still list (see the module docstring): the path of
+        the last collection (`items`, not yet updated) and the one it last received."""
         columns = ", ".join(_ITEM_COLUMNS)
+        selected = ", ".join(f"t.{c}" for c in _ITEM_COLUMNS)
         cursor = self.conn.execute(
-            f"INSERT INTO sync_queue ({columns}, player, status, attempts, enqueued_at, "
-            f"updated_at, source) SELECT {columns}, ?, 'pending', 0, ?, ?, ? FROM {table} "
+            f"INSERT INTO sync_queue ({columns}, previous_paths, player, status, attempts, "
+            f"enqueued_at, updated_at, source) SELECT {selected}, "
+            # The function runs only for the rare item whose path changed.
+            "CASE WHEN i.path != t.path OR (d.removed = 0 AND d.path != t.path) THEN "
+            "previous_paths(NULL, NULL, i.path, CASE WHEN d.removed = 0 THEN d.path END, "
+            f"t.path) END, ?, 'pending', 0, ?, ?, ? FROM {table} t "
+            "LEFT JOIN items i ON i.item_key = t.item_key "
+            "LEFT JOIN player_sync_status d ON d.player = ? AND d.item_key = t.item_key "
             # SQLite needs a WHERE before ON CONFLICT to parse an upsert from a SELECT.
             f"{where or 'WHERE 1'} "
             "ON CONFLICT(player, item_key) DO UPDATE SET "
@@ -319,8 +370,14 @@ class State:
             "episode = excluded.episode, series_id = excluded.series_id, "
             "stamp = excluded.stamp, removed = excluded.removed, status = 'pending', "
             "attempts = 0, last_error = NULL, next_attempt_at = NULL, "
-            "updated_at = excluded.updated_at, source = excluded.source",
-            (player, stamp_now, stamp_now, source, *params))
+            "updated_at = excluded.updated_at, source = excluded.source, "
+            # An entry not yet confirmed may have reached the player (or the player found
+            # it on its own): its path joins the ones to replace.
+            "previous_paths = CASE WHEN sync_queue.previous_paths IS NULL AND "
+            "excluded.previous_paths IS NULL AND sync_queue.path = excluded.path THEN NULL "
+            "ELSE previous_paths(sync_queue.previous_paths, excluded.previous_paths, "
+            "sync_queue.path, NULL, excluded.path) END",
+            (player, stamp_now, stamp_now, source, player, *params))
         return cursor.rowcount
 
     def _load_temp(self, table: str, items: Iterable[Item]) -> None:
@@ -376,7 +433,7 @@ class State:
             if shared is None:
                 items.append(row_item(row))
                 continue
-            same = tuple(row[c] for c in _ITEM_COLUMNS)
+            same = (*(row[c] for c in _ITEM_COLUMNS), row["previous_paths"])
             item = shared.get(same)
             if item is None:
                 item = shared[same] = row_item(row)
@@ -430,16 +487,17 @@ class State:
                     continue
                 if outcome.result in ("synced", "sent"):
                     self.conn.execute(
-                        "INSERT OR REPLACE INTO player_sync_status VALUES (?, ?, ?, ?, ?, ?, "
-                        "NULL)", (player, item.key, item.stamp, int(item.removed), stamp_now,
-                                  run_id))
+                        "INSERT OR REPLACE INTO player_sync_status (player, item_key, stamp, "
+                        "removed, synced_at, run_id, verified_at, path) VALUES (?, ?, ?, ?, "
+                        "?, ?, NULL, ?)", (player, item.key, item.stamp, int(item.removed),
+                                           stamp_now, run_id, item.path))
                 if outcome.result in ("synced", "verified", "dropped"):
                     # Only drop the entry if it still holds the version we delivered (or
                     # judged: "dropped" is a removal whose media is still on disk).
                     self.conn.execute(
                         "DELETE FROM sync_queue WHERE player = ? AND item_key = ? "
-                        "AND stamp = ? AND removed = ?",
-                        (player, item.key, item.stamp, int(item.removed)))
+                        "AND stamp = ? AND removed = ? AND path = ?",
+                        (player, item.key, item.stamp, int(item.removed), item.path))
                 if outcome.result == "verified":
                     self.conn.execute(
                         "UPDATE player_sync_status SET verified_at = ? WHERE player = ? "
@@ -451,8 +509,9 @@ class State:
                     self.conn.execute(
                         "UPDATE sync_queue SET status = 'sent', attempts = attempts + 1, "
                         "last_error = NULL, updated_at = ? WHERE player = ? AND item_key = ? "
-                        "AND stamp = ? AND removed = ?",
-                        (stamp_now, player, item.key, item.stamp, int(item.removed)))
+                        "AND stamp = ? AND removed = ? AND path = ?",
+                        (stamp_now, player, item.key, item.stamp, int(item.removed),
+                         item.path))
                     continue
                 if outcome.result == "unverified":
                     # Its delivery was counted when it was sent.
@@ -468,14 +527,15 @@ class State:
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
                 marks = ", ".join("?" for _ in _ITEM_COLUMNS)
+                previous = json.dumps(item.previous_paths) if item.previous_paths else None
                 self.conn.execute(
-                    f"INSERT INTO sync_queue ({', '.join(_ITEM_COLUMNS)}, player, status, "
-                    f"attempts, last_error, enqueued_at, updated_at) VALUES ({marks}, ?, ?, ?, "
-                    "?, ?, ?) ON CONFLICT(player, item_key) DO UPDATE SET "
-                    "status = excluded.status, attempts = attempts + ?, "
+                    f"INSERT INTO sync_queue ({', '.join(_ITEM_COLUMNS)}, previous_paths, "
+                    f"player, status, attempts, last_error, enqueued_at, updated_at) VALUES "
+                    f"({marks}, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(player, item_key) DO UPDATE "
+                    "SET status = excluded.status, attempts = attempts + ?, "
                     "last_error = excluded.last_error, updated_at = excluded.updated_at",
-                    (*item_row(item), player, status, tried, outcome.error, stamp_now,
-                     stamp_now, tried))
+                    (*item_row(item), previous, player, status, tried, outcome.error,
+                     stamp_now, stamp_now, tried))
 
     def library_size(self) -> int:
         """Items Metarr lists now (at the last collection), removed ones left out: the

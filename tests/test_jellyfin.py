@@ -684,6 +684,72 @@ def test_jellyfin_is_verified_on_a_later_run() -> None:
     assert JellyfinPlayer.verify_after >= 60  # the server debounces reports for ~60 s
 
 
+# --- upgrades and renames ---------------------------------------------------------------
+
+def upgraded_heat(root, *, old_on_disk: bool = False) -> tuple[Item, list[Mapping]]:
+    """Heat, whose 720p file Radarr replaced with a 1080p one: Metarr's media on this
+    machine's disk (under `root`), seen by Jellyfin as /media/movies."""
+    folder = root / "movies" / "Heat (1995)"
+    folder.mkdir(parents=True)
+    (folder / "Heat - 1080p.mkv").touch()
+    if old_on_disk:
+        (folder / "Heat - 720p.mkv").touch()
+    item = Item("movie", 1, str(folder / "Heat - 1080p.mkv"), title="Heat",
+                ids={"tmdb": "949"}, previous_paths=(str(folder / "Heat - 720p.mkv"),))
+    return item, [Mapping(str(root / "movies"), "/media/movies")]
+
+
+def test_upgrade_reports_the_new_file_and_the_gone_old_one_and_refreshes_nothing(
+        jf: Server, tmp_path) -> None:
+    jf.standard()
+    jf.has(MOVIES_ID, jf_item("Movie", "/media/movies/Heat (1995)/Heat - 720p.mkv",
+                              Tmdb="949"))
+    item, mappings = upgraded_heat(tmp_path)
+    outcomes = make_player(mappings=mappings).apply(targets(item, mappings=mappings))
+    assert [o.result for o in outcomes] == ["synced"]
+    # The old item, found by its tmdb id, is about to go: no refresh for it. One report
+    # with both files: Jellyfin validates the folder above them, the old item goes and
+    # the new file becomes the movie's one entry.
+    assert jf.refreshed() == []
+    assert jf.updates() == [[
+        {"Path": "/media/movies/Heat (1995)/Heat - 1080p.mkv", "UpdateType": "Created"},
+        {"Path": "/media/movies/Heat (1995)/Heat - 720p.mkv", "UpdateType": "Deleted"}]]
+
+
+def test_upgrade_whose_old_file_is_kept_reports_only_the_new_file(jf: Server,
+                                                                   tmp_path) -> None:
+    jf.standard()
+    jf.has(MOVIES_ID, jf_item("Movie", "/media/movies/Heat (1995)/Heat - 720p.mkv",
+                              Tmdb="949"))
+    item, mappings = upgraded_heat(tmp_path, old_on_disk=True)
+    make_player(mappings=mappings).apply(targets(item, mappings=mappings))
+    assert jf.updates() == [[
+        {"Path": "/media/movies/Heat (1995)/Heat - 1080p.mkv", "UpdateType": "Created"}]]
+
+
+def test_verify_counts_an_upgrade_only_as_one_entry_for_the_new_file(jf: Server,
+                                                                      tmp_path) -> None:
+    jf.standard()
+    item, mappings = upgraded_heat(tmp_path)
+    old = jf_item("Movie", "/media/movies/Heat (1995)/Heat - 720p.mkv", Tmdb="949")
+    new = jf_item("Movie", "/media/movies/Heat (1995)/Heat - 1080p.mkv", Tmdb="949")
+    player = make_player(mappings=mappings)
+
+    def verdict() -> tuple[str, str | None]:
+        (outcome,) = player.verify(targets(item, mappings=mappings))
+        return outcome.result, outcome.error
+
+    jf.has(MOVIES_ID, old)  # not scanned yet: the old item matches by its tmdb id only
+    assert verdict()[0] == "unverified"
+    jf.has(MOVIES_ID, new)  # both listed
+    assert verdict() == ("unverified", (
+        "Jellyfin still lists /media/movies/Heat (1995)/Heat - 720p.mkv, replaced by "
+        "/media/movies/Heat (1995)/Heat - 1080p.mkv: its scan of that folder has not run "
+        "yet, or the file is still there as Jellyfin sees it"))
+    jf.library_items[MOVIES_ID].remove(old)
+    assert verdict() == ("synced", None)
+
+
 # --- Emby --------------------------------------------------------------------------------
 
 def emby_standard(server: Server) -> None:

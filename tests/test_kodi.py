@@ -996,6 +996,133 @@ def test_removal_is_skipped_when_clean_deleted_is_off(kodi):
     assert kodi.requests == []
 
 
+# --- upgrades and renames: one entry, for the new file -----------------------------------
+
+
+class Library:
+    """Metarr's media folders on this machine's disk (the old-file check reads them),
+    mapped to the smb:// shares Kodi uses."""
+
+    def __init__(self, root):
+        self.root = root
+        self.mappings = [Mapping(str(root / "movies"), "smb://nas/movies"),
+                         Mapping(str(root / "tv"), "smb://nas/tv")]
+
+    def file(self, relative: str, *, on_disk: bool = True) -> str:
+        path = self.root / relative
+        if on_disk:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        return str(path)
+
+    def upgraded(self, kind: str, new: str, old: str, *, old_on_disk: bool = False,
+                 id: int = 1) -> Item:
+        """An item Metarr rewrote from `old` to `new` (relative to the root)."""
+        path = self.file(new)
+        previous = self.file(old, on_disk=old_on_disk)
+        if kind == "movie":
+            return Item("movie", id, path, title="Heat", previous_paths=(previous,))
+        return Item("episode", id, path, title="E1", series_path=str(self.root / "tv/Dark"),
+                    season=1, episode=1, series_id=1, previous_paths=(previous,))
+
+
+@pytest.fixture
+def media(tmp_path) -> Library:
+    return Library(tmp_path)
+
+
+def test_upgrade_removes_the_old_entry_by_its_exact_id_and_scans_the_new_file(kodi, media):
+    # Kodi's path filter is SQL LIKE (`_` matches any one character): the look-alike
+    # "Heat X1995" must stay, only the exact old file's entry goes.
+    kodi.add_movie(11, "smb://nas/movies/Heat_1995/Heat - 720p.mkv")
+    kodi.add_movie(12, "smb://nas/movies/HeatX1995/Heat - 720p.mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat_1995/")
+    item = media.upgraded("movie", "movies/Heat_1995/Heat - 1080p.mkv",
+                          "movies/Heat_1995/Heat - 720p.mkv")
+    out = make_player(media.mappings).apply(targets([item], media.mappings))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert kodi.mutating == ["VideoLibrary.RemoveMovie", "VideoLibrary.Scan"]
+    assert kodi.sent("VideoLibrary.RemoveMovie") == [{"movieid": 11}]
+    assert kodi.sent("VideoLibrary.Scan") == [
+        {"directory": "smb://nas/movies/Heat_1995/", "showdialogs": False}]
+    # The old entry is looked up in the whole-library listing, never with a filter.
+    assert all("filter" not in (params or {}) for params in kodi.sent("VideoLibrary.GetMovies"))
+
+
+def test_upgraded_episode_kodi_found_already_is_refreshed_and_its_old_entry_removed(
+        kodi, media):
+    kodi.add_show(3, "smb://nas/tv/Dark/", {
+        21: "smb://nas/tv/Dark/Season 01/Dark - S01E01 - 720p.mkv",
+        22: "smb://nas/tv/Dark/Season 01/Dark - S01E01 - 1080p.mkv",
+        23: "smb://nas/tv/Dark/Season 01/Dark - S01E02.mkv"})
+    item = media.upgraded("episode", "tv/Dark/Season 01/Dark - S01E01 - 1080p.mkv",
+                          "tv/Dark/Season 01/Dark - S01E01 - 720p.mkv")
+    out = make_player(media.mappings).apply(targets([item], media.mappings))
+    assert results(out) == {"episode:1": ("synced", None)}
+    # Both in one POST, the removal first.
+    assert kodi.batches == [[("VideoLibrary.RemoveEpisode", {"episodeid": 21}),
+                             ("VideoLibrary.RefreshEpisode",
+                              {"episodeid": 22, "ignorenfo": False})]]
+    assert "VideoLibrary.Scan" not in kodi.methods
+
+
+def test_upgrade_keeps_the_old_entry_while_its_file_is_still_on_disk(kodi, media, caplog):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat - 720p.mkv")
+    kodi.add_movie(12, "smb://nas/movies/Heat (1995)/Heat - 1080p.mkv")
+    item = media.upgraded("movie", "movies/Heat (1995)/Heat - 1080p.mkv",
+                          "movies/Heat (1995)/Heat - 720p.mkv", old_on_disk=True)
+    player = make_player(media.mappings)
+    batch = targets([item], media.mappings)
+    with caplog.at_level("WARNING", logger="metarr_sync.kodi"):
+        assert results(player.apply(batch)) == {"movie:1": ("synced", None)}
+    assert kodi.mutating == ["VideoLibrary.RefreshMovie"]
+    assert "keeping Kodi's entry for smb://nas/movies/Heat (1995)/Heat - 720p.mkv" in caplog.text
+    # Two entries are not what Metarr published: unverified, with the cause and the cure.
+    ((result, why),) = results(player.verify(batch)).values()
+    assert result == "unverified"
+    assert why == (
+        "Kodi lists smb://nas/movies/Heat (1995)/Heat - 720p.mkv beside the new file "
+        "smb://nas/movies/Heat (1995)/Heat - 1080p.mkv: "
+        f"{media.root}/movies/Heat (1995)/Heat - 720p.mkv is still on disk (a copy kept "
+        "beside the new file?), so its entry was kept: delete that file if it is not "
+        "wanted, and the next run removes the entry")
+
+
+def test_upgrade_removes_nothing_while_the_disk_cannot_be_checked(kodi, media):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat - 720p.mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    # Neither file is visible here: Metarr's share is not mounted where metarr-sync runs.
+    item = Item("movie", 1, str(media.root / "movies/Heat (1995)/Heat - 1080p.mkv"),
+                previous_paths=(str(media.root / "movies/Heat (1995)/Heat - 720p.mkv"),))
+    player = make_player(media.mappings)
+    batch = targets([item], media.mappings)
+    player.apply(batch)
+    assert "VideoLibrary.RemoveMovie" not in kodi.methods
+    kodi.add_movie(12, "smb://nas/movies/Heat (1995)/Heat - 1080p.mkv")
+    ((result, why),) = results(player.verify(batch)).values()
+    assert result == "unverified" and "is the share mounted here" in why
+
+
+def test_verify_counts_an_upgrade_once_kodi_lists_only_the_new_file(kodi, media):
+    kodi.add_movie(12, "smb://nas/movies/Heat (1995)/Heat - 1080p.mkv")
+    kodi.add_movie(13, "smb://nas/movies/Heat (1995)/Heat - 720p.mkv.bak")  # not the old one
+    item = media.upgraded("movie", "movies/Heat (1995)/Heat - 1080p.mkv",
+                          "movies/Heat (1995)/Heat - 720p.mkv")
+    assert results(make_player(media.mappings).verify(targets([item], media.mappings))) == {
+        "movie:1": ("synced", None)}
+
+
+def test_a_refused_removal_of_the_old_entry_fails_the_upgrade(kodi, media):
+    kodi.add_movie(12, "smb://nas/movies/Heat (1995)/Heat - 1080p.mkv")
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat - 720p.mkv")
+    kodi.errors["VideoLibrary.RemoveMovie"] = {"code": -32602, "message": "Invalid params."}
+    item = media.upgraded("movie", "movies/Heat (1995)/Heat - 1080p.mkv",
+                          "movies/Heat (1995)/Heat - 720p.mkv")
+    out = make_player(media.mappings).apply(targets([item], media.mappings))
+    ((result, why),) = results(out).values()
+    assert result == "failed" and "VideoLibrary.RemoveMovie" in why
+
+
 # --- dry run, notify, full scan -----------------------------------------------------------
 
 

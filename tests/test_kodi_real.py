@@ -399,3 +399,74 @@ def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi
                                                   ("lounge", "synced", 1, 1)]
     for box in (kodi, bedroom):
         box.wait_until(lambda box=box: stalker_file in box.movies_by_file(), "Stalker")
+
+
+UNMAPPED = """
+[metarr]
+database = "{db}"
+
+[sync]
+timeout = 15
+retry_attempts = 1
+
+[players.lounge]
+type = "kodi"
+url = "{url}"
+username = "{user}"
+password = {{ env = "KODI_TEST_PASSWORD" }}
+"""
+
+
+def test_upgrade_rename_of_a_movie_and_an_episode_leaves_one_entry_for_the_new_file(
+        cli, metarr, kodi):
+    """Radarr/Sonarr replace a file under a new name; Metarr rewrites file_path in place.
+    Kodi's own scan would add the new file beside the old entry (measured): after the run
+    Kodi lists exactly one entry for each, the new file. Metarr's paths are Kodi's here
+    (no mapping), so metarr-sync can see on disk that the old files are gone."""
+    metarr.use_media_root(str(kodi.media))
+    cli.write_config(UNMAPPED.format(db=metarr.path, url=kodi.url, user=kodi.username))
+    cli.env["KODI_TEST_PASSWORD"] = kodi.password
+    old_movie = publish_movie(kodi, "Ronin", 1998, imdb="tt0122690")
+    kodi.write_show(kodi.tv / "Chernobyl", "Chernobyl", "2019-05-06")
+    old_episode = publish_episode(kodi, "Chernobyl", 1, 1, "1:23:45")
+    ronin = metarr.add_movie("Ronin", 1998)
+    show = metarr.add_series("Chernobyl")
+    episode = metarr.add_episode(show, metarr.add_season(show, 1), 1, 1)
+    assert (metarr.file_of("movies", ronin), metarr.file_of("episodes", episode)) == (
+        old_movie, old_episode)
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    kodi.wait_until(lambda: old_movie in kodi.movies_by_file()
+                    and old_episode in kodi.episodes_by_file(), "the first versions")
+
+    # The upgrade: the 1080p files arrive under new names, the old ones (and the old
+    # episode's NFO) are deleted; Metarr's rows get the new paths, same ids.
+    new_movie = old_movie.replace(".mkv", " - Bluray-1080p.mkv")
+    Path(new_movie).touch()
+    Path(old_movie).unlink()
+    new_episode = str(kodi.write_episode(
+        Path(old_episode.replace(".mkv", " - Bluray-1080p.mkv")), "1:23:45", 1, 1))
+    Path(old_episode).unlink()
+    Path(old_episode).with_suffix(".nfo").unlink()
+    metarr.replace_file("movies", ronin, new_movie)
+    metarr.replace_file("episodes", episode, new_episode)
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    (row,) = report["players"]
+    assert (row["items"], row["synced"], row["verified"]) == (2, 2, 2), explain(cli, report)
+
+    def ronins() -> list[str]:
+        return [f for f in kodi.movies_by_file() if f.startswith(str(kodi.movies / "Ronin"))]
+
+    def chernobyl() -> list[str]:
+        return [f for f in kodi.episodes_by_file()
+                if f.startswith(str(kodi.tv / "Chernobyl"))]
+
+    kodi.wait_until(lambda: ronins() == [new_movie], "one Ronin entry, the 1080p file")
+    kodi.wait_until(lambda: chernobyl() == [new_episode],
+                    "one Chernobyl episode entry, the 1080p file")
+    assert kodi.movies_by_file()[new_movie]["title"] == "Ronin"
+    assert kodi.episodes_by_file()[new_episode]["title"] == "1:23:45"
+    with cli.state() as state:
+        assert state.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0

@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -663,6 +664,73 @@ def test_provider_ids_find_an_item_whose_file_moved_and_its_new_folder_is_scanne
                                         "/library/metadata/12/refresh"]
     assert plex_mock.scans() == [("1", "/data/Movies/Alien (1979)"),
                                  ("1", "/data/Movies/Heat (1995)")]
+
+
+# --- upgrades and renames ---------------------------------------------------------------
+
+def upgraded(root: Path, new: str, old: str, *, old_on_disk: bool = False) -> Item:
+    """A movie Radarr moved from `old` to `new` (relative to Metarr's folder `root`)."""
+    (root / new).parent.mkdir(parents=True, exist_ok=True)
+    (root / new).touch()
+    if old_on_disk:
+        (root / old).parent.mkdir(parents=True, exist_ok=True)
+        (root / old).touch()
+    return Item("movie", next(_ids), str(root / new), ids={"imdb": "tt0113277"},
+                previous_paths=(str(root / old),))
+
+
+def test_upgrade_into_another_folder_scans_both_and_never_empties_the_trash(plex_mock, made,
+                                                                            tmp_path):
+    plex_mock.listings[("1", 1)] = [movie_meta("10", "/data/Movies/Heat/Heat 720p.mkv",
+                                               guids=("imdb://tt0113277",))]
+    item = upgraded(tmp_path, "Heat (1995)/Heat 1080p.mkv", "Heat/Heat 720p.mkv")
+    # Radarr renamed the folder: the old one is gone with the old file.
+    player = make_player(made)
+    outcomes = player.apply(targets(item, mappings=(Mapping(str(tmp_path), "/data/Movies"),)))
+    assert [o.result for o in outcomes] == ["synced"]
+    # The old folder's scan marks the old file missing; the new one's adds the new file.
+    assert sorted(plex_mock.scans()) == [("1", "/data/Movies/Heat"),
+                                         ("1", "/data/Movies/Heat (1995)")]
+    assert plex_mock.puts() == ["/library/metadata/10/refresh"]
+    player.finish()
+    # The trash may hold other missing items: an upgrade never empties it.
+    assert plex_mock.puts() == ["/library/metadata/10/refresh"]
+
+
+def test_upgrade_with_the_old_file_kept_never_empties_the_trash(plex_mock, made, tmp_path):
+    item = upgraded(tmp_path, "Heat (1995)/Heat 1080p.mkv", "Heat (1995)/Heat 720p.mkv",
+                    old_on_disk=True)
+    player = make_player(made)
+    player.apply(targets(item, mappings=(Mapping(str(tmp_path), "/data/Movies"),)))
+    player.finish()
+    assert plex_mock.scans() == [("1", "/data/Movies/Heat (1995)")]
+    assert "/library/sections/1/emptyTrash" not in plex_mock.puts()
+
+
+def test_verify_of_an_upgrade_wants_one_entry_for_the_new_file(plex_mock, made, tmp_path):
+    item = upgraded(tmp_path, "Heat (1995)/Heat 1080p.mkv", "Heat (1995)/Heat 720p.mkv")
+    mappings = (Mapping(str(tmp_path), "/data/Movies"),)
+    new, old = "/data/Movies/Heat (1995)/Heat 1080p.mkv", "/data/Movies/Heat (1995)/Heat 720p.mkv"
+
+    def verdict() -> tuple[str, str | None]:
+        (outcome,) = make_player(made).verify(targets(item, mappings=mappings))
+        return outcome.result, outcome.error
+
+    # Only the old item, found by its imdb id: the new file is not there yet.
+    plex_mock.listings[("1", 1)] = [movie_meta("10", old, guids=("imdb://tt0113277",))]
+    assert verdict()[0] == "unverified"
+    # A new item beside the old one (marked missing, not yet out of the trash).
+    plex_mock.listings[("1", 1)] = [movie_meta("10", old, deleted=True),
+                                    movie_meta("11", new)]
+    result, why = verdict()
+    assert result == "unverified"
+    assert why.startswith(f"Plex still lists {old} beside the new file {new} (shown as "
+                          "unavailable until the library's trash is emptied)")
+    # The same item with the new file and the old one as an unavailable version: one entry.
+    both = movie_meta("10", new)
+    both["Media"].append({"id": 12, "Part": [{"id": 12, "file": old}]})
+    plex_mock.listings[("1", 1)] = [both]
+    assert verdict() == ("synced", None)
 
 
 # --- removed items and the trash --------------------------------------------------------

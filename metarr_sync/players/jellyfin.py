@@ -11,6 +11,26 @@ What the servers really do (../shared/PLAYERS.md, Jellyfin section):
   query-string only and default to None/None (a bare call does almost nothing).
 - Jellyfin cannot search by path or provider id: we list each library once per run
   (paged) and match ourselves. Emby can (`/Items?Path=`, `AnyProviderIdEquals=`).
+
+Upgrades and renames (a file replaced under another name; Metarr rewrites the item's path
+in place). Read in Jellyfin's source (Emby.Server.Implementations/IO/LibraryMonitor.cs,
+FileRefresher.cs; MediaBrowser.Controller/Entities/Folder.cs; MediaBrowser.Providers/
+Manager/ProviderManager.cs; LibraryManager.GetNewItemId), not measured on a server:
+- `/Library/Media/Updated` ignores UpdateType: each reported path goes to the library
+  monitor, which merges paths reported together (siblings into their parent folder) and,
+  after `LibraryMonitorDelay` (~60 s), walks every path up to the nearest item the server
+  knows (`FindByPath`); an item whose file is gone is replaced by its parent. That item is
+  refreshed, and a folder is validated (`Folder.ValidateChildren`, recursive).
+- An item's id is derived from its path, so the new file is a new item: validating the
+  folder above it (a movie's library folder, an episode's season folder) deletes the old
+  item, whose file no longer resolves, and creates the new one. One entry remains, under a
+  new id (watched state follows the provider ids). A copy kept beside the new file stays,
+  grouped as another version of the movie when the names allow it.
+So the adapter reports the new file as Created and every old file that is not on disk any
+more as Deleted, in one request: both lead to the folder that holds them. It does not
+refresh the old item it may find by provider ids (it is about to go), and verify() counts
+the item only when the new file is listed at its exact path and no old file that is gone
+from disk is still listed.
 """
 
 from __future__ import annotations
@@ -27,7 +47,8 @@ from urllib.parse import quote
 
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.plan import Target, collapse_folders, is_under, strip_trailing
+from metarr_sync.ondisk import old_file_gone
+from metarr_sync.plan import OldFile, Target, collapse_folders, is_under, strip_trailing
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -366,16 +387,33 @@ class JellyfinPlayer(Player):
         Provider ids are only the fallback: two copies of a film (4K and HD) share them.
         """
         kind = ITEM_TYPE[target.item.kind]
-        if kind == "Episode":
-            indexes = [self.series_index(s) for s in self.series_at(
-                target.series_folder, libraries)] if target.series_folder else []
-        else:
-            indexes = [self.index(lib) for lib in libraries if kind in lib.item_types]
+        indexes = self._indexes_for(target, libraries)
         at = _unique(i for index in indexes for i in index.at_path(target.path, kind))
         if at:
             return at, True
         return _unique(i for index in indexes for i in index.with_ids(target.item.ids, kind)
                        ), False
+
+    def _indexes_for(self, target: Target, libraries: Sequence[Library]) -> list[Index]:
+        """Where the target's item is listed: its show's episodes, or the libraries."""
+        kind = ITEM_TYPE[target.item.kind]
+        if kind == "Episode":
+            return [self.series_index(s) for s in self.series_at(
+                target.series_folder, libraries)] if target.series_folder else []
+        return [self.index(lib) for lib in libraries if kind in lib.item_types]
+
+    def items_at(self, target: Target, path: str, libraries: Sequence[Library]) -> list[str]:
+        """The ids of the server's items of the target's kind at exactly `path` (an old
+        file of an upgraded item), looked for where the target itself is listed."""
+        kind = ITEM_TYPE[target.item.kind]
+        return _unique(i for index in self._indexes_for(target, libraries)
+                       for i in index.at_path(path, kind))
+
+    def _replaced(self, target: Target) -> list[OldFile]:
+        """The target's old files that are no longer on disk (or cannot be checked: the
+        server looks at its own disk before it drops anything)."""
+        return [old for old in target.previous
+                if old_file_gone(old.metarr, target.item.path).gone is not False]
 
     def series_at(self, folder: str, libraries: Sequence[Library]) -> list[str]:
         """The ids of the shows at `folder`."""
@@ -404,6 +442,11 @@ class JellyfinPlayer(Player):
                 outcomes[target.key] = Outcome(target.key, "failed", self._outside(target.path))
                 continue
             items, exact = self.find(target, libraries)
+            if target.previous and not exact:
+                # Found by its provider ids at an old file: that item is about to go.
+                stale = {i for old in target.previous
+                         for i in self.items_at(target, old.path, libraries)}
+                items = [i for i in items if i not in stale]
             found.append((target, libraries, items, exact, len(refreshes)))
             if not target.item.removed:
                 refreshes += items
@@ -430,6 +473,10 @@ class JellyfinPlayer(Player):
                 report(target.series_folder, "Created", target.key)
             else:
                 report(target.path, "Created", target.key)
+            for old in self._replaced(target):
+                if self.libraries_of(old.path):
+                    # Walks up to the folder that held it: its item goes.
+                    report(old.path, "Deleted", target.key)
 
         if updates:
             self.media_updated(_collapse(updates))
@@ -492,7 +539,15 @@ class JellyfinPlayer(Player):
                     target.key, "unverified",
                     f"{self.product} still lists {target.path}: the removal was not picked up "
                     f"(library {libraries[0].describe()})"))
-            elif items:
+            elif target.previous and (left := [
+                    old for old in self._replaced(target)
+                    if self.items_at(target, old.path, libraries)]):
+                olds = ", ".join(old.path for old in left)
+                outcomes.append(Outcome(target.key, "unverified", (
+                    f"{self.product} still lists {olds}, replaced by {target.path}: its "
+                    "scan of that folder has not run yet, or the file is still there as "
+                    f"{self.product} sees it")))
+            elif items and (exact or not target.previous):
                 outcomes.append(Outcome(target.key, "synced"))
             else:
                 outcomes.append(Outcome(target.key, "unverified", self._missing(target,
@@ -571,6 +626,10 @@ class EmbyPlayer(JellyfinPlayer):
 
     def has_series(self, folder: str, libraries: Sequence[Library]) -> bool:
         return bool(self._lookup("Series", folder, {})[0])
+
+    def items_at(self, target: Target, path: str, libraries: Sequence[Library]) -> list[str]:
+        ids, exact = self._lookup(ITEM_TYPE[target.item.kind], path, {})
+        return ids if exact else []
 
     def _lookup(self, kind: str, path: str, ids: dict[str, str]) -> tuple[list[str], bool]:
         """The ids of the items of `kind` at `path` (or sharing a provider id), and

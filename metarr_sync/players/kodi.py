@@ -19,16 +19,33 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   a scan sent while another runs.
 - Neither scans, refreshes, cleans nor removals may reach Kodi twice; the JSON-RPC client
   (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
+
+Upgrades and renames (Radarr/Sonarr replace a file; Metarr rewrites the movie's or
+episode's path in place). Measured on Kodi 20.1 (tests/test_kodi_real.py fails without
+the removal below) and reported the same for 21.2: a scan of the folder adds the new file
+and leaves the old entry, so Kodi lists both (the 720p beside the 1080p) until the old
+entry is removed by id or the folder cleaned. So for an item whose path changed
+(`Target.previous`, from the state) the new file is scanned (or refreshed, when Kodi found
+it already), and each old file Kodi still lists — looked up by its exact path, never by a
+LIKE match — is removed with `RemoveMovie`/`RemoveEpisode` in the same batch as the
+refreshes. Only when the disk proves the old file gone (ondisk.old_file_gone, on Metarr's
+paths): a file still there is a copy someone kept, and its entry stays. verify() then
+counts the item only when Kodi lists the new file and none of the old ones; otherwise it
+is unverified with the reason (the kept copy, or a disk that could not be checked) and
+tried again on the next runs, so deleting the copy lets a later run finish the job.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Container, Iterable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
+from metarr_sync.ondisk import old_file_gone
 from metarr_sync.plan import (
+    OldFile,
     PathStyle,
     Target,
     best_mapping,
@@ -46,6 +63,9 @@ from metarr_sync.players.base import (
     ProtocolError,
 )
 from metarr_sync.players.kodi_rpc import KodiClient, KodiRejected, Row, listed_ids, listed_rows
+
+# The client's logger: -v lines read "metarr_sync.kodi: <player>: ...".
+log = logging.getLogger("metarr_sync.kodi")
 
 #: Longest time verify() looks again for items Kodi's background job has not added yet.
 VERIFY_GRACE = 3.0
@@ -294,6 +314,42 @@ class KodiPlayer(Player):
             return show
         return self._episodes(show).get(target.path)
 
+    def _old_entry(self, target: Target, old: OldFile) -> tuple[int, int | None] | None:
+        """(Kodi's id, its show's id) of the movie or episode whose file is exactly the old
+        file, or None. An old episode is looked for in the show whose folder holds it."""
+        if target.item.kind == "movie":
+            movie_id = self._movies().get(old.path)
+            return None if movie_id is None else (movie_id, None)
+        show = _holder(_key(parent(old.path, target.style)), target.style, self._shows())
+        if show is None:
+            return None
+        show_id = self._shows()[show]
+        episode_id = self._episodes(show_id).get(old.path)
+        return None if episode_id is None else (episode_id, show_id)
+
+    def _replace_old(self, target: Target) -> list[tuple[Target, str, dict[str, Any]]]:
+        """The removals of the old entries of an upgraded or renamed item: each old file
+        Kodi still lists and that the disk proves gone (the others are kept, and verify()
+        says why)."""
+        removals: list[tuple[Target, str, dict[str, Any]]] = []
+        for old in target.previous:
+            found = self._old_entry(target, old)
+            if found is None:
+                continue  # Kodi does not list it (never had it, or already replaced)
+            verdict = old_file_gone(old.metarr, target.item.path)
+            if not verdict.gone:
+                log.warning("%s: keeping Kodi's entry for %s: %s", self.name, old.path,
+                            verdict.why)
+                continue
+            kodi_id, show_id = found
+            method, field = _REMOVE[target.item.kind]
+            removals.append((target, method, {field: kodi_id}))
+            entries = self.library.movies if show_id is None else \
+                self.library.episodes.get(show_id)
+            if entries is not None:
+                entries.pop(old.path, None)  # its id is about to go
+        return removals
+
     def _forget(self, target: Target, *, removed: bool) -> None:
         """Drop an id a call just made stale; a refreshed item is re-listed if asked again.
 
@@ -351,6 +407,8 @@ class KodiPlayer(Player):
         for target in batch:
             if target.item.removed:
                 continue
+            if target.previous:
+                changes += self._replace_old(target)
             kodi_id = self.find(target)
             if kodi_id is None:
                 to_scan.append(target)
@@ -362,7 +420,10 @@ class KodiPlayer(Player):
         for target in cleans:
             outcomes[target.key] = self._clean(target)
         self._trim()
-        outcomes.update(self._scan(to_scan))
+        for key, outcome in self._scan(to_scan).items():
+            # An upgraded item whose old entry Kodi refused to remove stays failed.
+            if key not in outcomes or outcomes[key].result == "synced":
+                outcomes[key] = outcome
         return [outcomes[t.key] for t in batch]
 
     def _change(self, changes: Sequence[tuple[Target, str, dict[str, Any]]]
@@ -376,6 +437,8 @@ class KodiPlayer(Player):
             answers = self.kodi.call_many([(method, params) for _, method, params in chunk],
                                           mutating=True)
             for (target, _, _), answer in zip(chunk, answers, strict=True):
+                if target.key in outcomes and outcomes[target.key].result != "synced":
+                    continue  # an upgrade's removal and refresh: the first refusal counts
                 outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
                     if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
         return outcomes
@@ -534,9 +597,34 @@ class KodiPlayer(Player):
             elif target.item.removed:
                 outcomes.append(Outcome(target.key, "unverified",
                                         f"Kodi still lists {target.path} after its removal"))
+            elif target.previous and (kept := self._old_listed(target)) and \
+                    self.find(target) is not None:
+                outcomes.append(Outcome(target.key, "unverified", self._why_two(target, kept)))
             else:
                 outcomes.append(Outcome(target.key, "unverified", self._why_missing(target)))
+        self.library.episodes = {}  # nothing held once checked
         return outcomes
+
+    def _old_listed(self, target: Target) -> list[OldFile]:
+        """The old files of an upgraded or renamed item that Kodi still lists."""
+        return [old for old in target.previous if self._old_entry(target, old) is not None]
+
+    def _why_two(self, target: Target, kept: Sequence[OldFile]) -> str:
+        """Why Kodi lists an old file beside the new one, and what a person can do."""
+        causes = []
+        for old in kept:
+            verdict = old_file_gone(old.metarr, target.item.path)
+            if verdict.gone is False:
+                causes.append(f"{old.metarr} is still on disk (a copy kept beside the new "
+                              "file?), so its entry was kept: delete that file if it is not "
+                              "wanted, and the next run removes the entry")
+            elif verdict.gone is None:
+                causes.append(f"its entry was kept: {verdict.why}")
+            else:
+                causes.append(f"{old.metarr} is gone from disk, but Kodi did not remove its "
+                              "entry")
+        olds = ", ".join(old.path for old in kept)
+        return (f"Kodi lists {olds} beside the new file {target.path}: " + "; ".join(causes))
 
     def _not_landed(self, targets: Sequence[Target]) -> list[Target]:
         """The targets Kodi does not show as delivered, looked up with the whole-library
@@ -563,10 +651,12 @@ class KodiPlayer(Player):
         return late
 
     def _landed(self, target: Target) -> bool:
+        """Removed: Kodi no longer lists it. Otherwise exactly one entry, for the new
+        file: Kodi lists it, and none of the item's old files."""
         present = self.find(target) is not None
         if target.item.removed:
             return not present or not self.sync.clean_deleted
-        return present
+        return present and not self._old_listed(target)
 
     def _why_missing(self, target: Target) -> str:
         """An actionable cause for an item Kodi does not list after delivery."""

@@ -45,6 +45,21 @@ they are at most max_trash_items (PlexPlayer._verify_removals). Otherwise the tr
 left alone and the item stays unverified with the cause, for a person. `[sync]
 clean_deleted = false` never empties a trash: a removal is then done once Plex has marked
 the item missing.
+
+Upgrades and renames (a file replaced under another name; Metarr rewrites the item's path
+in place). Not measured on a server here (no Plex in the test rig); from the public API
+spec (an item holds Media versions, each with Parts whose `file` is the path) and users'
+reports of Radarr/Sonarr upgrades (Radarr issue 1249, Cloudbox/autoscan issue 84, Plex's
+"unavailable" versions): a partial scan of the folder adds the new file (matched into the
+same item as a new version, or as a new item) and marks the old file missing; the old
+version or item stays, shown as unavailable, until the section's trash is emptied — which
+Plex does by itself after every scan when "Empty trash automatically after every scan" is
+on (its default). So for an item whose path changed the adapter scans the new file's
+folder (and the old file's, when it lay elsewhere) and refreshes the item it finds. It
+never empties the trash for an upgrade: the trash may hold other missing items (see
+"Removals and Plex's trash" above). verify() counts the item only when Plex lists the new
+file and no other item still holds an old, gone file (an unavailable version inside the
+same item is not a second entry); otherwise the item is unverified with what to do.
 """
 
 from __future__ import annotations
@@ -61,7 +76,8 @@ from typing import Any
 
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join
+from metarr_sync.ondisk import old_file_gone
+from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join, parent
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -442,6 +458,8 @@ class PlexPlayer(Player):
                     need_scan = True
                 else:
                     need_scan = self._plan_update(target, section, folder, refreshes)
+                    for old_folder in self._plan_replaced(target, section):
+                        scans.setdefault(section.key, (section, []))[1].append(old_folder)
                 if need_scan:
                     scans.setdefault(section.key, (section, []))[1].append(folder)
         # Scans first, strictly one at a time (Plex drops scans when flooded).
@@ -485,6 +503,22 @@ class PlexPlayer(Player):
         # Not there yet, or there under another path (Metarr renamed or moved the file):
         # a scan adds the file at its new place.
         return not by_path
+
+    def _plan_replaced(self, target: Target, section: Section) -> list[str]:
+        """For an upgraded or renamed item: the folders of its old files that lie apart
+        from the new one (their scan marks the old file missing). The trash is never
+        emptied for an upgrade (see the module's docstring)."""
+        folders: list[str] = []
+        for old in target.previous:
+            verdict = old_file_gone(old.metarr, target.item.path)
+            if verdict.gone is False:
+                continue  # a copy kept beside the new file: Plex keeps it as well
+            old_folder = parent(old.path, target.style)
+            if old_folder != target.folder:
+                spelled = section.place(old_folder)
+                if spelled is not None and not section.is_location(old_folder):
+                    folders.append(spelled)
+        return folders
 
     def _scan_number(self, section: Section, folder: str) -> int | None:
         """The number of this run's scan of `folder`, or of a folder holding it, if any.
@@ -546,12 +580,28 @@ class PlexPlayer(Player):
                                         f"Plex ignored the scan: {reason}"))
                 continue
             seen = False
+            left: list[str] = []
             for section, _ in places:
                 listing = self.listing(section, LISTING_TYPE[target.item.kind])
-                if listing.by_path(target.path) or listing.by_guid(target.item.ids):
+                new = listing.by_path(target.path)
+                if target.previous:
+                    # One entry, for the new file: found at its path, and no other item
+                    # still holding an old file that is gone from disk.
+                    left += [old.path for old in target.previous
+                             if old_file_gone(old.metarr, target.item.path).gone is not False
+                             and set(listing.by_path(old.path)) - set(new)]
+                    seen = seen or bool(new)
+                elif new or listing.by_guid(target.item.ids):
                     seen = True
                     break
-            if seen:
+            if seen and left:
+                outcomes.append(Outcome(target.key, "unverified", (
+                    f"Plex still lists {', '.join(left)} beside the new file {target.path} "
+                    "(shown as unavailable until the library's trash is emptied): Plex "
+                    "empties it by itself after a scan when its 'Empty trash automatically "
+                    "after every scan' is on; otherwise empty the trash in Plex. metarr-sync "
+                    "does not, as the trash may hold other missing items")))
+            elif seen:
                 outcomes.append(Outcome(target.key, "synced"))
             else:
                 scanned = ", ".join(f"{folder} in library {section.title!r}"

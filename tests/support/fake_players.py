@@ -460,8 +460,11 @@ class FakePlayer:
 
 class FakeKodi(FakePlayer):
     """Kodi's JSON-RPC over `POST /jsonrpc`, with the library behaviour measured on Kodi 20.1:
-    scans only add, need the trailing separator and are dropped while another runs;
-    refreshes re-add movies/episodes under a new id; removals answer OK for any id."""
+    scans only add, need the trailing separator and are dropped while another runs (so
+    after an upgrade — a file replaced under another name — a scan adds the new file and
+    the old entry stays, as on Kodi 20.1 and 21.2, until it is removed by id or its movie
+    folder cleaned); refreshes re-add movies/episodes under a new id; removals answer OK
+    for any id."""
 
     kind = "kodi"
 
@@ -878,6 +881,9 @@ class PlexItem:
     show: str | None = None  # rating key of an episode's show
     guids: list[str] = field(default_factory=list)
     deleted: bool = False
+    #: Files of versions whose file went missing when a new file joined the item (an
+    #: upgrade): listed as further Media until the section's trash is emptied.
+    unavailable: list[str] = field(default_factory=list)
 
 
 class FakePlex(FakePlayer):
@@ -893,6 +899,14 @@ class FakePlex(FakePlayer):
     run adds new files and marks the items of deleted files missing (`deletedAt`).
     `emptyTrash` then permanently deletes EVERY item of its section marked missing,
     whoever's it is (`purged` lists their files), and a show left without episodes.
+
+    Upgrades (as users report Plex doing them; no real Plex in this rig): a partial scan
+    marks a file that is gone missing; a new file in the same folder that replaces a
+    missing one (same folder for a movie, same SxxEyy for an episode) joins that item as
+    its file, the old one staying as an unavailable version until emptyTrash. With
+    `upgrades_as_new_items` the new file becomes an item of its own instead and the old
+    item stays, marked missing (deletedAt), until emptyTrash. The trash is never emptied
+    automatically (as with Plex's "Empty trash automatically after every scan" off).
     """
 
     kind = "plex"
@@ -921,6 +935,7 @@ class FakePlex(FakePlayer):
         self.refreshed: list[str] = []  # rating keys
         self.analyzed: list[str] = []
         self.emptied: list[str] = []  # section keys whose trash was emptied
+        self.upgrades_as_new_items = False
 
     def endpoint(self, method: str, path: str, body: bytes) -> str:
         path = re.sub(r"^/library/sections/[^/]+/", "/library/sections/{key}/", path)
@@ -1036,6 +1051,9 @@ class FakePlex(FakePlayer):
             if item.section == section.key and item.deleted:
                 self.purged.append(item.file)
                 del self.items[key]
+            elif item.section == section.key and item.unavailable:
+                self.purged += item.unavailable  # versions whose file went missing
+                item.unavailable.clear()
         shows = {i.show for i in self.items.values() if i.show is not None}
         for key, item in list(self.items.items()):
             if item.section == section.key and item.type == "show" and key not in shows:
@@ -1084,6 +1102,12 @@ class FakePlex(FakePlayer):
         for file in sorted(present):
             if not is_video(file) or file in known:
                 continue
+            replaced = None if self.upgrades_as_new_items else self._replaced_by(
+                file, [i for i in known.values() if i.deleted])
+            if replaced is not None:
+                replaced.unavailable.append(replaced.file)
+                replaced.file, replaced.deleted = file, False
+                continue
             if section.type == "movie":
                 key = self._new_key()
                 self.items[key] = PlexItem(key, "movie", section.key, file)
@@ -1097,6 +1121,22 @@ class FakePlex(FakePlayer):
                 show = self.items[key] = PlexItem(key, "show", section.key, show_folder)
             key = self._new_key()
             self.items[key] = PlexItem(key, "episode", section.key, file, show=show.rating_key)
+
+    @staticmethod
+    def _replaced_by(file: str, missing: list[PlexItem]) -> PlexItem | None:
+        """The missing movie or episode a new file replaces: a movie in the same folder,
+        an episode in the same folder with the same SxxEyy."""
+        folder = file.rstrip("/\\").rsplit(sep_of(file), 1)[0]
+        number = re.search(r"(?i)S\d+E\d+", file)
+        for item in missing:
+            if item.type == "show" or item.file.rsplit(sep_of(file), 1)[0] != folder:
+                continue
+            if item.type == "movie":
+                return item
+            other = re.search(r"(?i)S\d+E\d+", item.file)
+            if number and other and number.group(0).lower() == other.group(0).lower():
+                return item
+        return None
 
     def _rows(self, section: PlexSection, wanted: str | None) -> list[PlexItem]:
         """The section's items of one type (None: all), in rating-key order."""
@@ -1127,9 +1167,10 @@ class FakePlex(FakePlayer):
                                  "title": item.file.rstrip("/\\").rsplit("/", 1)[-1]}
         if item.type == "show":
             entry["Location"] = [{"path": item.file}]
-        else:
-            entry["Media"] = [{"id": int(item.rating_key),
-                               "Part": [{"id": int(item.rating_key), "file": item.file}]}]
+        else:  # an upgraded item lists its unavailable old versions too
+            entry["Media"] = [{"id": int(item.rating_key) * 100 + n,
+                               "Part": [{"id": int(item.rating_key) * 100 + n, "file": file}]}
+                              for n, file in enumerate([item.file, *item.unavailable])]
         if with_guids:
             entry["Guid"] = [{"id": g} for g in item.guids]
         if item.deleted:
@@ -1142,6 +1183,13 @@ class FakePlex(FakePlayer):
             self.finish_scans()
         with self.lock:
             return {i.file for i in self.items.values() if not i.deleted}
+
+    def entries(self) -> dict[str, list[str]]:
+        """What a viewer sees: rating key -> the files of each listed item (deleted ones
+        and unavailable versions included: they show until the trash is emptied)."""
+        with self.lock:
+            return {k: [i.file, *i.unavailable] for k, i in self.items.items()
+                    if i.type != "show"}
 
     def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
         lines = [f"[players.{name}]", 'type = "plex"', f'url = "{self.url}"',
@@ -1277,11 +1325,20 @@ class FakeJellyfin(FakePlayer):
         return Reply(404)
 
     def _rescan(self, path: str) -> None:
-        """What the library monitor does with a reported path (without its debounce)."""
+        """What the library monitor does with a reported path (without its ~60 s debounce,
+        FileRefresher in Jellyfin's source): the path walks up to the nearest item the
+        server knows (the parent of an item whose file is gone); an item whose file is
+        there is only refreshed, a folder is validated: items below it whose files are
+        gone are deleted, new files added (a renamed file is a new item: ids come from
+        paths)."""
         place = self._library_of(path)
         if place is None:
             return
         library, location = place
+        scope = self._affected(path, location)
+        if scope is None:
+            return  # a known item whose file is there: a metadata refresh, nothing more
+        path = scope
         present = set(self.files_under(path)) | ({path} if path in self.files else set())
         for item_id, item in list(self.items.items()):
             if item.type != "Series" and under(item.path, path) and item.path not in present:
@@ -1306,6 +1363,28 @@ class FakeJellyfin(FakePlayer):
             new = uuid.uuid4().hex
             self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
                                            series_id=series.id)
+
+    def _affected(self, path: str, location: str) -> str | None:
+        """The folder the server validates for a reported path, or None when the path is
+        a known item whose file exists. Movie folders and season folders are not items
+        here (movies are their files; the fake keeps no seasons): a movie walks up to its
+        library folder, an episode to its show's folder."""
+        sep = sep_of(location)
+        known = {i.path.rstrip("/\\"): i for i in self.items.values()}
+        top = location.rstrip("/\\")
+        current = path.rstrip("/\\")
+        while True:
+            item = known.get(current)
+            if item is not None:
+                if item.type == "Series":
+                    return item.path
+                if current in self.files:
+                    return None
+                show = self.items.get(item.series_id or "")
+                return show.path if show is not None else location
+            if current == top or not under(current, location):
+                return location
+            current = current.rsplit(sep, 1)[0]
 
     def _dto(self, item: JellyfinItem, fields: set[str]) -> dict[str, Any]:
         dto: dict[str, Any] = {"Id": item.id, "Type": item.type, "ServerId": self.server_id,

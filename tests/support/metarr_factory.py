@@ -155,6 +155,14 @@ class MetarrDB:
             return None
         return iso_ts(when) if iso else sqlite_ts(when)
 
+    def use_media_root(self, root: str) -> None:
+        """Put the libraries (and every item added from now on) below `root`: a real
+        folder, for tests where metarr-sync looks at Metarr's files on disk."""
+        self.movies_root, self.tv_root = f"{root}/movies", f"{root}/tv"
+        self._exec("UPDATE libraries SET path = ? WHERE id = ?",
+                   (self.movies_root, self.movie_lib))
+        self._exec("UPDATE libraries SET path = ? WHERE id = ?", (self.tv_root, self.tv_lib))
+
     def add_library(self, name: str, path: str, type_: str) -> int:
         return self._insert("libraries", name=name, path=path, type=type_)
 
@@ -230,6 +238,18 @@ class MetarrDB:
         when = when or datetime.now(UTC)
         self._exec(f"UPDATE {table} SET updated_at = ? WHERE id = ?",
                    (self._stored(table, "updated_at", when, iso=True), row_id))
+
+    def replace_file(self, table: str, row_id: int, path: str) -> None:
+        """What Metarr's Radarr/Sonarr webhook does on an upgrade or rename: the movie's or
+        episode's file_path and file_name rewritten in place (same row id). No timestamp
+        is touched here: metarr-sync must notice the new path on its own."""
+        assert table in ("movies", "episodes")
+        self._exec(f"UPDATE {table} SET file_path = ?, file_name = ? WHERE id = ?",
+                   (path, path.rsplit("/", 1)[-1], row_id))
+
+    def file_of(self, table: str, row_id: int) -> str:
+        assert table in ("movies", "episodes")
+        return str(self._one(f"SELECT file_path FROM {table} WHERE id = ?", row_id)[0])
 
     def soft_delete(self, table: str, row_id: int) -> None:
         """Metarr's recycle bin: deleted_at 30 days in the future."""

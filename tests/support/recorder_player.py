@@ -94,7 +94,8 @@ class RecorderPlayer(base.Player):
         if not self.dry_run:
             self._log(op="apply", targets=[
                 {"key": t.key, "path": t.path, "folder": t.folder, "removed": t.item.removed,
-                 "stamp": t.item.stamp} for t in batch])
+                 "stamp": t.item.stamp, "previous": [old.path for old in t.previous]}
+                for t in batch])
         return outcomes
 
     def verify(self, targets):
