@@ -17,6 +17,10 @@ is planned:
   this — permission denied, an I/O error): it cannot be told, nothing is removed and the
   item waits with that cause.
 
+Upgrades and renames: Metarr rewrites an item's path in place when Radarr/Sonarr replace
+its file, and the player may still list the old file. Its entry goes only when the disk
+proves the old file gone (old_file_gone): a copy kept beside the new file keeps its entry.
+
 Anchors (`anchors = [...]` in [sync] and per player) are files the user places on each
 share: a missing anchor means a share is not mounted, and then no scan, removal, clean or
 trash emptying may be sent at all (a scan of an unmounted share makes players drop items
@@ -45,6 +49,11 @@ class Presence(Enum):
 class Verdict:
     presence: Presence
     why: str
+
+    @property
+    def gone(self) -> bool | None:
+        """True: proved gone; False: still there; None: cannot tell (hold)."""
+        return {Presence.GONE: True, Presence.PRESENT: False}.get(self.presence)
 
 
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
@@ -106,3 +115,55 @@ def missing_anchors(anchors: list[str]) -> list[str]:
         except OSError:
             missing.append(anchor)
     return missing
+
+
+def _nearest_existing(path: str) -> str | None:
+    """The nearest folder at or above the folder of `path` that exists, or None."""
+    folder = os.path.dirname(path)
+    while folder:
+        if os.path.isdir(folder):
+            return folder
+        above = os.path.dirname(folder)
+        if above == folder:
+            return None
+        folder = above
+    return None
+
+
+def old_file_gone(old: str, new: str) -> Verdict:
+    """Is `old` (an item's previous file) gone from disk now that the item is at `new`?
+
+    Gone only when all of this holds (both are Metarr's own paths):
+    - `old` does not exist (not even as a dangling link);
+    - `new` exists: the share is mounted and Metarr's paths are readable here;
+    - the nearest existing folder above `old` can be listed, holds `new` too and lies on
+      the same file system as `new` — so a vanished mount point (a second disk gone
+      offline) never passes for a deleted file.
+    A file that still exists is a copy kept beside the new one (or re-created): its entry
+    stays.
+    """
+    try:
+        if os.path.lexists(old):
+            return Verdict(Presence.PRESENT, f"{old} is still on disk")
+        if not os.path.exists(new):
+            return Verdict(Presence.UNKNOWN, (
+                f"neither {old} nor the new file {new} can be seen on this machine: is the "
+                "share mounted here, where metarr-sync runs? Nothing is removed until the "
+                "disk can be checked"))
+        folder = _nearest_existing(old)
+        if folder is None or not new.startswith(folder.rstrip(os.sep) + os.sep):
+            return Verdict(Presence.UNKNOWN, (
+                f"{old} is not on disk, but nothing above it that exists holds the new "
+                f"file {new}: is the disk or share it was on offline? Nothing is removed "
+                "until that can be checked"))
+        os.listdir(folder)  # readable: its listing would show the old file
+        if os.stat(folder).st_dev != os.stat(os.path.dirname(new)).st_dev:
+            return Verdict(Presence.UNKNOWN, (
+                f"{old} is not on disk, and {folder} is on another file system than the "
+                f"new file {new}: is a disk or share mounted below it offline? Nothing "
+                "is removed until that can be checked"))
+    except OSError as exc:
+        return Verdict(Presence.UNKNOWN, (
+            f"cannot check whether {old} is gone ({exc.strerror or exc}): nothing is "
+            "removed until the disk can be read"))
+    return Verdict(Presence.GONE, f"{old} is gone from disk")

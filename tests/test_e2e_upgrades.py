@@ -90,7 +90,7 @@ def queue(cli) -> dict[str, tuple[str, str | None]]:
 @pytest.fixture
 def kodi_world(cli, metarr: MetarrDB, tmp_path: Path):
     root = tmp_path / "media"
-    metarr.use_media_root(str(root))
+    metarr.use_disk(Path(root), make_files=False)
     with FakeKodi(sources={"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}) as kodi:
         media = Media(root, [kodi], "/mnt")
         cli.write_config(CONFIG.format(db=metarr.path,
@@ -183,7 +183,7 @@ def servers(request, cli, metarr: MetarrDB, tmp_path: Path):
     ways users report it: the new file joining the item as a new version, or becoming an
     item of its own beside the old one (marked missing)."""
     root = tmp_path / "media"
-    metarr.use_media_root(str(root))
+    metarr.use_disk(Path(root), make_files=False)
     with FakeJellyfin() as jelly, FakePlex() as plex:
         plex.upgrades_as_new_items = request.param == "new item"
         players = jelly.toml("jelly", [(str(root), "/media")]) + \

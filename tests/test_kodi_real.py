@@ -423,7 +423,7 @@ def test_upgrade_rename_of_a_movie_and_an_episode_leaves_one_entry_for_the_new_f
     Kodi's own scan would add the new file beside the old entry (measured): after the run
     Kodi lists exactly one entry for each, the new file. Metarr's paths are Kodi's here
     (no mapping), so metarr-sync can see on disk that the old files are gone."""
-    metarr.use_media_root(str(kodi.media))
+    metarr.use_disk(Path(kodi.media), make_files=False)
     cli.write_config(UNMAPPED.format(db=metarr.path, url=kodi.url, user=kodi.username))
     cli.env["KODI_TEST_PASSWORD"] = kodi.password
     old_movie = publish_movie(kodi, "Ronin", 1998, imdb="tt0122690")

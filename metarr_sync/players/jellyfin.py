@@ -47,7 +47,7 @@ from urllib.parse import quote
 
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.ondisk import old_file_gone
+from metarr_sync.disk import old_file_gone
 from metarr_sync.plan import OldFile, Target, collapse_folders, is_under, strip_trailing
 from metarr_sync.players.base import (
     AuthFailed,

@@ -28,7 +28,7 @@ entry is removed by id or the folder cleaned. So for an item whose path changed
 (`Target.previous`, from the state) the new file is scanned (or refreshed, when Kodi found
 it already), and each old file Kodi still lists — looked up by its exact path, never by a
 LIKE match — is removed with `RemoveMovie`/`RemoveEpisode` in the same batch as the
-refreshes. Only when the disk proves the old file gone (ondisk.old_file_gone, on Metarr's
+refreshes. Only when the disk proves the old file gone (disk.old_file_gone, on Metarr's
 paths): a file still there is a copy someone kept, and its entry stays. verify() then
 counts the item only when Kodi lists the new file and none of the old ones; otherwise it
 is unverified with the reason (the kept copy, or a disk that could not be checked) and
@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.ondisk import old_file_gone
+from metarr_sync.disk import old_file_gone
 from metarr_sync.plan import (
     OldFile,
     PathStyle,

@@ -76,7 +76,7 @@ from typing import Any
 
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
-from metarr_sync.ondisk import old_file_gone
+from metarr_sync.disk import old_file_gone
 from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join, parent
 from metarr_sync.players.base import (
     AuthFailed,

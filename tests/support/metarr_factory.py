@@ -155,14 +155,6 @@ class MetarrDB:
             return None
         return iso_ts(when) if iso else sqlite_ts(when)
 
-    def use_media_root(self, root: str) -> None:
-        """Put the libraries (and every item added from now on) below `root`: a real
-        folder, for tests where metarr-sync looks at Metarr's files on disk."""
-        self.movies_root, self.tv_root = f"{root}/movies", f"{root}/tv"
-        self._exec("UPDATE libraries SET path = ? WHERE id = ?",
-                   (self.movies_root, self.movie_lib))
-        self._exec("UPDATE libraries SET path = ? WHERE id = ?", (self.tv_root, self.tv_lib))
-
     def add_library(self, name: str, path: str, type_: str) -> int:
         return self._insert("libraries", name=name, path=path, type=type_)
 

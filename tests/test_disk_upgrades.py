@@ -1,4 +1,4 @@
-"""When the disk proves an upgraded item's old file gone (metarr_sync/ondisk.py), and the
+"""When the disk proves an upgraded item's old file gone (metarr_sync/disk.py), and the
 player-side paths of those old files (plan.target_for)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from metarr_sync.config import Mapping
+from metarr_sync.disk import old_file_gone
 from metarr_sync.metarr import Item
-from metarr_sync.ondisk import old_file_gone
 from metarr_sync.plan import OldFile, target_for
 
 
