@@ -2,8 +2,10 @@
 
 Retries use urllib3's Retry (connect errors, read timeouts, 429/5xx with Retry-After),
 bounded by the player's retry_attempts and timeout. A request that must not run twice
-(`resend=False`: Kodi's scans, refreshes, cleans and removals, see ../shared/PLAYERS.md)
-is retried only when it certainly never reached the player: the connection could not be
+(`resend=False`: Kodi's scans, refreshes, cleans and removals — measured on Kodi 20.1: a
+second Scan stops the running one and drops itself, a second Refresh fails on the id the
+first one invalidated) is retried only when it certainly never reached the player: the
+connection could not be
 made (refused, connect timeout, unknown host), so nothing was sent. Redirects are never
 followed: a player that redirects is behind a wrong URL or base path, and following a
 redirect could turn a POST into a GET or carry the token to another host.

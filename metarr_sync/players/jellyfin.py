@@ -1,6 +1,7 @@
 """Jellyfin (and Emby) over REST: targeted refreshes of changed items, one media report per batch.
 
-What the servers really do (../shared/PLAYERS.md, Jellyfin section):
+What the servers really do (from Jellyfin's OpenAPI specs 10.11 and 12.0 and its source,
+and the code of tools that talk to it: Radarr/Sonarr Connect, autoscan):
 - Jellyfin 12 accepts only `Authorization: MediaBrowser ..., Token="..."`; the legacy
   X-Emby-Token is rejected with a 401 that looks exactly like a revoked key. Emby still
   wants X-Emby-Token.
