@@ -302,3 +302,38 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
                         not in (None, expected[files[0]]), "the refreshed movie's new id")
     finally:
         player.close()
+
+
+# --- artwork: Kodi's texture cache --------------------------------------------------------
+
+
+class RealEnd:
+    """The real Kodi spoken to as support/texture_scenario.py expects (errors keep their
+    JSON-RPC code)."""
+
+    def __init__(self, kodi: KodiServer):
+        self.kodi, self.movies = kodi, kodi.movies
+
+    def rpc(self, method: str, params: dict | None = None):
+        from support.texture_scenario import RpcFailed
+
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+        doc = self.kodi.session.post(f"{self.kodi.url}/jsonrpc", json=body, timeout=10).json()
+        if "error" in doc:
+            raise RpcFailed(doc["error"])
+        return doc["result"]
+
+    def image(self, art_url: str) -> bytes:
+        from support.texture_scenario import image_path
+
+        answer = self.kodi.session.get(self.kodi.url + image_path(art_url), timeout=10)
+        answer.raise_for_status()
+        return answer.content
+
+
+def test_the_texture_cache_keeps_a_republished_poster_until_it_is_removed(kodi):
+    """The measured facts the fake Kodi models (the same scenario passes against it in
+    tests/test_fake_players.py)."""
+    from support.texture_scenario import texture_cache_behaves_as_measured
+
+    texture_cache_behaves_as_measured(RealEnd(kodi))
