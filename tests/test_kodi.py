@@ -92,10 +92,18 @@ class FakeKodi:
     def _shown(path: str, title: str | None, art: dict[str, str] | None) -> dict[str, Any]:
         """What Kodi shows for an item: by default the title it would make of the file or
         folder name (the test items' titles), the skin's icon as its only art."""
+        import re
+
         name = path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] if not path.endswith(
             "/") else path.rstrip("/").rsplit("/", 1)[-1]
-        return {"title": name if title is None else title,
-                "art": {"icon": "image://DefaultVideo.png/"} if art is None else art}
+        shown: dict[str, Any] = {
+            "title": name if title is None else title,
+            "art": {"icon": "image://DefaultVideo.png/"} if art is None else art}
+        episode = re.search(r"/tv/([^/]+)/.*[Ss](\d+)[Ee](\d+)", path)
+        if episode:  # an episode: the show it is in, its season and number
+            shown.update(showtitle=episode.group(1), season=int(episode.group(2)),
+                         episode=int(episode.group(3)))
+        return shown
 
     def add_texture(self, textureid: int, url: str, imagehash: str = "d1s1") -> None:
         self.textures.append({"textureid": textureid, "url": url, "imagehash": imagehash})
@@ -295,7 +303,7 @@ def episode(show: str, season: int, number: int, *, id: int = 1,
             removed: bool = False) -> Item:
     name = f"{show} - S{season:02d}E{number:02d}.mkv"
     return Item("episode", id, f"/data/media/tv/{show}/Season {season:02d}/{name}",
-                title=name[:-4], series_path=f"/data/media/tv/{show}", season=season,
+                title=show, series_path=f"/data/media/tv/{show}", season=season,
                 episode=number, series_id=1, removed=removed)
 
 
@@ -1457,3 +1465,22 @@ def test_verify_finds_a_cached_copy_older_than_the_published_file(kodi, tmp_path
     kodi.textures[0]["imagehash"] = current  # Kodi cached the new file since
     assert results(make_player(mappings).verify(targets([item], mappings))) == {
         "movie:1": ("synced", None)}
+
+
+def test_verify_checks_an_episodes_show_and_numbers(kodi):
+    kodi.add_show(3, "smb://nas/tv/Severance/", {
+        21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv",
+        22: "smb://nas/tv/Severance/Season 01/Severance - S01E02.mkv"})
+    kodi.details[("episodeid", 21)]["showtitle"] = "Severance (2022)"
+    kodi.details[("episodeid", 22)].update(season=1, episode=12)
+    out = results(make_player().verify(targets([episode("Severance", 1, 1, id=9),
+                                                episode("Severance", 1, 2, id=10)])))
+    assert out["episode:9"][1].startswith(
+        "Kodi shows it under the show 'Severance (2022)', Metarr published it under "
+        "'Severance': Kodi did not read Metarr's NFO")
+    assert out["episode:10"][1].startswith(
+        "Kodi shows it as season 1 episode 12, Metarr published season 1 episode 2: Kodi "
+        "did not read Metarr's NFO — check that the Kodi source holding "
+        "smb://nas/tv/Severance/Season 01/ uses the scraper 'Local information only'")
+    assert kodi.sent("VideoLibrary.GetEpisodeDetails")[0] == {
+        "episodeid": 21, "properties": ["showtitle", "season", "episode", "art"]}

@@ -77,6 +77,11 @@ _DETAILS = {
     "series": ("VideoLibrary.GetTVShowDetails", "tvshowid", "tvshowdetails"),
     "episode": ("VideoLibrary.GetEpisodeDetails", "episodeid", "episodedetails"),
 }
+#: What verify() compares with Metarr's item, from the NFOs Metarr writes: a movie's or
+#: show's title; for an episode the show it belongs to and its season and number (the
+#: queue keeps an episode's show title, not the episode's own).
+_SHOWN = {"movie": ("title",), "series": ("title",),
+          "episode": ("showtitle", "season", "episode")}
 #: Seconds Kodi's library job takes per refresh (measured: 120 refreshes of tiny local
 #: files in 9.3 s): verify() waits this much longer per refresh the run sent, since a
 #: refresh is answered at once and carried out afterwards.
@@ -417,7 +422,7 @@ class KodiPlayer(Player):
             self._forget(target, removed=False)
         # The art each item has *before* its refresh, read with the ids about to go stale:
         # the images Kodi may have cached (a refresh is carried out after Kodi answered).
-        art = {key: found[1] for key, found in self._details(refreshing, ("art",)).items()
+        art = {key: found[1] for key, found in self._details(refreshing).items()
                if isinstance(found, tuple) and found[1]}
         outcomes.update(self._change(changes))
         self.refreshes += len(refreshing)
@@ -454,19 +459,21 @@ class KodiPlayer(Player):
         path = art_file(url)
         return None if path is None else unmap_path(path, self.config.mappings)
 
-    def _details(self, items: Sequence[tuple[Target, int]], properties: Sequence[str]
+    def _details(self, items: Sequence[tuple[Target, int]], *, shown: bool = False
                  ) -> dict[str, tuple[dict[str, Any], list[str]] | KodiRejected]:
         """Item key -> (details, own art URLs of Metarr's files) of items by their Kodi id,
         in JSON-RPC batches of [sync] batch_size calls; a show's own art includes its
-        seasons' (`VideoLibrary.GetSeasons`). A call Kodi refused gives its KodiRejected
-        (an id a refresh has just made stale)."""
+        seasons' (`VideoLibrary.GetSeasons`). With `shown`, also what verify() compares
+        with Metarr's item (_SHOWN). A call Kodi refused gives its KodiRejected (an id a
+        refresh has just made stale)."""
         calls: list[tuple[str, dict[str, Any]]] = []
         owners: list[tuple[str, str]] = []
         for target, kodi_id in items:
             method, field, key = _DETAILS[target.item.kind]
-            calls.append((method, {field: kodi_id, "properties": list(properties)}))
+            properties = [*(_SHOWN[target.item.kind] if shown else ()), "art"]
+            calls.append((method, {field: kodi_id, "properties": properties}))
             owners.append((target.key, key))
-            if target.item.kind == "series" and "art" in properties:
+            if target.item.kind == "series":
                 calls.append(("VideoLibrary.GetSeasons",
                               {"tvshowid": kodi_id, "properties": ["art"]}))
                 owners.append((target.key, "seasons"))
@@ -747,11 +754,31 @@ class KodiPlayer(Player):
             return kodi_id is None or not self.sync.clean_deleted
         return kodi_id is not None
 
+    @staticmethod
+    def _differs(target: Target, shown: dict[str, Any]) -> str | None:
+        """How what Kodi shows for an item differs from what Metarr published, if it does."""
+        item = target.item
+        title = item.title.strip()
+        if item.kind != "episode":
+            seen = str(shown.get("title") or "").strip()
+            if title and seen != title:
+                return f"Kodi shows the title {seen!r}, Metarr published {title!r}"
+            return None
+        seen = str(shown.get("showtitle") or "").strip()
+        if title and seen != title:
+            return f"Kodi shows it under the show {seen!r}, Metarr published it under {title!r}"
+        if item.season is not None and item.episode is not None and (
+                shown.get("season"), shown.get("episode")) != (item.season, item.episode):
+            return (f"Kodi shows it as season {shown.get('season')} episode "
+                    f"{shown.get('episode')}, Metarr published season {item.season} episode "
+                    f"{item.episode}")
+        return None
+
     def _not_shown(self, targets: Sequence[Target], ids: Mapping[str, int]) -> dict[str, str]:
         """Item key -> why what Kodi shows for a listed item is not what Metarr published:
         another title, or a cached copy of its artwork older than the file."""
         causes: dict[str, list[str]] = {}
-        details = self._details([(t, ids[t.key]) for t in targets], ("title", "art"))
+        details = self._details([(t, ids[t.key]) for t in targets], shown=True)
         expected: dict[str, tuple[str, str]] = {}  # art URL -> (file, its imagehash now)
         owners: dict[str, list[Target]] = {}
         for target in targets:
@@ -765,14 +792,12 @@ class KodiPlayer(Player):
             if found is None:
                 continue
             shown, urls = found
-            title = target.item.title.strip()
-            seen = str(shown.get("title") or "").strip()
-            if title and seen != title:
+            differs = self._differs(target, shown)
+            if differs:
                 causes.setdefault(target.key, []).append(
-                    f"Kodi shows the title {seen!r}, Metarr published {title!r}: Kodi did "
-                    f"not read Metarr's NFO — check that the Kodi source holding "
-                    f"{with_trailing(target.folder, target.style)} uses the scraper 'Local "
-                    "information only' (Set content) and that Metarr published the NFO")
+                    f"{differs}: Kodi did not read Metarr's NFO — check that the Kodi source "
+                    f"holding {with_trailing(target.folder, target.style)} uses the scraper "
+                    "'Local information only' (Set content) and that Metarr published the NFO")
             for url in urls:
                 file = self._metarr_file(url)
                 current = image_hash(file) if file is not None else None

@@ -499,7 +499,8 @@ class KodiMeta:
     art: dict[str, str]
     kind: str = "movie"  # movie | show | episode
     show: str | None = None  # an episode's show folder
-    season: int | None = None  # an episode's season
+    season: int | None = None  # an episode's season and number
+    episode: int | None = None
 
 
 @dataclass
@@ -777,22 +778,23 @@ class FakeKodi(FakePlayer):
         folder, _, name = path.rstrip(sep).rpartition(sep)
         stem = name.rsplit(".", 1)[0]
         show: str | None = None
-        season: int | None = None
+        season = number = None
         if kind == "movie":
             art = self._art(kind, folder, [f"{stem}-", ""])
         elif kind == "episode":
             art = self._art(kind, folder, [f"{stem}-"])
             source = self._source_of(path)
             show = self._show_folder(source[0], path) if source else None
-            match = re.search(r"[Ss](\d+)[Ee]\d+", name)
-            season = int(match.group(1)) if match else None
+            match = re.search(r"[Ss](\d+)[Ee](\d+)", name)
+            season, number = (int(match.group(1)), int(match.group(2))) if match else (None, None)
             if show is not None and season is not None:
                 self._read_season(show, season)
         else:
             art = self._art(kind, path, [""])
             for number in self._season_numbers(path):
                 self._read_season(path, number)
-        meta = self.meta[path] = KodiMeta(self._title(kind, path), art, kind, show, season)
+        meta = self.meta[path] = KodiMeta(self._title(kind, path), art, kind, show, season,
+                                          number if kind == "episode" else None)
         if cache:
             for url in art.values():
                 self.cache(url)
@@ -1076,6 +1078,12 @@ class FakeKodi(FakePlayer):
             row["title"] = meta.title
         if "file" in wanted:
             row["file"] = path
+        if "showtitle" in wanted:
+            row["showtitle"] = (self.meta.get(meta.show or "") or KodiMeta("", {})).title
+        for number in ("season", "episode"):
+            if number in wanted:
+                row[number] = getattr(meta, number) if getattr(meta, number) is not None \
+                    else -1
         if "art" in wanted:
             row["art"] = self.item_art(path)
         return {key: row}
