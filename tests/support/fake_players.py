@@ -800,6 +800,10 @@ class FakeKodi(FakePlayer):
                 self.cache(url)
         return meta
 
+    def meta_of(self, path: str) -> KodiMeta | None:
+        """What Kodi holds for the item at `path` (read at its last scan or refresh)."""
+        return self.meta.get(path)
+
     def _read_season(self, show: str, number: int) -> None:
         prefix = "season-specials-" if number == 0 else f"season{number:02d}-"
         self.season_art[(show, number)] = self._art("season", show, [prefix])
@@ -831,7 +835,7 @@ class FakeKodi(FakePlayer):
     def item_art(self, path: str) -> dict[str, str]:
         """Everything an item's `art` lists, as Kodi lists it: its own art, the skin's
         icon, and for an episode its season's and show's art (`season.poster`, ...)."""
-        meta = self.meta.get(path)
+        meta = self.meta_of(path)
         if meta is None:
             return {}
         art = dict(meta.art)
@@ -839,9 +843,9 @@ class FakeKodi(FakePlayer):
             if meta.season is not None:
                 for key, url in self.season_art.get((meta.show, meta.season), {}).items():
                     art[f"season.{key}"] = url
-            if meta.show in self.meta:
-                for key, url in self.meta[meta.show].art.items():
-                    art[f"tvshow.{key}"] = url
+            show = self.meta_of(meta.show)
+            for key, url in (show.art if show is not None else {}).items():
+                art[f"tvshow.{key}"] = url
         art["icon"] = ICONS[meta.kind]  # listed beside the real art (measured on 20.1)
         return art
 
@@ -1022,7 +1026,7 @@ class FakeKodi(FakePlayer):
         page, limits = self._page(rows, params)
         wanted = params.get("properties") or []
         for row in page:
-            meta = self.meta.get(row["file"]) or KodiMeta(row["label"], {})
+            meta = self.meta_of(row["file"]) or KodiMeta(row["label"], {})
             if "title" in wanted:
                 row["title"] = meta.title
             if "art" in wanted:
@@ -1071,7 +1075,7 @@ class FakeKodi(FakePlayer):
             raise _InvalidParams(field_name, f"Value {item_id} is not a known id")
         entry = table[item_id]
         path = entry if isinstance(entry, str) else entry[1]
-        meta = self.meta.get(path) or KodiMeta("", {})
+        meta = self.meta_of(path) or KodiMeta("", {})
         row: dict[str, Any] = {field_name: item_id, "label": meta.title}
         wanted = params.get("properties") or []
         if "title" in wanted:
@@ -1079,7 +1083,7 @@ class FakeKodi(FakePlayer):
         if "file" in wanted:
             row["file"] = path
         if "showtitle" in wanted:
-            row["showtitle"] = (self.meta.get(meta.show or "") or KodiMeta("", {})).title
+            row["showtitle"] = (self.meta_of(meta.show or "") or KodiMeta("", {})).title
         for number in ("season", "episode"):
             if number in wanted:
                 row[number] = getattr(meta, number) if getattr(meta, number) is not None \
@@ -1112,7 +1116,7 @@ class FakeKodi(FakePlayer):
                     row["season"] = number
                 if "art" in wanted:
                     row["art"] = dict(art, **{f"tvshow.{k}": v for k, v in
-                                              (self.meta.get(show) or KodiMeta("", {})).art
+                                              (self.meta_of(show) or KodiMeta("", {})).art
                                               .items()})
                 rows.append(row)
         page, limits = self._page(rows, params)
