@@ -1484,3 +1484,28 @@ def test_verify_checks_an_episodes_show_and_numbers(kodi):
         "smb://nas/tv/Severance/Season 01/ uses the scraper 'Local information only'")
     assert kodi.sent("VideoLibrary.GetEpisodeDetails")[0] == {
         "episodeid": 21, "properties": ["showtitle", "season", "episode", "art"]}
+
+
+def test_verify_waits_while_kodi_re_adds_a_refreshed_item_under_a_new_id(kodi):
+    # Listed under id 11, but Kodi's job is re-adding it: details of 11 fail (-32602).
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    shown = kodi.details.pop(("movieid", 11))
+
+    def readded() -> None:  # right after that listing it is back, under id 12
+        kodi.movies[0]["movieid"] = 12
+        kodi.details[("movieid", 12)] = shown
+
+    kodi.after["VideoLibrary.GetMovies"] = readded
+    assert results(make_player().verify(targets([movie("Heat (1995)")]))) == {
+        "movie:1": ("synced", None)}
+    assert [p["movieid"] for p in kodi.sent("VideoLibrary.GetMovieDetails")] == [11, 12]
+
+
+def test_verify_gives_up_on_an_item_kodi_keeps_re_adding(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    del kodi.details[("movieid", 11)]
+    (out,) = make_player().verify(targets([movie("Heat (1995)")]))
+    assert out == Outcome("movie:1", "unverified", (
+        "Kodi was still refreshing smb://nas/movies/Heat (1995)/Heat (1995).mkv (it no "
+        "longer knows the id it listed: Invalid params. [code -32602]) — it is sent again "
+        "on the next run"))

@@ -381,7 +381,10 @@ class KodiPlayer(Player):
 
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         """Deliver a batch: look-ups in one or two round trips, then every removal and
-        refresh in one POST (removals first), then cleans and scans one at a time.
+        refresh in one POST (removals first), then cleans and scans one at a time. Around
+        the refreshes, Kodi's cached copies of the refreshed items' images are dropped:
+        their art read just before (one POST), looked up and removed just after (one POST
+        each), so that Kodi shows the republished files.
 
         Ids are planned from one state of the listings and dropped as each planned call
         makes them stale, exactly as if the calls were sent one by one.
@@ -787,7 +790,7 @@ class KodiPlayer(Player):
                 # The id listed a moment ago is gone: the refresh is being carried out.
                 causes[target.key] = [
                     f"Kodi was still refreshing {target.path} (it no longer knows the id "
-                    f"it listed: {found.detail}) — it is checked again on the next run"]
+                    f"it listed: {found.detail}) — it is sent again on the next run"]
                 continue
             if found is None:
                 continue
