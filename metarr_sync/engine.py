@@ -585,7 +585,8 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         if adapter is not None:
             result.requests = adapter.requests
             result.commands = list(adapter.commands)
-            result.cached_art = dict(adapter.cached_art)
+            if also_record:  # only a shared library's other members need them
+                result.cached_art = dict(adapter.cached_art)
             adapter.close()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         state.close()
