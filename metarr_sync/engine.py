@@ -5,7 +5,8 @@
 - discover: probe each player (reachable, credentials) and ask whether someone watches.
 - execute: plan each player's queue (mapping, batching) and hand batches to its adapter.
   Groups run in parallel; inside a group members run sequentially or in parallel; a
-  shared-library group is served by its first reachable member.
+  shared-library group is served by its first reachable member, and every other member
+  then drops its own cached copies of the refreshed items' artwork.
 - record: every batch's outcomes are committed in one transaction.
 - notify: an optional message on players that received updates.
 
@@ -69,6 +70,9 @@ class PlayerResult:
     error: str | None = None
     error_kind: str | None = None
     commands: list[str] = field(default_factory=list)
+    #: Item key -> art URLs of the items this player refreshed (Player.cached_art): what
+    #: the other members of a shared library must drop from their own image caches.
+    cached_art: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     #: What a person should read below the table (held removals, kept items...).
     notes: list[str] = field(default_factory=list)
@@ -352,9 +356,22 @@ def _run_group(ctx: _Context, name: str, members: list[PlayerConfig],
     return results
 
 
+#: Error kinds of a player that could not be reached (or let in) at all.
+# A member that could not be used at all: the next one in priority order is tried. A
+# missing anchor of its own counts too: another member may see its shares.
+UNREACHABLE = ("offline", "timeout", "auth_failed", "anchor_missing")
+
+
 def _run_shared(ctx: _Context, members: list[PlayerConfig],
                 work: dict[str, list[Item]]) -> list[PlayerResult]:
-    """Several Kodis on one shared library: the first reachable member syncs for all."""
+    """Several Kodis on one shared library: the first reachable member syncs for all.
+
+    Each box keeps its own cache of the images it shows, which a refresh through another
+    member does not renew: every other enabled member is then asked to drop its cached
+    copies of the refreshed items' artwork. A member that cannot be reached for that does
+    not fail the group; its result says what it may show stale, and those items stay
+    queued for it, so that a later run drops them there.
+    """
     union: dict[str, Item] = {}
     for player in members:
         for item in work[player.name]:
@@ -371,16 +388,23 @@ def _run_shared(ctx: _Context, members: list[PlayerConfig],
         results.append(result)
         if result.error_kind == "interrupted":
             break
-        if result.error_kind in ("offline", "timeout", "auth_failed", "anchor_missing") \
-                and result.synced == 0:
+        if result.error_kind in UNREACHABLE and result.synced == 0:
             continue  # unreachable: let the next member in priority order try
         worker = result
+    art = worker.cached_art if worker is not None else {}
     for player in members:
-        if any(r.name == player.name for r in results):
+        tried = next((r for r in results if r.name == player.name), None)
+        if tried is not None:
+            if tried is not worker and art:  # unreachable before the worker was found
+                why = tried.error or "not reached"
+                tried.error = f"{why}; {_stale_art(ctx, player, art, union, worker, why)}"
             continue
         if not player.enabled:
             results.append(PlayerResult(player.name, player.type, "disabled",
                                         items=len(work[player.name])))
+        elif worker is not None and art:
+            results.append(_drop_art(ctx, player, worker, art, union,
+                                     len(work[player.name])))
         elif worker is not None:
             results.append(PlayerResult(
                 player.name, player.type, "skipped", items=len(work[player.name]),
@@ -389,6 +413,81 @@ def _run_shared(ctx: _Context, members: list[PlayerConfig],
             results.append(_interrupted(player, work[player.name], (
                 f"not tried: stopped by {signal_name(STOP.signal)}; its work stays queued")))
     return results
+
+
+def _drop_art(ctx: _Context, player: PlayerConfig, worker: PlayerResult,
+              art: dict[str, list[str]], union: dict[str, Item], queued: int
+              ) -> PlayerResult:
+    """Have one more member of a shared library drop its cached copies of the artwork of
+    the items `worker` refreshed. Whatever goes wrong stays with this member: its result
+    says so (not as a failure of the group) and the items stay queued for it."""
+    result = PlayerResult(player.name, player.type, "skipped", items=queued,
+                          error=f"shared library: synced through {worker.name}")
+    if STOP.is_set():
+        why = f"stopped by {signal_name(STOP.signal)}"
+        result.status, result.error_kind = "interrupted", "interrupted"
+        result.error = f"{result.error}; {_stale_art(ctx, player, art, union, worker, why)}"
+        return result
+    from metarr_sync.players import adapter_class
+
+    started = time.monotonic()
+    adapter: Player | None = None
+    outcomes: list[Outcome] | None = None
+    why = ""
+    try:
+        adapter = adapter_class(player.type)(player, ctx.config.sync,
+                                             dry_run=ctx.request.dry_run)
+        outcomes = adapter.drop_cached_art(art)
+    except PlayerError as exc:
+        why, result.error_kind = redact(exc.message), exc.kind
+    except Exception as exc:  # noqa: BLE001 - a bug in one adapter must not stop others
+        log.exception("unexpected error while dropping cached artwork on %s", player.name)
+        why, result.error_kind = f"internal error: {redact(str(exc))}", "internal"
+    finally:
+        if adapter is not None:
+            result.requests = adapter.requests
+            result.commands = list(adapter.commands)
+            adapter.close()
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+    if outcomes is None:
+        result.error = f"{result.error}; {_stale_art(ctx, player, art, union, worker, why)}"
+        return result
+    left = [o for o in outcomes if o.result != "synced"]
+    result.status = "partial" if left else "synced"
+    result.synced, result.failed = len(outcomes) - len(left), len(left)
+    if left:
+        _requeue(ctx, player, union, [Outcome(o.item_key, "retry", redact(o.error))
+                                      for o in left])
+        result.error = (f"shared library: synced through {worker.name}, but the cached "
+                        f"artwork of {len(left)} item(s) could not be dropped here (first: "
+                        f"{redact(left[0].error)}); they stay queued for {player.name}")
+    else:
+        result.error = None
+    return result
+
+
+def _stale_art(ctx: _Context, player: PlayerConfig, art: dict[str, list[str]],
+               union: dict[str, Item], worker: PlayerResult | None, why: str) -> str:
+    """Keep the items whose artwork a member could not drop queued for it; the words
+    that say so."""
+    cause = (f"its own cached artwork of this item was not dropped ({why}): it may show "
+             "the old images until a run reaches it")
+    _requeue(ctx, player, union, [Outcome(key, "retry", cause) for key in art])
+    through = f" through {worker.name}" if worker is not None else ""
+    return (f"its own cached artwork of {len(art)} item(s) refreshed{through} was not "
+            "dropped: it may show the old images, and they stay queued for it")
+
+
+def _requeue(ctx: _Context, player: PlayerConfig, union: dict[str, Item],
+             outcomes: list[Outcome]) -> None:
+    if ctx.request.dry_run or not outcomes:
+        return
+    state = State(ctx.state_dir)
+    try:
+        state.record(player.name, [union[o.item_key] for o in outcomes if o.item_key in union],
+                     outcomes, ctx.run_id)
+    finally:
+        state.close()
 
 
 def _guarded(ctx: _Context, player: PlayerConfig, items: list[Item],
@@ -522,6 +621,8 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         if adapter is not None:
             result.requests = adapter.requests
             result.commands = list(adapter.commands)
+            if also_record:  # only a shared library's other members need them
+                result.cached_art = dict(adapter.cached_art)
             adapter.close()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         state.close()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from metarr_sync.config import Mapping
 from metarr_sync.metarr import Item
@@ -145,6 +145,42 @@ class OldFile(NamedTuple):
 
     metarr: str
     path: str
+
+
+def unmap_path(path: str, mappings: Sequence[Mapping]) -> str | None:
+    """The Metarr-side path of a player-side path: map_path() the other way round.
+
+    The mapping whose *player* side is the longest whole-component prefix of `path` is
+    used; its prefix is replaced by the Metarr side, in the Metarr side's separator, and a
+    percent-encoded player root's names are decoded. None when no mapping covers the path
+    (with no mappings: when it is not an absolute local path, as the player then sees
+    Metarr's own paths), or when a component is '.' or '..' (it could leave the root).
+    Used to find the file behind a player's artwork URL on the disk metarr-sync reads.
+    """
+    if not path or any(part in (".", "..") for part in _split(path)):
+        return None
+    if not mappings:
+        local = path.startswith("/") or bool(re.match(r"^[A-Za-z]:[\\/]", path))
+        return strip_trailing(path) if local and not _URL_RE.match(path) else None
+    best: Mapping | None = None
+    best_len = -1
+    for mapping in mappings:
+        if is_under(path, mapping.player):
+            length = len(_split_for_compare(mapping.player))
+            if length > best_len:
+                best, best_len = mapping, length
+    if best is None:
+        return None
+    rest = _split_for_compare(path)[best_len:]
+    if PathStyle.of(best.player).encoded:
+        rest = [unquote(part) for part in rest]
+    if any(part in (".", "..") or "/" in part or "\\" in part for part in rest):
+        return None  # a decoded name must not smuggle in a separator
+    sep = "\\" if "\\" in best.metarr or re.match(r"^[A-Za-z]:", best.metarr) else "/"
+    base = strip_trailing(best.metarr)
+    if not rest:
+        return base
+    return base + ("" if base.endswith(("/", "\\")) else sep) + sep.join(rest)
 
 
 @dataclass(frozen=True, slots=True)

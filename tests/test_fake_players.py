@@ -223,3 +223,94 @@ def test_jellyfin_takes_only_the_mediabrowser_header():
                              params={"metadataRefreshMode": "Default"}).status_code == 204
         assert jelly.refreshed == [(item, {"metadataRefreshMode": "Default"})]
         assert jelly.count("POST /Items/{id}/Refresh") == 1
+
+
+# --- Kodi's texture cache, modelled as measured (support/texture_scenario.py) ------------
+
+
+class FakeEnd:
+    """The fake Kodi reading real files below `root`, spoken to like the real one."""
+
+    def __init__(self, fake: FakeKodi, root):
+        self.fake, self.movies = fake, root / "movies"
+        self.session = requests.Session()
+        self.session.auth = ("kodi", "pw")
+
+    def rpc(self, method: str, params: dict | None = None):
+        from support.texture_scenario import RpcFailed
+
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+        doc = self.session.post(self.fake.url + "/jsonrpc", json=body, timeout=3).json()
+        if "error" in doc:
+            raise RpcFailed(doc["error"])
+        return doc["result"]
+
+    def image(self, art_url: str) -> bytes:
+        from support.texture_scenario import image_path
+
+        answer = self.session.get(self.fake.url + image_path(art_url), timeout=3)
+        answer.raise_for_status()
+        return answer.content
+
+
+def kodi_on_disk(root) -> FakeKodi:
+    """A fake Kodi whose sources are real folders below `root` (same paths both sides)."""
+    (root / "movies").mkdir(exist_ok=True)
+    (root / "tv").mkdir(exist_ok=True)
+    return FakeKodi(username="kodi", password="pw", disk={f"{root}/": str(root)},
+                    sources={f"{root}/movies/": "movies", f"{root}/tv/": "tvshows"})
+
+
+def test_fake_kodis_texture_cache_passes_the_real_kodis_scenario(tmp_path):
+    from support.texture_scenario import texture_cache_behaves_as_measured
+
+    with kodi_on_disk(tmp_path) as fake:
+        end = FakeEnd(fake, tmp_path)
+        # add_file: the fake's scans list the videos it was given (the real one lists disk)
+        folder = tmp_path / "movies" / "Conformance (2001)"
+        fake.add_file(f"{folder}/Conformance (2001).mkv")
+        texture_cache_behaves_as_measured(end)
+        assert fake.calls("Textures.RemoveTexture") == 2
+
+
+def test_fake_kodi_reads_titles_and_art_of_shows_seasons_and_episodes(tmp_path):
+    from support.fake_players import kodi_image_url
+    from support.images import png
+
+    with kodi_on_disk(tmp_path) as fake:
+        show = tmp_path / "tv" / "Dark"
+        (show / "Season 01").mkdir(parents=True)
+        (show / "tvshow.nfo").write_text("<tvshow><title>Dark</title></tvshow>")
+        (show / "poster.jpg").write_bytes(png(2, 3))
+        (show / "season01-poster.png").write_bytes(png(2, 3))
+        episode = show / "Season 01" / "Dark - S01E01.mkv"
+        (show / "Season 01" / "Dark - S01E01.nfo").write_text(
+            "<episodedetails><title>Secrets &amp; Lies</title></episodedetails>")
+        (show / "Season 01" / "Dark - S01E01-thumb.jpg").write_bytes(png(16, 9))
+        fake.add_file(str(episode))
+        end = FakeEnd(fake, tmp_path)
+        end.rpc("VideoLibrary.Scan", {"directory": f"{show}/"})
+        (row,) = end.rpc("VideoLibrary.GetEpisodes", {"properties": ["file"]})["episodes"]
+        details = end.rpc("VideoLibrary.GetEpisodeDetails", {
+            "episodeid": row["episodeid"], "properties": ["title", "art"]})["episodedetails"]
+        assert details["title"] == "Secrets & Lies"
+        assert details["art"] == {
+            "thumb": kodi_image_url(f"{show}/Season 01/Dark - S01E01-thumb.jpg"),
+            "season.poster": kodi_image_url(f"{show}/season01-poster.png"),
+            "tvshow.poster": kodi_image_url(f"{show}/poster.jpg"),
+            "icon": "image://DefaultVideo.png/"}
+        (tv,) = end.rpc("VideoLibrary.GetTVShows", {"properties": ["file"]})["tvshows"]
+        (season,) = end.rpc("VideoLibrary.GetSeasons", {
+            "tvshowid": tv["tvshowid"], "properties": ["season", "art"]})["seasons"]
+        assert season["season"] == 1 and season["art"] == {
+            "poster": kodi_image_url(f"{show}/season01-poster.png"),
+            "tvshow.poster": kodi_image_url(f"{show}/poster.jpg")}
+        # As measured: the scan cached the show's and the episode's own art, not the
+        # season's, which is cached when first displayed.
+        cached = {t["url"] for t in end.rpc("Textures.GetTextures", {
+            "properties": ["url"]})["textures"]}
+        assert cached == {details["art"]["thumb"], details["art"]["tvshow.poster"]}
+        fake.display(f"{show}/")
+        assert len(fake.textures) == 3
+        assert kodi_image_url("/a b/Ça~x(1).jpg") == \
+            "image://%2fa%20b%2f%c3%87a%7ex(1).jpg/"

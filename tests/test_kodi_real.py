@@ -158,8 +158,10 @@ def test_run_delivers_new_changed_and_deleted_items(on_disk, tmp_path):
            for file in (matrix_file, heat_file, odd_file)}
     publish_movie(kodi, "The Matrix", 1999, nfo_title="The Matrix (Remastered)",
                   imdb="tt0133093")
+    db.retitle("movies", matrix, "The Matrix (Remastered)")
     db.republish_movie(matrix)
     publish_movie(kodi, odd, 2001, nfo_title=f"{odd} (Director's Cut)", imdb="tt0000042")
+    db.retitle("movies", odd_movie, f"{odd} (Director's Cut)")
     db.republish_movie(odd_movie)
     Path(heat_file).unlink()
     db.soft_delete("movies", heat)
@@ -470,3 +472,217 @@ def test_upgrade_rename_of_a_movie_and_an_episode_leaves_one_entry_for_the_new_f
     assert kodi.episodes_by_file()[new_episode]["title"] == "1:23:45"
     with cli.state() as state:
         assert state.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0
+
+
+# --- artwork: Kodi's texture cache --------------------------------------------------------
+
+
+class RealEnd:
+    """The real Kodi spoken to as support/texture_scenario.py expects (errors keep their
+    JSON-RPC code)."""
+
+    def __init__(self, kodi: KodiServer):
+        self.kodi, self.movies = kodi, kodi.movies
+
+    def rpc(self, method: str, params: dict | None = None):
+        from support.texture_scenario import RpcFailed
+
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+        doc = self.kodi.session.post(f"{self.kodi.url}/jsonrpc", json=body, timeout=10).json()
+        if "error" in doc:
+            raise RpcFailed(doc["error"])
+        return doc["result"]
+
+    def image(self, art_url: str) -> bytes:
+        from support.texture_scenario import image_path
+
+        answer = self.kodi.session.get(self.kodi.url + image_path(art_url), timeout=10)
+        answer.raise_for_status()
+        return answer.content
+
+
+def test_the_texture_cache_keeps_a_republished_poster_until_it_is_removed(kodi):
+    """The measured facts the fake Kodi models (the same scenario passes against it in
+    tests/test_fake_players.py)."""
+    from support.texture_scenario import texture_cache_behaves_as_measured
+
+    texture_cache_behaves_as_measured(RealEnd(kodi))
+
+
+def write_image(path: Path, width: int, height: int, rgb: tuple[int, int, int],
+                bump: int = 0) -> Path:
+    """A solid-colour PNG; `bump` seconds are added to its mtime (Kodi hashes whole
+    seconds: a republished file must not share the old one's d<mtime>s<size>)."""
+    import os
+    import time
+
+    from support.images import png
+
+    path.write_bytes(png(width, height, rgb))
+    if bump:
+        later = int(time.time()) + bump
+        os.utime(path, (later, later))
+    return path
+
+
+def served(kodi: KodiServer, art_url: str) -> tuple[int, int]:
+    """The size of what Kodi's web server serves for an art URL: what a viewer sees (the
+    cached copy, re-encoded as JPEG, caching the file first if there is none)."""
+    from support.images import dimensions
+    from support.texture_scenario import image_path
+
+    answer = kodi.session.get(kodi.url + image_path(art_url), timeout=10)
+    answer.raise_for_status()
+    return dimensions(answer.content)
+
+
+def texture_hashes(kodi: KodiServer, art_url: str) -> list[str]:
+    found = kodi.rpc("Textures.GetTextures", {"properties": ["imagehash"], "filter": {
+        "field": "url", "operator": "is", "value": art_url}})
+    return [t["imagehash"] for t in found["textures"]]
+
+
+def art_of(kodi: KodiServer, method: str, key: str, field: str, item_id: int) -> dict:
+    return kodi.rpc(method, {field: item_id, "properties": ["art"]})[key]["art"]
+
+
+def test_a_republished_movie_poster_and_fanart_are_what_kodi_serves_after_the_run(setup):
+    from support.texture_scenario import file_hash
+
+    cli, db, kodi = setup
+    video = Path(publish_movie(kodi, "Collateral", 2004, imdb="tt0369339"))
+    poster = write_image(video.parent / "poster.png", 4, 6, (200, 0, 0))
+    fanart = write_image(video.parent / "fanart.png", 16, 9, (0, 0, 200))
+    movie_id = db.add_movie("Collateral", 2004)
+    code, report = run(cli)
+    assert code == 0 and report["players"][0]["verified"] == 1, explain(cli, report)
+    kodi.wait_until(lambda: str(video) in kodi.movies_by_file(), "Collateral")
+    art = art_of(kodi, "VideoLibrary.GetMovieDetails", "moviedetails", "movieid",
+                 kodi.movies_by_file()[str(video)]["movieid"])
+    assert served(kodi, art["poster"]) == (4, 6) and served(kodi, art["fanart"]) == (16, 9)
+
+    # Metarr republishes both images under the same names.
+    write_image(poster, 8, 12, (250, 250, 0), bump=5)
+    write_image(fanart, 32, 18, (0, 250, 0), bump=5)
+    db.republish_movie(movie_id)
+    # What a refresh alone leaves on screen (metarr-sync before this fix): the old copies.
+    assert texture_hashes(kodi, art["poster"]) not in ([], [file_hash(poster)])
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    row = report["players"][0]
+    assert (row["synced"], row["verified"], row["failed"]) == (1, 1, 0)
+    kodi.wait_until(lambda: served(kodi, art["poster"]) == (8, 12), "the new poster")
+    assert served(kodi, art["fanart"]) == (32, 18)
+    # Kodi's cache now holds the new files (imagehash d<mtime>s<size>).
+    assert texture_hashes(kodi, art["poster"]) == [file_hash(poster)]
+    assert texture_hashes(kodi, art["fanart"]) == [file_hash(fanart)]
+
+
+def test_a_republished_show_poster_and_episode_thumb_are_what_kodi_serves(setup):
+    from datetime import UTC, datetime
+
+    from support.texture_scenario import file_hash
+
+    cli, db, kodi = setup
+    folder = kodi.tv / "Chernobyl"
+    kodi.write_show(folder, "Chernobyl", "2019-05-06")
+    show_poster = write_image(folder / "poster.png", 4, 6, (10, 10, 10))
+    video = Path(publish_episode(kodi, "Chernobyl", 1, 1, "1:23:45"))
+    thumb = write_image(video.with_name(video.stem + "-thumb.png"), 16, 9, (90, 0, 0))
+    show = db.add_series("Chernobyl")
+    episode = db.add_episode(show, db.add_season(show, 1), 1, 1)
+    code, report = run(cli)
+    assert code == 0 and report["players"][0]["verified"] == 2, explain(cli, report)
+    kodi.wait_until(lambda: str(video) in kodi.episodes_by_file(), "the episode")
+    show_art = art_of(kodi, "VideoLibrary.GetTVShowDetails", "tvshowdetails", "tvshowid",
+                      kodi.shows_by_folder()[f"{folder}/"]["tvshowid"])
+    episode_art = art_of(kodi, "VideoLibrary.GetEpisodeDetails", "episodedetails",
+                         "episodeid", kodi.episodes_by_file()[str(video)]["episodeid"])
+    assert served(kodi, show_art["poster"]) == (4, 6)
+    assert served(kodi, episode_art["thumb"]) == (16, 9)
+
+    write_image(show_poster, 8, 12, (10, 200, 10), bump=5)
+    write_image(thumb, 32, 18, (200, 0, 200), bump=5)
+    now = datetime.now(UTC)
+    db.add_asset("image", "series", show, str(show_poster), now, iso=True)
+    db.add_asset("image", "episode", episode, str(thumb), now, iso=True)
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    assert (report["players"][0]["synced"], report["players"][0]["verified"]) == (2, 2)
+    kodi.wait_until(lambda: served(kodi, show_art["poster"]) == (8, 12), "the new poster")
+    assert served(kodi, episode_art["thumb"]) == (32, 18)
+    assert texture_hashes(kodi, show_art["poster"]) == [file_hash(show_poster)]
+    assert texture_hashes(kodi, episode_art["thumb"]) == [file_hash(thumb)]
+
+
+SHARED = """
+[metarr]
+database = "{db}"
+
+[sync]
+timeout = 15
+retry_attempts = 1
+
+[groups.house]
+shared_library = true
+
+[players.lounge]
+type = "kodi"
+url = "{first}"
+username = "{user}"
+password = {{ env = "KODI_TEST_PASSWORD" }}
+group = "house"
+priority = 1
+mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }} ]
+
+[players.bedroom]
+type = "kodi"
+url = "{second}"
+username = "{user}"
+password = {{ env = "KODI_TEST_PASSWORD" }}
+group = "house"
+priority = 2
+mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }} ]
+"""
+
+
+@pytest.fixture
+def two_kodis(kodi: KodiServer, kodi_factory):
+    """Two Kodi boxes of the test's version seeing the same media at the same paths, as the
+    members of a shared library do (each with its own texture cache). Their libraries are
+    two SQLite files here, not one MySQL database: the test scans the second box itself
+    where MySQL would have shared the first one's additions."""
+    return kodi, kodi_factory(media=kodi.media)
+
+
+def test_both_kodis_of_a_shared_library_serve_the_new_poster(cli, metarr, two_kodis):
+    first, second = two_kodis
+    db = metarr
+    cli.write_config(SHARED.format(db=db.path, first=first.url, second=second.url,
+                                   user=first.username, movies=first.movies))
+    cli.env["KODI_TEST_PASSWORD"] = first.password
+    video = Path(publish_movie(first, "Thief", 1981, imdb="tt0083190"))
+    poster = write_image(video.parent / "poster.png", 4, 6, (200, 0, 0))
+    movie_id = db.add_movie("Thief", 1981)
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    # The shared library holds it for both: here the second box scans it itself.
+    second.rpc("VideoLibrary.Scan", {"directory": f"{video.parent}/", "showdialogs": False})
+    for kodi in (first, second):
+        kodi.wait_until(lambda kodi=kodi: str(video) in kodi.movies_by_file(), "Thief")
+    url = art_of(first, "VideoLibrary.GetMovieDetails", "moviedetails", "movieid",
+                 first.movies_by_file()[str(video)]["movieid"])["poster"]
+    assert served(first, url) == served(second, url) == (4, 6)
+
+    write_image(poster, 8, 12, (250, 250, 0), bump=5)
+    db.republish_movie(movie_id)
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    got = {p["name"]: p for p in report["players"]}
+    assert (got["lounge"]["status"], got["lounge"]["verified"]) == ("synced", 1)
+    # The bedroom box did no library work; it dropped its own cached copy.
+    assert (got["bedroom"]["status"], got["bedroom"]["synced"]) == ("synced", 1)
+    for kodi in (first, second):
+        kodi.wait_until(lambda kodi=kodi: served(kodi, url) == (8, 12),
+                        "the new poster on both boxes")

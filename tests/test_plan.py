@@ -15,6 +15,7 @@ from metarr_sync.plan import (
     is_under,
     map_path,
     target_for,
+    unmap_path,
     with_trailing,
 )
 
@@ -139,3 +140,56 @@ def test_plan_is_linear_in_items():
     plan = build_plan(items, maps, batch_size=100)
     assert len(plan.batches) == 200
     assert len(collapse_folders(t.folder for t in plan.targets)) == 20000
+
+
+# --- unmap_path: a player's path back to Metarr's (to read the file behind Kodi's artwork)
+
+
+@pytest.mark.parametrize("player_path, expected", [
+    ("smb://nas/movies/Heat (1995)/poster.jpg", "/data/media/movies/Heat (1995)/poster.jpg"),
+    ("SMB://nas/movies/Heat (1995)/poster.jpg", "/data/media/movies/Heat (1995)/poster.jpg"),
+    ("smb://nas/movies/", "/data/media/movies"),
+    ("D:\\TV\\Dark\\season01-poster.jpg", "/data/media/tv/Dark/season01-poster.jpg"),
+    ("nfs://nas/export/my%20films/Ran%20(1985)/fanart.jpg",
+     "/data/media/films/Ran (1985)/fanart.jpg"),
+    ("/mnt/uhd/Heat/poster.jpg", "C:\\Media\\UHD\\Heat\\poster.jpg"),
+])
+def test_unmap_path_uses_the_longest_player_side_prefix_and_metarrs_separator(
+        player_path, expected):
+    maps = [M("/data/media/movies", "smb://nas/movies"), M("/data/media/tv", "D:\\TV"),
+            M("/data/media/films", "nfs://nas/export/my%20films"),
+            M("C:\\Media\\UHD", "/mnt/uhd"), M("/data/media", "smb://nas")]
+    assert unmap_path(player_path, maps) == expected
+
+
+def test_unmap_path_is_the_inverse_of_map_path():
+    maps = [M("/data/media/movies", "smb://nas/movies"), M("/data/media", "/srv/all"),
+            M("/data/media/films", "nfs://nas/my%20films")]
+    for path in ("/data/media/movies/Heat (1995)/Heat (1995)-poster.jpg",
+                 "/data/media/tv/Dark/Season 01/Dark - S01E01-thumb.jpg",
+                 "/data/media/films/Ça & Co (2001)/fanart.jpg"):
+        assert unmap_path(map_path(path, maps)[0], maps) == path
+
+
+def test_unmap_path_needs_a_whole_component_match():
+    maps = [M("/data/media/movies", "smb://nas/movies")]
+    assert unmap_path("smb://nas/movies4k/Heat/poster.jpg", maps) is None
+    assert unmap_path("smb://other/movies/Heat/poster.jpg", maps) is None
+    assert unmap_path("http://image.tmdb.org/t/p/original/x.jpg", maps) is None
+    assert unmap_path("DefaultVideo.png", maps) is None
+    assert unmap_path("", maps) is None
+
+
+def test_unmap_path_refuses_dot_dot_also_when_percent_encoded():
+    maps = [M("/data/media/movies", "smb://nas/movies"), M("/data/tv", "nfs://nas/t%20v")]
+    assert unmap_path("smb://nas/movies/../secret/x.jpg", maps) is None
+    assert unmap_path("nfs://nas/t%20v/%2e%2e/x.jpg", maps) is None
+    assert unmap_path("nfs://nas/t%20v/a%2fb.jpg", maps) is None
+
+
+def test_unmap_path_without_mappings_keeps_local_absolute_paths_only():
+    assert unmap_path("/data/media/movies/Heat/poster.jpg", []) == \
+        "/data/media/movies/Heat/poster.jpg"
+    assert unmap_path("C:\\Media\\poster.jpg", []) == "C:\\Media\\poster.jpg"
+    assert unmap_path("smb://nas/movies/Heat/poster.jpg", []) is None
+    assert unmap_path("DefaultVideo.png", []) is None

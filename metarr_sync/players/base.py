@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
@@ -232,6 +232,10 @@ class Player(ABC):
         #: Every state-changing command, as text: what --dry-run prints.
         self.commands: list[str] = []
         self._client: PlayerClient | None = None
+        #: Item key -> the art URLs of an item this run refreshed, as the player listed
+        #: them before the refresh: images another box may still show from its own cache.
+        #: The engine hands them to the other members of a shared library.
+        self.cached_art: dict[str, list[str]] = {}
 
     def use_client(self, client: PlayerClient) -> None:
         """Count requests and record commands in the client the adapter talks through
@@ -301,6 +305,13 @@ class Player(ABC):
     def scan_all(self) -> None:
         """A full library scan, only when the user turned targeted_updates off."""
         raise Rejected(f"{self.type_name} players do not support full library scans")
+
+    def drop_cached_art(self, art: Mapping[str, Sequence[str]]) -> list[Outcome]:
+        """Drop this player's own cached copies of these images (item key -> art URLs,
+        as another member of a shared library listed them), so that it shows the files
+        as they are now. One Outcome per key: "synced", or "retry" with the cause. Players
+        without an image cache of their own have nothing to drop."""
+        return [Outcome(key, "synced") for key in art]
 
     def notify(self, title: str, message: str) -> None:  # noqa: B027 - optional hook
         """Show a message on the player (send_notifications)."""

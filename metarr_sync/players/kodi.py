@@ -19,6 +19,12 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   a scan sent while another runs.
 - Neither scans, refreshes, cleans nor removals may reach Kodi twice; the JSON-RPC client
   (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
+- Kodi shows artwork from its own texture cache, which a refresh does not renew: a
+  republished poster under the same name stays old on screen until the cached copy is
+  dropped (`Textures.RemoveTexture`). So every refresh is followed by dropping the cached
+  copies of the item's own art, and verification checks the title Kodi shows and that no
+  cached copy is older than the file. The measured facts are in kodi_artwork.md beside
+  this module.
 
 Upgrades and renames (Radarr/Sonarr replace a file; Metarr rewrites the movie's or
 episode's path in place). Measured on Kodi 20.1 (tests/test_kodi_real.py fails without
@@ -38,7 +44,9 @@ tried again on the next runs, so deleting the copy lets a later run finish the j
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable, Sequence
+import os
+import re
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -53,6 +61,7 @@ from metarr_sync.plan import (
     is_under,
     parent,
     strip_trailing,
+    unmap_path,
     with_trailing,
 )
 from metarr_sync.players.base import (
@@ -83,6 +92,55 @@ _REMOVE = {
     "series": ("VideoLibrary.RemoveTVShow", "tvshowid"),
     "episode": ("VideoLibrary.RemoveEpisode", "episodeid"),
 }
+_DETAILS = {
+    "movie": ("VideoLibrary.GetMovieDetails", "movieid", "moviedetails"),
+    "series": ("VideoLibrary.GetTVShowDetails", "tvshowid", "tvshowdetails"),
+    "episode": ("VideoLibrary.GetEpisodeDetails", "episodeid", "episodedetails"),
+}
+#: What verify() compares with Metarr's item, from the NFOs Metarr writes: a movie's or
+#: show's title; for an episode the show it belongs to and its season and number (the
+#: queue keeps an episode's show title, not the episode's own).
+_SHOWN = {"movie": ("title",), "series": ("title",),
+          "episode": ("showtitle", "season", "episode")}
+#: Seconds Kodi's library job takes per refresh (measured: 120 refreshes of tiny local
+#: files in 9.3 s): verify() waits this much longer per refresh the run sent, since a
+#: refresh is answered at once and carried out afterwards.
+REFRESH_SECONDS = 0.1
+_ABSOLUTE = re.compile(r"^(/|[A-Za-z]:[\\/]|[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def art_file(url: Any) -> str | None:
+    """The file behind one of Kodi's art URLs (`image://<encoded path>/`), or None for
+    anything that is not a file: a skin icon (`image://DefaultVideo.png/`), a thumbnail
+    Kodi extracts from the video (`image://video@.../`), a transformed image."""
+    if not isinstance(url, str) or not url.startswith("image://") or not url.endswith("/"):
+        return None
+    inner = url[len("image://"):-1]
+    if "/" in inner:
+        return None  # options after the wrapped path (`.../transform?size=thumb`)
+    path = unquote(inner)
+    return path if _ABSOLUTE.match(path) else None
+
+
+def own_art(art: Any) -> list[str]:
+    """The art URLs of an item's own images, from its `art` (type -> URL): not those it
+    shows of its show, season or movie set (`tvshow.poster`, `season.poster`,
+    `set.fanart`: they belong to those items), and only images that are files."""
+    if not isinstance(art, dict):
+        return []
+    return list(dict.fromkeys(url for key, url in art.items()
+                              if "." not in str(key) and art_file(url) is not None))
+
+
+def image_hash(path: str) -> str | None:
+    """Kodi's `imagehash` of a file as it is now (`d<mtime>s<size>`, mtime in whole
+    seconds, the ctime when there is no mtime), or None when it cannot be read here."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    mtime = int(stat.st_mtime) or int(stat.st_ctime)
+    return f"d{mtime}s{stat.st_size}" if mtime or stat.st_size else "BADHASH"
 
 
 def _key(path: str) -> str:
@@ -154,6 +212,8 @@ class KodiPlayer(Player):
         self.scanned: dict[str, bool] = {}
         #: Parent folder -> its entries as Kodi listed them in this run (or why not).
         self.parents: dict[str, set[str] | KodiRejected] = {}
+        #: Refreshes sent in this run: Kodi carries them out after answering (verify()).
+        self.refreshes = 0
 
     @property
     def where(self) -> str:
@@ -377,7 +437,10 @@ class KodiPlayer(Player):
 
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         """Deliver a batch: look-ups in one or two round trips, then every removal and
-        refresh in one POST (removals first), then cleans and scans one at a time.
+        refresh in one POST (removals first), then cleans and scans one at a time. Around
+        the refreshes, Kodi's cached copies of the refreshed items' images are dropped:
+        their art read just before (one POST), looked up and removed just after (one POST
+        each), so that Kodi shows the republished files.
 
         Ids are planned from one state of the listings and dropped as each planned call
         makes them stale, exactly as if the calls were sent one by one.
@@ -404,6 +467,7 @@ class KodiPlayer(Player):
                 # Kodi does not have it (any more): nothing left to remove.
                 outcomes[target.key] = Outcome(target.key, "synced")
         to_scan: list[Target] = []
+        refreshing: list[tuple[Target, int]] = []
         for target in batch:
             if target.item.removed:
                 continue
@@ -415,8 +479,18 @@ class KodiPlayer(Player):
                 continue
             method, field = _REFRESH[target.item.kind]
             changes.append((target, method, {field: kodi_id, "ignorenfo": False}))
+            refreshing.append((target, kodi_id))
             self._forget(target, removed=False)
+        # The art each item has *before* its refresh, read with the ids about to go stale:
+        # the images Kodi may have cached (a refresh is carried out after Kodi answered).
+        art = {key: found[1] for key, found in self._details(refreshing).items()
+               if isinstance(found, tuple) and found[1]}
         outcomes.update(self._change(changes))
+        self.refreshes += len(refreshing)
+        refreshed = {k: v for k, v in art.items() if outcomes[k].result == "synced"}
+        self.cached_art.update(refreshed)
+        for key, error in self._drop_textures(refreshed).items():
+            outcomes[key] = Outcome(key, "retry", error + "; the item stays queued")
         for target in cleans:
             outcomes[target.key] = self._clean(target)
         self._trim()
@@ -442,6 +516,105 @@ class KodiPlayer(Player):
                 outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
                     if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
         return outcomes
+
+    # --- artwork ------------------------------------------------------------------------
+
+    def _metarr_file(self, url: str) -> str | None:
+        """The file behind an art URL on Metarr's side (where metarr-sync reads), or None
+        when it is not one Metarr could have published (outside every mapping)."""
+        path = art_file(url)
+        return None if path is None else unmap_path(path, self.config.mappings)
+
+    def _details(self, items: Sequence[tuple[Target, int]], *, shown: bool = False
+                 ) -> dict[str, tuple[dict[str, Any], list[str]] | KodiRejected]:
+        """Item key -> (details, own art URLs of Metarr's files) of items by their Kodi id,
+        in JSON-RPC batches of [sync] batch_size calls; a show's own art includes its
+        seasons' (`VideoLibrary.GetSeasons`). With `shown`, also what verify() compares
+        with Metarr's item (_SHOWN). A call Kodi refused gives its KodiRejected (an id a
+        refresh has just made stale)."""
+        calls: list[tuple[str, dict[str, Any]]] = []
+        owners: list[tuple[str, str]] = []
+        for target, kodi_id in items:
+            method, field, key = _DETAILS[target.item.kind]
+            properties = [*(_SHOWN[target.item.kind] if shown else ()), "art"]
+            calls.append((method, {field: kodi_id, "properties": properties}))
+            owners.append((target.key, key))
+            if target.item.kind == "series":
+                calls.append(("VideoLibrary.GetSeasons",
+                              {"tvshowid": kodi_id, "properties": ["art"]}))
+                owners.append((target.key, "seasons"))
+        found: dict[str, tuple[dict[str, Any], list[str]] | KodiRejected] = {}
+        size = max(1, self.sync.batch_size)
+        for at in range(0, len(calls), size):
+            chunk = calls[at:at + size]
+            answers = self.kodi.call_many(chunk)
+            for (method, _), (item_key, key), answer in zip(chunk, owners[at:at + size],
+                                                             answers, strict=True):
+                if isinstance(answer, KodiRejected) or isinstance(found.get(item_key),
+                                                                  KodiRejected):
+                    if isinstance(answer, KodiRejected):
+                        found[item_key] = answer
+                    continue
+                rows = answer.get(key) if isinstance(answer, dict) else None
+                if key == "seasons":
+                    rows = rows or []  # a show without seasons may leave the list out
+                if not isinstance(rows, dict if key != "seasons" else list):
+                    raise ProtocolError(f"{self.where} answered {method} without "
+                                        f"{key}: is this Kodi's web server?")
+                details, urls = found.get(item_key) or ({}, [])  # type: ignore[misc]
+                for row in rows if isinstance(rows, list) else [rows]:
+                    if isinstance(row, dict):
+                        urls += [u for u in own_art(row.get("art"))
+                                 if self._metarr_file(u) is not None and u not in urls]
+                found[item_key] = (rows if isinstance(rows, dict) else details, urls)
+        return found
+
+    def _drop_textures(self, art: Mapping[str, Sequence[str]]) -> dict[str, str]:
+        """Drop Kodi's cached copies of these images (item key -> art URLs): each URL's
+        textures looked up (`Textures.GetTextures`, filter `url is`), then removed by id
+        (`Textures.RemoveTexture`), both in JSON-RPC batches of [sync] batch_size calls.
+        Returns item key -> why a cached copy of one of its images may remain."""
+        urls = list(dict.fromkeys(url for item in art.values() for url in item))
+        textures: list[tuple[str, int]] = []
+        failed: dict[str, str] = {}
+        size = max(1, self.sync.batch_size)
+        for at in range(0, len(urls), size):
+            chunk = urls[at:at + size]
+            answers = self.kodi.call_many([("Textures.GetTextures", {
+                "properties": ["url"], "filter": {"field": "url", "operator": "is",
+                                                  "value": url}}) for url in chunk])
+            for url, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, KodiRejected):
+                    failed[url] = (f"Kodi did not list its cached copies of "
+                                   f"{art_file(url)} ({answer.detail})")
+                    continue
+                rows = answer.get("textures") if isinstance(answer, dict) else None
+                if not isinstance(rows, list):
+                    raise ProtocolError(f"{self.where} answered Textures.GetTextures "
+                                        "without a list of textures: is this Kodi?")
+                # `is` is SQL in Kodi: keep only the exact URL, as for library listings.
+                textures += [(url, row["textureid"]) for row in rows
+                             if isinstance(row, dict) and row.get("url") == url
+                             and isinstance(row.get("textureid"), int)]
+        for at in range(0, len(textures), size):
+            chunk = textures[at:at + size]
+            answers = self.kodi.call_many(
+                [("Textures.RemoveTexture", {"textureid": texture}) for _, texture in chunk],
+                mutating=True)
+            for (url, _), answer in zip(chunk, answers, strict=True):
+                # -32602 is Kodi's answer for an id it no longer has: already dropped.
+                if isinstance(answer, KodiRejected) and answer.code != -32602:
+                    failed[url] = (f"Kodi refused to drop its cached copy of "
+                                   f"{art_file(url)} ({answer.detail})")
+        return {key: "; ".join(failed[u] for u in item if u in failed)
+                for key, item in art.items() if any(u in failed for u in item)}
+
+    def drop_cached_art(self, art: Mapping[str, Sequence[str]]) -> list[Outcome]:
+        """Another member of a shared library refreshed these items: drop this Kodi's own
+        cached copies of their images (each Kodi box has its own texture cache)."""
+        errors = self._drop_textures(art)
+        return [Outcome(key, "retry", errors[key]) if key in errors else
+                Outcome(key, "synced") for key in art]
 
     def _left_behind(self, target: Target) -> bool:
         """A removed movie not at its exact path (renamed since?) of which Kodi still
@@ -572,27 +745,39 @@ class KodiPlayer(Player):
     # --- verifying ---------------------------------------------------------------------
 
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
-        """Look every delivered item up in Kodi by its exact path, after scans finished.
+        """Check that Kodi shows what Metarr published, after its scans and refreshes.
 
-        Kodi works through scans and refreshes in a background job (a refresh deletes and
-        re-adds the item), so an item not seen at once is looked for again for a few
-        seconds before it is called unverified.
+        An item counts as shown when Kodi lists it at its exact path, shows Metarr's title
+        for it (the title Metarr writes into the NFO) and holds no cached copy of its
+        artwork older than the file (a cached copy's `imagehash` against the file as
+        metarr-sync reads it). Kodi works through scans and refreshes in a background job
+        (a refresh deletes and re-adds the item), so what is not shown yet is looked at
+        again for a few seconds, longer after many refreshes, before it is unverified.
         """
-        deadline = self.kodi.clock() + min(self.sync.timeout, VERIFY_GRACE)
+        grace = min(self.sync.timeout, VERIFY_GRACE + REFRESH_SECONDS * self.refreshes)
+        deadline = self.kodi.clock() + grace
         delay = 0.25
         waiting = list(targets)
+        late: list[Target] = []
+        causes: dict[str, str] = {}
         while True:
             self.kodi.wait_idle()
             self.library = _Library()  # scans and refreshes since the last listing
-            waiting = self._not_landed(waiting)
+            late, ids = self._not_landed(waiting)
+            missing = {t.key for t in late}
+            present = [t for t in waiting if t.key not in missing and not t.item.removed]
+            causes = self._not_shown(present, ids)
+            waiting = late + [t for t in present if t.key in causes]
             if not waiting or self.kodi.clock() + delay > deadline:
                 break
             self.kodi.sleep(delay)
             delay = min(delay * 2, 1.0)
-        late = {t.key for t in waiting}
+        missing = {t.key for t in late}
         outcomes = []
         for target in targets:
-            if target.key not in late:
+            if target.key in causes:
+                outcomes.append(Outcome(target.key, "unverified", causes[target.key]))
+            elif target.key not in missing:
                 outcomes.append(Outcome(target.key, "synced"))
             elif target.item.removed:
                 outcomes.append(Outcome(target.key, "unverified",
@@ -626,19 +811,21 @@ class KodiPlayer(Player):
         olds = ", ".join(old.path for old in kept)
         return (f"Kodi lists {olds} beside the new file {target.path}: " + "; ".join(causes))
 
-    def _not_landed(self, targets: Sequence[Target]) -> list[Target]:
-        """The targets Kodi does not show as delivered, looked up with the whole-library
-        listings and the episodes of [sync] batch_size shows per POST (each group of shows
-        dropped once checked: verifying a run over 1,000 shows holds a hundred at most)."""
+    def _not_landed(self, targets: Sequence[Target]) -> tuple[list[Target], dict[str, int]]:
+        """The targets Kodi does not show as delivered, and the ids of those it lists,
+        looked up with the whole-library listings and the episodes of [sync] batch_size
+        shows per POST (each group of shows dropped once checked: verifying a run over
+        1,000 shows holds a hundred at most)."""
         if any(t.item.kind == "movie" for t in targets):
             self._movies()
         by_show: dict[int, list[Target]] = {}
         late: list[Target] = []
+        ids: dict[str, int] = {}
         for target in targets:
             show = self._show_of(target) if target.item.kind == "episode" else None
             if show is not None:
                 by_show.setdefault(show, []).append(target)
-            elif not self._landed(target):
+            elif not self._landed(target, ids):
                 late.append(target)
         shows = list(by_show)
         size = max(1, self.sync.batch_size)
@@ -646,17 +833,102 @@ class KodiPlayer(Player):
             chunk = shows[at:at + size]
             self.library.episodes = {}
             self._list_episodes(chunk)
-            late += [t for show in chunk for t in by_show[show] if not self._landed(t)]
+            late += [t for show in chunk for t in by_show[show] if not self._landed(t, ids)]
         self.library.episodes = {}
-        return late
+        return late, ids
 
-    def _landed(self, target: Target) -> bool:
+    def _landed(self, target: Target, ids: dict[str, int]) -> bool:
         """Removed: Kodi no longer lists it. Otherwise exactly one entry, for the new
-        file: Kodi lists it, and none of the item's old files."""
-        present = self.find(target) is not None
+        file: Kodi lists it (its id goes to `ids`), and none of the item's old files."""
+        kodi_id = self.find(target)
+        if kodi_id is not None:
+            ids[target.key] = kodi_id
         if target.item.removed:
-            return not present or not self.sync.clean_deleted
-        return present and not self._old_listed(target)
+            return kodi_id is None or not self.sync.clean_deleted
+        return kodi_id is not None and not self._old_listed(target)
+
+    @staticmethod
+    def _differs(target: Target, shown: dict[str, Any]) -> str | None:
+        """How what Kodi shows for an item differs from what Metarr published, if it does."""
+        item = target.item
+        title = item.title.strip()
+        if item.kind != "episode":
+            seen = str(shown.get("title") or "").strip()
+            if title and seen != title:
+                return f"Kodi shows the title {seen!r}, Metarr published {title!r}"
+            return None
+        seen = str(shown.get("showtitle") or "").strip()
+        if title and seen != title:
+            return f"Kodi shows it under the show {seen!r}, Metarr published it under {title!r}"
+        if item.season is not None and item.episode is not None and (
+                shown.get("season"), shown.get("episode")) != (item.season, item.episode):
+            return (f"Kodi shows it as season {shown.get('season')} episode "
+                    f"{shown.get('episode')}, Metarr published season {item.season} episode "
+                    f"{item.episode}")
+        return None
+
+    def _not_shown(self, targets: Sequence[Target], ids: Mapping[str, int]) -> dict[str, str]:
+        """Item key -> why what Kodi shows for a listed item is not what Metarr published:
+        another title, or a cached copy of its artwork older than the file."""
+        causes: dict[str, list[str]] = {}
+        details = self._details([(t, ids[t.key]) for t in targets], shown=True)
+        expected: dict[str, tuple[str, str]] = {}  # art URL -> (file, its imagehash now)
+        owners: dict[str, list[Target]] = {}
+        for target in targets:
+            found = details.get(target.key)
+            if isinstance(found, KodiRejected):
+                # The id listed a moment ago is gone: the refresh is being carried out.
+                causes[target.key] = [
+                    f"Kodi was still refreshing {target.path} (it no longer knows the id "
+                    f"it listed: {found.detail}) — it is sent again on the next run"]
+                continue
+            if found is None:
+                continue
+            shown, urls = found
+            differs = self._differs(target, shown)
+            if differs:
+                causes.setdefault(target.key, []).append(
+                    f"{differs}: Kodi did not read Metarr's NFO — check that the Kodi source "
+                    f"holding {with_trailing(target.folder, target.style)} uses the scraper "
+                    "'Local information only' (Set content) and that Metarr published the NFO")
+            for url in urls:
+                file = self._metarr_file(url)
+                current = image_hash(file) if file is not None else None
+                if file is not None and current is not None:  # else: not readable here
+                    expected[url] = (file, current)
+                    owners.setdefault(url, []).append(target)
+        urls = list(expected)
+        size = max(1, self.sync.batch_size)
+        for at in range(0, len(urls), size):
+            chunk = urls[at:at + size]
+            answers = self.kodi.call_many([("Textures.GetTextures", {
+                "properties": ["url", "imagehash"], "filter": {
+                    "field": "url", "operator": "is", "value": url}}) for url in chunk])
+            for url, answer in zip(chunk, answers, strict=True):
+                file, current = expected[url]
+                if isinstance(answer, KodiRejected):
+                    for target in owners[url]:
+                        causes.setdefault(target.key, []).append(
+                            f"Kodi did not list its cached copies of {file} "
+                            f"({answer.detail}), so what it shows could not be checked")
+                    continue
+                rows = answer.get("textures") if isinstance(answer, dict) else None
+                if not isinstance(rows, list):
+                    raise ProtocolError(f"{self.where} answered Textures.GetTextures "
+                                        "without a list of textures: is this Kodi?")
+                stale = sorted({str(row.get("imagehash")) for row in rows
+                                if isinstance(row, dict) and row.get("url") == url
+                                and row.get("imagehash") != current})
+                if not stale:
+                    continue
+                for target in owners[url]:
+                    causes.setdefault(target.key, []).append(
+                        f"Kodi still shows a cached copy of {file} older than the file "
+                        f"(cached from {', '.join(stale)}, the file is {current}, as "
+                        "d<mtime>s<size>): it is sent again on the next run, which drops "
+                        "that copy — if this stays, check that the mapping for "
+                        f"{self._mapping_hint(target)} leads Kodi to the same file")
+        return {key: "; ".join(found) for key, found in causes.items()}
 
     def _why_missing(self, target: Target) -> str:
         """An actionable cause for an item Kodi does not list after delivery."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
@@ -20,12 +21,15 @@ from support.fake_players import (
     FakeKodi,
     FakePlex,
     JellyfinItem,
+    KodiMeta,
     PlexItem,
     PlexSection,
     Recorded,
     Reply,
+    _InvalidParams,
     is_video,
     json_reply,
+    kodi_image_url,
     sep_of,
     trailing,
     under,
@@ -128,12 +132,74 @@ class SortedDisk:
 
 # --- Kodi ---------------------------------------------------------------------------------
 
+_EPISODE = re.compile(r"[Ss](\d+)[Ee](\d+)")
+
+
 class BenchKodi(SortedDisk, FakeKodi):
+    """What Kodi read for an item is derived from its path, as Metarr published it: the
+    NFO titles the scenario's database holds (a movie's folder without its year, a show's
+    folder, an episode's show, season and number), and the artwork the scenario publishes
+    (a movie's poster and fanart, a show's poster and its seasons' posters, an episode's
+    thumb). Every image of an item the fake holds is in its texture cache until
+    Textures.RemoveTexture drops it (the run never displays anything again)."""
+
     def __init__(self, **kw: Any):
         super().__init__(**kw)
         self.movies = IndexedDict(file=lambda f: f)
         self.shows = IndexedDict(file=lambda f: f)
         self.episodes = IndexedDict(file=lambda e: e[1], show=lambda e: e[0])
+        self._texture_ids: dict[str, int] = {}  # only the art URLs asked about
+        self._texture_urls: dict[int, str] = {}
+        self._dropped: set[str] = set()
+
+    def meta_of(self, path: str) -> KodiMeta | None:
+        if path.endswith("/"):
+            return KodiMeta(path.rstrip("/").rsplit("/", 1)[1],
+                            {"poster": kodi_image_url(path + "poster.jpg")}, "show")
+        folder, _, name = path.rpartition("/")
+        stem = name.rsplit(".", 1)[0]
+        match = _EPISODE.search(name)
+        if match and self.episodes.group("file", path):
+            show = folder.rsplit("/", 1)[0] + "/"
+            return KodiMeta(stem, {"thumb": kodi_image_url(f"{folder}/{stem}-thumb.jpg")},
+                            "episode", show, int(match.group(1)), int(match.group(2)))
+        title = re.sub(r" \(\d{4}\)$", "", folder.rsplit("/", 1)[1])
+        return KodiMeta(title, {"poster": kodi_image_url(f"{folder}/poster.jpg"),
+                                "fanart": kodi_image_url(f"{folder}/fanart.jpg")}, "movie")
+
+    def read(self, kind: str, path: str, *, cache: bool = False) -> KodiMeta:
+        meta = self.meta_of(path)
+        assert meta is not None
+        return meta  # derived from the path: nothing to read or keep
+
+    def rpc_VideoLibrary_GetSeasons(self, params: Any) -> dict[str, Any]:
+        show_id = params.get("tvshowid")
+        show = self.shows.get(show_id)
+        numbers = sorted({int(m.group(1)) for _, file in
+                          self.episodes.group("show", show_id).values()
+                          if (m := _EPISODE.search(file))}) if show else []
+        rows = [{"seasonid": show_id * 1000 + n, "label": f"Season {n}",
+                 "art": {"poster": kodi_image_url(f"{show}season{n:02d}-poster.jpg"),
+                         "tvshow.poster": kodi_image_url(f"{show}poster.jpg")}}
+                for n in numbers]
+        return {"limits": {"start": 0, "end": len(rows), "total": len(rows)}, "seasons": rows}
+
+    def rpc_Textures_GetTextures(self, params: Any) -> dict[str, Any]:
+        url = params["filter"]["value"]
+        if url in self._dropped:
+            return {"textures": []}
+        if url not in self._texture_ids:
+            texture = self._texture_ids[url] = len(self._texture_ids) + 1
+            self._texture_urls[texture] = url
+        return {"textures": [{"textureid": self._texture_ids[url], "url": url,
+                              "imagehash": "d1s1"}]}
+
+    def rpc_Textures_RemoveTexture(self, params: Any) -> str:
+        url = self._texture_urls.get(params.get("textureid"))
+        if url is None or url in self._dropped:
+            raise _InvalidParams("textureid", "not a known texture")
+        self._dropped.add(url)
+        return "OK"
 
     def load(self, movies: Iterable[str], shows: dict[str, list[str]]) -> None:
         """Put items in the library as if scanned earlier (show folder → episode files)."""

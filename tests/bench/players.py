@@ -173,6 +173,20 @@ def holdings(name: str, library: Library, presence: Presence) -> dict[str, Any]:
             "episodes_of": episodes_of}
 
 
+def images(name: str, library: Library, presence: Presence, target: Target) -> int:
+    """How many images of its own a changed item has on Kodi (the art the scenario
+    publishes, as the benchmark's Kodi lists it): a movie's poster and fanart, an
+    episode's thumb, a show's poster and each of its seasons' posters (the seasons Kodi
+    knows: those of the episodes it holds)."""
+    if target.kind == "movie":
+        return 2
+    if target.kind == "episode":
+        return 1
+    show = next(s for s in library.series if s.id == target.series_id)
+    return 1 + len({e.season for e in show.episodes
+                    if presence.has_episode(name, e.id, show.id)})
+
+
 def lower_bound(name: str, library: Library, changes: Changes, presence: Presence,
                 batch_size: int, *, dry_run: bool = False) -> dict[str, int]:
     """The fewest requests `name` needs for these changes, by what they are for (for Kodi:
@@ -186,8 +200,16 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     - scans: one per distinct folder after collapsing (Kodi: each only once its library
       is idle, after listing the folder's parent once, PLAYERS.md); for Jellyfin one
       /Library/Media/Updated per batch that holds an item it lacks;
+    - artwork (Kodi only: Jellyfin and Plex re-read an item's images with its refresh):
+      Kodi shows images from its own texture cache, which a refresh does not renew; per
+      refreshed item its art is read before the refresh (its details, and a show's
+      seasons), then each of its own images is looked up in the cache and its cached copy
+      removed (in the benchmark every image is cached);
     - verification in the same run (Kodi only; Jellyfin and Plex verify on a later run):
-      its libraries listed once more.
+      its libraries listed once more, and what Kodi shows of each delivered item read
+      (its details, a show's seasons) to compare with what Metarr published. A cached
+      image is checked against its file only where metarr-sync can read the file: the
+      benchmark's Metarr paths are not on disk, so it sends no such look-up.
 
     With `dry_run` (metarr-sync run --dry-run: refreshes and scans are planned and
     recorded, not sent; nothing is verified), Kodi needs no idle checks and no
@@ -210,6 +232,9 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
                              + (_pages(held["shows"], KODI_PAGE) if tv else 0)
                              + len(shows_listed))
         bound["refreshes"] = len(have)
+        # Read before the refresh, looked up and removed after it: see the docstring.
+        bound["artwork"] = (len(have) + sum(1 for t in have if t.kind == "series")
+                            + 2 * sum(images(name, library, presence, t) for t in have))
         # A new show is added by scanning its folder; a season of a known show by its own.
         folders = collapse(t.show if not t.show_present else t.folder for t in lack)
         parents = {f.rsplit("/", 1)[0] for f in folders}
@@ -220,7 +245,7 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         bound["verification"] = (
             1 + (_pages(len(library.movies), KODI_PAGE) if movies else 0)
             + (_pages(len(library.series), KODI_PAGE) if tv else 0) + len(delivered_shows)
-            if found and not dry_run else 0)
+            + _shown(found) if found and not dry_run else 0)
     elif name == "jellyfin":
         bound["discovery"] = 4  # /System/Info/Public, /System/Info, VirtualFolders, Sessions
         held = holdings(name, library, presence)
@@ -255,6 +280,12 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     return bound
 
 
+def _shown(found: Sequence[Target]) -> int:
+    """Kodi's verification of what it shows: each delivered item's details (and a show's
+    seasons, for their artwork)."""
+    return len(found) + sum(1 for t in found if t.kind == "series")
+
+
 def strict_lower_bound(name: str, library: Library, changes: Changes, presence: Presence,
                        batch_size: int) -> int:
     """The lower bound read literally as "one listing per library per run": a TV library's
@@ -281,7 +312,7 @@ def strict_lower_bound(name: str, library: Library, changes: Changes, presence: 
                 1 + (_pages(len(library.movies), KODI_PAGE) if movies else 0)
                 + (_pages(len(library.series), KODI_PAGE)
                    + _pages(sum(len(x.episodes) for x in library.series), KODI_PAGE)
-                   if tv else 0))
+                   if tv else 0) + _shown(found))
     elif name == "jellyfin":
         held = holdings(name, library, presence)
         bound["listings"] = ((_pages(held["movies"], JELLYFIN_PAGE) if movies else 0)

@@ -458,19 +458,98 @@ class FakePlayer:
 
 # --- Kodi ---------------------------------------------------------------------------------
 
+#: What Kodi's CURL::Encode leaves as it is in an art URL; everything else is %xx (lower case).
+_KODI_KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._!()")
+#: Local artwork Kodi finds beside an item, by kind (measured on 20.1: a movie folder's
+#: poster/fanart, a show folder's poster, an episode's <name>-thumb, seasonNN-poster).
+ART_TYPES = {"movie": ("poster", "fanart", "banner", "clearlogo", "clearart", "landscape",
+                       "keyart", "discart"),
+             "show": ("poster", "fanart", "banner", "clearlogo", "clearart", "landscape",
+                      "keyart"),
+             "season": ("poster", "fanart", "banner", "landscape"),
+             "episode": ("thumb",)}
+ART_EXTENSIONS = (".jpg", ".png")
+#: The skin's placeholder icons Kodi 20.1 lists among an item's art (no file behind them).
+ICONS = {"movie": "image://DefaultVideo.png/", "episode": "image://DefaultVideo.png/",
+         "show": "image://DefaultFolder.png/"}
+
+
+def kodi_image_url(path: str) -> str:
+    """The art URL Kodi stores and lists for a local file: `image://` + the path encoded
+    as CURL::Encode does (lower-case %xx; letters, digits and `-._!()` kept) + `/`."""
+    return "image://" + "".join(
+        c if c in _KODI_KEEP else "".join(f"%{b:02x}" for b in c.encode()) for c in path) + "/"
+
+
+def kodi_unwrap(url: str) -> str:
+    """The file behind an `image://.../` art URL (a skin icon unwraps to its bare name)."""
+    from urllib.parse import unquote
+
+    if url.startswith("image://") and url.endswith("/"):
+        return unquote(url[len("image://"):-1])
+    return url
+
+
+@dataclass
+class KodiMeta:
+    """What Kodi read for one item when it scanned or refreshed it: the NFO's title and
+    the art it found (art type -> art URL). Kept until the next refresh, like Kodi's DB."""
+
+    title: str
+    art: dict[str, str]
+    kind: str = "movie"  # movie | show | episode
+    show: str | None = None  # an episode's show folder
+    season: int | None = None  # an episode's season and number
+    episode: int | None = None
+
+
+@dataclass
+class KodiTexture:
+    """One row of Kodi's texture cache (Textures13.db): the art URL, the `d<mtime>s<size>`
+    hash of the file it was cached from, and the cached copy (here: that file's bytes)."""
+
+    textureid: int
+    url: str
+    imagehash: str
+    data: bytes
+    lasthashcheck: str = ""
+
+
 class FakeKodi(FakePlayer):
     """Kodi's JSON-RPC over `POST /jsonrpc`, with the library behaviour measured on Kodi 20.1:
     scans only add, need the trailing separator and are dropped while another runs (so
     after an upgrade — a file replaced under another name — a scan adds the new file and
     the old entry stays, as on Kodi 20.1 and 21.2, until it is removed by id or its movie
     folder cleaned); refreshes re-add movies/episodes under a new id; removals answer OK
-    for any id."""
+    for any id.
+
+    What Kodi reads from disk is modelled too: a scan or refresh reads the item's NFO title
+    and the local artwork beside it (files written with `write()`, or real files below the
+    folders given as `disk`: player root -> real folder). Kodi's texture cache is modelled
+    as measured, unforgivingly: a scan caches the art of the movies, shows and episodes it
+    adds (a season's art is cached when first displayed: `display()`, or `GET /image/...`),
+    a cached copy is served as it is for ever (Kodi re-checks a file only 24 h later), and
+    neither a refresh nor a rescan replaces it: only `Textures.RemoveTexture` does, after
+    which the next display caches the file as it is now.
+    """
 
     kind = "kodi"
 
     def __init__(self, *, sources: dict[str, str] | None = None, username: str | None = None,
-                 password: str | None = None, scan_seconds: float = 0.0, **kw: Any):
+                 password: str | None = None, scan_seconds: float = 0.0,
+                 disk: dict[str, str] | None = None, **kw: Any):
         super().__init__(**kw)
+        #: player root -> real folder: Kodi reads NFOs and artwork there (see read()).
+        self.disk = dict(disk or {})
+        #: Files written on the fake's own disk: path -> (mtime, bytes).
+        self.written: dict[str, tuple[int, bytes]] = {}
+        #: What Kodi read per item (movie/episode file, show folder with its separator).
+        self.meta: dict[str, KodiMeta] = {}
+        #: Season art per (show folder, season number), read with the show.
+        self.season_art: dict[tuple[str, int], dict[str, str]] = {}
+        self.textures: dict[str, KodiTexture] = {}
+        self._next_texture = 0
+        self.removed_textures: list[str] = []  # art URLs whose cached copy was dropped
         #: root (with trailing separator) -> "movies" | "tvshows"
         self.sources = sources if sources is not None else {
             "/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}
@@ -543,6 +622,10 @@ class FakeKodi(FakePlayer):
         return user == (self.username or "kodi") and word == (self.password or "")
 
     def handle(self, request: Recorded) -> Reply:
+        if request.path.startswith("/image/") and request.method == "GET":
+            if not self._authorized(request):
+                return self.unauthorized()
+            return self._image(request.path[len("/image/"):])
         if request.path != "/jsonrpc":
             return Reply(404, b"File not found", {"Content-Type": "text/plain"})
         if not self._authorized(request):
@@ -616,8 +699,10 @@ class FakeKodi(FakePlayer):
         for kind, file in additions:
             if kind == "movie" and file not in self.movies.values():
                 self.movies[self._id()] = file
+                self.read(kind, file, cache=True)
             elif kind == "show" and file not in self.shows.values():
                 self.shows[self._id()] = file
+                self.read(kind, file, cache=True)
             elif kind == "episode" and file not in (f for _, f in self.episodes.values()):
                 source = self._source_of(file)
                 assert source is not None
@@ -625,6 +710,172 @@ class FakeKodi(FakePlayer):
                 show_id = next((i for i, f in self.shows.items() if f == show), None)
                 if show_id is not None:
                     self.episodes[self._id()] = (show_id, file)
+                    self.read(kind, file, cache=True)
+
+    # -- what Kodi reads from disk, and its texture cache --
+    def write(self, path: str, data: bytes | str, mtime: int | None = None) -> None:
+        """A file on the fake's own disk (an NFO, a poster), as the player spells its path."""
+        raw = data.encode() if isinstance(data, str) else data
+        with self.lock:
+            stamp = mtime if mtime is not None else int(time.time())
+            old = self.written.get(path)
+            if old is not None and mtime is None and old[0] >= stamp:
+                stamp = old[0] + 1  # a rewrite is newer, as on a real disk a second later
+            self.written[path] = (stamp, raw)
+
+    def _file(self, path: str) -> tuple[int, bytes] | None:
+        """(mtime, bytes) of a file Kodi would read at `path`, or None."""
+        if path in self.written:
+            return self.written[path]
+        for root, real in self.disk.items():
+            if under(path, root):
+                import os
+
+                rest = path[len(trailing(root, sep_of(root))):].split(sep_of(root))
+                local = os.path.join(real, *rest)
+                try:
+                    with open(local, "rb") as handle:
+                        data = handle.read()
+                    stat = os.stat(local)
+                except OSError:
+                    return None
+                return int(stat.st_mtime) or int(stat.st_ctime), data
+        return None
+
+    def _title(self, kind: str, path: str) -> str:
+        """The NFO's <title>, or what Kodi makes of the name when there is none."""
+        sep = sep_of(path)
+        base = path.rstrip(sep)
+        folder, _, name = base.rpartition(sep)
+        stem = name.rsplit(".", 1)[0] if kind != "show" else name
+        nfos = {"movie": [f"{folder}{sep}{stem}.nfo", f"{folder}{sep}movie.nfo"],
+                "show": [f"{base}{sep}tvshow.nfo"],
+                "episode": [f"{folder}{sep}{stem}.nfo"]}[kind]
+        for nfo in nfos:
+            found = self._file(nfo)
+            match = re.search(rb"<title>(.*?)</title>", found[1], re.S) if found else None
+            if match:
+                from xml.sax.saxutils import unescape
+
+                return unescape(match.group(1).decode("utf-8", "replace")).strip()
+        if kind == "movie":
+            return re.sub(r" \(\d{4}\)$", "", folder.rsplit(sep, 1)[-1])
+        return stem
+
+    def _art(self, kind: str, folder: str, names: Sequence[str]) -> dict[str, str]:
+        """Art type -> art URL of the local artwork files Kodi finds under these names."""
+        sep = sep_of(folder)
+        art: dict[str, str] = {}
+        for art_type in ART_TYPES[kind]:
+            for name in names:
+                for ext in ART_EXTENSIONS:
+                    path = f"{folder.rstrip(sep)}{sep}{name}{art_type}{ext}"
+                    if art_type not in art and self._file(path) is not None:
+                        art[art_type] = kodi_image_url(path)
+        return art
+
+    def read(self, kind: str, path: str, *, cache: bool = False) -> KodiMeta:
+        """Read an item's NFO and artwork, as a scan or refresh does; with `cache`, cache
+        its own art not cached yet, as Kodi's scanner does (a stale copy stays)."""
+        sep = sep_of(path)
+        folder, _, name = path.rstrip(sep).rpartition(sep)
+        stem = name.rsplit(".", 1)[0]
+        show: str | None = None
+        season = number = None
+        if kind == "movie":
+            art = self._art(kind, folder, [f"{stem}-", ""])
+        elif kind == "episode":
+            art = self._art(kind, folder, [f"{stem}-"])
+            source = self._source_of(path)
+            show = self._show_folder(source[0], path) if source else None
+            match = re.search(r"[Ss](\d+)[Ee](\d+)", name)
+            season, number = (int(match.group(1)), int(match.group(2))) if match else (None, None)
+            if show is not None and season is not None:
+                self._read_season(show, season)
+        else:
+            art = self._art(kind, path, [""])
+            for number in self._season_numbers(path):
+                self._read_season(path, number)
+        meta = self.meta[path] = KodiMeta(self._title(kind, path), art, kind, show, season,
+                                          number if kind == "episode" else None)
+        if cache:
+            for url in art.values():
+                self.cache(url)
+        return meta
+
+    def meta_of(self, path: str) -> KodiMeta | None:
+        """What Kodi holds for the item at `path` (read at its last scan or refresh)."""
+        return self.meta.get(path)
+
+    def _read_season(self, show: str, number: int) -> None:
+        prefix = "season-specials-" if number == 0 else f"season{number:02d}-"
+        self.season_art[(show, number)] = self._art("season", show, [prefix])
+
+    def _season_numbers(self, show: str) -> list[int]:
+        numbers = set()
+        for file in self.files_under(show):
+            match = re.search(r"[Ss](\d+)[Ee]\d+", file)
+            if match and is_video(file):
+                numbers.add(int(match.group(1)))
+        return sorted(numbers)
+
+    def cache(self, url: str) -> KodiTexture | None:
+        """Kodi's texture cache for one art URL: the cached copy, caching the file now
+        when there is none (never re-checked: Kodi does so only 24 h later)."""
+        texture = self.textures.get(url)
+        if texture is not None:
+            return texture
+        found = self._file(kodi_unwrap(url))
+        if found is None:
+            return None  # a skin icon, or a missing file: nothing is cached
+        mtime, data = found
+        self._next_texture += 1
+        texture = self.textures[url] = KodiTexture(
+            self._next_texture, url, f"d{mtime}s{len(data)}", data,
+            time.strftime("%Y-%m-%d %H:%M:%S"))
+        return texture
+
+    def item_art(self, path: str) -> dict[str, str]:
+        """Everything an item's `art` lists, as Kodi lists it: its own art, the skin's
+        icon, and for an episode its season's and show's art (`season.poster`, ...)."""
+        meta = self.meta_of(path)
+        if meta is None:
+            return {}
+        art = dict(meta.art)
+        if meta.kind == "episode" and meta.show is not None:
+            if meta.season is not None:
+                for key, url in self.season_art.get((meta.show, meta.season), {}).items():
+                    art[f"season.{key}"] = url
+            show = self.meta_of(meta.show)
+            for key, url in (show.art if show is not None else {}).items():
+                art[f"tvshow.{key}"] = url
+        art["icon"] = ICONS[meta.kind]  # listed beside the real art (measured on 20.1)
+        return art
+
+    def display(self, path: str) -> None:
+        """Someone browses to the item: every image it shows is cached if it is not yet."""
+        with self.lock:
+            for url in self.item_art(path).values():
+                self.cache(url)
+            if path.endswith(("/", "\\")):
+                for (show, _), art in self.season_art.items():
+                    if show == path:
+                        for url in art.values():
+                            self.cache(url)
+
+    def served(self, url: str) -> bytes | None:
+        """What `GET /image/<url>` serves: the cached copy (caching the file if needed)."""
+        with self.lock:
+            texture = self.cache(url)
+            return None if texture is None else texture.data
+
+    def _image(self, quoted: str) -> Reply:
+        from urllib.parse import unquote
+
+        texture = self.cache(unquote(quoted))
+        if texture is None:
+            return Reply(404, b"File not found", {"Content-Type": "text/plain"})
+        return Reply(200, texture.data, {"Content-Type": "image/jpeg"})
 
     def _plan_scan(self, directory: str) -> list[tuple[str, str]]:
         source = self._source_of(directory)
@@ -776,6 +1027,13 @@ class FakeKodi(FakePlayer):
                 for i, f in sorted(table.items())]
         rows = self._listed(rows, {k: v for k, v in params.items() if k != "limits"})
         page, limits = self._page(rows, params)
+        wanted = params.get("properties") or []
+        for row in page:
+            meta = self.meta_of(row["file"]) or KodiMeta(row["label"], {})
+            if "title" in wanted:
+                row["title"] = meta.title
+            if "art" in wanted:
+                row["art"] = self.item_art(row["file"])
         return {"limits": limits, name: page}  # Kodi 20.1 sends the list even when empty
 
     def rpc_VideoLibrary_GetMovies(self, params: Any) -> dict[str, Any]:
@@ -789,26 +1047,104 @@ class FakeKodi(FakePlayer):
         rows = {i: e for i, e in self.episodes.items() if show is None or e[0] == show}
         return self._get(rows, "episodeid", params, "episodes")
 
-    def _refresh(self, table: dict[int, Any], params: Any, field_name: str, readd: bool
-                 ) -> str:
+    def _refresh(self, table: dict[int, Any], params: Any, field_name: str, readd: bool,
+                 kind: str) -> str:
         item_id = params.get(field_name)
         if item_id not in table:
             raise _InvalidParams(field_name, f"Value {item_id} is not a known id")
         entry = table[item_id]
-        self.refreshed.append(entry if isinstance(entry, str) else entry[1])
+        path = entry if isinstance(entry, str) else entry[1]
+        self.refreshed.append(path)
         if readd:  # deleted and re-added with the next free id
             del table[item_id]
             table[self._id()] = entry
+        # The NFO and the art paths are read again; a cached copy of an art file stays.
+        self.read(kind, path, cache=True)
         return "OK"
 
     def rpc_VideoLibrary_RefreshMovie(self, params: Any) -> str:
-        return self._refresh(self.movies, params, "movieid", True)
+        return self._refresh(self.movies, params, "movieid", True, "movie")
 
     def rpc_VideoLibrary_RefreshEpisode(self, params: Any) -> str:
-        return self._refresh(self.episodes, params, "episodeid", True)
+        return self._refresh(self.episodes, params, "episodeid", True, "episode")
 
     def rpc_VideoLibrary_RefreshTVShow(self, params: Any) -> str:
-        return self._refresh(self.shows, params, "tvshowid", False)
+        return self._refresh(self.shows, params, "tvshowid", False, "show")
+
+    def _details(self, table: dict[int, Any], params: Any, field_name: str, key: str
+                 ) -> dict[str, Any]:
+        item_id = params.get(field_name)
+        if item_id not in table:
+            raise _InvalidParams(field_name, f"Value {item_id} is not a known id")
+        entry = table[item_id]
+        path = entry if isinstance(entry, str) else entry[1]
+        meta = self.meta_of(path) or KodiMeta("", {})
+        row: dict[str, Any] = {field_name: item_id, "label": meta.title}
+        wanted = params.get("properties") or []
+        if "title" in wanted:
+            row["title"] = meta.title
+        if "file" in wanted:
+            row["file"] = path
+        if "showtitle" in wanted:
+            row["showtitle"] = (self.meta_of(meta.show or "") or KodiMeta("", {})).title
+        for number in ("season", "episode"):
+            if number in wanted:
+                row[number] = getattr(meta, number) if getattr(meta, number) is not None \
+                    else -1
+        if "art" in wanted:
+            row["art"] = self.item_art(path)
+        return {key: row}
+
+    def rpc_VideoLibrary_GetMovieDetails(self, params: Any) -> dict[str, Any]:
+        return self._details(self.movies, params, "movieid", "moviedetails")
+
+    def rpc_VideoLibrary_GetTVShowDetails(self, params: Any) -> dict[str, Any]:
+        return self._details(self.shows, params, "tvshowid", "tvshowdetails")
+
+    def rpc_VideoLibrary_GetEpisodeDetails(self, params: Any) -> dict[str, Any]:
+        return self._details(self.episodes, params, "episodeid", "episodedetails")
+
+    def rpc_VideoLibrary_GetSeasons(self, params: Any) -> dict[str, Any]:
+        show_id = params.get("tvshowid")
+        show = self.shows.get(show_id)
+        rows = []
+        if show is not None:
+            wanted = params.get("properties") or []
+            for (folder, number), art in sorted(self.season_art.items()):
+                if folder != show:
+                    continue
+                row: dict[str, Any] = {"seasonid": show_id * 1000 + number,
+                                       "label": f"Season {number}"}
+                if "season" in wanted:
+                    row["season"] = number
+                if "art" in wanted:
+                    row["art"] = dict(art, **{f"tvshow.{k}": v for k, v in
+                                              (self.meta_of(show) or KodiMeta("", {})).art
+                                              .items()})
+                rows.append(row)
+        page, limits = self._page(rows, params)
+        return {"limits": limits, "seasons": list(page)}
+
+    def rpc_Textures_GetTextures(self, params: Any) -> dict[str, Any]:
+        rows = sorted(self.textures.values(), key=lambda t: t.textureid)
+        flt = params.get("filter")
+        if isinstance(flt, dict):
+            if flt.get("field") != "url" or flt.get("operator") != "is":
+                raise _InvalidParams("filter", "only url/is is modelled by the fake")
+            rows = [t for t in rows if t.url == flt.get("value")]
+        wanted = params.get("properties") or []
+        return {"textures": [{"textureid": t.textureid,
+                              **{p: getattr(t, p) for p in wanted if hasattr(t, p)}}
+                             for t in rows]}
+
+    def rpc_Textures_RemoveTexture(self, params: Any) -> str:
+        texture_id = params.get("textureid")
+        url = next((u for u, t in self.textures.items() if t.textureid == texture_id), None)
+        if url is None:  # measured: an unknown id is -32602, not "OK"
+            raise _InvalidParams("textureid", f"Value {texture_id} is not a known texture")
+        del self.textures[url]
+        self.removed_textures.append(url)
+        return "OK"
 
     def _remove(self, table: dict[int, Any], params: Any, field_name: str) -> str:
         entry = table.pop(params.get(field_name), None)

@@ -225,6 +225,12 @@ class MetarrDB:
                            movie_id)[0].rsplit("/", 1)[0]
         self.add_asset("image", "movie", movie_id, f"{folder}/fanart.jpg", when, iso=True)
 
+    def retitle(self, table: str, row_id: int, title: str) -> None:
+        """Metarr's title of an item changed (the title it writes into the NFO it
+        publishes); the NFO itself and the publish stamp are the caller's to write."""
+        assert table in _TABLES
+        self._exec(f"UPDATE {table} SET title = ? WHERE id = ?", (title, row_id))
+
     def touch(self, table: str, row_id: int, when: datetime | None = None) -> None:
         assert table in _TABLES
         when = when or datetime.now(UTC)

@@ -12,6 +12,11 @@ to behave through files in $RECORDER_DIR (so a test can change it between runs):
   scans run in the background); without it, deliveries are verified in the same run.
 - `<player>.samples`: the player's own item paths, one a line (sample_paths(), for
   `mappings detect`); `<player>.samples_fail` holds an error kind sample_paths raises.
+- `<player>.art`: the items it updates have artwork it caches, like Kodi: each delivered
+  item's art URL `art:<path>` is in `cached_art` (for the other members of a shared
+  library), and drop_cached_art() logs what it is asked to drop (op "drop_art"), failing
+  like probe() with `<player>.fail`; `<player>.art_reject`: items whose path contains this
+  text keep their cached art (outcome "retry").
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ class RecorderPlayer(base.Player):
                 outcomes.append(base.Outcome(target.key, "failed", "rejected by recorder"))
             else:
                 outcomes.append(base.Outcome(target.key, "synced"))
+                if self._file("art").exists() and not target.item.removed:
+                    self.cached_art[target.key] = [f"art:{target.path}"]
         self.requests += 1
         if not self.dry_run:
             self._log(op="apply", targets=[
@@ -106,6 +113,23 @@ class RecorderPlayer(base.Player):
         return [base.Outcome(t.key, "unverified", f"recorder has no item at {t.path}")
                 if needle and needle in t.path else base.Outcome(t.key, "synced")
                 for t in targets]
+
+    def drop_cached_art(self, art):
+        self.requests += 1
+        fail = self._file("fail")
+        if fail.exists():
+            kind = fail.read_text().strip()
+            self._log(op="drop_art", failed=kind)
+            raise self.ERRORS[kind](f"recorder told to fail: {kind}")
+        for urls in art.values():
+            self.commands.extend(f"drop {url}" for url in urls)
+        if not self.dry_run:
+            self._log(op="drop_art", art=dict(art))
+        reject = self._file("art_reject")
+        needle = reject.read_text().strip() if reject.exists() else None
+        return [base.Outcome(key, "retry", "recorder kept its cached art")
+                if needle and any(needle in url for url in urls) else
+                base.Outcome(key, "synced") for key, urls in art.items()]
 
     def notify(self, title, message):
         self._log(op="notify", title=title, message=message)
