@@ -28,7 +28,7 @@ from pathlib import Path
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
-from metarr_sync.plan import build_plan
+from metarr_sync.plan import Target, build_plan
 from metarr_sync.players.base import (
     STOP,
     AuthFailed,
@@ -442,13 +442,17 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                 for batch in plan.batches:
                     STOP.check()  # between batches: everything before is committed
                     batch_items = [t.item for t in batch]
-                    outcomes = adapter.apply(batch)
+                    try:
+                        outcomes = _judged(batch, adapter.apply(batch), verifying)
+                    except PlayerError as exc:
+                        # What the player settled before failing is recorded as such
+                        # (sent without an answer: verified before it is sent again).
+                        settled = _judged(batch, exc.settled, verifying)
+                        keys = {o.item_key for o in settled}
+                        recorder.save([i for i in batch_items if i.key in keys], settled)
+                        answered.update(keys)
+                        raise
                     if verifying:
-                        # A 200/"OK" does not prove the player took the item: keep it
-                        # queued as sent until verify() has seen it there.
-                        updates = {t.key for t in batch if not t.item.removed}
-                        outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
-                                    and o.item_key in updates else o for o in outcomes]
                         sent = {o.item_key for o in outcomes if o.result == "sent"}
                         delivered += [i for i in batch_items if i.key in sent]
                     recorder.save(batch_items, outcomes)
@@ -490,6 +494,27 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             adapter.close()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         state.close()
+
+
+def _judged(batch: Sequence[Target], outcomes: Sequence[Outcome], verifying: bool
+            ) -> list[Outcome]:
+    """An adapter's outcomes as the queue keeps them.
+
+    Verifying, a 200/"OK" does not prove the player took an update: it stays queued as
+    `sent` until verify() has seen it there; an item sent without an answer (`sent` from
+    the adapter: the player may have carried it out) is likewise looked up before it is
+    sent again. Not verifying (`verify = false`, --no-verify), nobody would look: such an
+    item is tried again (`retry`).
+    """
+    updates = {t.key for t in batch if not t.item.removed}
+    judged = []
+    for outcome in outcomes:
+        if outcome.result == "synced" and verifying and outcome.item_key in updates:
+            outcome = Outcome(outcome.item_key, "sent")
+        elif outcome.result == "sent" and not verifying:
+            outcome = Outcome(outcome.item_key, "retry", outcome.error)
+        judged.append(outcome)
+    return judged
 
 
 def _verify(adapter: Player, player: PlayerConfig, items: list[Item],

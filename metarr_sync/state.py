@@ -434,12 +434,14 @@ class State:
                 if outcome.result in ("synced", "verified"):
                     continue
                 if outcome.result == "sent":
-                    # Delivered: counts as one delivery, waits in the queue to be verified.
+                    # Delivered: counts as one delivery, waits in the queue to be verified
+                    # (its error says so when the player did not answer in time).
                     self.conn.execute(
                         "UPDATE sync_queue SET status = 'sent', attempts = attempts + 1, "
-                        "last_error = NULL, updated_at = ? WHERE player = ? AND item_key = ? "
+                        "last_error = ?, updated_at = ? WHERE player = ? AND item_key = ? "
                         "AND stamp = ? AND removed = ?",
-                        (stamp_now, player, item.key, item.stamp, int(item.removed)))
+                        (outcome.error, stamp_now, player, item.key, item.stamp,
+                         int(item.removed)))
                     continue
                 if outcome.result == "unverified":
                     # Its delivery was counted when it was sent.

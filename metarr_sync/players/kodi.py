@@ -17,6 +17,12 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
   a scan sent while another runs.
+- Kodi answers a batch of refreshes only after carrying them out (measured: 120
+  RefreshMovie calls 7.7-9.4 s on tiny local files; a box reading NFOs over SMB is many
+  times slower). So the engine's batch of targets (`[sync] batch_size`, one transaction
+  in the state) is sent as JSON-RPC batches of at most that many calls, each sized from
+  the answer times measured so far in the run (batching.BatchSizer) so that none comes
+  near the request timeout.
 - Neither scans, refreshes, cleans nor removals may reach Kodi twice; the JSON-RPC client
   (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
 """
@@ -41,10 +47,13 @@ from metarr_sync.plan import (
 from metarr_sync.players.base import (
     Outcome,
     Player,
+    PlayerError,
     ProbeResult,
     ProbeStep,
     ProtocolError,
 )
+from metarr_sync.players.batching import BatchSizer
+from metarr_sync.players.http import MaybeReceived
 from metarr_sync.players.kodi_rpc import KodiClient, KodiRejected, Row, listed_ids, listed_rows
 
 #: Longest time verify() looks again for items Kodi's background job has not added yet.
@@ -134,6 +143,8 @@ class KodiPlayer(Player):
         self.scanned: dict[str, bool] = {}
         #: Parent folder -> its entries as Kodi listed them in this run (or why not).
         self.parents: dict[str, set[str] | KodiRejected] = {}
+        #: Calls per JSON-RPC batch of refreshes and removals, learnt over the run.
+        self.sizer = BatchSizer(sync.timeout, max(1, sync.batch_size))
 
     @property
     def where(self) -> str:
@@ -321,12 +332,23 @@ class KodiPlayer(Player):
 
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         """Deliver a batch: look-ups in one or two round trips, then every removal and
-        refresh in one POST (removals first), then cleans and scans one at a time.
+        refresh in as few POSTs as the measured pace allows (removals first), then cleans
+        and scans one at a time.
 
         Ids are planned from one state of the listings and dropped as each planned call
-        makes them stale, exactly as if the calls were sent one by one.
+        makes them stale, exactly as if the calls were sent one by one. When Kodi fails
+        midway, what was settled before (answered, or sent without an answer: `sent`)
+        travels with the error (PlayerError.settled) for the engine to record.
         """
         outcomes: dict[str, Outcome] = {}
+        try:
+            self._deliver(batch, outcomes)
+        except PlayerError as exc:
+            exc.settled = list(outcomes.values())
+            raise
+        return [outcomes[t.key] for t in batch]
+
+    def _deliver(self, batch: Sequence[Target], outcomes: dict[str, Outcome]) -> None:
         self._look_up([t for t in batch if not t.item.removed or self.sync.clean_deleted])
         changes: list[tuple[Target, str, dict[str, Any]]] = []
         cleans: list[Target] = []
@@ -358,27 +380,44 @@ class KodiPlayer(Player):
             method, field = _REFRESH[target.item.kind]
             changes.append((target, method, {field: kodi_id, "ignorenfo": False}))
             self._forget(target, removed=False)
-        outcomes.update(self._change(changes))
+        self._change(changes, outcomes)
         for target in cleans:
-            outcomes[target.key] = self._clean(target)
+            outcomes[target.key] = self._clean(target, outcomes)
         self._trim()
-        outcomes.update(self._scan(to_scan))
-        return [outcomes[t.key] for t in batch]
+        self._scan(to_scan, outcomes)
 
-    def _change(self, changes: Sequence[tuple[Target, str, dict[str, Any]]]
-                ) -> dict[str, Outcome]:
-        """Send removals and refreshes, [sync] batch_size calls per POST: Kodi's refusal of
-        one call fails that item only."""
-        outcomes: dict[str, Outcome] = {}
-        size = max(1, self.sync.batch_size)
-        for at in range(0, len(changes), size):
-            chunk = changes[at:at + size]
-            answers = self.kodi.call_many([(method, params) for _, method, params in chunk],
-                                          mutating=True)
+    @staticmethod
+    def _sent(targets: Iterable[Target], exc: MaybeReceived,
+              outcomes: dict[str, Outcome]) -> MaybeReceived:
+        """Kodi may be carrying out what it was sent for these targets: they are `sent`,
+        to be looked up before anything is sent for them again."""
+        for target in targets:
+            outcomes[target.key] = Outcome(target.key, "sent", exc.message)
+        return exc
+
+    def _change(self, changes: Sequence[tuple[Target, str, dict[str, Any]]],
+                outcomes: dict[str, Outcome]) -> None:
+        """Send removals and refreshes in JSON-RPC batches sized by self.sizer (at most
+        [sync] batch_size calls each); Kodi's refusal of one call fails that item only.
+
+        Each batch's answer time (Kodi answers after carrying the calls out) sizes the
+        next one. A batch not answered in time is not sent again: its items are `sent`.
+        """
+        at = 0
+        while at < len(changes):
+            chunk = changes[at:at + self.sizer.size]
+            started = self.kodi.clock()
+            try:
+                answers = self.kodi.call_many(
+                    [(method, params) for _, method, params in chunk], mutating=True)
+            except MaybeReceived as exc:
+                raise self._sent((target for target, _, _ in chunk), exc, outcomes) from None
+            if not self.dry_run:
+                self.sizer.measured(len(chunk), self.kodi.clock() - started)
             for (target, _, _), answer in zip(chunk, answers, strict=True):
                 outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
                     if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
-        return outcomes
+            at += len(chunk)
 
     def _left_behind(self, target: Target) -> bool:
         """A removed movie not at its exact path (renamed since?) of which Kodi still
@@ -389,7 +428,7 @@ class KodiPlayer(Player):
         folder = with_trailing(target.folder, target.style)
         return any(file.startswith(folder) for file in self._movies())
 
-    def _clean(self, target: Target) -> Outcome:
+    def _clean(self, target: Target, outcomes: dict[str, Outcome]) -> Outcome:
         self.kodi.wait_idle()
         try:
             self.kodi.call("VideoLibrary.Clean",
@@ -398,6 +437,8 @@ class KodiPlayer(Player):
                            mutating=True)
         except KodiRejected as exc:
             return Outcome(target.key, "failed", exc.message)
+        except MaybeReceived as exc:
+            raise self._sent([target], exc, outcomes) from None
         self.library.forget_movies()
         return Outcome(target.key, "synced")
 
@@ -409,8 +450,7 @@ class KodiPlayer(Player):
             return target.series_folder
         return target.folder
 
-    def _scan(self, targets: Iterable[Target]) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
+    def _scan(self, targets: Iterable[Target], outcomes: dict[str, Outcome]) -> None:
         wanted: dict[str, list[Target]] = {}
         for target in targets:
             folder = self._scan_folder(target)
@@ -462,13 +502,14 @@ class KodiPlayer(Player):
                 for t in members:
                     outcomes[t.key] = Outcome(t.key, "failed", exc.message)
                 continue
+            except MaybeReceived as exc:
+                raise self._sent(members, exc, outcomes) from None
             # Kodi's listings stay valid: a scan only adds items (found again below
             # self.scanned), it never renumbers the ones listed.
             seen = self.scanned[folder] = folder in listing
             for t in members:
                 outcomes[t.key] = Outcome(t.key, "synced") if seen else \
                     self._unseen(t, folder)
-        return outcomes
 
     def _unseen(self, target: Target, folder: str) -> Outcome:
         style = target.style
