@@ -137,6 +137,7 @@ class PlayerConfig:
     max_trash_items: int = 10  # plex: refuse emptyTrash above this many missing items
     verify: bool = True  # check on the player that delivered items really landed
     concurrency: int = 4  # jellyfin/emby/plex: item refreshes in flight at once
+    scan_timeout: float = 600.0  # kodi: longest wait for its scanner to go idle (seconds)
     # Resolved secret values, filled by load_config(resolve_secrets=True).
     password_value: str | None = field(default=None, repr=False)
     token_value: str | None = field(default=None, repr=False)
@@ -229,7 +230,7 @@ _PLAYER_COMMON = (
     "verify_tls", "ca_bundle", "mappings", "verify",
 )
 _PLAYER_SPECIFIC: dict[str, tuple[str, ...]] = {
-    "kodi": (),
+    "kodi": ("scan_timeout",),
     "jellyfin": ("refresh_mode", "concurrency"),
     "emby": ("refresh_mode", "concurrency"),
     "plex": ("analyze", "scan_delay", "max_trash_items", "concurrency"),
@@ -420,6 +421,12 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
             problems.append(f"{where}.scan_delay: must be at most {MAX_TIMEOUT} seconds, "
                             f"not {raw['scan_delay']:g}")
         player.scan_delay = float(raw["scan_delay"])
+    if "scan_timeout" in raw and _check_type(raw["scan_timeout"], (int, float),
+                                             f"{where}.scan_timeout", problems):
+        if not 0 < raw["scan_timeout"] <= MAX_TIMEOUT:  # also refuses nan and inf
+            problems.append(f"{where}.scan_timeout: must be a positive number of seconds, "
+                            f"at most {MAX_TIMEOUT}, not {raw['scan_timeout']:g}")
+        player.scan_timeout = float(raw["scan_timeout"])
     if "max_trash_items" in raw and _check_type(raw["max_trash_items"], int,
                                                 f"{where}.max_trash_items", problems):
         if raw["max_trash_items"] < 0:

@@ -162,3 +162,24 @@ def test_save_refuses_an_invalid_document_and_keeps_the_old_file(tmp_path):
     with pytest.raises(ConfigError):
         save_config(config)
     assert path.read_bytes() == before
+
+
+def test_kodis_scan_timeout_is_its_own_limit_ten_minutes_unless_set(tmp_path):
+    path = write(tmp_path, """
+[sync]
+timeout = 20
+[players.lounge]
+type = "kodi"
+url = "http://127.0.0.1:8080"
+scan_timeout = 1800
+[players.bedroom]
+type = "kodi"
+url = "http://127.0.0.1:8081"
+""")
+    config = load_config(path)
+    assert config.players["lounge"].scan_timeout == 1800.0
+    assert config.players["bedroom"].scan_timeout == 600.0
+    assert config.sync.timeout == 20.0
+    save_config(config)
+    assert "scan_timeout = 1800.0" in path.read_text()
+    assert load_config(path).players["lounge"].scan_timeout == 1800.0

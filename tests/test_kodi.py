@@ -214,9 +214,10 @@ def kodi(rsps) -> FakeKodi:
 
 
 def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
-                url: str = URL, timeout: float = 5, **sync: Any) -> KodiPlayer:
+                url: str = URL, timeout: float = 5, scan_timeout: float = 600,
+                **sync: Any) -> KodiPlayer:
     config = PlayerConfig(name="lounge", type="kodi", url=url, username="kodi",
-                          password_value=PASSWORD,
+                          password_value=PASSWORD, scan_timeout=scan_timeout,
                           mappings=SMB if mappings is None else mappings)
     player = KodiPlayer(config, SyncConfig(**{"timeout": timeout, "retry_attempts": 0,
                                               **sync}), dry_run=dry_run)
@@ -454,15 +455,30 @@ def test_scan_waits_until_kodi_stops_scanning(kodi):
     assert slept == [0.05, 0.1, 0.2]
 
 
-def test_scan_gives_up_after_the_timeout_and_sends_no_scan(kodi):
+def test_scan_gives_up_after_scan_timeout_and_sends_no_scan(kodi):
     kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
     kodi.scanning = [True] * 1000
-    player = make_player(timeout=3)
+    player = make_player(timeout=3, scan_timeout=40)
     with pytest.raises(PlayerTimeout) as caught:
         player.apply(targets([movie("Heat (1995)")]))
-    assert "still scanning its video library after 3 s" in caught.value.message
+    assert caught.value.message == (
+        f"Kodi at {URL} was still scanning its video library after 40 s (scan_timeout): a "
+        "big new show or Kodi's start-up scan may still be running; the remaining updates "
+        "stay queued for the next run")
     assert "VideoLibrary.Scan" not in kodi.methods
-    assert 2.0 <= player.kodi.clock() <= 3.0
+    assert 39.0 <= player.kodi.clock() <= 40.0
+
+
+def test_the_wait_for_the_scanner_outlasts_the_request_timeout(kodi):
+    # Kodi's start-up scan keeps it busy for a minute (polled about once a second): far
+    # beyond the 3 s request timeout, well within the default scan_timeout of 10 minutes.
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    kodi.scanning = [True] * 65
+    player = make_player(timeout=3)
+    outcomes = player.apply(targets([movie("Heat (1995)")]))
+    assert [o.result for o in outcomes] == ["synced"]
+    assert kodi.methods[-1] == "VideoLibrary.Scan"
+    assert 60.0 <= player.kodi.clock() <= 70.0
 
 
 def test_folders_are_scanned_one_at_a_time_each_after_waiting(kodi):

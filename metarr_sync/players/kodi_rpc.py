@@ -9,7 +9,8 @@ a real Kodi 20.1:
   without one (a notification) but never answers it.
 - Kodi does not queue scans or cleans: one sent while another runs stops the running one
   and drops itself. So they are never batched, and wait_idle() polls
-  `Library.IsScanningVideo` before each.
+  `Library.IsScanningVideo` before each, for up to the player's `scan_timeout`: a big new
+  show, or the scan Kodi runs at start-up, keeps it busy for minutes.
 - A batch is answered only once Kodi has carried out every call in it: 120 RefreshMovie
   calls (tiny local files) were answered after 7.7-9.4 s, 10 after 0.87 s, 1 after 0.01 s.
   Other requests, on other connections, are answered at once meanwhile (Ping,
@@ -302,12 +303,15 @@ class KodiClient:
         """Wait until Kodi's video library is neither scanning nor cleaning.
 
         Kodi does not queue scans: one sent now would stop the running scan and drop
-        itself. Bounded by the player timeout; past it the player fails for this run and
-        its remaining work stays queued.
+        itself. Bounded by the player's `scan_timeout` (each poll by the request
+        `timeout`): a scan of a big new show or Kodi's own start-up scan outlasts a
+        request timeout. Past it the player fails for this run (a PlayerTimeout saying
+        so) and its remaining work stays queued, counted as a failed attempt.
         """
         if self.dry_run:
             return  # nothing is sent, so nothing can collide
-        deadline = self.clock() + self.sync.timeout
+        limit = self.config.scan_timeout
+        deadline = self.clock() + limit
         delay = 0.05
         while True:
             result = self.call("XBMC.GetInfoBooleans",
@@ -320,8 +324,8 @@ class KodiClient:
             if self.clock() + delay > deadline:
                 raise PlayerTimeout(
                     f"Kodi at {self.where} was still scanning its video library after "
-                    f"{self.sync.timeout:g} s; the remaining updates stay queued for the "
-                    "next run")
+                    f"{limit:g} s (scan_timeout): a big new show or Kodi's start-up scan may "
+                    "still be running; the remaining updates stay queued for the next run")
             self.sleep(delay)
             delay = min(delay * 2, 1.0)
 
