@@ -164,6 +164,7 @@ class SyncConfig:
     batch_size: int = 100
     timeout: float = 30.0
     retry_attempts: int = 3
+    max_attempts: int = 5
     skip_active: bool = True
     initial_lookback: str = "24h"
 
@@ -215,6 +216,7 @@ _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "batch_size": int,
     "timeout": (int, float),
     "retry_attempts": int,
+    "max_attempts": int,
     "skip_active": bool,
     "initial_lookback": str,
     # Accepted for compatibility with Metarr's design; schedules live in cron/systemd.
@@ -499,6 +501,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                         f"not {s.timeout:g}")
     if s.retry_attempts < 0:
         problems.append(f"sync.retry_attempts: must not be negative, not {s.retry_attempts}")
+    if s.max_attempts < 1:
+        problems.append(f"sync.max_attempts: must be at least 1 (runs in a row an item may "
+                        f"fail before it waits for a person), not {s.max_attempts}")
     if not LOOKBACK_RE.match(s.initial_lookback.strip().lower()):
         problems.append(
             f"sync.initial_lookback: {s.initial_lookback!r} is not a duration like "

@@ -411,7 +411,8 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         from metarr_sync.players import adapter_class
 
         adapter = adapter_class(player.type)(player, ctx.config.sync, dry_run=dry_run)
-        recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result)
+        recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result,
+                             ctx.config.sync.max_attempts)
         pending = list(items)
         answered: set[str] = set()  # keys of targets whose batch the adapter answered
         try:
@@ -548,9 +549,10 @@ class _Recorder:
     """Counts outcomes into the player's result and commits them (not under --dry-run)."""
 
     def __init__(self, state: State, player: str, also: Sequence[str], run_id: int | None,
-                 dry_run: bool, result: PlayerResult):
+                 dry_run: bool, result: PlayerResult, max_attempts: int | None = None):
         self.state, self.player, self.also = state, player, also
         self.run_id, self.dry_run, self.result = run_id, dry_run, result
+        self.max_attempts = max_attempts
         self.seen: dict[str, str] = {}
 
     def save(self, items: Sequence[Item], outcomes: Sequence[Outcome]) -> None:
@@ -570,7 +572,7 @@ class _Recorder:
             self._count(outcome.result, 1)
         if self.dry_run:
             return
-        self.state.record(self.player, items, outcomes, self.run_id)
+        self.state.record(self.player, items, outcomes, self.run_id, self.max_attempts)
         # Members of a shared library got the update through this player: for them it is
         # delivered (verification stays with the member that did the work).
         shared = [Outcome(o.item_key, "synced") for o in outcomes

@@ -407,8 +407,14 @@ class State:
         return counts
 
     def record(self, player: str, items: Sequence[Item], outcomes: Iterable[Outcome],
-               run_id: int | None) -> None:
-        """Store what became of a batch, in one transaction."""
+               run_id: int | None, max_attempts: int | None = None) -> None:
+        """Store what became of a batch, in one transaction.
+
+        An item to try again (`retry`) stays pending with one more attempt counted; once
+        it has failed `max_attempts` runs in a row (None: no limit) it is `failed`, with
+        its cause, for a person: a player that never answers must not keep it pending
+        for ever. `queue retry` (retry_failed) brings it back with the count reset.
+        """
         by_key = {i.key: i for i in items}
         stamp_now = now_stamp()
         with self.transaction():
@@ -453,6 +459,15 @@ class State:
                 status = {"failed": "failed", "deferred": "deferred"}.get(outcome.result,
                                                                          "pending")
                 tried = 0 if outcome.result == "deferred" else 1
+                error = outcome.error
+                if status == "pending" and max_attempts:
+                    row = self.conn.execute(
+                        "SELECT attempts FROM sync_queue WHERE player = ? AND item_key = ?",
+                        (player, item.key)).fetchone()
+                    runs = (row[0] if row else 0) + tried
+                    if runs >= max_attempts:
+                        # The last allowed attempt failed: for a person, with its cause.
+                        status, error = "failed", gave_up(error, runs)
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
                 marks = ", ".join("?" for _ in _ITEM_COLUMNS)
@@ -462,7 +477,7 @@ class State:
                     "?, ?, ?) ON CONFLICT(player, item_key) DO UPDATE SET "
                     "status = excluded.status, attempts = attempts + ?, "
                     "last_error = excluded.last_error, updated_at = excluded.updated_at",
-                    (*item_row(item), player, status, tried, outcome.error, stamp_now,
+                    (*item_row(item), player, status, tried, error, stamp_now,
                      stamp_now, tried))
 
     def retry_failed(self, player: str | None = None,
@@ -640,6 +655,13 @@ class State:
             if r[0] in metrics.by_player:
                 metrics.by_player[r[0]].last_result = r[1]
         return metrics
+
+
+def gave_up(error: str | None, runs: int) -> str:
+    """The cause of an item that failed `runs` runs in a row, given up on until a person
+    looks ([sync] max_attempts)."""
+    return (f"{error or 'not delivered'} (failed {runs} runs in a row: given up until a "
+            "person runs `metarr-sync queue retry`)")
 
 
 # Statuses of queue entries still to be delivered (`sent` ones wait for verification).

@@ -183,3 +183,14 @@ url = "http://127.0.0.1:8081"
     save_config(config)
     assert "scan_timeout = 1800.0" in path.read_text()
     assert load_config(path).players["lounge"].scan_timeout == 1800.0
+
+
+def test_max_attempts_defaults_to_five_and_must_be_at_least_one(tmp_path):
+    assert load_config(write(tmp_path, "")).sync.max_attempts == 5
+    assert load_config(write(tmp_path, "[sync]\nmax_attempts = 1\n")).sync.max_attempts == 1
+    path = write(tmp_path, "[sync]\nmax_attempts = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}: sync.max_attempts: must be at least 1 (runs in a row an item may fail "
+        "before it waits for a person), not 0"]
