@@ -302,3 +302,71 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
                         not in (None, expected[files[0]]), "the refreshed movie's new id")
     finally:
         player.close()
+
+
+def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, tmp_path):
+    """Kodi answers a batch of refreshes only after carrying them out. With a timeout a
+    batch of 120 would outlast (measured on this Kodi first), the run sizes its batches
+    from Kodi's answer times: it completes without a timeout, every movie is refreshed
+    exactly once (what went over the wire, through a recording proxy), and Kodi shows
+    every new title."""
+    import time
+
+    cli, db, kodi = setup
+    count = 120
+    shelf = kodi.movies / "Shelf"
+    files = [str(kodi.write_movie(shelf / f"Shelf {n:03d} (2000)", f"Shelf {n:03d} (2000).mkv",
+                                  f"Shelf {n:03d}", 2000, f"tt8{n:06d}")) for n in range(count)]
+    # Kodi has them already: one scan of their common folder (set-up, not the tool).
+    while kodi.scanning():
+        time.sleep(0.05)
+    kodi.rpc("Files.GetDirectory", {"directory": f"{kodi.movies}/"})
+    kodi.rpc("VideoLibrary.Scan", {"directory": f"{shelf}/", "showdialogs": False})
+    kodi.wait_until(lambda: set(files) <= set(kodi.movies_by_file()), "the 120 movies", 60)
+    while kodi.scanning():
+        time.sleep(0.05)
+
+    def refresh_all(ids: list[int]) -> float:
+        """Seconds Kodi takes to answer one batch refreshing these movies."""
+        batch = [{"jsonrpc": "2.0", "id": n + 1, "method": "VideoLibrary.RefreshMovie",
+                  "params": {"movieid": movie_id, "ignorenfo": False}}
+                 for n, movie_id in enumerate(ids)]
+        started = time.monotonic()
+        answer = kodi.session.post(f"{kodi.url}/jsonrpc", json=batch, timeout=300)
+        took = time.monotonic() - started
+        assert [a.get("result") for a in answer.json()] == ["OK"] * len(ids)
+        return took
+
+    # This Kodi's pace, from a batch of 20: the timeout is a third of what 120 would take.
+    movies = kodi.movies_by_file()
+    per_call = refresh_all([movies[f]["movieid"] for f in files[:20]]) / 20
+    timeout = max(1.0, round(per_call * count / 3, 1))
+
+    # Metarr republishes every movie with a new title.
+    for n in range(count):
+        kodi.write_movie(shelf / f"Shelf {n:03d} (2000)", f"Shelf {n:03d} (2000).mkv",
+                         f"Shelf {n:03d} (Restored)", 2000, f"tt8{n:06d}")
+        db.add_movie(f"Shelf {n:03d}", 2000, folder=f"{db.movies_root}/Shelf/Shelf {n:03d} (2000)")
+    small = CONFIG.replace("timeout = 15", f"timeout = {timeout}")
+    with RecordingProxy(kodi.url) as proxy:
+        cli.write_config(small.format(db=db.path, url=proxy.url, user=kodi.username,
+                                      movies=kodi.movies, tv=kodi.tv))
+        code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    (row,) = report["players"]
+    assert (row["status"], row["synced"], row["verified"], row["error"]) == (
+        "synced", count, count, None), explain(cli, report)
+    # Over the wire: 120 refreshes, one per movie, none sent again, in batches sized to
+    # Kodi's pace (a few calls first, never all 120 at once).
+    posts = proxy.posts_with("VideoLibrary.RefreshMovie")
+    refreshed = [c["params"]["movieid"] for post in posts for c in post
+                 if c["method"] == "VideoLibrary.RefreshMovie"]
+    assert len(refreshed) == len(set(refreshed)) == count
+    assert len(posts[0]) == 5 and max(len(p) for p in posts) < count
+    assert row["requests"] == len(proxy.bodies)
+    kodi.wait_until(lambda: all(kodi.movies_by_file()[f]["title"].endswith("(Restored)")
+                                for f in files), "the 120 new titles")
+
+    # The premise: one batch of all 120, as every run sent before, outlasts that timeout.
+    movies = kodi.movies_by_file()
+    assert refresh_all([movies[f]["movieid"] for f in files]) > timeout
