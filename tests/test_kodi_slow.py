@@ -1,7 +1,7 @@
 """Slow Kodi boxes, with the installed `metarr-sync run` against the fake Kodi.
 
-Kodi answers a JSON-RPC batch of refreshes only after carrying it out (measured: 120
-RefreshMovie calls answered after 7.7-9.4 s on tiny local files). The fake does the same
+Kodi answers a JSON-RPC batch of refreshes only after working through it (measured: 120
+RefreshMovie calls answered after 7.3-10 s on tiny local files). The fake does the same
 (`refresh_seconds` per refresh): a hundred movies at 50 ms a refresh is 5 s of work, five
 times the 1 s timeout of these tests, so a batch of 100 — what every run sent before —
 times out, and a run that resent it would refresh movies twice. The run now sizes its

@@ -1,11 +1,11 @@
 """How many calls go into one request to a player that answers only after the work.
 
-Kodi answers a JSON-RPC batch of refreshes only once it has carried out every call in it,
-so a batch's answer time grows with its size and with the box: measured on Kodi 20.1 with
-tiny local files, 1 RefreshMovie was answered in 0.01 s, 10 in 0.87 s, 40 in 3.4 s, 120 in
-7.7-9.4 s (65-90 ms a call); a box reading NFO files over SMB is many times slower. A
-fixed batch of 100 then outlasts the request timeout on a slow box, and a batch that timed
-out cannot be sent again (Kodi is still carrying it out).
+Kodi answers a JSON-RPC batch of refreshes only once it has worked through every call in
+it, so a batch's answer time grows with its size and with the box: measured on Kodi 20.1
+with tiny local files, 1 RefreshMovie was answered in 0.01 s, 10 in 0.6-0.9 s, 40 in
+2.8-4.0 s, 120 in 7.3-10 s (60-100 ms a call); a box reading NFO files over SMB is many
+times slower. A fixed batch of 100 then outlasts the request timeout on a slow box, and a
+batch that timed out cannot be sent again (Kodi goes on with it).
 
 BatchSizer chooses each batch's size from the answer times it measured: it starts small,
 grows while answers come back well inside the budget (a quarter of the request timeout),

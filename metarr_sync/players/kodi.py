@@ -17,8 +17,8 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
   a scan sent while another runs.
-- Kodi answers a batch of refreshes only after carrying them out (measured: 120
-  RefreshMovie calls 7.7-9.4 s on tiny local files; a box reading NFOs over SMB is many
+- Kodi answers a batch of refreshes only after working through them (measured: 120
+  RefreshMovie calls 7.3-10 s on tiny local files; a box reading NFOs over SMB is many
   times slower). So the engine's batch of targets (`[sync] batch_size`, one transaction
   in the state) is sent as JSON-RPC batches of at most that many calls, each sized from
   the answer times measured so far in the run (batching.BatchSizer) so that none comes
@@ -400,8 +400,8 @@ class KodiPlayer(Player):
         """Send removals and refreshes in JSON-RPC batches sized by self.sizer (at most
         [sync] batch_size calls each); Kodi's refusal of one call fails that item only.
 
-        Each batch's answer time (Kodi answers after carrying the calls out) sizes the
-        next one. A batch not answered in time is not sent again: its items are `sent`.
+        Each batch's answer time (Kodi answers after working through the calls) sizes
+        the next one. A batch not answered in time is not sent again: its items are `sent`.
         """
         at = 0
         while at < len(changes):

@@ -11,13 +11,18 @@ a real Kodi 20.1:
   and drops itself. So they are never batched, and wait_idle() polls
   `Library.IsScanningVideo` before each, for up to the player's `scan_timeout`: a big new
   show, or the scan Kodi runs at start-up, keeps it busy for minutes.
-- A batch is answered only once Kodi has carried out every call in it: 120 RefreshMovie
-  calls (tiny local files) were answered after 7.7-9.4 s, 10 after 0.87 s, 1 after 0.01 s.
-  Other requests, on other connections, are answered at once meanwhile (Ping,
-  GetInfoBooleans and GetMovies in 0.01 s during such a batch). A client that stops
+- A batch is answered only once Kodi has worked through every call in it: 120
+  RefreshMovie calls (tiny local files) were answered after 7.3-10 s, 10 after 0.6-0.9 s,
+  1 after 0.01 s. Other requests, on other connections, are answered meanwhile (Ping,
+  GetInfoBooleans, GetMovies in 0.01-0.6 s during such a batch). A client that stops
   waiting does not stop Kodi: after a client gave up on a batch of 120 refreshes after
-  1 s, Kodi still re-read all 120 NFO files (10.5 s later). So how many changes go into one
-  batch is measured, not fixed (batching.BatchSizer, used by KodiPlayer).
+  1 s, Kodi still re-read all 120 NFO files (10.4-14.9 s later). So how many changes go
+  into one batch is measured, not fixed (batching.BatchSizer, used by KodiPlayer).
+  The refreshes themselves run in Kodi's library queue: usually done when the answer
+  comes (all 120 new NFO titles listed right after it), but not always (right after a
+  batch of 20 was answered, up to 6 of its movies still had their old id, for 0.5 s; on a
+  loaded machine, 1 and 12 of 120 movies showed their new title only 20-80 s after the run
+  that refreshed them had ended).
 - Whole-library listings are paged with `limits` {start, end}; `limits.total` says how many
   rows there are, and each row is slimmed as it is parsed (a library can be 50,000 movies).
 

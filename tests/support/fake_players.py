@@ -36,7 +36,7 @@ endpoint is "batch(<its methods>)", so `match` and `count("VideoLibrary.RefreshM
 also find batches carrying that method), `calls()` the JSON-RPC calls in them.
 With `refresh_seconds`, Kodi works through a request's refreshes (RefreshMovie,
 RefreshEpisode, RefreshTVShow) before answering it, that long per refresh, one request at
-a time, as the real Kodi 20.1 did (120 refreshes answered after 7.7-9.4 s); a client that
+a time, as the real Kodi 20.1 did (120 refreshes answered after 7.3-10 s); a client that
 stops waiting does not stop it: the refreshes are carried out all the same. Other requests
 are answered meanwhile.
 """
