@@ -141,6 +141,7 @@ class PlayerConfig:
     max_trash_items: int = 10  # plex: refuse emptyTrash above this many missing items
     verify: bool = True  # check on the player that delivered items really landed
     concurrency: int = 4  # jellyfin/emby/plex: item refreshes in flight at once
+    scan_timeout: float = 600.0  # kodi: longest wait for its scanner to go idle (seconds)
     # Removal guard and mount safety; None: the [sync] value. Anchors add to [sync]'s.
     max_removals: int | None = None
     max_removal_percent: float | None = None
@@ -171,6 +172,7 @@ class SyncConfig:
     batch_size: int = 100
     timeout: float = 30.0
     retry_attempts: int = 3
+    max_attempts: int = 5
     skip_active: bool = True
     initial_lookback: str = "24h"
     #: More removals than this for one player in one run are held for a person.
@@ -228,6 +230,7 @@ _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "batch_size": int,
     "timeout": (int, float),
     "retry_attempts": int,
+    "max_attempts": int,
     "skip_active": bool,
     "initial_lookback": str,
     "max_removals": int,
@@ -248,7 +251,7 @@ _PLAYER_COMMON = (
     "anchors",
 )
 _PLAYER_SPECIFIC: dict[str, tuple[str, ...]] = {
-    "kodi": (),
+    "kodi": ("scan_timeout",),
     "jellyfin": ("refresh_mode", "concurrency"),
     "emby": ("refresh_mode", "concurrency"),
     "plex": ("analyze", "scan_delay", "max_trash_items", "concurrency"),
@@ -439,6 +442,12 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
             problems.append(f"{where}.scan_delay: must be at most {MAX_TIMEOUT} seconds, "
                             f"not {raw['scan_delay']:g}")
         player.scan_delay = float(raw["scan_delay"])
+    if "scan_timeout" in raw and _check_type(raw["scan_timeout"], (int, float),
+                                             f"{where}.scan_timeout", problems):
+        if not 0 < raw["scan_timeout"] <= MAX_TIMEOUT:  # also refuses nan and inf
+            problems.append(f"{where}.scan_timeout: must be a positive number of seconds, "
+                            f"at most {MAX_TIMEOUT}, not {raw['scan_timeout']:g}")
+        player.scan_timeout = float(raw["scan_timeout"])
     if "max_trash_items" in raw and _check_type(raw["max_trash_items"], int,
                                                 f"{where}.max_trash_items", problems):
         if raw["max_trash_items"] < 0:
@@ -552,6 +561,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                         f"not {s.timeout:g}")
     if s.retry_attempts < 0:
         problems.append(f"sync.retry_attempts: must not be negative, not {s.retry_attempts}")
+    if s.max_attempts < 1:
+        problems.append(f"sync.max_attempts: must be at least 1 (runs in a row an item may "
+                        f"fail before it waits for a person), not {s.max_attempts}")
     if not LOOKBACK_RE.match(s.initial_lookback.strip().lower()):
         problems.append(
             f"sync.initial_lookback: {s.initial_lookback!r} is not a duration like "

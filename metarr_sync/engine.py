@@ -30,7 +30,7 @@ from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.disk import Presence, Verdict, media_presence, missing_anchors
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
-from metarr_sync.plan import build_plan
+from metarr_sync.plan import Target, build_plan
 from metarr_sync.players.base import (
     STOP,
     AuthFailed,
@@ -540,7 +540,8 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
         from metarr_sync.players import adapter_class
 
         adapter = adapter_class(player.type)(player, ctx.config.sync, dry_run=dry_run)
-        recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result)
+        recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result,
+                             ctx.config.sync.max_attempts)
         pending = list(items)
         answered: set[str] = set()  # keys of targets whose batch the adapter answered
         try:
@@ -576,13 +577,17 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
                 for batch in plan.batches:
                     STOP.check()  # between batches: everything before is committed
                     batch_items = [t.item for t in batch]
-                    outcomes = adapter.apply(batch)
+                    try:
+                        outcomes = _judged(batch, adapter.apply(batch), verifying)
+                    except PlayerError as exc:
+                        # What the player settled before failing is recorded as such
+                        # (sent without an answer: verified before it is sent again).
+                        settled = _judged(batch, exc.settled, verifying)
+                        keys = {o.item_key for o in settled}
+                        recorder.save([i for i in batch_items if i.key in keys], settled)
+                        answered.update(keys)
+                        raise
                     if verifying:
-                        # A 200/"OK" does not prove the player took the item (or let
-                        # go of a removed one): keep it queued as sent until verify()
-                        # has looked.
-                        outcomes = [Outcome(o.item_key, "sent") if o.result == "synced"
-                                    else o for o in outcomes]
                         sent = {o.item_key for o in outcomes if o.result == "sent"}
                         delivered += [i for i in batch_items if i.key in sent]
                     recorder.save(batch_items, outcomes)
@@ -626,6 +631,26 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             adapter.close()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         state.close()
+
+
+def _judged(batch: Sequence[Target], outcomes: Sequence[Outcome], verifying: bool
+            ) -> list[Outcome]:
+    """An adapter's outcomes as the queue keeps them.
+
+    Verifying, a 200/"OK" does not prove the player took an update (or let go of a
+    removed item): it stays queued as `sent` until verify() has looked; an item sent
+    without an answer (`sent` from the adapter: the player may have carried it out) is
+    likewise looked up before it is sent again. Not verifying (`verify = false`,
+    --no-verify), nobody would look: such an item is tried again (`retry`).
+    """
+    judged = []
+    for outcome in outcomes:
+        if outcome.result == "synced" and verifying:
+            outcome = Outcome(outcome.item_key, "sent")
+        elif outcome.result == "sent" and not verifying:
+            outcome = Outcome(outcome.item_key, "retry", outcome.error)
+        judged.append(outcome)
+    return judged
 
 
 def _verify(adapter: Player, player: PlayerConfig, items: list[Item],
@@ -730,9 +755,10 @@ class _Recorder:
     """Counts outcomes into the player's result and commits them (not under --dry-run)."""
 
     def __init__(self, state: State, player: str, also: Sequence[str], run_id: int | None,
-                 dry_run: bool, result: PlayerResult):
+                 dry_run: bool, result: PlayerResult, max_attempts: int | None = None):
         self.state, self.player, self.also = state, player, also
         self.run_id, self.dry_run, self.result = run_id, dry_run, result
+        self.max_attempts = max_attempts
         self.seen: dict[str, str] = {}
 
     def save(self, items: Sequence[Item], outcomes: Sequence[Outcome]) -> None:
@@ -752,7 +778,7 @@ class _Recorder:
             self._count(outcome.result, 1)
         if self.dry_run:
             return
-        self.state.record(self.player, items, outcomes, self.run_id)
+        self.state.record(self.player, items, outcomes, self.run_id, self.max_attempts)
         # Members of a shared library got the update through this player: for them it is
         # delivered (verification stays with the member that did the work).
         shared = [Outcome(o.item_key, "synced") if o.result in ("synced", "sent", "verified")

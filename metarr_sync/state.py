@@ -476,8 +476,14 @@ class State:
         return counts
 
     def record(self, player: str, items: Sequence[Item], outcomes: Iterable[Outcome],
-               run_id: int | None) -> None:
-        """Store what became of a batch, in one transaction."""
+               run_id: int | None, max_attempts: int | None = None) -> None:
+        """Store what became of a batch, in one transaction.
+
+        An item to try again (`retry`) stays pending with one more attempt counted; once
+        it has failed `max_attempts` runs in a row (None: no limit) it is `failed`, with
+        its cause, for a person: a player that never answers must not keep it pending
+        for ever. `queue retry` (retry_failed) brings it back with the count reset.
+        """
         by_key = {i.key: i for i in items}
         stamp_now = now_stamp()
         with self.transaction():
@@ -505,13 +511,14 @@ class State:
                 if outcome.result in ("synced", "verified", "dropped"):
                     continue
                 if outcome.result == "sent":
-                    # Delivered: counts as one delivery, waits in the queue to be verified.
+                    # Delivered: counts as one delivery, waits in the queue to be verified
+                    # (its error says so when the player did not answer in time).
                     self.conn.execute(
                         "UPDATE sync_queue SET status = 'sent', attempts = attempts + 1, "
-                        "last_error = NULL, updated_at = ? WHERE player = ? AND item_key = ? "
+                        "last_error = ?, updated_at = ? WHERE player = ? AND item_key = ? "
                         "AND stamp = ? AND removed = ? AND path = ?",
-                        (stamp_now, player, item.key, item.stamp, int(item.removed),
-                         item.path))
+                        (outcome.error, stamp_now, player, item.key, item.stamp,
+                         int(item.removed), item.path))
                     continue
                 if outcome.result == "unverified":
                     # Its delivery was counted when it was sent.
@@ -524,6 +531,15 @@ class State:
                           "held": "held"}.get(outcome.result, "pending")
                 # Deferred and held items were not tried: no attempt is counted.
                 tried = 0 if outcome.result in ("deferred", "held") else 1
+                error = outcome.error
+                if status == "pending" and max_attempts:
+                    row = self.conn.execute(
+                        "SELECT attempts FROM sync_queue WHERE player = ? AND item_key = ?",
+                        (player, item.key)).fetchone()
+                    runs = (row[0] if row else 0) + tried
+                    if runs >= max_attempts:
+                        # The last allowed attempt failed: for a person, with its cause.
+                        status, error = "failed", gave_up(error, runs)
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
                 marks = ", ".join("?" for _ in _ITEM_COLUMNS)
@@ -534,7 +550,7 @@ class State:
                     f"({marks}, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(player, item_key) DO UPDATE "
                     "SET status = excluded.status, attempts = attempts + ?, "
                     "last_error = excluded.last_error, updated_at = excluded.updated_at",
-                    (*item_row(item), previous, player, status, tried, outcome.error,
+                    (*item_row(item), previous, player, status, tried, error,
                      stamp_now, stamp_now, tried))
 
     def library_size(self) -> int:
@@ -717,6 +733,13 @@ class State:
             if r[0] in metrics.by_player:
                 metrics.by_player[r[0]].last_result = r[1]
         return metrics
+
+
+def gave_up(error: str | None, runs: int) -> str:
+    """The cause of an item that failed `runs` runs in a row, given up on until a person
+    looks ([sync] max_attempts)."""
+    return (f"{error or 'not delivered'} (failed {runs} runs in a row: given up until a "
+            "person runs `metarr-sync queue retry`)")
 
 
 # Statuses of queue entries still to be delivered (`sent` ones wait for verification).

@@ -120,6 +120,11 @@ CORPUS: list[tuple[str, str, list[str]]] = [
      ["sync.initial_lookback", "'3 days'"]),
     ("scan-delay-negative", DB + '[players.p]\ntype = "plex"\nurl = "http://h:1"\n'
      'token = "t0ken-x"\nscan_delay = -1\n', ["players.p.scan_delay", "negative"]),
+    ("scan-timeout-zero", DB + KODI + "scan_timeout = 0\n",
+     ["players.tv.scan_timeout", "positive number of seconds", "not 0"]),
+    ("scan-timeout-not-kodi", DB + '[players.p]\ntype = "plex"\nurl = "http://h:1"\n'
+     'token = "t0ken-x"\nscan_timeout = 60\n',
+     ["players.p.scan_timeout", "not a setting of plex players"]),
     ("refresh-mode", DB + '[players.jf]\ntype = "jellyfin"\nurl = "http://h:1"\n'
      'token = "t0ken-x"\nrefresh_mode = "everything"\n', ["players.jf.refresh_mode"]),
     ("database-empty", '[metarr]\ndatabase = ""\n' + KODI, ["metarr.database", "empty"]),

@@ -222,3 +222,39 @@ def test_a_removed_player_takes_its_table_and_an_unchanged_file_stays_byte_for_b
     result = edit(HAND_WRITTEN, lambda config: config.players.pop("lounge"))
     assert "[players.lounge]" not in result and "KODI_PASSWORD" not in result
     assert result.startswith(HAND_WRITTEN.split("# upstairs")[0].rstrip("\n"))
+
+
+def test_kodis_scan_timeout_is_its_own_limit_ten_minutes_unless_set(tmp_path):
+    path = write(tmp_path, """
+[sync]
+timeout = 20
+[players.lounge]
+type = "kodi"
+url = "http://127.0.0.1:8080"
+scan_timeout = 1800
+[players.bedroom]
+type = "kodi"
+url = "http://127.0.0.1:8081"
+""")
+    config = load_config(path)
+    assert config.players["lounge"].scan_timeout == 1800.0
+    assert config.players["bedroom"].scan_timeout == 600.0
+    assert config.sync.timeout == 20.0
+    config.players["bedroom"].scan_timeout = 900.0
+    save_config(config)
+    text = path.read_text()
+    # Only the changed key is written; the person's own spelling of the other stays.
+    assert "scan_timeout = 1800\n" in text and "scan_timeout = 900.0\n" in text
+    assert load_config(path).players["lounge"].scan_timeout == 1800.0
+    assert load_config(path).players["bedroom"].scan_timeout == 900.0
+
+
+def test_max_attempts_defaults_to_five_and_must_be_at_least_one(tmp_path):
+    assert load_config(write(tmp_path, "")).sync.max_attempts == 5
+    assert load_config(write(tmp_path, "[sync]\nmax_attempts = 1\n")).sync.max_attempts == 1
+    path = write(tmp_path, "[sync]\nmax_attempts = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}: sync.max_attempts: must be at least 1 (runs in a row an item may fail "
+        "before it waits for a person), not 0"]

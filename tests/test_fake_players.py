@@ -314,3 +314,32 @@ def test_fake_kodi_reads_titles_and_art_of_shows_seasons_and_episodes(tmp_path):
         assert len(fake.textures) == 3
         assert kodi_image_url("/a b/Ça~x(1).jpg") == \
             "image://%2fa%20b%2f%c3%87a%7ex(1).jpg/"
+
+
+def test_kodi_answers_a_batch_of_refreshes_only_after_carrying_it_out():
+    """As the real Kodi 20.1 (120 RefreshMovie answered after 7.7-9.4 s; a client that gave
+    up after 1 s did not stop it; other requests answered at once meanwhile)."""
+    import time
+
+    with FakeKodi(refresh_seconds=0.02) as kodi:
+        for n in range(100):
+            kodi.movies[n + 1] = f"/mnt/movies/M{n}/M{n}.mkv"
+        batch = [{"jsonrpc": "2.0", "id": n + 1, "method": "VideoLibrary.RefreshMovie",
+                  "params": {"movieid": n + 1}} for n in range(100)]
+        started = time.monotonic()
+        answer = requests.post(kodi.url + "/jsonrpc", json=batch[:10], timeout=5)
+        assert time.monotonic() - started >= 0.2  # 10 × 20 ms, then the answer
+        assert [a["result"] for a in answer.json()] == ["OK"] * 10
+        # A client that stops waiting after 0.5 s does not stop Kodi's work on the rest.
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(kodi.url + "/jsonrpc", json=batch[10:], timeout=0.5)
+        ping = {"jsonrpc": "2.0", "id": 0, "method": "JSONRPC.Ping"}
+        assert requests.post(kodi.url + "/jsonrpc", json=ping, timeout=0.5).json()[
+            "result"] == "pong"  # answered at once meanwhile
+        assert len(kodi.refreshed) == 10
+        while len(kodi.refreshed) < 100 and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        assert sorted(kodi.refreshed) == sorted(f"/mnt/movies/M{n}/M{n}.mkv"
+                                                for n in range(100))
+        assert time.monotonic() - started >= 1.8  # 90 × 20 ms

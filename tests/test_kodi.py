@@ -30,6 +30,7 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
+from metarr_sync.players.batching import START
 from metarr_sync.players.kodi import KodiPlayer
 from metarr_sync.players.kodi_rpc import PAGE, KodiRejected
 
@@ -70,6 +71,10 @@ class FakeKodi:
         self.details: dict[tuple[str, int], dict[str, Any]] = {}
         self.seasons: dict[int, list[dict[str, Any]]] = {}  # tvshowid -> GetSeasons rows
         self.textures: list[dict[str, Any]] = []  # Kodi's texture cache
+        #: Called with the calls of each POST before it is answered: Kodi answers a batch
+        #: only after carrying it out (e.g. the test's clock runs meanwhile, or it raises
+        #: ReadTimeout as a client that stopped waiting sees it).
+        self.working: Callable[[list[dict[str, Any]]], None] | None = None
         rsps.add_callback(responses.POST, f"{URL}/jsonrpc", callback=self._answer)
 
     def add_movie(self, movieid: int, file: str, *, title: str | None = None,
@@ -147,6 +152,8 @@ class FakeKodi:
         body = json.loads(request.body)
         self.posts.append(body)
         self.headers.append(dict(request.headers))
+        if self.working is not None:
+            self.working(body if isinstance(body, list) else [body])
         for call in body if isinstance(body, list) else [body]:
             if call.get("method") in self.http_status:
                 status, headers = self.http_status[call["method"]]
@@ -276,9 +283,10 @@ def kodi(rsps) -> FakeKodi:
 
 
 def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
-                url: str = URL, timeout: float = 5, **sync: Any) -> KodiPlayer:
+                url: str = URL, timeout: float = 5, scan_timeout: float = 600,
+                **sync: Any) -> KodiPlayer:
     config = PlayerConfig(name="lounge", type="kodi", url=url, username="kodi",
-                          password_value=PASSWORD,
+                          password_value=PASSWORD, scan_timeout=scan_timeout,
                           mappings=SMB if mappings is None else mappings)
     player = KodiPlayer(config, SyncConfig(**{"timeout": timeout, "retry_attempts": 0,
                                               **sync}), dry_run=dry_run)
@@ -516,15 +524,30 @@ def test_scan_waits_until_kodi_stops_scanning(kodi):
     assert slept == [0.05, 0.1, 0.2]
 
 
-def test_scan_gives_up_after_the_timeout_and_sends_no_scan(kodi):
+def test_scan_gives_up_after_scan_timeout_and_sends_no_scan(kodi):
     kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
     kodi.scanning = [True] * 1000
-    player = make_player(timeout=3)
+    player = make_player(timeout=3, scan_timeout=40)
     with pytest.raises(PlayerTimeout) as caught:
         player.apply(targets([movie("Heat (1995)")]))
-    assert "still scanning its video library after 3 s" in caught.value.message
+    assert caught.value.message == (
+        f"Kodi at {URL} was still scanning its video library after 40 s (scan_timeout): a "
+        "big new show or Kodi's start-up scan may still be running; the remaining updates "
+        "stay queued for the next run")
     assert "VideoLibrary.Scan" not in kodi.methods
-    assert 2.0 <= player.kodi.clock() <= 3.0
+    assert 39.0 <= player.kodi.clock() <= 40.0
+
+
+def test_the_wait_for_the_scanner_outlasts_the_request_timeout(kodi):
+    # Kodi's start-up scan keeps it busy for a minute (polled about once a second): far
+    # beyond the 3 s request timeout, well within the default scan_timeout of 10 minutes.
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
+    kodi.scanning = [True] * 65
+    player = make_player(timeout=3)
+    outcomes = player.apply(targets([movie("Heat (1995)")]))
+    assert [o.result for o in outcomes] == ["synced"]
+    assert kodi.methods[-1] == "VideoLibrary.Scan"
+    assert 60.0 <= player.kodi.clock() <= 70.0
 
 
 def test_folders_are_scanned_one_at_a_time_each_after_waiting(kodi):
@@ -794,7 +817,7 @@ def art_reads(*movie_ids: int) -> list[tuple[str, Any]]:
             for i in movie_ids]
 
 
-def test_a_batchs_removals_and_refreshes_travel_in_one_post_removals_first(kodi):
+def test_a_batchs_removals_and_refreshes_travel_together_removals_first(kodi):
     kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
     kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
     kodi.add_movie(13, "smb://nas/movies/C/C.mkv")
@@ -807,7 +830,7 @@ def test_a_batchs_removals_and_refreshes_travel_in_one_post_removals_first(kodi)
         series("Severance", id=3), episode("Severance", 1, 1, id=9),
         episode("Severance", 1, 2, id=10, removed=True)]))
     assert all(r == "synced" for r, _ in results(out).values())
-    *lookups, art, changes = kodi.posts
+    *lookups, art, first, second = kodi.posts
     # The art of the items about to be refreshed, read with their ids before the refresh.
     assert [(c["method"], c["params"]) for c in art] == [
         ("VideoLibrary.GetMovieDetails", {"movieid": 11, "properties": ["art"]}),
@@ -815,8 +838,11 @@ def test_a_batchs_removals_and_refreshes_travel_in_one_post_removals_first(kodi)
         ("VideoLibrary.GetTVShowDetails", {"tvshowid": 3, "properties": ["art"]}),
         ("VideoLibrary.GetSeasons", {"tvshowid": 3, "properties": ["art"]}),
         ("VideoLibrary.GetEpisodeDetails", {"episodeid": 21, "properties": ["art"]})]
-    # The changes: one POST, each call with its own id, removals before refreshes.
-    assert isinstance(changes, list)
+    # The changes: a first JSON-RPC batch of five calls (a run starts small: see
+    # test_refresh_batches_are_sized_from_measured_answer_times), then the last one on
+    # its own; each call with its own id, removals before refreshes.
+    assert isinstance(first, list) and len(first) == START
+    changes = [*first, second]
     assert [(c["jsonrpc"], c["method"], c["params"]) for c in changes] == [
         ("2.0", "VideoLibrary.RemoveMovie", {"movieid": 12}),
         ("2.0", "VideoLibrary.RemoveEpisode", {"episodeid": 22}),
@@ -830,7 +856,7 @@ def test_a_batchs_removals_and_refreshes_travel_in_one_post_removals_first(kodi)
     assert [c["method"] for post in lookups for c in calls_of(post)] == [
         "VideoLibrary.GetMovies", "VideoLibrary.GetTVShows", "VideoLibrary.GetEpisodes"]
     # No item had artwork of its own (only the skin's icon): no texture to look up.
-    assert player.requests == len(kodi.posts) == 5
+    assert player.requests == len(kodi.posts) == 6
 
 
 def test_the_episodes_of_every_show_a_batch_needs_are_listed_in_one_post(kodi):
@@ -861,6 +887,107 @@ def test_a_big_batch_is_sent_in_posts_of_batch_size_calls(kodi):
         [100, 101], [102, 103], [104], [100, 101], [102, 103], [104]]
     assert kodi.posts[3]["method"] == "VideoLibrary.GetMovieDetails"
     assert kodi.posts[-1]["method"] == "VideoLibrary.RefreshMovie"  # a lone call: itself
+
+
+def pace(player: KodiPlayer, seconds: Callable[[], float]) -> Callable[[list[dict]], None]:
+    """Kodi working through each POST's refreshes and removals at `seconds()` a call, on
+    the player's fake clock (make_player)."""
+    def working(calls: list[dict]) -> None:
+        changes = [c for c in calls if c["method"].startswith(("VideoLibrary.Refresh",
+                                                                "VideoLibrary.Remove"))]
+        player.kodi.sleep(seconds() * len(changes))
+    return working
+
+
+def change_posts(kodi: FakeKodi) -> list[list[dict]]:
+    return [calls_of(p) for p in kodi.posts
+            if calls_of(p)[0]["method"].startswith(("VideoLibrary.Refresh",
+                                                    "VideoLibrary.Remove"))]
+
+
+def test_refresh_batches_are_sized_from_measured_answer_times(kodi):
+    for n in range(60):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
+    player = make_player(timeout=10)  # a batch may take a quarter of it: 2.5 s
+    per_call = [0.2]
+    kodi.working = pace(player, lambda: per_call[0])
+    out = player.apply(targets([movie(f"M{n}", id=n) for n in range(40)]))
+    assert all(r == "synced" for r, _ in results(out).values())
+    # Five first (1 s: within half the budget), then ten (2 s), which fit the budget.
+    assert [len(p) for p in change_posts(kodi)] == [5, 10, 10, 10, 5]
+    # Kodi slows down (its NAS spun up): 0.5 s a call. The next batch of ten takes 5 s,
+    # twice the budget; from then on five (2.5 s).
+    per_call[0] = 0.5
+    kodi.posts.clear()
+    player.apply(targets([movie(f"M{n}", id=n) for n in range(40, 60)]))
+    assert [len(p) for p in change_posts(kodi)] == [10, 5, 5]
+    # Every movie was refreshed exactly once.
+    assert sorted(p["movieid"] for p in kodi.sent("VideoLibrary.RefreshMovie")) == \
+        [100 + n for n in range(60)]
+
+
+def test_a_refresh_batch_never_grows_beyond_batch_size(kodi):
+    for n in range(30):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
+    player = make_player(timeout=30, batch_size=8)
+    kodi.working = pace(player, lambda: 0.001)
+    player.apply(targets([movie(f"M{n}", id=n) for n in range(30)]))
+    assert [len(p) for p in change_posts(kodi)] == [5, 8, 8, 8, 1]
+
+
+def test_a_refresh_batch_not_answered_in_time_is_sent_once_and_its_items_are_sent(kodi):
+    for n in range(12):
+        kodi.add_movie(100 + n, f"smb://nas/movies/M{n:02d}/M{n:02d}.mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/New/")
+    player = make_player(timeout=10)
+    work = pace(player, lambda: 0.1)
+    posts = []
+
+    def working(calls: list[dict]) -> None:
+        work(calls)
+        if calls[0]["method"] == "VideoLibrary.RefreshMovie":
+            posts.append(calls)
+            if len(posts) == 2:  # Kodi stalls on the second batch of refreshes
+                raise requests.exceptions.ReadTimeout("read timed out")
+
+    kodi.working = working
+    batch = targets([movie(f"M{n:02d}", id=n) for n in range(12)] + [movie("New", id=99)])
+    with pytest.raises(PlayerTimeout) as caught:
+        player.apply(batch)
+    assert caught.value.message == (
+        f"Kodi at {URL} did not answer a batch of 7 calls (VideoLibrary.RefreshMovie) "
+        "within 10 s; Kodi may have received it and may be carrying it out, so it was not "
+        "sent again (Kodi must not get it twice); its items are looked up in Kodi before "
+        "anything is sent for them again")
+    # Sent once each, never again; nothing after the batch that timed out.
+    assert [len(p) for p in posts] == [5, 7]
+    assert kodi.posted("VideoLibrary.RefreshMovie") == 2
+    assert "VideoLibrary.Scan" not in kodi.methods
+    # The first five were answered: synced. The ten of the batch that timed out may be
+    # under way in Kodi: sent. The rest (two movies, the new folder) were not tried.
+    settled = {o.item_key: o.result for o in caught.value.settled}
+    assert settled == {**{f"movie:{n}": "synced" for n in range(5)},
+                       **{f"movie:{n}": "sent" for n in range(5, 12)}}
+    assert all(o.error == caught.value.message for o in caught.value.settled
+               if o.result == "sent")
+
+
+def test_a_scan_not_answered_in_time_leaves_its_items_sent(kodi):
+    kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
+    kodi.listing("smb://nas/movies/", "smb://nas/movies/N1/", "smb://nas/movies/N2/")
+
+    def working(calls: list[dict]) -> None:
+        if calls[0]["method"] == "VideoLibrary.Scan":
+            raise requests.exceptions.ReadTimeout("read timed out")
+
+    kodi.working = working
+    player = make_player()
+    with pytest.raises(PlayerTimeout) as caught:
+        player.apply(targets([movie("A", id=1), movie("N1", id=2), movie("N2", id=3)]))
+    (scan,) = [p for p in kodi.posts if calls_of(p)[0]["method"] == "VideoLibrary.Scan"]
+    assert scan["params"]["directory"] == "smb://nas/movies/N1/"
+    assert {o.item_key: o.result for o in caught.value.settled} == {
+        "movie:1": "synced", "movie:2": "sent"}
 
 
 def test_scans_cleans_and_idle_checks_are_never_batched(kodi):

@@ -686,3 +686,90 @@ def test_both_kodis_of_a_shared_library_serve_the_new_poster(cli, metarr, two_ko
     for kodi in (first, second):
         kodi.wait_until(lambda kodi=kodi: served(kodi, url) == (8, 12),
                         "the new poster on both boxes")
+
+
+def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, tmp_path):
+    """Kodi answers a batch of refreshes only after carrying them out. With a timeout a
+    batch of 120 would outlast (measured on this Kodi first), the run sizes its batches
+    from Kodi's answer times: it completes without a timeout, every movie is refreshed
+    exactly once (what went over the wire, through a recording proxy), and Kodi shows
+    every new title."""
+    import time
+
+    cli, db, kodi = setup
+    count = 120
+    shelf = kodi.movies / "Shelf"
+    files = [str(kodi.write_movie(shelf / f"Shelf {n:03d} (2000)", f"Shelf {n:03d} (2000).mkv",
+                                  f"Shelf {n:03d}", 2000, f"tt8{n:06d}")) for n in range(count)]
+    # Kodi has them already: one scan of their common folder (set-up, not the tool).
+    while kodi.scanning():
+        time.sleep(0.05)
+    kodi.rpc("Files.GetDirectory", {"directory": f"{kodi.movies}/"})
+    kodi.rpc("VideoLibrary.Scan", {"directory": f"{shelf}/", "showdialogs": False})
+    kodi.wait_until(lambda: set(files) <= set(kodi.movies_by_file()), "the 120 movies", 60)
+    while kodi.scanning():
+        time.sleep(0.05)
+
+    def refresh_all(ids: list[int]) -> float:
+        """Seconds Kodi takes to answer one batch refreshing these movies."""
+        batch = [{"jsonrpc": "2.0", "id": n + 1, "method": "VideoLibrary.RefreshMovie",
+                  "params": {"movieid": movie_id, "ignorenfo": False}}
+                 for n, movie_id in enumerate(ids)]
+        started = time.monotonic()
+        answer = kodi.session.post(f"{kodi.url}/jsonrpc", json=batch, timeout=300)
+        took = time.monotonic() - started
+        assert [a.get("result") for a in answer.json()] == ["OK"] * len(ids)
+        return took
+
+    # This Kodi's pace, from a batch of 20: the timeout is a third of what 120 would take.
+    for n in range(20):
+        kodi.write_movie(shelf / f"Shelf {n:03d} (2000)", f"Shelf {n:03d} (2000).mkv",
+                         f"Shelf {n:03d} (Timed)", 2000, f"tt8{n:06d}")
+    movies = kodi.movies_by_file()
+    per_call = refresh_all([movies[f]["movieid"] for f in files[:20]]) / 20
+    timeout = max(1.0, round(per_call * count / 3, 1))
+    # Kodi's refreshes run in its library queue and may finish after its answer (their
+    # movies get new ids then): the run must list the library only once they have.
+    kodi.wait_until(lambda: all(kodi.movies_by_file().get(f, {}).get("title", "")
+                                .endswith("(Timed)") for f in files[:20]), "the 20 refreshed",
+                    timeout=180)
+
+    # Metarr republishes every movie with a new title.
+    for n in range(count):
+        kodi.write_movie(shelf / f"Shelf {n:03d} (2000)", f"Shelf {n:03d} (2000).mkv",
+                         f"Shelf {n:03d} (Restored)", 2000, f"tt8{n:06d}")
+        added = db.add_movie(f"Shelf {n:03d}", 2000,
+                             folder=f"{db.movies_root}/Shelf/Shelf {n:03d} (2000)")
+        db.retitle("movies", added, f"Shelf {n:03d} (Restored)")  # the title Metarr wrote
+    small = CONFIG.replace("timeout = 15", f"timeout = {timeout}")
+    with RecordingProxy(kodi.url) as proxy:
+        cli.write_config(small.format(db=db.path, url=proxy.url, user=kodi.username,
+                                      movies=kodi.movies, tv=kodi.tv))
+        code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    (row,) = report["players"]
+    assert (row["status"], row["synced"], row["verified"], row["error"]) == (
+        "synced", count, count, None), explain(cli, report)
+    # Over the wire: 120 refreshes, one per movie, none sent again, in batches sized to
+    # Kodi's pace (a few calls first, never all 120 at once).
+    posts = proxy.posts_with("VideoLibrary.RefreshMovie")
+    refreshed = [c["params"]["movieid"] for post in posts for c in post
+                 if c["method"] == "VideoLibrary.RefreshMovie"]
+    assert len(refreshed) == len(set(refreshed)) == count
+    assert len(posts[0]) == 5 and max(len(p) for p in posts) < count
+    assert row["requests"] == len(proxy.bodies)
+    def stale() -> list[str]:
+        shown = kodi.movies_by_file()
+        return [f"{f}: {shown.get(f, {}).get('title')!r}" for f in files
+                if not shown.get(f, {}).get("title", "").endswith("(Restored)")]
+
+    # Kodi's answer does not wait for the refreshes themselves: they run in its library
+    # queue and, on a loaded machine, the last ones land a minute or more after the run.
+    deadline = time.monotonic() + 180
+    while stale() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not stale(), f"still old: {stale()}\n{explain(cli, report)}"
+
+    # The premise: one batch of all 120, as every run sent before, outlasts that timeout.
+    movies = kodi.movies_by_file()
+    assert refresh_all([movies[f]["movieid"] for f in files]) > timeout

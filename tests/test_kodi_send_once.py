@@ -48,7 +48,7 @@ def batch_of(*files: str):
     return plan.targets
 
 
-def test_a_scan_whose_answer_times_out_is_sent_once_and_the_batch_stays_pending(fake):
+def test_a_scan_whose_answer_times_out_is_sent_once_and_its_item_is_sent(fake):
     fake.misbehave("hang", match="VideoLibrary.Scan")
     player = player_for(fake)
     with pytest.raises(PlayerTimeout) as caught:
@@ -57,7 +57,10 @@ def test_a_scan_whose_answer_times_out_is_sent_once_and_the_batch_stays_pending(
     assert caught.value.message == (
         f"Kodi at {fake.url} did not answer VideoLibrary.Scan within {TIMEOUT:g} s; Kodi "
         "may have received it and may be carrying it out, so it was not sent again (Kodi "
-        "must not get it twice); the items stay queued for the next run")
+        "must not get it twice); its items are looked up in Kodi before anything is sent "
+        "for them again")
+    # Kodi may be scanning the folder: the item is sent (to be verified), not pending.
+    assert [(o.item_key, o.result) for o in caught.value.settled] == [("movie:1", "sent")]
     assert player.requests == fake.count()
     player.close()
 
@@ -83,6 +86,8 @@ def test_a_refresh_batch_that_timed_out_is_not_sent_again_to_fail_on_stale_ids(f
     assert "did not answer a batch of 2 calls (VideoLibrary.RefreshMovie)" \
         in caught.value.message
     assert fake.count("VideoLibrary.RefreshMovie") == 1
+    assert sorted((o.item_key, o.result) for o in caught.value.settled) == [
+        ("movie:1", "sent"), ("movie:2", "sent")]
     player.close()
 
 

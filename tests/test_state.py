@@ -276,3 +276,67 @@ def test_library_size_counts_what_metarr_lists(tmp_path: Path) -> None:
         assert state.library_size() == 2
     finally:
         state.close()
+
+
+def attempt_rows(state: State, player: str = "kodi") -> list[tuple[str, str, int, str | None]]:
+    return [tuple(r) for r in state.conn.execute(
+        "SELECT item_key, status, attempts, last_error FROM sync_queue WHERE player = ? "
+        "ORDER BY item_key", (player,))]
+
+
+def test_an_item_failing_max_attempts_runs_in_a_row_is_failed_for_a_person(tmp_path: Path
+                                                                          ) -> None:
+    from metarr_sync.players.base import Outcome
+
+    state = State(tmp_path)
+    try:
+        state.enqueue([movie(1), movie(2)], ["kodi"], source="run")
+        offline = "http://kodi:8080 refused the connection (player offline?)"
+        for run in range(1, 5):
+            state.record("kodi", [movie(1), movie(2)],
+                         [Outcome("movie:1", "retry", offline),
+                          Outcome("movie:2", "deferred", "player busy: someone is watching")],
+                         run, max_attempts=5)
+            assert attempt_rows(state)[0] == ("movie:1", "pending", run, offline)
+            assert [i.key for i in state.work("kodi")] == ["movie:1", "movie:2"]
+        # The fifth run in a row fails too: given up on, with its cause, until a person
+        # looks. Someone watching is no failure: movie 2 is not counted.
+        state.record("kodi", [movie(1), movie(2)],
+                     [Outcome("movie:1", "retry", offline),
+                      Outcome("movie:2", "deferred", "player busy: someone is watching")],
+                     5, max_attempts=5)
+        assert attempt_rows(state) == [
+            ("movie:1", "failed", 5, f"{offline} (failed 5 runs in a row: given up until a "
+             "person runs `metarr-sync queue retry`)"),
+            ("movie:2", "deferred", 0, "player busy: someone is watching")]
+        assert [i.key for i in state.work("kodi")] == ["movie:2"]
+        # `queue retry` brings it back with its count reset.
+        assert state.retry_failed("kodi") == 1
+        assert attempt_rows(state)[0][:3] == ("movie:1", "pending", 0)
+        assert [i.key for i in state.work("kodi")] == ["movie:1", "movie:2"]
+    finally:
+        state.close()
+
+
+def test_a_success_or_a_new_version_starts_the_count_again(tmp_path: Path) -> None:
+    from metarr_sync.players.base import Outcome
+
+    state = State(tmp_path)
+    try:
+        state.enqueue([movie(1)], ["kodi"], source="run")
+        for run in (1, 2):
+            state.record("kodi", [movie(1)], [Outcome("movie:1", "retry", "timeout")], run,
+                         max_attempts=3)
+        # Metarr publishes the item again: a new version, queued afresh.
+        newer = movie(1, stamp="2026-11-03T10:00:00.000Z")
+        state.enqueue([newer], ["kodi"], source="run")
+        assert attempt_rows(state) == [("movie:1", "pending", 0, None)]
+        state.record("kodi", [newer], [Outcome("movie:1", "retry", "timeout")], 3,
+                     max_attempts=3)
+        assert attempt_rows(state)[0][1:3] == ("pending", 1)
+        # Without a limit (None) nothing is ever given up on.
+        for run in range(4, 10):
+            state.record("kodi", [newer], [Outcome("movie:1", "retry", "timeout")], run)
+        assert attempt_rows(state)[0][1:3] == ("pending", 7)
+    finally:
+        state.close()

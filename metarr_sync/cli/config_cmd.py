@@ -272,6 +272,7 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 # batch_size = 100            # items per batch sent to a player
 # timeout = 30                # seconds to wait for each answer of a player
 # retry_attempts = 3          # retries of a request that failed (with backoff)
+# max_attempts = 5            # failed runs in a row before an item waits for a person
 # skip_active = true          # never update a player while someone watches: next run
 # initial_lookback = "24h"    # a new player gets the last day's changes; "all" or "none"
 # sync_interval = "15m"       # documentation only: schedule runs with cron or a timer

@@ -29,6 +29,10 @@ class PlayerError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+        #: Outcomes of targets of the failing batch that were settled before the failure
+        #: (answered, or sent and perhaps carried out): the engine records them instead of
+        #: keeping those targets pending like the rest.
+        self.settled: list[Outcome] = []
 
 
 class PlayerOffline(PlayerError):
@@ -171,7 +175,9 @@ class Outcome:
     """What became of one item on one player.
 
     From adapters: synced | failed (needs a person; kept as failed) | retry (kept
-    pending) | unverified (sent, but not seen on the player).
+    pending) | unverified (sent, but not seen on the player) | sent (sent, but no answer
+    came: the player may have carried it out, so it is verified before it is sent again;
+    only in PlayerError.settled).
     The engine adds: deferred (someone is watching; kept for the next run), sent
     (delivered, to be verified), verified (seen on the player after delivery), held (a
     removal not sent: the guard held it, or the disk cannot tell whether its media is

@@ -17,6 +17,12 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
   a scan sent while another runs.
+- Kodi answers a batch of refreshes only after working through them (measured: 120
+  RefreshMovie calls 7.3-10 s on tiny local files; a box reading NFOs over SMB is many
+  times slower). So the engine's batch of targets (`[sync] batch_size`, one transaction
+  in the state) is sent as JSON-RPC batches of at most that many calls, each sized from
+  the answer times measured so far in the run (batching.BatchSizer) so that none comes
+  near the request timeout.
 - Neither scans, refreshes, cleans nor removals may reach Kodi twice; the JSON-RPC client
   (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
 - Kodi shows artwork from its own texture cache, which a refresh does not renew: a
@@ -67,10 +73,13 @@ from metarr_sync.plan import (
 from metarr_sync.players.base import (
     Outcome,
     Player,
+    PlayerError,
     ProbeResult,
     ProbeStep,
     ProtocolError,
 )
+from metarr_sync.players.batching import BatchSizer
+from metarr_sync.players.http import MaybeReceived
 from metarr_sync.players.kodi_rpc import KodiClient, KodiRejected, Row, listed_ids, listed_rows
 
 # The client's logger: -v lines read "metarr_sync.kodi: <player>: ...".
@@ -214,6 +223,8 @@ class KodiPlayer(Player):
         self.parents: dict[str, set[str] | KodiRejected] = {}
         #: Refreshes sent in this run: Kodi carries them out after answering (verify()).
         self.refreshes = 0
+        #: Calls per JSON-RPC batch of refreshes and removals, learnt over the run.
+        self.sizer = BatchSizer(sync.timeout, max(1, sync.batch_size))
 
     @property
     def where(self) -> str:
@@ -437,15 +448,26 @@ class KodiPlayer(Player):
 
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         """Deliver a batch: look-ups in one or two round trips, then every removal and
-        refresh in one POST (removals first), then cleans and scans one at a time. Around
-        the refreshes, Kodi's cached copies of the refreshed items' images are dropped:
-        their art read just before (one POST), looked up and removed just after (one POST
-        each), so that Kodi shows the republished files.
+        refresh in as few POSTs as the measured pace allows (removals first), then cleans
+        and scans one at a time. Around the refreshes, Kodi's cached copies of the
+        refreshed items' images are dropped: their art read just before, looked up and
+        removed just after (one POST per [sync] batch_size each), so that Kodi shows the
+        republished files.
 
         Ids are planned from one state of the listings and dropped as each planned call
-        makes them stale, exactly as if the calls were sent one by one.
+        makes them stale, exactly as if the calls were sent one by one. When Kodi fails
+        midway, what was settled before (answered, or sent without an answer: `sent`)
+        travels with the error (PlayerError.settled) for the engine to record.
         """
         outcomes: dict[str, Outcome] = {}
+        try:
+            self._deliver(batch, outcomes)
+        except PlayerError as exc:
+            exc.settled = list(outcomes.values())
+            raise
+        return [outcomes[t.key] for t in batch]
+
+    def _deliver(self, batch: Sequence[Target], outcomes: dict[str, Outcome]) -> None:
         self._look_up([t for t in batch if not t.item.removed or self.sync.clean_deleted])
         changes: list[tuple[Target, str, dict[str, Any]]] = []
         cleans: list[Target] = []
@@ -485,37 +507,58 @@ class KodiPlayer(Player):
         # the images Kodi may have cached (a refresh is carried out after Kodi answered).
         art = {key: found[1] for key, found in self._details(refreshing).items()
                if isinstance(found, tuple) and found[1]}
-        outcomes.update(self._change(changes))
+        self._change(changes, outcomes)
         self.refreshes += len(refreshing)
         refreshed = {k: v for k, v in art.items() if outcomes[k].result == "synced"}
         self.cached_art.update(refreshed)
         for key, error in self._drop_textures(refreshed).items():
             outcomes[key] = Outcome(key, "retry", error + "; the item stays queued")
         for target in cleans:
-            outcomes[target.key] = self._clean(target)
+            outcomes[target.key] = self._clean(target, outcomes)
         self._trim()
-        for key, outcome in self._scan(to_scan).items():
-            # An upgraded item whose old entry Kodi refused to remove stays failed.
-            if key not in outcomes or outcomes[key].result == "synced":
-                outcomes[key] = outcome
-        return [outcomes[t.key] for t in batch]
+        scanned: dict[str, Outcome] = {}
+        try:
+            self._scan(to_scan, scanned)
+        finally:  # also what a scan settled before Kodi failed (PlayerError.settled)
+            for key, outcome in scanned.items():
+                # An upgraded item whose old entry Kodi refused to remove stays failed.
+                if key not in outcomes or outcomes[key].result == "synced":
+                    outcomes[key] = outcome
 
-    def _change(self, changes: Sequence[tuple[Target, str, dict[str, Any]]]
-                ) -> dict[str, Outcome]:
-        """Send removals and refreshes, [sync] batch_size calls per POST: Kodi's refusal of
-        one call fails that item only."""
-        outcomes: dict[str, Outcome] = {}
-        size = max(1, self.sync.batch_size)
-        for at in range(0, len(changes), size):
-            chunk = changes[at:at + size]
-            answers = self.kodi.call_many([(method, params) for _, method, params in chunk],
-                                          mutating=True)
+    @staticmethod
+    def _sent(targets: Iterable[Target], exc: MaybeReceived,
+              outcomes: dict[str, Outcome]) -> MaybeReceived:
+        """Kodi may be carrying out what it was sent for these targets: they are `sent`,
+        to be looked up before anything is sent for them again."""
+        for target in targets:
+            outcomes[target.key] = Outcome(target.key, "sent", exc.message)
+        return exc
+
+    def _change(self, changes: Sequence[tuple[Target, str, dict[str, Any]]],
+                outcomes: dict[str, Outcome]) -> None:
+        """Send removals and refreshes in JSON-RPC batches sized by self.sizer (at most
+        [sync] batch_size calls each); Kodi's refusal of one call fails that item only.
+
+        Each batch's answer time (Kodi answers after working through the calls) sizes
+        the next one. A batch not answered in time is not sent again: its items are `sent`.
+        """
+        at = 0
+        while at < len(changes):
+            chunk = changes[at:at + self.sizer.size]
+            started = self.kodi.clock()
+            try:
+                answers = self.kodi.call_many(
+                    [(method, params) for _, method, params in chunk], mutating=True)
+            except MaybeReceived as exc:
+                raise self._sent((target for target, _, _ in chunk), exc, outcomes) from None
+            if not self.dry_run:
+                self.sizer.measured(len(chunk), self.kodi.clock() - started)
             for (target, _, _), answer in zip(chunk, answers, strict=True):
                 if target.key in outcomes and outcomes[target.key].result != "synced":
                     continue  # an upgrade's removal and refresh: the first refusal counts
                 outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
                     if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
-        return outcomes
+            at += len(chunk)
 
     # --- artwork ------------------------------------------------------------------------
 
@@ -625,7 +668,7 @@ class KodiPlayer(Player):
         folder = with_trailing(target.folder, target.style)
         return any(file.startswith(folder) for file in self._movies())
 
-    def _clean(self, target: Target) -> Outcome:
+    def _clean(self, target: Target, outcomes: dict[str, Outcome]) -> Outcome:
         self.kodi.wait_idle()
         try:
             self.kodi.call("VideoLibrary.Clean",
@@ -634,6 +677,8 @@ class KodiPlayer(Player):
                            mutating=True)
         except KodiRejected as exc:
             return Outcome(target.key, "failed", exc.message)
+        except MaybeReceived as exc:
+            raise self._sent([target], exc, outcomes) from None
         self.library.forget_movies()
         return Outcome(target.key, "synced")
 
@@ -645,8 +690,7 @@ class KodiPlayer(Player):
             return target.series_folder
         return target.folder
 
-    def _scan(self, targets: Iterable[Target]) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
+    def _scan(self, targets: Iterable[Target], outcomes: dict[str, Outcome]) -> None:
         wanted: dict[str, list[Target]] = {}
         for target in targets:
             folder = self._scan_folder(target)
@@ -698,13 +742,14 @@ class KodiPlayer(Player):
                 for t in members:
                     outcomes[t.key] = Outcome(t.key, "failed", exc.message)
                 continue
+            except MaybeReceived as exc:
+                raise self._sent(members, exc, outcomes) from None
             # Kodi's listings stay valid: a scan only adds items (found again below
             # self.scanned), it never renumbers the ones listed.
             seen = self.scanned[folder] = folder in listing
             for t in members:
                 outcomes[t.key] = Outcome(t.key, "synced") if seen else \
                     self._unseen(t, folder)
-        return outcomes
 
     def _unseen(self, target: Target, folder: str) -> Outcome:
         style = target.style

@@ -3,23 +3,36 @@
 KodiClient sends calls, alone or as JSON-RPC batches, through the one HttpClient, and
 turns Kodi's answers into results or KodiRejected errors. It knows the protocol, not the
 library: what to scan, refresh or remove is decided in kodi.py (KodiPlayer). Measured on
-a real Kodi 20.1 (see ../shared/PLAYERS.md):
+a real Kodi 20.1:
 - A batch (an array of calls in one POST) is answered call by call; one call's error
   object leaves the other calls standing. Every call carries an `id`: Kodi executes a call
   without one (a notification) but never answers it.
 - Kodi does not queue scans or cleans: one sent while another runs stops the running one
   and drops itself. So they are never batched, and wait_idle() polls
-  `Library.IsScanningVideo` before each.
+  `Library.IsScanningVideo` before each, for up to the player's `scan_timeout`: a big new
+  show, or the scan Kodi runs at start-up, keeps it busy for minutes.
+- A batch is answered only once Kodi has worked through every call in it: 120
+  RefreshMovie calls (tiny local files) were answered after 7.3-10 s, 10 after 0.6-0.9 s,
+  1 after 0.01 s. Other requests, on other connections, are answered meanwhile (Ping,
+  GetInfoBooleans, GetMovies in 0.01-0.6 s during such a batch). A client that stops
+  waiting does not stop Kodi: after a client gave up on a batch of 120 refreshes after
+  1 s, Kodi still re-read all 120 NFO files (10.4-14.9 s later). So how many changes go
+  into one batch is measured, not fixed (batching.BatchSizer, used by KodiPlayer).
+  The refreshes themselves run in Kodi's library queue: usually done when the answer
+  comes (all 120 new NFO titles listed right after it), but not always (right after a
+  batch of 20 was answered, up to 6 of its movies still had their old id, for 0.5 s; on a
+  loaded machine, 1 and 12 of 120 movies showed their new title only 20-80 s after the run
+  that refreshed them had ended).
 - Whole-library listings are paged with `limits` {start, end}; `limits.total` says how many
   rows there are, and each row is slimmed as it is parsed (a library can be 50,000 movies).
 
 At most once: no call that changes the library (scan, refresh, clean, removal) may reach
 Kodi twice. A second scan stops the first; a refresh or removal sent again fails on the id
-the first one invalidated (a refresh re-adds the item under a new id). So such a call is
+the first invalidated (a refresh re-adds the item under a new id). So such a call is
 sent again only when the connection could not be made at all (HttpClient's resend=False);
-once it may have been received, a timeout or a 5xx answer becomes a PlayerTimeout saying
-so, and its items stay queued for the next run, which looks them up afresh. Reads keep the
-client's full retries.
+once it may have been received, a timeout or a 5xx answer becomes MaybeReceived (a
+PlayerTimeout) saying so: its items are `sent`, and are looked up in Kodi (verified)
+before anything is sent for them again. Reads keep the client's full retries.
 """
 
 from __future__ import annotations
@@ -209,7 +222,7 @@ class KodiClient:
             return [self._answer(bodies[0]["method"], answer)]
         return self._batch_answers(bodies, answer)
 
-    def _maybe_received(self, methods: list[str]) -> PlayerTimeout:
+    def _maybe_received(self, methods: list[str]) -> MaybeReceived:
         """A call that changes the library was sent and not answered in time."""
         names = sorted(set(methods))
         what = names[0] if len(methods) == 1 else \
@@ -218,8 +231,8 @@ class KodiClient:
                 "Kodi may have received it and may be carrying it out, so it was not sent "
                 "again (Kodi must not get it twice)")
         if any(name.startswith("VideoLibrary.") for name in names):
-            text += "; the items stay queued for the next run"
-        return PlayerTimeout(text)
+            text += "; its items are looked up in Kodi before anything is sent for them again"
+        return MaybeReceived(text)
 
     def _post(self, payload: Any, rows: bool, *, resend: bool = True) -> Any:
         """POST to /jsonrpc; the parsed answer (None for an empty one)."""
@@ -295,12 +308,15 @@ class KodiClient:
         """Wait until Kodi's video library is neither scanning nor cleaning.
 
         Kodi does not queue scans: one sent now would stop the running scan and drop
-        itself. Bounded by the player timeout; past it the player fails for this run and
-        its remaining work stays queued.
+        itself. Bounded by the player's `scan_timeout` (each poll by the request
+        `timeout`): a scan of a big new show or Kodi's own start-up scan outlasts a
+        request timeout. Past it the player fails for this run (a PlayerTimeout saying
+        so) and its remaining work stays queued, counted as a failed attempt.
         """
         if self.dry_run:
             return  # nothing is sent, so nothing can collide
-        deadline = self.clock() + self.sync.timeout
+        limit = self.config.scan_timeout
+        deadline = self.clock() + limit
         delay = 0.05
         while True:
             result = self.call("XBMC.GetInfoBooleans",
@@ -313,8 +329,8 @@ class KodiClient:
             if self.clock() + delay > deadline:
                 raise PlayerTimeout(
                     f"Kodi at {self.where} was still scanning its video library after "
-                    f"{self.sync.timeout:g} s; the remaining updates stay queued for the "
-                    "next run")
+                    f"{limit:g} s (scan_timeout): a big new show or Kodi's start-up scan may "
+                    "still be running; the remaining updates stay queued for the next run")
             self.sleep(delay)
             delay = min(delay * 2, 1.0)
 
