@@ -97,3 +97,15 @@ def test_nonsense_is_refused():
         BatchSizer(timeout=0, limit=10)
     with pytest.raises(ValueError):
         BatchSizer(timeout=10, limit=0)
+
+
+def test_a_fast_answer_never_grows_a_batch_past_the_slowest_pace_seen():
+    # Kodi may answer a batch before carrying it out; the next batch then waits behind
+    # that work. Once a pace of 0.1 s a call was seen, a 2 s timeout (0.5 s budget) allows
+    # five calls a batch, however fast later answers come.
+    sizer = BatchSizer(timeout=2.0, limit=100, start=5)
+    sizer.measured(5, 0.5)  # 0.1 s a call: at the budget
+    assert sizer.size == 5
+    for _ in range(5):
+        sizer.measured(sizer.size, 0.01)  # answered at once
+    assert sizer.size == 5

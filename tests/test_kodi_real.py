@@ -595,8 +595,15 @@ def test_a_republished_show_poster_and_episode_thumb_are_what_kodi_serves(setup)
     code, report = run(cli)
     assert code == 0 and report["players"][0]["verified"] == 2, explain(cli, report)
     kodi.wait_until(lambda: str(video) in kodi.episodes_by_file(), "the episode")
-    show_art = art_of(kodi, "VideoLibrary.GetTVShowDetails", "tvshowdetails", "tvshowid",
+
+    def show_art_now() -> dict:
+        return art_of(kodi, "VideoLibrary.GetTVShowDetails", "tvshowdetails", "tvshowid",
                       kodi.shows_by_folder()[f"{folder}/"]["tvshowid"])
+
+    # Kodi's scanner stores a new show's art as the scan ends (a moment after the show
+    # and its episode are listed, on a busy box).
+    kodi.wait_until(lambda: "poster" in show_art_now(), "the show's poster in its art")
+    show_art = show_art_now()
     episode_art = art_of(kodi, "VideoLibrary.GetEpisodeDetails", "episodedetails",
                          "episodeid", kodi.episodes_by_file()[str(video)]["episodeid"])
     assert served(kodi, show_art["poster"]) == (4, 6)
@@ -745,8 +752,9 @@ def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, 
     with RecordingProxy(kodi.url) as proxy:
         cli.write_config(small.format(db=db.path, url=proxy.url, user=kodi.username,
                                       movies=kodi.movies, tv=kodi.tv))
-        code, report = run(cli)
-    assert code == 0, explain(cli, report)
+        log = tmp_path / "slow.log"
+        code, report = run(cli, log)
+    assert code == 0, explain(cli, report) + log.read_text()[-4000:]
     (row,) = report["players"]
     assert (row["status"], row["synced"], row["verified"], row["error"]) == (
         "synced", count, count, None), explain(cli, report)
@@ -757,7 +765,14 @@ def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, 
                  if c["method"] == "VideoLibrary.RefreshMovie"]
     assert len(refreshed) == len(set(refreshed)) == count
     assert len(posts[0]) == 5 and max(len(p) for p in posts) < count
-    assert row["requests"] == len(proxy.bodies)
+    # Each request counted once; on a busy box a read Kodi answered after `timeout` is
+    # asked again (the same body twice): never a library-changing one.
+    import collections
+
+    sent = collections.Counter(json.dumps(b, sort_keys=True) for b in proxy.bodies)
+    again = [body for body, times in sent.items() if times > 1]
+    assert not [b for b in again if re.search(r"VideoLibrary\.(Refresh|Remove|Scan|Clean)", b)]
+    assert row["requests"] == len(proxy.bodies) - sum(sent[b] - 1 for b in again)
     def stale() -> list[str]:
         shown = kodi.movies_by_file()
         return [f"{f}: {shown.get(f, {}).get('title')!r}" for f in files

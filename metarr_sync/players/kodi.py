@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -223,8 +223,17 @@ class KodiPlayer(Player):
         self.parents: dict[str, set[str] | KodiRejected] = {}
         #: Refreshes sent in this run: Kodi carries them out after answering (verify()).
         self.refreshes = 0
+        #: Item key -> the Kodi id it had when its refresh was sent. Kodi re-adds a
+        #: refreshed item under a new id (or, when it had the highest, the same one), so
+        #: an item still listed under its old id may not have been carried out yet.
+        self.refreshed_ids: dict[str, int] = {}
         #: Calls per JSON-RPC batch of refreshes and removals, learnt over the run.
         self.sizer = BatchSizer(sync.timeout, max(1, sync.batch_size))
+        #: (calls, seconds) of every such batch: this box's pace, for verify()'s wait.
+        self.pace: list[tuple[int, float]] = []
+        #: The same for the reads around them (art, textures, details): a Kodi working
+        #: through refreshes answers those slower too.
+        self.read_sizer = BatchSizer(sync.timeout, max(1, sync.batch_size))
 
     @property
     def where(self) -> str:
@@ -502,6 +511,7 @@ class KodiPlayer(Player):
             method, field = _REFRESH[target.item.kind]
             changes.append((target, method, {field: kodi_id, "ignorenfo": False}))
             refreshing.append((target, kodi_id))
+            self.refreshed_ids[target.key] = kodi_id
             self._forget(target, removed=False)
         # The art each item has *before* its refresh, read with the ids about to go stale:
         # the images Kodi may have cached (a refresh is carried out after Kodi answered).
@@ -552,12 +562,28 @@ class KodiPlayer(Player):
             except MaybeReceived as exc:
                 raise self._sent((target for target, _, _ in chunk), exc, outcomes) from None
             if not self.dry_run:
-                self.sizer.measured(len(chunk), self.kodi.clock() - started)
+                took = self.kodi.clock() - started
+                self.sizer.measured(len(chunk), took)
+                self.pace.append((len(chunk), took))
             for (target, _, _), answer in zip(chunk, answers, strict=True):
                 if target.key in outcomes and outcomes[target.key].result != "synced":
                     continue  # an upgrade's removal and refresh: the first refusal counts
                 outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
                     if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
+            at += len(chunk)
+
+    def _in_batches(self, calls: Sequence[tuple[str, dict[str, Any]]], *,
+                    mutating: bool = False) -> Iterator[tuple[int, list[Any]]]:
+        """(offset, answers) of `calls` sent in JSON-RPC batches sized by the answer times
+        measured so far (self.read_sizer), at most [sync] batch_size calls each."""
+        at = 0
+        while at < len(calls):
+            chunk = calls[at:at + self.read_sizer.size]
+            started = self.kodi.clock()
+            answers = self.kodi.call_many(list(chunk), mutating=mutating)
+            if not self.dry_run:
+                self.read_sizer.measured(len(chunk), self.kodi.clock() - started)
+            yield at, answers
             at += len(chunk)
 
     # --- artwork ------------------------------------------------------------------------
@@ -587,12 +613,10 @@ class KodiPlayer(Player):
                               {"tvshowid": kodi_id, "properties": ["art"]}))
                 owners.append((target.key, "seasons"))
         found: dict[str, tuple[dict[str, Any], list[str]] | KodiRejected] = {}
-        size = max(1, self.sync.batch_size)
-        for at in range(0, len(calls), size):
-            chunk = calls[at:at + size]
-            answers = self.kodi.call_many(chunk)
-            for (method, _), (item_key, key), answer in zip(chunk, owners[at:at + size],
-                                                             answers, strict=True):
+        for at, answers in self._in_batches(calls):
+            chunk = calls[at:at + len(answers)]
+            for (method, _), (item_key, key), answer in zip(
+                    chunk, owners[at:at + len(answers)], answers, strict=True):
                 if isinstance(answer, KodiRejected) or isinstance(found.get(item_key),
                                                                   KodiRejected):
                     if isinstance(answer, KodiRejected):
@@ -620,13 +644,10 @@ class KodiPlayer(Player):
         urls = list(dict.fromkeys(url for item in art.values() for url in item))
         textures: list[tuple[str, int]] = []
         failed: dict[str, str] = {}
-        size = max(1, self.sync.batch_size)
-        for at in range(0, len(urls), size):
-            chunk = urls[at:at + size]
-            answers = self.kodi.call_many([("Textures.GetTextures", {
-                "properties": ["url"], "filter": {"field": "url", "operator": "is",
-                                                  "value": url}}) for url in chunk])
-            for url, answer in zip(chunk, answers, strict=True):
+        lookups = [("Textures.GetTextures", {"properties": ["url"], "filter": {
+            "field": "url", "operator": "is", "value": url}}) for url in urls]
+        for at, answers in self._in_batches(lookups):
+            for url, answer in zip(urls[at:at + len(answers)], answers, strict=True):
                 if isinstance(answer, KodiRejected):
                     failed[url] = (f"Kodi did not list its cached copies of "
                                    f"{art_file(url)} ({answer.detail})")
@@ -639,12 +660,11 @@ class KodiPlayer(Player):
                 textures += [(url, row["textureid"]) for row in rows
                              if isinstance(row, dict) and row.get("url") == url
                              and isinstance(row.get("textureid"), int)]
-        for at in range(0, len(textures), size):
-            chunk = textures[at:at + size]
-            answers = self.kodi.call_many(
-                [("Textures.RemoveTexture", {"textureid": texture}) for _, texture in chunk],
-                mutating=True)
-            for (url, _), answer in zip(chunk, answers, strict=True):
+        removals = [("Textures.RemoveTexture", {"textureid": texture})
+                    for _, texture in textures]
+        for at, answers in self._in_batches(removals, mutating=True):
+            for (url, _), answer in zip(textures[at:at + len(answers)], answers,
+                                        strict=True):
                 # -32602 is Kodi's answer for an id it no longer has: already dropped.
                 if isinstance(answer, KodiRejected) and answer.code != -32602:
                     failed[url] = (f"Kodi refused to drop its cached copy of "
@@ -799,12 +819,20 @@ class KodiPlayer(Player):
         (a refresh deletes and re-adds the item), so what is not shown yet is looked at
         again for a few seconds, longer after many refreshes, before it is unverified.
         """
-        grace = min(self.sync.timeout, VERIFY_GRACE + REFRESH_SECONDS * self.refreshes)
-        deadline = self.kodi.clock() + grace
+        # Kodi may still be carrying out refreshes it has answered: wait for them at this
+        # box's measured pace (at least REFRESH_SECONDS each), up to scan_timeout, the
+        # limit of waiting for Kodi's library work. What is shown ends the wait at once.
+        calls = sum(n for n, _ in self.pace)
+        per_refresh = max(REFRESH_SECONDS, sum(t for _, t in self.pace) / calls if calls
+                          else 0.0)
+        grace = min(self.config.scan_timeout, VERIFY_GRACE + per_refresh * self.refreshes)
+        started = self.kodi.clock()
+        deadline = started + grace
         delay = 0.25
         waiting = list(targets)
         late: list[Target] = []
         causes: dict[str, str] = {}
+        behind = len(targets) + 1
         while True:
             self.kodi.wait_idle()
             self.library = _Library()  # scans and refreshes since the last listing
@@ -813,6 +841,14 @@ class KodiPlayer(Player):
             present = [t for t in waiting if t.key not in missing and not t.item.removed]
             causes = self._not_shown(present, ids)
             waiting = late + [t for t in present if t.key in causes]
+            # Items still under the id they were refreshed with: Kodi is still working
+            # through the refreshes. While it makes progress, wait on (up to scan_timeout).
+            still = sum(1 for t in waiting if t.key in self.refreshed_ids
+                        and ids.get(t.key) == self.refreshed_ids[t.key])
+            if still and still < behind:
+                deadline = max(deadline, min(started + self.config.scan_timeout,
+                                             self.kodi.clock() + VERIFY_GRACE))
+            behind = still
             if not waiting or self.kodi.clock() + delay > deadline:
                 break
             self.kodi.sleep(delay)
@@ -943,13 +979,10 @@ class KodiPlayer(Player):
                     expected[url] = (file, current)
                     owners.setdefault(url, []).append(target)
         urls = list(expected)
-        size = max(1, self.sync.batch_size)
-        for at in range(0, len(urls), size):
-            chunk = urls[at:at + size]
-            answers = self.kodi.call_many([("Textures.GetTextures", {
-                "properties": ["url", "imagehash"], "filter": {
-                    "field": "url", "operator": "is", "value": url}}) for url in chunk])
-            for url, answer in zip(chunk, answers, strict=True):
+        lookups = [("Textures.GetTextures", {"properties": ["url", "imagehash"], "filter": {
+            "field": "url", "operator": "is", "value": url}}) for url in urls]
+        for at, answers in self._in_batches(lookups):
+            for url, answer in zip(urls[at:at + len(answers)], answers, strict=True):
                 file, current = expected[url]
                 if isinstance(answer, KodiRejected):
                     for target in owners[url]:
