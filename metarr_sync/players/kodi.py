@@ -1,6 +1,8 @@
-"""Kodi: JSON-RPC 2.0 over HTTP (`POST /jsonrpc`), built on what a real Kodi 20.1 does.
+"""Kodi: JSON-RPC 2.0 over HTTP (`POST /jsonrpc`), built on what a real Kodi does.
 
-The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
+The facts this adapter relies on, measured on real Kodi 20.1 and 21.2 (JSON-RPC API 13.0
+and 13.5; tests/test_kodi_real.py runs against both; the artwork facts are in
+kodi_artwork.md beside this module):
 - `VideoLibrary.Scan` only *adds* new items, takes one folder that must end with the
   separator, answers "OK" whatever happens, and is not queued: a scan sent while another
   scan or clean runs stops the running one and drops itself. So every scan and clean waits
@@ -17,12 +19,15 @@ The facts this adapter relies on (measured; see ../shared/PLAYERS.md):
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
   a scan sent while another runs.
-- Kodi answers a batch of refreshes only after working through them (measured: 120
-  RefreshMovie calls 7.3-10 s on tiny local files; a box reading NFOs over SMB is many
-  times slower). So the engine's batch of targets (`[sync] batch_size`, one transaction
-  in the state) is sent as JSON-RPC batches of at most that many calls, each sized from
-  the answer times measured so far in the run (batching.BatchSizer) so that none comes
-  near the request timeout.
+- Kodi mostly answers a batch of refreshes only after working through them (measured:
+  120 RefreshMovie calls 7.3-10 s on tiny local files; a box reading NFOs over SMB is many
+  times slower), but may answer before carrying some out (single calls on 20.1, batches
+  on 21.2 under load): the next batch then waits behind that work, and verify() waits
+  while items are still listed under the id they were refreshed with. So the engine's
+  batch of targets (`[sync] batch_size`, one transaction in the state) is sent as JSON-RPC
+  batches of at most that many calls, each sized from the answer times measured so far in
+  the run (batching.BatchSizer, never past the slowest pace seen) so that none comes near
+  the request timeout.
 - Neither scans, refreshes, cleans nor removals may reach Kodi twice; the JSON-RPC client
   (kodi_rpc.KodiClient, `self.kodi`) sends them at most once, and says why in its notes.
 - Kodi shows artwork from its own texture cache, which a refresh does not renew: a
