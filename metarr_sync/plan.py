@@ -107,13 +107,16 @@ def join(root: str, parts: Sequence[str], style: PathStyle | None = None) -> str
     return base + style.sep + style.sep.join(names)
 
 
-def best_mapping(path: str, mappings: Sequence[Mapping]) -> Mapping | None:
-    """The mapping whose Metarr side is the longest whole-component prefix of `path`."""
+def best_mapping(path: str, mappings: Sequence[Mapping], side: str = "metarr"
+                 ) -> Mapping | None:
+    """The mapping whose `side` ("metarr" or "player") is the longest whole-component
+    prefix of `path`."""
     best: Mapping | None = None
     best_len = -1
     for mapping in mappings:
-        if is_under(path, mapping.metarr):
-            length = len(_split(mapping.metarr))
+        root = getattr(mapping, side)
+        if is_under(path, root):
+            length = len(_split_for_compare(root))
             if length > best_len:
                 best, best_len = mapping, length
     return best
@@ -162,16 +165,10 @@ def unmap_path(path: str, mappings: Sequence[Mapping]) -> str | None:
     if not mappings:
         local = path.startswith("/") or bool(re.match(r"^[A-Za-z]:[\\/]", path))
         return strip_trailing(path) if local and not _URL_RE.match(path) else None
-    best: Mapping | None = None
-    best_len = -1
-    for mapping in mappings:
-        if is_under(path, mapping.player):
-            length = len(_split_for_compare(mapping.player))
-            if length > best_len:
-                best, best_len = mapping, length
+    best = best_mapping(path, mappings, "player")
     if best is None:
         return None
-    rest = _split_for_compare(path)[best_len:]
+    rest = _split_for_compare(path)[len(_split_for_compare(best.player)):]
     if PathStyle.of(best.player).encoded:
         rest = [unquote(part) for part in rest]
     if any(part in (".", "..") or "/" in part or "\\" in part for part in rest):

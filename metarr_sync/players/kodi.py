@@ -641,6 +641,26 @@ class KodiPlayer(Player):
                 found[item_key] = (rows if isinstance(rows, dict) else details, urls)
         return found
 
+    def _textures(self, urls: Sequence[str], *fields: str
+                  ) -> Iterator[tuple[str, list[dict[str, Any]] | KodiRejected]]:
+        """(url, its cached copies (textureid, url and `fields`), or Kodi's refusal) for
+        each art URL:
+        `Textures.GetTextures` (filter `url is`) in batches sized like the other reads.
+        `is` is SQL in Kodi: only rows of exactly that URL are kept, as for listings."""
+        lookups = [("Textures.GetTextures", {"properties": ["url", *fields], "filter": {
+            "field": "url", "operator": "is", "value": url}}) for url in urls]
+        for at, answers in self._in_batches(lookups):
+            for url, answer in zip(urls[at:at + len(answers)], answers, strict=True):
+                if isinstance(answer, KodiRejected):
+                    yield url, answer
+                    continue
+                rows = answer.get("textures") if isinstance(answer, dict) else None
+                if not isinstance(rows, list):
+                    raise ProtocolError(f"{self.where} answered Textures.GetTextures "
+                                        "without a list of textures: is this Kodi?")
+                yield url, [row for row in rows
+                            if isinstance(row, dict) and row.get("url") == url]
+
     def _drop_textures(self, art: Mapping[str, Sequence[str]]) -> dict[str, str]:
         """Drop Kodi's cached copies of these images (item key -> art URLs): each URL's
         textures looked up (`Textures.GetTextures`, filter `url is`), then removed by id
@@ -649,22 +669,13 @@ class KodiPlayer(Player):
         urls = list(dict.fromkeys(url for item in art.values() for url in item))
         textures: list[tuple[str, int]] = []
         failed: dict[str, str] = {}
-        lookups = [("Textures.GetTextures", {"properties": ["url"], "filter": {
-            "field": "url", "operator": "is", "value": url}}) for url in urls]
-        for at, answers in self._in_batches(lookups):
-            for url, answer in zip(urls[at:at + len(answers)], answers, strict=True):
-                if isinstance(answer, KodiRejected):
-                    failed[url] = (f"Kodi did not list its cached copies of "
-                                   f"{art_file(url)} ({answer.detail})")
-                    continue
-                rows = answer.get("textures") if isinstance(answer, dict) else None
-                if not isinstance(rows, list):
-                    raise ProtocolError(f"{self.where} answered Textures.GetTextures "
-                                        "without a list of textures: is this Kodi?")
-                # `is` is SQL in Kodi: keep only the exact URL, as for library listings.
-                textures += [(url, row["textureid"]) for row in rows
-                             if isinstance(row, dict) and row.get("url") == url
-                             and isinstance(row.get("textureid"), int)]
+        for url, rows in self._textures(urls):
+            if isinstance(rows, KodiRejected):
+                failed[url] = (f"Kodi did not list its cached copies of "
+                               f"{art_file(url)} ({rows.detail})")
+                continue
+            textures += [(url, row["textureid"]) for row in rows
+                         if isinstance(row.get("textureid"), int)]
         removals = [("Textures.RemoveTexture", {"textureid": texture})
                     for _, texture in textures]
         for at, answers in self._in_batches(removals, mutating=True):
@@ -983,34 +994,25 @@ class KodiPlayer(Player):
                 if file is not None and current is not None:  # else: not readable here
                     expected[url] = (file, current)
                     owners.setdefault(url, []).append(target)
-        urls = list(expected)
-        lookups = [("Textures.GetTextures", {"properties": ["url", "imagehash"], "filter": {
-            "field": "url", "operator": "is", "value": url}}) for url in urls]
-        for at, answers in self._in_batches(lookups):
-            for url, answer in zip(urls[at:at + len(answers)], answers, strict=True):
-                file, current = expected[url]
-                if isinstance(answer, KodiRejected):
-                    for target in owners[url]:
-                        causes.setdefault(target.key, []).append(
-                            f"Kodi did not list its cached copies of {file} "
-                            f"({answer.detail}), so what it shows could not be checked")
-                    continue
-                rows = answer.get("textures") if isinstance(answer, dict) else None
-                if not isinstance(rows, list):
-                    raise ProtocolError(f"{self.where} answered Textures.GetTextures "
-                                        "without a list of textures: is this Kodi?")
-                stale = sorted({str(row.get("imagehash")) for row in rows
-                                if isinstance(row, dict) and row.get("url") == url
-                                and row.get("imagehash") != current})
-                if not stale:
-                    continue
+        for url, rows in self._textures(list(expected), "imagehash"):
+            file, current = expected[url]
+            if isinstance(rows, KodiRejected):
                 for target in owners[url]:
                     causes.setdefault(target.key, []).append(
-                        f"Kodi still shows a cached copy of {file} older than the file "
-                        f"(cached from {', '.join(stale)}, the file is {current}, as "
-                        "d<mtime>s<size>): it is sent again on the next run, which drops "
-                        "that copy — if this stays, check that the mapping for "
-                        f"{self._mapping_hint(target)} leads Kodi to the same file")
+                        f"Kodi did not list its cached copies of {file} "
+                        f"({rows.detail}), so what it shows could not be checked")
+                continue
+            stale = sorted({str(row.get("imagehash")) for row in rows
+                            if row.get("imagehash") != current})
+            if not stale:
+                continue
+            for target in owners[url]:
+                causes.setdefault(target.key, []).append(
+                    f"Kodi still shows a cached copy of {file} older than the file "
+                    f"(cached from {', '.join(stale)}, the file is {current}, as "
+                    "d<mtime>s<size>): it is sent again on the next run, which drops "
+                    "that copy — if this stays, check that the mapping for "
+                    f"{self._mapping_hint(target)} leads Kodi to the same file")
         return {key: "; ".join(found) for key, found in causes.items()}
 
     def _why_missing(self, target: Target) -> str:
