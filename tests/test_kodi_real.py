@@ -601,8 +601,15 @@ def test_a_republished_show_poster_and_episode_thumb_are_what_kodi_serves(setup)
                       kodi.shows_by_folder()[f"{folder}/"]["tvshowid"])
 
     # Kodi's scanner stores a new show's art as the scan ends (a moment after the show
-    # and its episode are listed, on a busy box).
-    kodi.wait_until(lambda: "poster" in show_art_now(), "the show's poster in its art")
+    # and its episode are listed, on a busy box). Kodi 21.2 under load sometimes added
+    # the show without its art at all (seen once in CI); then the set-up has Kodi read the
+    # show again, so that the test starts, as intended, from a cached old poster.
+    try:
+        kodi.wait_until(lambda: "poster" in show_art_now(), "the show's poster", 10)
+    except AssertionError:
+        kodi.rpc("VideoLibrary.RefreshTVShow", {
+            "tvshowid": kodi.shows_by_folder()[f"{folder}/"]["tvshowid"]})
+        kodi.wait_until(lambda: "poster" in show_art_now(), "the show's poster in its art")
     show_art = show_art_now()
     episode_art = art_of(kodi, "VideoLibrary.GetEpisodeDetails", "episodedetails",
                          "episodeid", kodi.episodes_by_file()[str(video)]["episodeid"])
