@@ -403,20 +403,8 @@ def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi
         box.wait_until(lambda box=box: stalker_file in box.movies_by_file(), "Stalker")
 
 
-UNMAPPED = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 15
-retry_attempts = 1
-
-[players.lounge]
-type = "kodi"
-url = "{url}"
-username = "{user}"
-password = {{ env = "KODI_TEST_PASSWORD" }}
-"""
+# Metarr's own paths are Kodi's here: CONFIG without its mappings.
+UNMAPPED = CONFIG[:CONFIG.index("mappings = ")]
 
 
 def test_upgrade_rename_of_a_movie_and_an_episode_leaves_one_entry_for_the_new_file(
