@@ -549,12 +549,13 @@ def _sync_player(ctx: _Context, player: PlayerConfig, items: list[Item],
             if verifying:
                 # Deliveries of earlier runs that the player scans in the background.
                 wait = 0.0 if ctx.request.verify_only else adapter.verify_after
+                delivered_before = state.awaiting_verification(player.name)
                 # Only removals that passed the disk check and the guard: delivered ones.
-                removing = [i for i in state.awaiting_verification(player.name) if i.removed]
+                removing = [i for i in delivered_before if i.removed]
                 adapter.removing = build_plan(removing, player.mappings,
                                               max(1, len(removing))).targets
-                _verify(adapter, player, state.awaiting_verification(player.name, wait),
-                        recorder)
+                _verify(adapter, player, delivered_before if not wait else
+                        state.awaiting_verification(player.name, wait), recorder)
             if ctx.config.sync.skip_active and adapter.is_playing():
                 # Someone is watching: defer updates to the next run, never drop them.
                 # Removals touch nothing on screen and may proceed.
