@@ -116,7 +116,9 @@ def texture_cache_behaves_as_measured(kodi: KodiEnd, name: str = "Conformance") 
         assert exc.code == -32602
     else:
         raise AssertionError("removing an unknown texture id answered OK")
-    assert textures() == []
+    # The stale copy is gone. Kodi may already have cached the file again by itself (its
+    # background work after a refresh, seen once in CI on 20.1): then only as it is now.
+    assert all(t["imagehash"] == file_hash(poster) for t in textures())
     # The next display caches the file as it is now.
     assert dimensions(kodi.image(url)) == (8, 12)
     (fresh,) = textures()
