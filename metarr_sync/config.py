@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-PLAYER_TYPES = ("kodi", "jellyfin", "emby", "plex")
+from metarr_sync import player_types as kinds
+from metarr_sync.player_types import MAX_TIMEOUT
+
+#: The built-in player types (METARR_SYNC_PLUGINS may add more: player_types()).
+PLAYER_TYPES = kinds.NAMES
 SYNC_MODES = ("parallel", "sequential")
-REFRESH_MODES = ("default", "full")
 LOOKBACK_RE = re.compile(r"^(?:(\d+)\s*([smhdw])|all|none)$")
-#: Seconds: the longest request timeout (and scan delay) accepted. Sockets cannot wait
-#: much longer anyway, and a sync that waits an hour for one answer is misconfigured.
-MAX_TIMEOUT = 3600
-#: The most refresh requests one player may have in flight at once (`concurrency`).
-MAX_CONCURRENCY = 16
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -134,14 +132,15 @@ class PlayerConfig:
     verify_tls: bool = True
     ca_bundle: str | None = None
     mappings: list[Mapping] = field(default_factory=list)
-    # Adapter-specific settings; validated against the player type.
-    refresh_mode: str = "default"  # jellyfin/emby: "full" forces NFO re-read and providers
-    analyze: bool = False  # plex: also analyze media streams after a refresh
-    scan_delay: float = 0.0  # plex: pause between partial scans (seconds)
-    max_trash_items: int = 10  # plex: refuse emptyTrash above this many missing items
     verify: bool = True  # check on the player that delivered items really landed
-    concurrency: int = 4  # jellyfin/emby/plex: item refreshes in flight at once
-    scan_timeout: float = 600.0  # kodi: longest wait for its scanner to go idle (seconds)
+    # Settings of some player types only: meaning, types, defaults and which types take
+    # them are in player_types.SETTINGS.
+    refresh_mode: str = kinds.SETTINGS["refresh_mode"].default
+    analyze: bool = kinds.SETTINGS["analyze"].default
+    scan_delay: float = kinds.SETTINGS["scan_delay"].default
+    max_trash_items: int = kinds.SETTINGS["max_trash_items"].default
+    concurrency: int = kinds.SETTINGS["concurrency"].default
+    scan_timeout: float = kinds.SETTINGS["scan_timeout"].default
     # Removal guard and mount safety; None: the [sync] value. Anchors add to [sync]'s.
     max_removals: int | None = None
     max_removal_percent: float | None = None
@@ -250,20 +249,18 @@ _PLAYER_COMMON = (
     "verify_tls", "ca_bundle", "mappings", "verify", "max_removals", "max_removal_percent",
     "anchors",
 )
-_PLAYER_SPECIFIC: dict[str, tuple[str, ...]] = {
-    "kodi": ("scan_timeout",),
-    "jellyfin": ("refresh_mode", "concurrency"),
-    "emby": ("refresh_mode", "concurrency"),
-    "plex": ("analyze", "scan_delay", "max_trash_items", "concurrency"),
-}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def player_types() -> tuple[str, ...]:
     """Built-in player types plus those added through METARR_SYNC_PLUGINS."""
-    from metarr_sync.players import plugin_types
+    return kinds.known()
 
-    return PLAYER_TYPES + tuple(t for t in plugin_types() if t not in PLAYER_TYPES)
+
+def player_keys(player_type: str) -> tuple[str, ...]:
+    """Every key a `[players.NAME]` table of this type takes."""
+    kind = kinds.get(player_type)
+    return _PLAYER_COMMON + (kind.settings if kind else ())
 
 
 def _close_matches(word: str, options: tuple[str, ...] | list[str], n: int = 1) -> list[str]:
@@ -402,7 +399,8 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
     if ptype is None:
         problems.append(f"{where}.type: missing (one of {', '.join(PLAYER_TYPES)})")
         return None
-    if ptype not in types:
+    kind = kinds.get(ptype) if isinstance(ptype, str) else None
+    if kind is None:
         close = _close_matches(str(ptype), types, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         problems.append(
@@ -410,11 +408,10 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
             f"expected one of {', '.join(PLAYER_TYPES)}"
         )
         return None
-    allowed = _PLAYER_COMMON + _PLAYER_SPECIFIC.get(ptype, ())
-    every_specific = {k for v in _PLAYER_SPECIFIC.values() for k in v}
+    allowed = player_keys(ptype)
     for key in raw:
         if key not in allowed:
-            if key in every_specific:
+            if key in kinds.SETTINGS:
                 problems.append(f"{where}.{key}: not a setting of {ptype} players")
             else:
                 problems.append(_unknown(key, list(allowed), where))
@@ -428,51 +425,31 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
             problems.append(f"{where}.url: {hide_userinfo(url)!r} {reason}")
         player.url = url.rstrip("/")
     for key, typ in (("enabled", bool), ("verify_tls", bool), ("verify", bool),
-                     ("analyze", bool), ("username", str), ("group", str),
-                     ("ca_bundle", str), ("refresh_mode", str)):
+                     ("username", str), ("group", str), ("ca_bundle", str)):
         if key in raw and _check_type(raw[key], typ, f"{where}.{key}", problems):
             setattr(player, key, raw[key])
     if "priority" in raw and _check_type(raw["priority"], int, f"{where}.priority", problems):
         player.priority = raw["priority"]
-    if "scan_delay" in raw and _check_type(raw["scan_delay"], (int, float),
-                                           f"{where}.scan_delay", problems):
-        if raw["scan_delay"] < 0:
-            problems.append(f"{where}.scan_delay: must not be negative")
-        elif not raw["scan_delay"] <= MAX_TIMEOUT:  # also refuses nan and inf
-            problems.append(f"{where}.scan_delay: must be at most {MAX_TIMEOUT} seconds, "
-                            f"not {raw['scan_delay']:g}")
-        player.scan_delay = float(raw["scan_delay"])
-    if "scan_timeout" in raw and _check_type(raw["scan_timeout"], (int, float),
-                                             f"{where}.scan_timeout", problems):
-        if not 0 < raw["scan_timeout"] <= MAX_TIMEOUT:  # also refuses nan and inf
-            problems.append(f"{where}.scan_timeout: must be a positive number of seconds, "
-                            f"at most {MAX_TIMEOUT}, not {raw['scan_timeout']:g}")
-        player.scan_timeout = float(raw["scan_timeout"])
-    if "max_trash_items" in raw and _check_type(raw["max_trash_items"], int,
-                                                f"{where}.max_trash_items", problems):
-        if raw["max_trash_items"] < 0:
-            problems.append(f"{where}.max_trash_items: must not be negative")
-        player.max_trash_items = raw["max_trash_items"]
-    if "concurrency" in raw and _check_type(raw["concurrency"], int,
-                                            f"{where}.concurrency", problems):
-        if not 1 <= raw["concurrency"] <= MAX_CONCURRENCY:
-            problems.append(f"{where}.concurrency: must be between 1 and {MAX_CONCURRENCY} "
-                            f"(refresh requests in flight at once), not {raw['concurrency']}")
-        player.concurrency = raw["concurrency"]
+    # Every type-specific setting present is checked, also one the type does not take
+    # (refused above): the person learns both what is wrong with it and where it belongs.
+    for key, setting in kinds.SETTINGS.items():
+        if key in raw and _check_type(raw[key], setting.types, f"{where}.{key}", problems):
+            why = setting.refuse(raw[key])
+            if why:
+                problems.append(f"{where}.{key}: {why}")
+            setattr(player, key, setting.value(raw[key]))
     if player.ca_bundle is not None:
         bundle = Path(player.ca_bundle).expanduser()
         if not player.ca_bundle.strip() or not bundle.exists():
             problems.append(f"{where}.ca_bundle: {player.ca_bundle!r} does not exist "
                             "(a PEM file of the CA that signed the player's certificate)")
-    if player.refresh_mode not in REFRESH_MODES:
-        problems.append(f"{where}.refresh_mode: must be one of {', '.join(REFRESH_MODES)}")
     for key in ("password", "token"):
         if key in raw:
             setattr(player, key, _parse_secret(raw[key], f"{where}.{key}", problems))
-    if player.password and not player.username and ptype == "kodi":
-        problems.append(f"{where}.username: needed with a password")
-    if ptype in ("jellyfin", "emby", "plex") and "token" not in raw:
-        problems.append(f"{where}.token: missing ({ptype} needs an API token)")
+    for key, why in kind.credentials.problems(
+            ptype, username=bool(player.username), password=bool(player.password),
+            token="token" in raw):
+        problems.append(f"{where}.{key}: {why}")
     if "mappings" in raw:
         player.mappings = _parse_mappings(raw["mappings"], f"{where}.mappings", problems)
     player.max_removals, player.max_removal_percent, anchors = _parse_removal_guard(
@@ -612,7 +589,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             problems.append(f"groups.{name}: no player names this group")
         elif config.groups[name].shared_library:
             # Only Kodi keeps its library in a database several boxes can share (MySQL).
-            servers = [p.name for p in members if p.type in ("jellyfin", "emby", "plex")]
+            servers = [p.name for p in members if p.type in kinds.TYPES
+                       and not kinds.TYPES[p.type].shares_library]
             if servers:
                 problems.append(f"groups.{name}.shared_library: only Kodi players share a "
                                 f"library, not {', '.join(servers)}")
@@ -760,8 +738,7 @@ def to_document(config: Config) -> dict[str, Any]:
     default_player = PlayerConfig(name="", type="", url="")
     for name, player in config.players.items():
         entry: dict[str, Any] = {"type": player.type, "url": player.url}
-        keys = [k for k in _PLAYER_COMMON + _PLAYER_SPECIFIC.get(player.type, ())
-                if k not in ("type", "url", "mappings")]
+        keys = [k for k in player_keys(player.type) if k not in ("type", "url", "mappings")]
         for key in keys:
             value = getattr(player, key)
             if value is None or value == getattr(default_player, key):

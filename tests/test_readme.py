@@ -13,6 +13,7 @@ import pytest
 import typer.main
 
 from metarr_sync import config as cfg
+from metarr_sync import player_types as kinds
 from metarr_sync.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ TABLES = {
     "### `[sync]`": (tuple(cfg._SYNC_FIELDS), cfg.SyncConfig()),
     "### `[groups.NAME]`": (tuple(cfg._GROUP_FIELDS), cfg.GroupConfig(name="")),
     "### `[players.NAME]`": (
-        cfg._PLAYER_COMMON + tuple(k for keys in cfg._PLAYER_SPECIFIC.values() for k in keys),
+        cfg._PLAYER_COMMON + tuple(kinds.SETTINGS),
         cfg.PlayerConfig(name="", type="", url="")),
 }
 
@@ -89,15 +90,16 @@ def test_every_config_key_is_documented_with_its_real_default(heading):
 
 def test_player_keys_name_the_player_types_they_apply_to():
     rows = {key_of(r["key"]): r["players"] for r in table(section("### `[players.NAME]`"))}
+    credentials = {k for kind in kinds.TYPES.values() for k in kind.credentials.keys}
+    assert credentials == {"username", "password", "token"}
     for key in cfg._PLAYER_COMMON:
-        if key in ("username", "password"):
-            assert rows[key] == "kodi"
-        elif key == "token":
-            assert rows[key] == "jellyfin, emby, plex"
+        if key in credentials:
+            types = [t.name for t in kinds.TYPES.values() if key in t.credentials.keys]
+            assert rows[key] == ", ".join(types), key
         else:
             assert rows[key] == "all", key
-    for key in {k for keys in cfg._PLAYER_SPECIFIC.values() for k in keys}:
-        types = [t for t, keys in cfg._PLAYER_SPECIFIC.items() if key in keys]
+    for key in kinds.SETTINGS:
+        types = [t.name for t in kinds.TYPES.values() if key in t.settings]
         assert rows[key] == ", ".join(types), key
 
 

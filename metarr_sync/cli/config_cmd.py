@@ -129,7 +129,7 @@ def path_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 def effective(config: Config) -> dict[str, Any]:
     """Every setting in effect, defaults included; secrets masked, never resolved here."""
-    from metarr_sync.config import _GROUP_FIELDS, _PLAYER_COMMON, _PLAYER_SPECIFIC, _SYNC_FIELDS
+    from metarr_sync.config import _GROUP_FIELDS, _SYNC_FIELDS, player_keys
 
     database, source = _database_source(config)
     metarr: dict[str, Any] = {"database": _shown_database(database),
@@ -139,7 +139,7 @@ def effective(config: Config) -> dict[str, Any]:
     players: dict[str, Any] = {}
     for name, player in config.players.items():
         entry: dict[str, Any] = {}
-        for key in _PLAYER_COMMON + _PLAYER_SPECIFIC.get(player.type, ()):
+        for key in player_keys(player.type):
             value = getattr(player, key)
             if key == "mappings":
                 value = [{"metarr": m.metarr, "player": m.player} for m in value]
