@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from metarr_sync import player_types as kinds
 from metarr_sync.config import (
-    PLAYER_TYPES,
     Config,
     GroupConfig,
     Mapping,
@@ -23,8 +23,6 @@ from metarr_sync.config import (
     validate_url,
 )
 from metarr_sync.metarr import MetarrPlayer, MetarrPlayerGroup, PlayerSetup
-
-DEFAULT_PORTS = {"kodi": 8080, "jellyfin": 8096, "emby": 8096, "plex": 32400}
 
 
 @dataclass
@@ -56,7 +54,8 @@ def player_url(host: str, port: int | None, player_type: str) -> tuple[str, str 
     else:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"  # an IPv6 address
-        url = f"http://{host}:{port or DEFAULT_PORTS.get(player_type, 80)}"
+        kind = kinds.TYPES.get(player_type)
+        url = f"http://{host}:{port or (kind.default_port if kind else 80)}"
     reason = validate_url(url)
     return url, (f"its address {url!r} {reason}" if reason else None)
 
@@ -93,7 +92,9 @@ def from_metarr(setup: PlayerSetup, config: Config) -> Imported:
             continue  # one player needs no group
         group = groups[group_id]
         name = slug(group.name, f"group-{group_id}")
-        shared = group.type.lower() == "kodi" and all(p.type == "kodi" for p in players)
+        kind = kinds.TYPES.get(group.type.lower())
+        shared = (kind is not None and kind.shares_library
+                  and all(p.type == kind.name for p in players))
         if name in config.groups:
             result.notes.append(f"group {name!r} exists already: its settings are kept")
         else:
@@ -115,9 +116,10 @@ def from_metarr(setup: PlayerSetup, config: Config) -> Imported:
 def _player(row: MetarrPlayer, group: MetarrPlayerGroup | None, mappings: list[Mapping],
             configured: set[str], taken: set[str]) -> tuple[PlayerConfig | None, str | None]:
     player_type = row.type.strip().lower()
-    if player_type not in PLAYER_TYPES:
+    kind = kinds.TYPES.get(player_type)
+    if kind is None:
         return None, f"unknown player type {row.type!r} (expected one of " \
-                     f"{', '.join(PLAYER_TYPES)})"
+                     f"{', '.join(kinds.NAMES)})"
     name = slug(row.name, f"{player_type}-{row.id}")
     if name in taken:  # two of Metarr's names give the same config name
         name = f"{name[:58]}-{row.id}"
@@ -130,13 +132,16 @@ def _player(row: MetarrPlayer, group: MetarrPlayerGroup | None, mappings: list[M
     player = PlayerConfig(name=name, type=player_type, url=url,
                           enabled=row.enabled and (group.enabled if group else True),
                           mappings=list(mappings))
-    if player_type == "kodi":
-        if row.password and not row.username:
-            return None, "Metarr has a password for it but no user name"
+    rule = kind.credentials
+    why = rule.metarr_problem(player_type, username=bool(row.username),
+                              password=bool(row.password), token=bool(row.api_key))
+    if why:
+        return None, why
+    # Metarr's columns: username, password, and api_key for a token.
+    if "username" in rule.keys:
         player.username = row.username
-        player.password = Secret(value=row.password) if row.password else None
-    else:
-        if not row.api_key:
-            return None, f"Metarr has no API key for it ({player_type} needs one)"
+    if "password" in rule.keys and row.password:
+        player.password = Secret(value=row.password)
+    if "token" in rule.keys and row.api_key:
         player.token = Secret(value=row.api_key)
     return player, None

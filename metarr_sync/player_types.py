@@ -138,6 +138,8 @@ API_TOKEN = Credentials(keys=("token",), token_required=True)
 @dataclass(frozen=True)
 class PlayerType:
     name: str
+    #: Its name in prose ("Kodi").
+    label: str
     #: The adapter, "module:Class", imported only when a player of this type is used.
     adapter: str
     #: The keys from SETTINGS this type takes, besides the common ones.
@@ -152,16 +154,16 @@ class PlayerType:
 
 #: The built-in types, in the order help texts and messages name them.
 TYPES: dict[str, PlayerType] = {t.name: t for t in (
-    PlayerType("kodi", "metarr_sync.players.kodi:KodiPlayer",
+    PlayerType("kodi", "Kodi", "metarr_sync.players.kodi:KodiPlayer",
                settings=("scan_timeout",), credentials=LOGIN, default_port=8080,
                shares_library=True),
-    PlayerType("jellyfin", "metarr_sync.players.jellyfin:JellyfinPlayer",
+    PlayerType("jellyfin", "Jellyfin", "metarr_sync.players.jellyfin:JellyfinPlayer",
                settings=("refresh_mode", "concurrency"), credentials=API_TOKEN,
                default_port=8096),
-    PlayerType("emby", "metarr_sync.players.jellyfin:EmbyPlayer",
+    PlayerType("emby", "Emby", "metarr_sync.players.jellyfin:EmbyPlayer",
                settings=("refresh_mode", "concurrency"), credentials=API_TOKEN,
                default_port=8096),
-    PlayerType("plex", "metarr_sync.players.plex:PlexPlayer",
+    PlayerType("plex", "Plex", "metarr_sync.players.plex:PlexPlayer",
                settings=("analyze", "scan_delay", "max_trash_items", "concurrency"),
                credentials=API_TOKEN, default_port=32400),
 )}
@@ -174,6 +176,11 @@ def spoken_list(words: tuple[str, ...] | list[str]) -> str:
     if len(words) < 2:
         return "".join(words)
     return f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def labels_using(key: str) -> str:
+    """"Jellyfin/Emby/Plex": the built-in types that read credential `key`."""
+    return "/".join(t.label for t in TYPES.values() if key in t.credentials.keys)
 
 
 def plugins() -> dict[str, str]:
@@ -199,4 +206,4 @@ def get(name: str) -> PlayerType | None:
         return builtin
     if builtin is not None:
         return replace(builtin, adapter=target)
-    return PlayerType(name, target)
+    return PlayerType(name, name, target)

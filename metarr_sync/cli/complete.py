@@ -43,9 +43,9 @@ def triggers(incomplete: str) -> list[str]:
 
 
 def player_types(incomplete: str) -> list[str]:
-    from metarr_sync.config import PLAYER_TYPES
+    from metarr_sync.player_types import NAMES
 
-    return [t for t in PLAYER_TYPES if t.startswith(incomplete or "")]
+    return [t for t in NAMES if t.startswith(incomplete or "")]
 
 
 def queue_statuses(incomplete: str) -> list[str]:

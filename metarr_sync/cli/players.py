@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from metarr_sync import player_types
 from metarr_sync.cli import common, complete, ops
 from metarr_sync.cli.ops import JsonOpt
 
@@ -108,7 +109,7 @@ def _secret(kind: str, value: str | None, env: str | None, file: str | None) -> 
 def add_command(
     ctx: typer.Context,
     player_type: Annotated[str, typer.Argument(
-        metavar="TYPE", help="kodi, jellyfin, emby or plex",
+        metavar="TYPE", help=player_types.spoken_list(player_types.NAMES),
         autocompletion=complete.player_types)],
     name: Annotated[str, typer.Argument(
         help="A name for it: letters, digits, '-', '_' and '.'")],
@@ -117,11 +118,11 @@ def add_command(
         help="Its web address, e.g. http://192.168.1.10:8080")],
     username: Annotated[str | None, typer.Option(
         "--username", metavar="USER",
-        help="Kodi: the web server's user name")] = None,
+        help=f"{player_types.labels_using('username')}: the web server's user name")] = None,
     password: Annotated[str | None, typer.Option(
         "--password", metavar="PASSWORD",
-        help="Kodi: the password ('-' reads it from stdin; a value given "
-        "here shows in `ps` and the shell history)")] = None,
+        help=f"{player_types.labels_using('password')}: the password ('-' reads it from "
+        "stdin; a value given here shows in `ps` and the shell history)")] = None,
     password_env: Annotated[str | None, typer.Option(
         "--password-env", metavar="VAR",
         help="Read the password from this variable")] = None,
@@ -130,7 +131,8 @@ def add_command(
         help="Read the password from this file")] = None,
     token: Annotated[str | None, typer.Option(
         "--token", metavar="TOKEN",
-        help="Jellyfin/Emby/Plex: the API token ('-' reads it from stdin)")] = None,
+        help=f"{player_types.labels_using('token')}: the API token ('-' reads it from "
+        "stdin)")] = None,
     token_env: Annotated[str | None, typer.Option(
         "--token-env", metavar="VAR",
         help="Read the token from this variable")] = None,
