@@ -137,7 +137,7 @@ def _player(row: MetarrPlayer, group: MetarrPlayerGroup | None, mappings: list[M
                               password=bool(row.password), token=bool(row.api_key))
     if why:
         return None, why
-    # Metarr's columns: username, password, and api_key for a token.
+    # Metarr keeps username and password in their own columns, a token as api_key.
     if "username" in rule.keys:
         player.username = row.username
     if "password" in rule.keys and row.password:
