@@ -21,7 +21,7 @@ from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.disk import Presence, Verdict, media_presence, missing_anchors
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item
-from metarr_sync.plan import Target, build_plan
+from metarr_sync.plan import PlayerPlan, Target, build_plan
 from metarr_sync.players.base import (
     STOP,
     AuthFailed,
@@ -115,6 +115,7 @@ def run_player(ctx: Context, player: PlayerConfig, items: list[Item],
 
 def _sync_player(ctx: Context, player: PlayerConfig, items: list[Item],
                  also_record: Sequence[str]) -> PlayerResult:
+    """One player's pass, timed; its state connection and adapter are always closed."""
     result = PlayerResult(player.name, player.type, items=len(items))
     if not player.enabled:
         result.status = "disabled"
@@ -124,115 +125,13 @@ def _sync_player(ctx: Context, player: PlayerConfig, items: list[Item],
     started = time.monotonic()
     adapter = None
     try:
-        missing = missing_anchors(ctx.config.sync.anchors + player.anchors)
-        if missing:
-            # A share is not mounted: a scan would make the player drop what is on it,
-            # and no removal can be trusted. Nothing is sent; nothing counts as tried.
-            result.status, result.error_kind = "failed", "anchor_missing"
-            result.error = (f"anchor file {missing[0]} is missing"
-                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                            + ": is its share mounted? Nothing was sent to this player; "
-                            "its work stays queued")
-            return result
-        reason = state.disabled_reason(player.name)
-        if reason:
-            result.status, result.error, result.error_kind = "disabled", (
-                f"{reason}; fix the credentials, then run `metarr-sync players test "
-                f"{player.name}`"), "auth_failed"
-            return result
         verifying = player.verify and ctx.request.verify and not dry_run
-        if not items and not (verifying and state.awaiting_verification(player.name)):
-            return result
-        if STOP.is_set():
-            result.status, result.error_kind = "interrupted", "interrupted"
-            result.error = (f"not tried: stopped by {signal_name(STOP.signal)}; "
-                            "its work stays queued")
+        if not _ready(ctx, player, items, state, verifying, result):
             return result
         from metarr_sync.players import adapter_class
 
         adapter = adapter_class(player.type)(player, ctx.config.sync, dry_run=dry_run)
-        recorder = _Recorder(state, player.name, also_record, ctx.run_id, dry_run, result,
-                             ctx.config.sync.max_attempts)
-        pending = list(items)
-        answered: set[str] = set()  # keys of targets whose batch the adapter answered
-        try:
-            adapter.probe()
-            if verifying:
-                # Deliveries of earlier runs that the player scans in the background.
-                wait = 0.0 if ctx.request.verify_only else adapter.verify_after
-                delivered_before = state.awaiting_verification(player.name)
-                # Only removals that passed the disk check and the guard: delivered ones.
-                removing = [i for i in delivered_before if i.removed]
-                adapter.removing = build_plan(removing, player.mappings,
-                                              max(1, len(removing))).targets
-                _verify(adapter, player, delivered_before if not wait else
-                        state.awaiting_verification(player.name, wait), recorder)
-            if ctx.config.sync.skip_active and adapter.is_playing():
-                # Someone is watching: defer updates to the next run, never drop them.
-                # Removals touch nothing on screen and may proceed.
-                later = [i for i in pending if not i.removed]
-                recorder.save(later, [Outcome(i.key, "deferred", "player busy: someone is "
-                                              "watching") for i in later])
-                pending = [i for i in pending if i.removed]
-            pending = _proven_removals(ctx, player, state, pending, recorder)
-            plan = build_plan(pending, player.mappings, ctx.config.sync.batch_size)
-            recorder.save([i for i, _ in plan.errors],
-                          [Outcome(i.key, "failed", why) for i, why in plan.errors])
-            done = len(plan.errors)
-            ctx.tick(player.name, done, len(items))
-            if not ctx.config.sync.targeted_updates and plan.targets:
-                adapter.scan_all()
-                mapped = [t.item for t in plan.targets]
-                recorder.save(mapped, [Outcome(i.key, "synced") for i in mapped])
-            else:
-                delivered: list[Item] = []
-                for batch in plan.batches:
-                    STOP.check()  # between batches: everything before is committed
-                    batch_items = [t.item for t in batch]
-                    try:
-                        outcomes = _judged(batch, adapter.apply(batch), verifying)
-                    except PlayerError as exc:
-                        # What the player settled before failing is recorded as such
-                        # (sent without an answer: verified before it is sent again).
-                        settled = _judged(batch, exc.settled, verifying)
-                        keys = {o.item_key for o in settled}
-                        recorder.save([i for i in batch_items if i.key in keys], settled)
-                        answered.update(keys)
-                        raise
-                    if verifying:
-                        sent = {o.item_key for o in outcomes if o.result == "sent"}
-                        delivered += [i for i in batch_items if i.key in sent]
-                    recorder.save(batch_items, outcomes)
-                    # Only remembered here; `pending` is narrowed down once, if a player
-                    # error stops the run: filtering it after every batch is quadratic.
-                    answered.update(t.key for t in batch)
-                    done += len(batch)
-                    ctx.tick(player.name, done, len(items))
-                STOP.check()
-                finished = adapter.finish()
-                recorder.save(items, finished)
-                taken_back = {o.item_key for o in finished if o.result != "synced"}
-                delivered = [i for i in delivered if i.key not in taken_back]
-                if verifying and adapter.verify_after == 0 and delivered:
-                    _verify(adapter, player, delivered, recorder)
-            pending = []
-            if ctx.config.sync.send_notifications and result.synced and not dry_run:
-                try:
-                    adapter.notify("Metarr", f"{result.synced} item(s) updated")
-                except PlayerError as exc:
-                    log.warning("%s: notification failed: %s", player.name, exc.message)
-        except Interrupted as exc:
-            # Not a failure of the player: what was not confirmed stays queued untouched
-            # (no attempt counted), and is sent again by the next run.
-            result.error, result.error_kind = exc.message, exc.kind
-        except PlayerError as exc:
-            # A server may echo a token in its error text: never show or store it.
-            result.error, result.error_kind = redact(exc.message), exc.kind
-            pending = [i for i in pending if i.key not in answered]
-            recorder.save(pending, [Outcome(i.key, "retry", result.error) for i in pending])
-            if isinstance(exc, AuthFailed) and not dry_run:
-                state.disable_player(player.name, f"authentication failed: {result.error}")
-        result.status = _status_of(result)
+        _Pass(ctx, player, items, state, adapter, result, also_record, verifying).run()
         return result
     finally:
         if adapter is not None:
@@ -243,6 +142,256 @@ def _sync_player(ctx: Context, player: PlayerConfig, items: list[Item],
             adapter.close()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         state.close()
+
+
+def _ready(ctx: Context, player: PlayerConfig, items: list[Item], state: State,
+           verifying: bool, result: PlayerResult) -> bool:
+    """Whether to contact the player at all: its shares mounted, its credentials not known
+    to be bad, something to do, no stop requested. When not, `result` says why."""
+    missing = missing_anchors(ctx.config.sync.anchors + player.anchors)
+    if missing:
+        # A share is not mounted: a scan would make the player drop what is on it,
+        # and no removal can be trusted. Nothing is sent; nothing counts as tried.
+        result.status, result.error_kind = "failed", "anchor_missing"
+        result.error = (f"anchor file {missing[0]} is missing"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                        + ": is its share mounted? Nothing was sent to this player; "
+                        "its work stays queued")
+        return False
+    reason = state.disabled_reason(player.name)
+    if reason:
+        result.status, result.error, result.error_kind = "disabled", (
+            f"{reason}; fix the credentials, then run `metarr-sync players test "
+            f"{player.name}`"), "auth_failed"
+        return False
+    if not items and not (verifying and state.awaiting_verification(player.name)):
+        return False
+    if STOP.is_set():
+        result.status, result.error_kind = "interrupted", "interrupted"
+        result.error = (f"not tried: stopped by {signal_name(STOP.signal)}; "
+                        "its work stays queued")
+        return False
+    return True
+
+
+class _Pass:
+    """One player's pass over its queue, in named steps; `run` calls them in order."""
+
+    def __init__(self, ctx: Context, player: PlayerConfig, items: list[Item], state: State,
+                 adapter: Player, result: PlayerResult, also_record: Sequence[str],
+                 verifying: bool):
+        self.ctx, self.player, self.items, self.state = ctx, player, items, state
+        self.adapter, self.result = adapter, result
+        self.sync = ctx.config.sync
+        self.dry_run = ctx.request.dry_run
+        #: Verifying, what the player took waits in the queue as `sent` until it is seen.
+        self.verifying = verifying
+        self.recorder = _Recorder(state, player.name, also_record, ctx.run_id, self.dry_run,
+                                  result, self.sync.max_attempts)
+        #: Items not yet judged: if the player fails, those it did not answer are retried.
+        self.pending = list(items)
+        self.answered: set[str] = set()  # keys of targets whose batch the adapter answered
+        self.delivered: list[Item] = []  # taken by the player this run, to be verified
+        self.done = 0  # items judged so far, for the progress bar
+
+    def run(self) -> None:
+        """probe → verify earlier deliveries → defer while watched → guard removals → apply
+        → finish → verify → notify; a player error ends the pass, keeping the rest queued."""
+        adapter = self.adapter
+        try:
+            adapter.probe()
+            if self.verifying:
+                self.verify_earlier()
+            if self.sync.skip_active and adapter.is_playing():
+                self.defer_updates()
+            self.pending = self.guard_removals(self.pending)
+            plan = self.plan()
+            if not self.sync.targeted_updates and plan.targets:
+                self.scan_all(plan.targets)
+            else:
+                self.apply(plan.batches)
+                self.finish()
+                if self.verifying and adapter.verify_after == 0 and self.delivered:
+                    self.verify(self.delivered)
+            self.pending = []
+            self.notify()
+        except Interrupted as exc:
+            # Not a failure of the player: what was not confirmed stays queued untouched
+            # (no attempt counted), and is sent again by the next run.
+            self.result.error, self.result.error_kind = exc.message, exc.kind
+        except PlayerError as exc:
+            self.keep_unanswered(exc)
+        self.result.status = _status_of(self.result)
+
+    def verify_earlier(self) -> None:
+        """Look up earlier runs' deliveries, which the player scans in the background."""
+        name = self.player.name
+        wait = 0.0 if self.ctx.request.verify_only else self.adapter.verify_after
+        delivered_before = self.state.awaiting_verification(name)
+        # Only removals that passed the disk check and the guard: delivered ones.
+        removing = [i for i in delivered_before if i.removed]
+        self.adapter.removing = build_plan(removing, self.player.mappings,
+                                           max(1, len(removing))).targets
+        self.verify(delivered_before if not wait else
+                    self.state.awaiting_verification(name, wait))
+
+    def defer_updates(self) -> None:
+        """Someone is watching: updates wait for the next run, never dropped. Removals
+        touch nothing on screen and may proceed."""
+        later = [i for i in self.pending if not i.removed]
+        self.recorder.save(later, [Outcome(i.key, "deferred", "player busy: someone is "
+                                           "watching") for i in later])
+        self.pending = [i for i in self.pending if i.removed]
+
+    def guard_removals(self, items: list[Item]) -> list[Item]:
+        """`items` less the removals that must not be sent (recorded with the reason).
+
+        A removed row in Metarr is only a candidate: its media must be gone from disk (see
+        disk.py). And however sure each one is, more removals in one run than max_removals
+        or max_removal_percent of the library are held for a person: that is what an
+        unmounted share or a wrong database looks like.
+        """
+        player, recorder = self.player, self.recorder
+        removals = [i for i in items if i.removed]
+        if not removals:
+            return items
+        outcomes: list[Outcome] = []
+        gone: list[Item] = []
+        for item in removals:
+            verdict = self.ctx.presence(item)
+            if verdict.presence is Presence.GONE:
+                gone.append(item)
+                continue
+            if verdict.presence is Presence.PRESENT:
+                log.info("%s: %s (%s) is no removal: %s", player.name, item.key,
+                         item.label(), verdict.why)
+                outcomes.append(Outcome(item.key, "dropped", verdict.why))
+            else:
+                log.warning("%s: %s (%s) not removed: %s", player.name, item.key,
+                            item.label(), verdict.why)
+                outcomes.append(Outcome(item.key, "held", verdict.why))
+        waiting = [o for o in outcomes if o.result == "held"]
+        if waiting:
+            recorder.result.notes.append(
+                f"{len(waiting)} removal(s) not sent, the disk cannot tell whether the media "
+                f"is gone: {waiting[0].error}")
+        if len(outcomes) > len(waiting):
+            recorder.result.notes.append(
+                f"{len(outcomes) - len(waiting)} item(s) gone from Metarr's catalogue are "
+                "still on disk: not removed from the player (-v names them)")
+        why = self.too_many_removals(len(gone))
+        if why:
+            log.warning("%s: %s", player.name, why)
+            recorder.result.notes.append(why)
+            outcomes += [Outcome(i.key, "held", why) for i in gone]
+            gone = []
+        recorder.save(removals, outcomes)
+        kept = {o.item_key for o in outcomes}
+        return [i for i in items if not i.removed or i.key not in kept]
+
+    def too_many_removals(self, count: int) -> str | None:
+        """Why `count` proven removals are too many to send to this player in this run."""
+        sync, player = self.sync, self.player
+        limit = sync.max_removals if player.max_removals is None else player.max_removals
+        percent = (sync.max_removal_percent if player.max_removal_percent is None
+                   else player.max_removal_percent)
+        library = self.state.library_size() + count
+        # A single removal is never held for being a share of a small library.
+        share = max(1, int(library * percent / 100))
+        allowed = self.ctx.request.allow_removals
+        if count <= max(limit, allowed) and (count <= share or count <= allowed):
+            return None
+        over = (f"more than max_removals = {limit}" if count > limit else
+                f"more than max_removal_percent = {percent:g}% of the {library} items Metarr "
+                "lists")
+        return (f"{count} removal(s) held for {player.name}: {over}. Their media is gone "
+                "from disk; if that is right, send them with `metarr-sync run "
+                f"--allow-removals {count}`, or forget them with `metarr-sync queue clear "
+                f"--held --player {player.name}`")
+
+    def plan(self) -> PlayerPlan:
+        """Map and batch what is left; an item no mapping covers fails, for a person."""
+        plan = build_plan(self.pending, self.player.mappings, self.sync.batch_size)
+        self.recorder.save([i for i, _ in plan.errors],
+                           [Outcome(i.key, "failed", why) for i, why in plan.errors])
+        self.done = len(plan.errors)
+        self.ctx.tick(self.player.name, self.done, len(self.items))
+        return plan
+
+    def scan_all(self, targets: list[Target]) -> None:
+        """targeted_updates off: one full library scan stands for every mapped item."""
+        self.adapter.scan_all()
+        mapped = [t.item for t in targets]
+        self.recorder.save(mapped, [Outcome(i.key, "synced") for i in mapped])
+
+    def apply(self, batches: list[list[Target]]) -> None:
+        """Send the batches, committing each one's outcomes before the next is sent."""
+        for batch in batches:
+            STOP.check()  # between batches: everything before is committed
+            batch_items = [t.item for t in batch]
+            try:
+                outcomes = _judged(batch, self.adapter.apply(batch), self.verifying)
+            except PlayerError as exc:
+                # What the player settled before failing is recorded as such (sent
+                # without an answer: verified before it is sent again).
+                settled = _judged(batch, exc.settled, self.verifying)
+                keys = {o.item_key for o in settled}
+                self.recorder.save([i for i in batch_items if i.key in keys], settled)
+                self.answered.update(keys)
+                raise
+            if self.verifying:
+                sent = {o.item_key for o in outcomes if o.result == "sent"}
+                self.delivered += [i for i in batch_items if i.key in sent]
+            self.recorder.save(batch_items, outcomes)
+            # Only remembered here; `pending` is narrowed down once, if a player error
+            # stops the run: filtering it after every batch is quadratic.
+            self.answered.update(t.key for t in batch)
+            self.done += len(batch)
+            self.ctx.tick(self.player.name, self.done, len(self.items))
+
+    def finish(self) -> None:
+        """The adapter's work after all batches (Plex: guarded trash emptying), which may
+        take back items it synced: those are not verified."""
+        STOP.check()
+        finished = self.adapter.finish()
+        self.recorder.save(self.items, finished)
+        taken_back = {o.item_key for o in finished if o.result != "synced"}
+        self.delivered = [i for i in self.delivered if i.key not in taken_back]
+
+    def verify(self, items: list[Item]) -> None:
+        """Ask the player whether delivered items landed; record verified / unverified."""
+        if not items:
+            return
+        plan = build_plan(items, self.player.mappings, max(len(items), 1))
+        outcomes = [Outcome(i.key, "unverified", f"cannot verify: {why}")
+                    for i, why in plan.errors]
+        for outcome in self.adapter.verify(plan.targets):
+            if outcome.result == "synced":
+                outcomes.append(Outcome(outcome.item_key, "verified"))
+            else:
+                outcomes.append(Outcome(outcome.item_key, "unverified", outcome.error))
+        self.recorder.save(items, outcomes)
+
+    def notify(self) -> None:
+        """send_notifications: a message on the player when it took updates; a failed
+        message fails nothing."""
+        if self.sync.send_notifications and self.result.synced and not self.dry_run:
+            try:
+                self.adapter.notify("Metarr", f"{self.result.synced} item(s) updated")
+            except PlayerError as exc:
+                log.warning("%s: notification failed: %s", self.player.name, exc.message)
+
+    def keep_unanswered(self, exc: PlayerError) -> None:
+        """The player failed as a whole: what it did not answer is tried again next run;
+        credentials it refused disable it until a person fixes them."""
+        result = self.result
+        # A server may echo a token in its error text: never show or store it.
+        result.error, result.error_kind = redact(exc.message), exc.kind
+        pending = [i for i in self.pending if i.key not in self.answered]
+        self.recorder.save(pending, [Outcome(i.key, "retry", result.error) for i in pending])
+        if isinstance(exc, AuthFailed) and not self.dry_run:
+            self.state.disable_player(self.player.name,
+                                      f"authentication failed: {result.error}")
 
 
 def _judged(batch: Sequence[Target], outcomes: Sequence[Outcome], verifying: bool
@@ -263,90 +412,6 @@ def _judged(batch: Sequence[Target], outcomes: Sequence[Outcome], verifying: boo
             outcome = Outcome(outcome.item_key, "retry", outcome.error)
         judged.append(outcome)
     return judged
-
-
-def _verify(adapter: Player, player: PlayerConfig, items: list[Item],
-            recorder: _Recorder) -> None:
-    """Ask the player whether delivered items landed; record verified / unverified."""
-    if not items:
-        return
-    plan = build_plan(items, player.mappings, max(len(items), 1))
-    outcomes = [Outcome(i.key, "unverified", f"cannot verify: {why}") for i, why in plan.errors]
-    for outcome in adapter.verify(plan.targets):
-        if outcome.result == "synced":
-            outcomes.append(Outcome(outcome.item_key, "verified"))
-        else:
-            outcomes.append(Outcome(outcome.item_key, "unverified", outcome.error))
-    recorder.save(items, outcomes)
-
-
-def _proven_removals(ctx: Context, player: PlayerConfig, state: State, items: list[Item],
-                     recorder: _Recorder) -> list[Item]:
-    """`items` less the removals that must not be sent (recorded with the reason).
-
-    A removed row in Metarr is only a candidate: its media must be gone from disk (see
-    disk.py). And however sure each one is, more removals in one run than max_removals or
-    max_removal_percent of the library are held for a person: that is what an unmounted
-    share or a wrong database looks like.
-    """
-    removals = [i for i in items if i.removed]
-    if not removals:
-        return items
-    outcomes: list[Outcome] = []
-    gone: list[Item] = []
-    for item in removals:
-        verdict = ctx.presence(item)
-        if verdict.presence is Presence.GONE:
-            gone.append(item)
-            continue
-        if verdict.presence is Presence.PRESENT:
-            log.info("%s: %s (%s) is no removal: %s", player.name, item.key, item.label(),
-                     verdict.why)
-            outcomes.append(Outcome(item.key, "dropped", verdict.why))
-        else:
-            log.warning("%s: %s (%s) not removed: %s", player.name, item.key, item.label(),
-                        verdict.why)
-            outcomes.append(Outcome(item.key, "held", verdict.why))
-    waiting = [o for o in outcomes if o.result == "held"]
-    if waiting:
-        recorder.result.notes.append(
-            f"{len(waiting)} removal(s) not sent, the disk cannot tell whether the media is "
-            f"gone: {waiting[0].error}")
-    if len(outcomes) > len(waiting):
-        recorder.result.notes.append(
-            f"{len(outcomes) - len(waiting)} item(s) gone from Metarr's catalogue are still "
-            "on disk: not removed from the player (-v names them)")
-    why = _too_many_removals(ctx, player, state, len(gone))
-    if why:
-        log.warning("%s: %s", player.name, why)
-        recorder.result.notes.append(why)
-        outcomes += [Outcome(i.key, "held", why) for i in gone]
-        gone = []
-    recorder.save(removals, outcomes)
-    kept = {o.item_key for o in outcomes}
-    return [i for i in items if not i.removed or i.key not in kept]
-
-
-def _too_many_removals(ctx: Context, player: PlayerConfig, state: State, count: int
-                       ) -> str | None:
-    """Why `count` proven removals are too many to send to `player` in this run."""
-    sync = ctx.config.sync
-    limit = sync.max_removals if player.max_removals is None else player.max_removals
-    percent = (sync.max_removal_percent if player.max_removal_percent is None
-               else player.max_removal_percent)
-    library = state.library_size() + count
-    # A single removal is never held for being a share of a small library.
-    share = max(1, int(library * percent / 100))
-    allowed = ctx.request.allow_removals
-    if count <= max(limit, allowed) and (count <= share or count <= allowed):
-        return None
-    over = (f"more than max_removals = {limit}" if count > limit else
-            f"more than max_removal_percent = {percent:g}% of the {library} items Metarr "
-            "lists")
-    return (f"{count} removal(s) held for {player.name}: {over}. Their media is gone from "
-            "disk; if that is right, send them with `metarr-sync run --allow-removals "
-            f"{count}`, or forget them with `metarr-sync queue clear --held "
-            f"--player {player.name}`")
 
 
 def _status_of(result: PlayerResult) -> str:
