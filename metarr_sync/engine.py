@@ -30,7 +30,7 @@ from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
 from metarr_sync.player_run import Context, PlayerResult, run_player
-from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, signal_name
+from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, Result, signal_name
 from metarr_sync.state import RunLock, State, now_stamp
 
 log = logging.getLogger("metarr_sync.engine")
@@ -385,11 +385,11 @@ def _drop_art(ctx: Context, player: PlayerConfig, worker: PlayerResult,
     if outcomes is None:
         result.error = f"{result.error}; {_stale_art(ctx, player, art, union, worker, why)}"
         return result
-    left = [o for o in outcomes if o.result != "synced"]
+    left = [o for o in outcomes if o.result != Result.SYNCED]
     result.status = "partial" if left else "synced"
     result.synced, result.failed = len(outcomes) - len(left), len(left)
     if left:
-        _requeue(ctx, player, union, [Outcome(o.item_key, "retry", redact(o.error))
+        _requeue(ctx, player, union, [Outcome(o.item_key, Result.RETRY, redact(o.error))
                                       for o in left])
         result.error = (f"shared library: synced through {worker.name}, but the cached "
                         f"artwork of {len(left)} item(s) could not be dropped here (first: "
@@ -405,7 +405,7 @@ def _stale_art(ctx: Context, player: PlayerConfig, art: dict[str, list[str]],
     that say so."""
     cause = (f"its own cached artwork of this item was not dropped ({why}): it may show "
              "the old images until a run reaches it")
-    _requeue(ctx, player, union, [Outcome(key, "retry", cause) for key in art])
+    _requeue(ctx, player, union, [Outcome(key, Result.RETRY, cause) for key in art])
     through = f" through {worker.name}" if worker is not None else ""
     return (f"its own cached artwork of {len(art)} item(s) refreshed{through} was not "
             "dropped: it may show the old images, and they stay queued for it")

@@ -29,6 +29,7 @@ from metarr_sync.players.base import (
     Outcome,
     Player,
     PlayerError,
+    Result,
     signal_name,
 )
 from metarr_sync.state import State
@@ -239,8 +240,8 @@ class _Pass:
         """Someone is watching: updates wait for the next run, never dropped. Removals
         touch nothing on screen and may proceed."""
         later = [i for i in self.pending if not i.removed]
-        self.recorder.save(later, [Outcome(i.key, "deferred", "player busy: someone is "
-                                           "watching") for i in later])
+        self.recorder.save(later, [Outcome(i.key, Result.DEFERRED, "player busy: someone "
+                                           "is watching") for i in later])
         self.pending = [i for i in self.pending if i.removed]
 
     def guard_removals(self, items: list[Item]) -> list[Item]:
@@ -265,12 +266,12 @@ class _Pass:
             if verdict.presence is Presence.PRESENT:
                 log.info("%s: %s (%s) is no removal: %s", player.name, item.key,
                          item.label(), verdict.why)
-                outcomes.append(Outcome(item.key, "dropped", verdict.why))
+                outcomes.append(Outcome(item.key, Result.DROPPED, verdict.why))
             else:
                 log.warning("%s: %s (%s) not removed: %s", player.name, item.key,
                             item.label(), verdict.why)
-                outcomes.append(Outcome(item.key, "held", verdict.why))
-        waiting = [o for o in outcomes if o.result == "held"]
+                outcomes.append(Outcome(item.key, Result.HELD, verdict.why))
+        waiting = [o for o in outcomes if o.result == Result.HELD]
         if waiting:
             recorder.result.notes.append(
                 f"{len(waiting)} removal(s) not sent, the disk cannot tell whether the media "
@@ -283,7 +284,7 @@ class _Pass:
         if why:
             log.warning("%s: %s", player.name, why)
             recorder.result.notes.append(why)
-            outcomes += [Outcome(i.key, "held", why) for i in gone]
+            outcomes += [Outcome(i.key, Result.HELD, why) for i in gone]
             gone = []
         recorder.save(removals, outcomes)
         kept = {o.item_key for o in outcomes}
@@ -313,7 +314,7 @@ class _Pass:
         """Map and batch what is left; an item no mapping covers fails, for a person."""
         plan = build_plan(self.pending, self.player.mappings, self.sync.batch_size)
         self.recorder.save([i for i, _ in plan.errors],
-                           [Outcome(i.key, "failed", why) for i, why in plan.errors])
+                           [Outcome(i.key, Result.FAILED, why) for i, why in plan.errors])
         self.done = len(plan.errors)
         self.ctx.tick(self.player.name, self.done, len(self.items))
         return plan
@@ -322,7 +323,7 @@ class _Pass:
         """targeted_updates off: one full library scan stands for every mapped item."""
         self.adapter.scan_all()
         mapped = [t.item for t in targets]
-        self.recorder.save(mapped, [Outcome(i.key, "synced") for i in mapped])
+        self.recorder.save(mapped, [Outcome(i.key, Result.SYNCED) for i in mapped])
 
     def apply(self, batches: list[list[Target]]) -> None:
         """Send the batches, committing each one's outcomes before the next is sent."""
@@ -340,7 +341,7 @@ class _Pass:
                 self.answered.update(keys)
                 raise
             if self.verifying:
-                sent = {o.item_key for o in outcomes if o.result == "sent"}
+                sent = {o.item_key for o in outcomes if o.result == Result.SENT}
                 self.delivered += [i for i in batch_items if i.key in sent]
             self.recorder.save(batch_items, outcomes)
             # Only remembered here; `pending` is narrowed down once, if a player error
@@ -355,7 +356,7 @@ class _Pass:
         STOP.check()
         finished = self.adapter.finish()
         self.recorder.save(self.items, finished)
-        taken_back = {o.item_key for o in finished if o.result != "synced"}
+        taken_back = {o.item_key for o in finished if o.result != Result.SYNCED}
         self.delivered = [i for i in self.delivered if i.key not in taken_back]
 
     def verify(self, items: list[Item]) -> None:
@@ -363,13 +364,13 @@ class _Pass:
         if not items:
             return
         plan = build_plan(items, self.player.mappings, max(len(items), 1))
-        outcomes = [Outcome(i.key, "unverified", f"cannot verify: {why}")
+        outcomes = [Outcome(i.key, Result.UNVERIFIED, f"cannot verify: {why}")
                     for i, why in plan.errors]
         for outcome in self.adapter.verify(plan.targets):
-            if outcome.result == "synced":
-                outcomes.append(Outcome(outcome.item_key, "verified"))
+            if outcome.result == Result.SYNCED:
+                outcomes.append(Outcome(outcome.item_key, Result.VERIFIED))
             else:
-                outcomes.append(Outcome(outcome.item_key, "unverified", outcome.error))
+                outcomes.append(Outcome(outcome.item_key, Result.UNVERIFIED, outcome.error))
         self.recorder.save(items, outcomes)
 
     def notify(self) -> None:
@@ -388,7 +389,8 @@ class _Pass:
         # A server may echo a token in its error text: never show or store it.
         result.error, result.error_kind = redact(exc.message), exc.kind
         pending = [i for i in self.pending if i.key not in self.answered]
-        self.recorder.save(pending, [Outcome(i.key, "retry", result.error) for i in pending])
+        self.recorder.save(pending, [Outcome(i.key, Result.RETRY, result.error)
+                                     for i in pending])
         if isinstance(exc, AuthFailed) and not self.dry_run:
             self.state.disable_player(self.player.name,
                                       f"authentication failed: {result.error}")
@@ -406,10 +408,10 @@ def _judged(batch: Sequence[Target], outcomes: Sequence[Outcome], verifying: boo
     """
     judged = []
     for outcome in outcomes:
-        if outcome.result == "synced" and verifying:
-            outcome = Outcome(outcome.item_key, "sent")
-        elif outcome.result == "sent" and not verifying:
-            outcome = Outcome(outcome.item_key, "retry", outcome.error)
+        if outcome.result == Result.SYNCED and verifying:
+            outcome = Outcome(outcome.item_key, Result.SENT)
+        elif outcome.result == Result.SENT and not verifying:
+            outcome = Outcome(outcome.item_key, Result.RETRY, outcome.error)
         judged.append(outcome)
     return judged
 
@@ -436,7 +438,7 @@ class _Recorder:
         self.state, self.player, self.also = state, player, also
         self.run_id, self.dry_run, self.result = run_id, dry_run, result
         self.max_attempts = max_attempts
-        self.seen: dict[str, str] = {}
+        self.seen: dict[str, Result] = {}
 
     def save(self, items: Sequence[Item], outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
@@ -445,7 +447,7 @@ class _Recorder:
         outcomes = [Outcome(o.item_key, o.result, redact(o.error)) if o.error else o
                     for o in outcomes]
         for outcome in outcomes:
-            if outcome.result == "verified":
+            if outcome.result == Result.VERIFIED:
                 self.result.verified += 1
                 continue
             previous = self.seen.get(outcome.item_key)
@@ -458,20 +460,20 @@ class _Recorder:
         self.state.record(self.player, items, outcomes, self.run_id, self.max_attempts)
         # Members of a shared library got the update through this player: for them it is
         # delivered (verification stays with the member that did the work).
-        shared = [Outcome(o.item_key, "synced") if o.result in ("synced", "sent", "verified")
-                  else o for o in outcomes if o.result in ("synced", "sent", "verified",
-                                                           "dropped", "held")]
+        delivered = (Result.SYNCED, Result.SENT, Result.VERIFIED)
+        shared = [Outcome(o.item_key, Result.SYNCED) if o.result in delivered else o
+                  for o in outcomes if o.result in (*delivered, Result.DROPPED, Result.HELD)]
         for other in self.also:
             self.state.record(other, items, shared, self.run_id)
 
-    def _count(self, result: str, delta: int) -> None:
-        if result in ("synced", "sent"):
+    def _count(self, result: Result, delta: int) -> None:
+        if result in (Result.SYNCED, Result.SENT):
             self.result.synced += delta
-        elif result == "deferred":
+        elif result == Result.DEFERRED:
             self.result.deferred += delta
-        elif result == "held":
+        elif result == Result.HELD:
             self.result.held += delta
-        elif result == "dropped":
+        elif result == Result.DROPPED:
             self.result.kept += delta
-        elif result in ("failed", "retry", "unverified"):
+        elif result in (Result.FAILED, Result.RETRY, Result.UNVERIFIED):
             self.result.failed += delta
