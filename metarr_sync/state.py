@@ -41,7 +41,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from metarr_sync.players.base import Result  # no adapter: light enough for `status`
 
@@ -200,6 +200,23 @@ class QueueEntry:
     enqueued_at: str
     updated_at: str
     source: str
+
+
+class FinishedPlayer(Protocol):
+    """What a run keeps of one player's pass (player_run.PlayerResult): a run_players row.
+    A protocol, so that the state needs nothing from the engine's side."""
+
+    name: str
+    type: str
+    status: str
+    items: int
+    synced: int
+    failed: int
+    deferred: int
+    verified: int
+    requests: int
+    duration_ms: int
+    error: str | None
 
 
 @dataclass
@@ -619,7 +636,7 @@ class State:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_player(self, run_id: int, result: Any) -> None:
+    def finish_player(self, run_id: int, result: FinishedPlayer) -> None:
         with self.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO run_players VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
