@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from metarr_sync.engine import PlayerResult, RunReport
+    from metarr_sync.engine import RunReport
+    from metarr_sync.player_run import PlayerResult
 
 STATUS_STYLE = {"synced": "green", "partial": "yellow", "held": "yellow", "failed": "red",
                 "deferred": "cyan", "skipped": "dim", "disabled": "dim"}

@@ -41,7 +41,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from metarr_sync.players.base import Result  # no adapter: light enough for `status`
 
 if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader or players
     from metarr_sync.metarr import Item
@@ -198,6 +200,23 @@ class QueueEntry:
     enqueued_at: str
     updated_at: str
     source: str
+
+
+class FinishedPlayer(Protocol):
+    """What a run keeps of one player's pass (player_run.PlayerResult): a run_players row.
+    A protocol, so that the state needs nothing from the engine's side."""
+
+    name: str
+    type: str
+    status: str
+    items: int
+    synced: int
+    failed: int
+    deferred: int
+    verified: int
+    requests: int
+    duration_ms: int
+    error: str | None
 
 
 @dataclass
@@ -491,26 +510,26 @@ class State:
                 item = by_key.get(outcome.item_key)
                 if item is None:
                     continue
-                if outcome.result in ("synced", "sent"):
+                if outcome.result in (Result.SYNCED, Result.SENT):
                     self.conn.execute(
                         "INSERT OR REPLACE INTO player_sync_status (player, item_key, stamp, "
                         "removed, synced_at, run_id, verified_at, path) VALUES (?, ?, ?, ?, "
                         "?, ?, NULL, ?)", (player, item.key, item.stamp, int(item.removed),
                                            stamp_now, run_id, item.path))
-                if outcome.result in ("synced", "verified", "dropped"):
+                if outcome.result in (Result.SYNCED, Result.VERIFIED, Result.DROPPED):
                     # Only drop the entry if it still holds the version we delivered (or
                     # judged: "dropped" is a removal whose media is still on disk).
                     self.conn.execute(
                         "DELETE FROM sync_queue WHERE player = ? AND item_key = ? "
                         "AND stamp = ? AND removed = ? AND path = ?",
                         (player, item.key, item.stamp, int(item.removed), item.path))
-                if outcome.result == "verified":
+                if outcome.result == Result.VERIFIED:
                     self.conn.execute(
                         "UPDATE player_sync_status SET verified_at = ? WHERE player = ? "
                         "AND item_key = ?", (stamp_now, player, item.key))
-                if outcome.result in ("synced", "verified", "dropped"):
+                if outcome.result in (Result.SYNCED, Result.VERIFIED, Result.DROPPED):
                     continue
-                if outcome.result == "sent":
+                if outcome.result == Result.SENT:
                     # Delivered: counts as one delivery, waits in the queue to be verified
                     # (its error says so when the player did not answer in time).
                     self.conn.execute(
@@ -520,17 +539,17 @@ class State:
                         (outcome.error, stamp_now, player, item.key, item.stamp,
                          int(item.removed), item.path))
                     continue
-                if outcome.result == "unverified":
+                if outcome.result == Result.UNVERIFIED:
                     # Its delivery was counted when it was sent.
                     self.conn.execute(
                         "UPDATE sync_queue SET status = 'unverified', last_error = ?, "
                         "updated_at = ? WHERE player = ? AND item_key = ?",
                         (outcome.error, stamp_now, player, item.key))
                     continue
-                status = {"failed": "failed", "deferred": "deferred",
-                          "held": "held"}.get(outcome.result, "pending")
+                status = {Result.FAILED: "failed", Result.DEFERRED: "deferred",
+                          Result.HELD: "held"}.get(outcome.result, "pending")
                 # Deferred and held items were not tried: no attempt is counted.
-                tried = 0 if outcome.result in ("deferred", "held") else 1
+                tried = 0 if outcome.result in (Result.DEFERRED, Result.HELD) else 1
                 error = outcome.error
                 if status == "pending" and max_attempts:
                     row = self.conn.execute(
@@ -617,7 +636,7 @@ class State:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_player(self, run_id: int, result: Any) -> None:
+    def finish_player(self, run_id: int, result: FinishedPlayer) -> None:
         with self.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO run_players VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "

@@ -8,7 +8,8 @@ from rich.console import Console
 
 from metarr_sync import render
 from metarr_sync.config import validate_url
-from metarr_sync.engine import PlayerResult, RunReport
+from metarr_sync.engine import RunReport
+from metarr_sync.player_run import PlayerResult
 
 
 def rendered(report: RunReport) -> str:

@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -170,22 +171,35 @@ def bounded_map(call: Callable[[T], R], items: Sequence[T], limit: int,
     return results  # type: ignore[return-value]  # every call returned
 
 
+class Result(StrEnum):
+    """What became of one item on one player (Outcome.result), shared by the adapters,
+    the engine and the state. A StrEnum: each equals its text, which is what the state
+    keeps and logs show."""
+
+    # From adapters:
+    SYNCED = "synced"
+    FAILED = "failed"  # needs a person; kept as failed
+    RETRY = "retry"  # kept pending, tried again by the next run
+    UNVERIFIED = "unverified"  # sent, but not seen on the player
+    # Sent, but no answer came: the player may have carried it out, so it is verified
+    # before it is sent again (only in PlayerError.settled). The engine also turns an
+    # adapter's `synced` into `sent` when it verifies: delivered, to be verified.
+    SENT = "sent"
+    # The engine adds:
+    DEFERRED = "deferred"  # someone is watching; kept for the next run
+    VERIFIED = "verified"  # seen on the player after delivery
+    # A removal not sent: the guard held it, or the disk cannot tell whether its media is
+    # gone.
+    HELD = "held"
+    DROPPED = "dropped"  # a removal candidate whose media is still on disk: leaves the queue
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one item on one player.
-
-    From adapters: synced | failed (needs a person; kept as failed) | retry (kept
-    pending) | unverified (sent, but not seen on the player) | sent (sent, but no answer
-    came: the player may have carried it out, so it is verified before it is sent again;
-    only in PlayerError.settled).
-    The engine adds: deferred (someone is watching; kept for the next run), sent
-    (delivered, to be verified), verified (seen on the player after delivery), held (a
-    removal not sent: the guard held it, or the disk cannot tell whether its media is
-    gone) and dropped (a removal candidate whose media is still on disk: leaves the queue).
-    """
+    """What became of one item on one player (see Result)."""
 
     item_key: str
-    result: str
+    result: Result
     error: str | None = None
 
 
@@ -297,7 +311,7 @@ class Player(ABC):
         on when it does not. Players whose scans are asynchronous (Plex, Jellyfin) are
         verified on the next run; Kodi at the end of the same run.
         """
-        return [Outcome(t.key, "synced") for t in targets]
+        return [Outcome(t.key, Result.SYNCED) for t in targets]
 
     def sample_paths(self, limit: int = 20) -> list[str]:
         """File paths (movies, episodes) of a few items the player has, as it sees them.
@@ -317,7 +331,7 @@ class Player(ABC):
         as another member of a shared library listed them), so that it shows the files
         as they are now. One Outcome per key: "synced", or "retry" with the cause. Players
         without an image cache of their own have nothing to drop."""
-        return [Outcome(key, "synced") for key in art]
+        return [Outcome(key, Result.SYNCED) for key in art]
 
     def notify(self, title: str, message: str) -> None:  # noqa: B027 - optional hook
         """Show a message on the player (send_notifications)."""

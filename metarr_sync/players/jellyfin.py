@@ -59,6 +59,7 @@ from metarr_sync.players.base import (
     ProbeStep,
     ProtocolError,
     Rejected,
+    Result,
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient
@@ -440,7 +441,8 @@ class JellyfinPlayer(Player):
         for target in batch:
             libraries = self.libraries_of(target.path)
             if not libraries:
-                outcomes[target.key] = Outcome(target.key, "failed", self._outside(target.path))
+                outcomes[target.key] = Outcome(target.key, Result.FAILED,
+                                               self._outside(target.path))
                 continue
             items, exact = self.find(target, libraries)
             if target.previous and not exact:
@@ -459,11 +461,11 @@ class JellyfinPlayer(Player):
                 if exact:
                     report(target.path, "Deleted", target.key)
                 else:  # the server never had it there: reporting it would only cost a scan
-                    outcomes[target.key] = Outcome(target.key, "synced")
+                    outcomes[target.key] = Outcome(target.key, Result.SYNCED)
                 continue
             refreshed = refreshed_all[first:first + len(items)]
             if exact and all(refreshed):
-                outcomes[target.key] = Outcome(target.key, "synced")
+                outcomes[target.key] = Outcome(target.key, Result.SYNCED)
             elif items:
                 # Gone since we listed it, or known only by its ids at another path (a
                 # renamed or upgraded file): let the server look at the file itself too.
@@ -483,7 +485,7 @@ class JellyfinPlayer(Player):
             self.media_updated(_collapse(updates))
             for _, keys in updates.values():
                 for key in keys:
-                    outcomes[key] = Outcome(key, "synced")
+                    outcomes[key] = Outcome(key, Result.SYNCED)
         return [outcomes[t.key] for t in batch]
 
     def refresh(self, item_id: str) -> bool:
@@ -532,26 +534,26 @@ class JellyfinPlayer(Player):
         for target in targets:
             libraries = self.libraries_of(target.path)
             if not libraries:
-                outcomes.append(Outcome(target.key, "unverified", self._outside(target.path)))
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, self._outside(target.path)))
                 continue
             items, exact = self.find(target, libraries)
             if target.item.removed:
-                outcomes.append(Outcome(target.key, "synced") if not exact else Outcome(
-                    target.key, "unverified",
+                outcomes.append(Outcome(target.key, Result.SYNCED) if not exact else Outcome(
+                    target.key, Result.UNVERIFIED,
                     f"{self.product} still lists {target.path}: the removal was not picked up "
                     f"(library {libraries[0].describe()})"))
             elif target.previous and (left := [
                     old for old in self._replaced(target)
                     if self.items_at(target, old.path, libraries)]):
                 olds = ", ".join(old.path for old in left)
-                outcomes.append(Outcome(target.key, "unverified", (
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, (
                     f"{self.product} still lists {olds}, replaced by {target.path}: its "
                     "scan of that folder has not run yet, or the file is still there as "
                     f"{self.product} sees it")))
             elif items and (exact or not target.previous):
-                outcomes.append(Outcome(target.key, "synced"))
+                outcomes.append(Outcome(target.key, Result.SYNCED))
             else:
-                outcomes.append(Outcome(target.key, "unverified", self._missing(target,
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, self._missing(target,
                                                                                 libraries)))
         return outcomes
 

@@ -82,6 +82,7 @@ from metarr_sync.players.base import (
     ProbeResult,
     ProbeStep,
     ProtocolError,
+    Result,
 )
 from metarr_sync.players.batching import BatchSizer
 from metarr_sync.players.http import MaybeReceived
@@ -490,7 +491,7 @@ class KodiPlayer(Player):
                 continue
             if not self.sync.clean_deleted:
                 # The user keeps deleted items in their players ([sync] clean_deleted = false).
-                outcomes[target.key] = Outcome(target.key, "synced")
+                outcomes[target.key] = Outcome(target.key, Result.SYNCED)
                 continue
             kodi_id = self.find(target)
             if kodi_id is not None:
@@ -501,7 +502,7 @@ class KodiPlayer(Player):
                 cleans.append(target)
             else:
                 # Kodi does not have it (any more): nothing left to remove.
-                outcomes[target.key] = Outcome(target.key, "synced")
+                outcomes[target.key] = Outcome(target.key, Result.SYNCED)
         to_scan: list[Target] = []
         refreshing: list[tuple[Target, int]] = []
         for target in batch:
@@ -524,10 +525,10 @@ class KodiPlayer(Player):
                if isinstance(found, tuple) and found[1]}
         self._change(changes, outcomes)
         self.refreshes += len(refreshing)
-        refreshed = {k: v for k, v in art.items() if outcomes[k].result == "synced"}
+        refreshed = {k: v for k, v in art.items() if outcomes[k].result == Result.SYNCED}
         self.cached_art.update(refreshed)
         for key, error in self._drop_textures(refreshed).items():
-            outcomes[key] = Outcome(key, "retry", error + "; the item stays queued")
+            outcomes[key] = Outcome(key, Result.RETRY, error + "; the item stays queued")
         for target in cleans:
             outcomes[target.key] = self._clean(target, outcomes)
         self._trim()
@@ -537,7 +538,7 @@ class KodiPlayer(Player):
         finally:  # also what a scan settled before Kodi failed (PlayerError.settled)
             for key, outcome in scanned.items():
                 # An upgraded item whose old entry Kodi refused to remove stays failed.
-                if key not in outcomes or outcomes[key].result == "synced":
+                if key not in outcomes or outcomes[key].result == Result.SYNCED:
                     outcomes[key] = outcome
 
     @staticmethod
@@ -546,7 +547,7 @@ class KodiPlayer(Player):
         """Kodi may be carrying out what it was sent for these targets: they are `sent`,
         to be looked up before anything is sent for them again."""
         for target in targets:
-            outcomes[target.key] = Outcome(target.key, "sent", exc.message)
+            outcomes[target.key] = Outcome(target.key, Result.SENT, exc.message)
         return exc
 
     def _change(self, changes: Sequence[tuple[Target, str, dict[str, Any]]],
@@ -571,10 +572,10 @@ class KodiPlayer(Player):
                 self.sizer.measured(len(chunk), took)
                 self.pace.append((len(chunk), took))
             for (target, _, _), answer in zip(chunk, answers, strict=True):
-                if target.key in outcomes and outcomes[target.key].result != "synced":
+                if target.key in outcomes and outcomes[target.key].result != Result.SYNCED:
                     continue  # an upgrade's removal and refresh: the first refusal counts
-                outcomes[target.key] = Outcome(target.key, "failed", answer.message) \
-                    if isinstance(answer, KodiRejected) else Outcome(target.key, "synced")
+                outcomes[target.key] = Outcome(target.key, Result.FAILED, answer.message) \
+                    if isinstance(answer, KodiRejected) else Outcome(target.key, Result.SYNCED)
             at += len(chunk)
 
     def _in_batches(self, calls: Sequence[tuple[str, dict[str, Any]]], *,
@@ -692,8 +693,8 @@ class KodiPlayer(Player):
         """Another member of a shared library refreshed these items: drop this Kodi's own
         cached copies of their images (each Kodi box has its own texture cache)."""
         errors = self._drop_textures(art)
-        return [Outcome(key, "retry", errors[key]) if key in errors else
-                Outcome(key, "synced") for key in art]
+        return [Outcome(key, Result.RETRY, errors[key]) if key in errors else
+                Outcome(key, Result.SYNCED) for key in art]
 
     def _left_behind(self, target: Target) -> bool:
         """A removed movie not at its exact path (renamed since?) of which Kodi still
@@ -712,11 +713,11 @@ class KodiPlayer(Player):
                             "directory": with_trailing(target.folder, target.style)},
                            mutating=True)
         except KodiRejected as exc:
-            return Outcome(target.key, "failed", exc.message)
+            return Outcome(target.key, Result.FAILED, exc.message)
         except MaybeReceived as exc:
             raise self._sent([target], exc, outcomes) from None
         self.library.forget_movies()
-        return Outcome(target.key, "synced")
+        return Outcome(target.key, Result.SYNCED)
 
     def _scan_folder(self, target: Target) -> str:
         """The folder whose scan adds the item: a new show is added through its show
@@ -732,7 +733,7 @@ class KodiPlayer(Player):
             folder = self._scan_folder(target)
             if _key(folder) == _key(target.root) or is_under(target.root, folder):
                 outcomes[target.key] = Outcome(
-                    target.key, "failed",
+                    target.key, Result.FAILED,
                     f"Kodi does not have {target.path}, and adding it would mean scanning "
                     f"the whole library folder {with_trailing(folder, target.style)}; "
                     "metarr-sync only scans an item's own folder: give it a folder of its "
@@ -746,7 +747,7 @@ class KodiPlayer(Player):
             # Below a folder this run scanned already: that scan added the item, there is
             # nothing to send (Kodi's listings are kept for the run, so it was not seen).
             for t in wanted.pop(folder):
-                outcomes[t.key] = Outcome(t.key, "synced") if self.scanned[earlier] else \
+                outcomes[t.key] = Outcome(t.key, Result.SYNCED) if self.scanned[earlier] else \
                     self._unseen(t, earlier)
         groups: dict[str, list[Target]] = {f: [] for f in collapse_folders(wanted)}
         for folder, members in wanted.items():
@@ -764,7 +765,7 @@ class KodiPlayer(Player):
             if isinstance(listing, KodiRejected):
                 for t in members:
                     outcomes[t.key] = Outcome(
-                        t.key, "retry",
+                        t.key, Result.RETRY,
                         f"Kodi cannot open {with_trailing(above, style)} "
                         f"({listing.detail}): is that share reachable from Kodi, "
                         f"and does the mapping for {self._mapping_hint(t)} point at it?")
@@ -776,7 +777,7 @@ class KodiPlayer(Player):
                                mutating=True)
             except KodiRejected as exc:
                 for t in members:
-                    outcomes[t.key] = Outcome(t.key, "failed", exc.message)
+                    outcomes[t.key] = Outcome(t.key, Result.FAILED, exc.message)
                 continue
             except MaybeReceived as exc:
                 raise self._sent(members, exc, outcomes) from None
@@ -784,12 +785,12 @@ class KodiPlayer(Player):
             # self.scanned), it never renumbers the ones listed.
             seen = self.scanned[folder] = folder in listing
             for t in members:
-                outcomes[t.key] = Outcome(t.key, "synced") if seen else \
+                outcomes[t.key] = Outcome(t.key, Result.SYNCED) if seen else \
                     self._unseen(t, folder)
 
     def _unseen(self, target: Target, folder: str) -> Outcome:
         style = target.style
-        return Outcome(target.key, "unverified",
+        return Outcome(target.key, Result.UNVERIFIED,
                        f"sent a scan of {with_trailing(folder, style)}, but Kodi does not see "
                        f"that folder in {with_trailing(parent(folder, style), style)}: check "
                        f"the mapping for {self._mapping_hint(target)}")
@@ -873,17 +874,17 @@ class KodiPlayer(Player):
         outcomes = []
         for target in targets:
             if target.key in causes:
-                outcomes.append(Outcome(target.key, "unverified", causes[target.key]))
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, causes[target.key]))
             elif target.key not in missing:
-                outcomes.append(Outcome(target.key, "synced"))
+                outcomes.append(Outcome(target.key, Result.SYNCED))
             elif target.item.removed:
-                outcomes.append(Outcome(target.key, "unverified",
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED,
                                         f"Kodi still lists {target.path} after its removal"))
             elif target.previous and (kept := self._old_listed(target)) and \
                     self.find(target) is not None:
-                outcomes.append(Outcome(target.key, "unverified", self._why_two(target, kept)))
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, self._why_two(target, kept)))
             else:
-                outcomes.append(Outcome(target.key, "unverified", self._why_missing(target)))
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, self._why_missing(target)))
         self.library.episodes = {}  # nothing held once checked
         return outcomes
 

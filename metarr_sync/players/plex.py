@@ -86,6 +86,7 @@ from metarr_sync.players.base import (
     ProbeStep,
     ProtocolError,
     Rejected,
+    Result,
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient
@@ -477,9 +478,9 @@ class PlexPlayer(Player):
                 vanished.setdefault(target.key, (
                     f"Plex no longer has item {rating_key} it listed for {target.path} "
                     "(HTTP 404 on its refresh): the next run looks for it again"))
-        return [Outcome(t.key, "failed", failed[t.key]) if t.key in failed
-                else Outcome(t.key, "retry", vanished[t.key]) if t.key in vanished
-                else Outcome(t.key, "synced") for t in batch]
+        return [Outcome(t.key, Result.FAILED, failed[t.key]) if t.key in failed
+                else Outcome(t.key, Result.RETRY, vanished[t.key]) if t.key in vanished
+                else Outcome(t.key, Result.SYNCED) for t in batch]
 
     def _plan_update(self, target: Target, section: Section, folder: str,
                      refreshes: dict[str, list[Target]]) -> bool:
@@ -576,7 +577,7 @@ class PlexPlayer(Player):
                 continue
             places, reason = self._where(target)
             if reason:
-                outcomes.append(Outcome(target.key, "unverified",
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED,
                                         f"Plex ignored the scan: {reason}"))
                 continue
             seen = False
@@ -595,18 +596,18 @@ class PlexPlayer(Player):
                     seen = True
                     break
             if seen and left:
-                outcomes.append(Outcome(target.key, "unverified", (
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, (
                     f"Plex still lists {', '.join(left)} beside the new file {target.path} "
                     "(shown as unavailable until the library's trash is emptied): Plex "
                     "empties it by itself after a scan when its 'Empty trash automatically "
                     "after every scan' is on; otherwise empty the trash in Plex. metarr-sync "
                     "does not, as the trash may hold other missing items")))
             elif seen:
-                outcomes.append(Outcome(target.key, "synced"))
+                outcomes.append(Outcome(target.key, Result.SYNCED))
             else:
                 scanned = ", ".join(f"{folder} in library {section.title!r}"
                                     for section, folder in places)
-                outcomes.append(Outcome(target.key, "unverified", (
+                outcomes.append(Outcome(target.key, Result.UNVERIFIED, (
                     f"Plex has no item at {target.path} after the scan of {scanned}: "
                     "is the file readable by Plex and named the way Plex expects?")))
         return outcomes
@@ -639,7 +640,7 @@ class PlexPlayer(Player):
         for target in removals:
             places, reason = self._where(target)
             if reason:
-                outcomes[target.key] = Outcome(target.key, "unverified",
+                outcomes[target.key] = Outcome(target.key, Result.UNVERIFIED,
                                                f"cannot check the removal in Plex: {reason}")
                 continue
             for section, _ in places:
@@ -764,7 +765,7 @@ class PlexPlayer(Player):
         """What a removal came to, from its state in each section that holds its folder."""
         for section, state in looks:
             if state == "present":
-                return Outcome(target.key, "unverified", (
+                return Outcome(target.key, Result.UNVERIFIED, (
                     f"Plex still lists {target.path} in library {section.title!r} and has "
                     f"not marked it missing: Plex has not rescanned {target.folder} yet, or "
                     "the file still exists for Plex (is Plex's view of the share the same as "
@@ -775,13 +776,13 @@ class PlexPlayer(Player):
             if not self.sync.clean_deleted:
                 continue  # marked missing is all the user wants: the trash is theirs
             if section.key in refused:
-                return Outcome(target.key, "unverified", refused[section.key])
+                return Outcome(target.key, Result.UNVERIFIED, refused[section.key])
             if section.key in emptied:
-                return Outcome(target.key, "unverified", (
+                return Outcome(target.key, Result.UNVERIFIED, (
                     f"Plex still lists {target.path} in library {section.title!r} after its "
                     "trash was emptied: Plex may still be emptying it; the next run checks "
                     "again"))
-        return Outcome(target.key, "synced")
+        return Outcome(target.key, Result.SYNCED)
 
     def scan_all(self) -> None:
         """targeted_updates = false: scan every movie and TV library in full."""
