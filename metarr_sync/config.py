@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from metarr_sync.paths import is_absolute_any
+
 PLAYER_TYPES = ("kodi", "jellyfin", "emby", "plex")
 SYNC_MODES = ("parallel", "sequential")
 REFRESH_MODES = ("default", "full")
@@ -339,16 +341,6 @@ def validate_url(url: str) -> str | None:
 def hide_userinfo(url: str) -> str:
     """`url` with any `user:password@` masked: a message must never echo a password."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1••••@", url)
-
-
-def is_absolute_any(path: str) -> bool:
-    """Absolute in any of the players' path styles: POSIX, Windows or URL (smb://...)."""
-    return (
-        path.startswith("/")
-        or bool(re.match(r"^[A-Za-z]:[\\/]", path))
-        or path.startswith("\\\\")
-        or bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
-    )
 
 
 def _parse_mappings(value: Any, key: str, problems: list[str]) -> list[Mapping]:
