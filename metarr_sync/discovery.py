@@ -12,12 +12,12 @@ Adapters are imported only inside probe_player: `status` and friends never load 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
 from metarr_sync.config import Mapping, PlayerConfig, SyncConfig, resolve_player_secrets
-from metarr_sync.metarr import Library, MetarrSource
+from metarr_sync.metarr import Item, Library, MetarrSource
 from metarr_sync.paths import (
     WINDOWS_OR_URL,
     ancestor,
@@ -231,15 +231,6 @@ def _propose_by_roots(libraries: Sequence[Library], roots: Sequence[str],
 
 # --- matching items ---------------------------------------------------------------------
 
-_KIND_WHERE = {"movie": "{t}.deleted_at IS NULL",
-               "episode": "{t}.deleted_at IS NULL AND s.deleted_at IS NULL"}
-_LIBRARY = {"movie": "{t}.library_id = ?", "episode": "s.library_id = ?"}
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
                        per_library: int = 20, samples: Sequence[str] = ()
                        ) -> dict[int, list[str]]:
@@ -252,8 +243,7 @@ def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
     wanted = {lib.id for lib in libraries if lib.type.lower() in VIDEO_LIBRARIES}
     found: dict[int, list[str]] = {lib_id: [] for lib_id in wanted}
 
-    def take(kind: str, where: str, params: tuple[object, ...], count: int) -> None:
-        rows = source.items(f"{where} AND {_KIND_WHERE[kind]}", params, kinds=(kind,))
+    def take(rows: Generator[Item, None, None], count: int) -> None:
         # islice stops reading after a few rows: the library is never listed whole.
         for item in islice(rows, count):
             if item.library_id in found and item.path and item.path not in \
@@ -263,12 +253,12 @@ def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
 
     for library_id in sorted(wanted):
         for kind in ("movie", "episode"):
-            take(kind, _LIBRARY[kind], (library_id,), per_library)
+            take(source.present_items(kind, library_id=library_id), per_library)
     names = dict.fromkeys(p for p in (split(s)[-1] for s in samples if split(s)) if p)
     for name in names:
         for kind in ("movie", "episode"):
             for sep in ("/", "\\"):
-                take(kind, "{t}.file_path LIKE ? ESCAPE '\\'", (f"%{_like(sep + name)}",), 5)
+                take(source.present_items(kind, path_ending=sep + name), 5)
     return found
 
 
