@@ -17,18 +17,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from metarr_sync import stamps
 from metarr_sync.paths import is_absolute_any
 
 PLAYER_TYPES = ("kodi", "jellyfin", "emby", "plex")
 SYNC_MODES = ("parallel", "sequential")
 REFRESH_MODES = ("default", "full")
-LOOKBACK_RE = re.compile(r"^(?:(\d+)\s*([smhdw])|all|none)$")
 #: Seconds: the longest request timeout (and scan delay) accepted. Sockets cannot wait
 #: much longer anyway, and a sync that waits an hour for one answer is misconfigured.
 MAX_TIMEOUT = 3600
 #: The most refresh requests one player may have in flight at once (`concurrency`).
 MAX_CONCURRENCY = 16
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConfigError(Exception):
@@ -186,14 +185,7 @@ class SyncConfig:
 
     def lookback_seconds(self) -> int | None:
         """Seconds of history a new player gets; None means all of it."""
-        text = self.initial_lookback.strip().lower()
-        if text == "all":
-            return None
-        if text == "none":
-            return 0
-        match = LOOKBACK_RE.match(text)
-        assert match and match.group(1)
-        return int(match.group(1)) * _UNITS[match.group(2)]
+        return stamps.lookback_seconds(self.initial_lookback)
 
 
 @dataclass
@@ -556,7 +548,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if s.max_attempts < 1:
         problems.append(f"sync.max_attempts: must be at least 1 (runs in a row an item may "
                         f"fail before it waits for a person), not {s.max_attempts}")
-    if not LOOKBACK_RE.match(s.initial_lookback.strip().lower()):
+    try:
+        stamps.lookback_seconds(s.initial_lookback)
+    except ValueError:
         problems.append(
             f"sync.initial_lookback: {s.initial_lookback!r} is not a duration like "
             "\"24h\", \"7d\", \"30m\", or \"all\" / \"none\""
