@@ -18,13 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from metarr_sync import player_types as kinds
+from metarr_sync import stamps
+from metarr_sync.paths import is_absolute_any
 from metarr_sync.player_types import MAX_TIMEOUT
 
 #: The built-in player types (METARR_SYNC_PLUGINS may add more: player_types()).
 PLAYER_TYPES = kinds.NAMES
 SYNC_MODES = ("parallel", "sequential")
-LOOKBACK_RE = re.compile(r"^(?:(\d+)\s*([smhdw])|all|none)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConfigError(Exception):
@@ -183,14 +183,7 @@ class SyncConfig:
 
     def lookback_seconds(self) -> int | None:
         """Seconds of history a new player gets; None means all of it."""
-        text = self.initial_lookback.strip().lower()
-        if text == "all":
-            return None
-        if text == "none":
-            return 0
-        match = LOOKBACK_RE.match(text)
-        assert match and match.group(1)
-        return int(match.group(1)) * _UNITS[match.group(2)]
+        return stamps.lookback_seconds(self.initial_lookback)
 
 
 @dataclass
@@ -336,16 +329,6 @@ def validate_url(url: str) -> str | None:
 def hide_userinfo(url: str) -> str:
     """`url` with any `user:password@` masked: a message must never echo a password."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1••••@", url)
-
-
-def is_absolute_any(path: str) -> bool:
-    """Absolute in any of the players' path styles: POSIX, Windows or URL (smb://...)."""
-    return (
-        path.startswith("/")
-        or bool(re.match(r"^[A-Za-z]:[\\/]", path))
-        or path.startswith("\\\\")
-        or bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
-    )
 
 
 def _parse_mappings(value: Any, key: str, problems: list[str]) -> list[Mapping]:
@@ -541,7 +524,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if s.max_attempts < 1:
         problems.append(f"sync.max_attempts: must be at least 1 (runs in a row an item may "
                         f"fail before it waits for a person), not {s.max_attempts}")
-    if not LOOKBACK_RE.match(s.initial_lookback.strip().lower()):
+    try:
+        stamps.lookback_seconds(s.initial_lookback)
+    except ValueError:
         problems.append(
             f"sync.initial_lookback: {s.initial_lookback!r} is not a duration like "
             "\"24h\", \"7d\", \"30m\", or \"all\" / \"none\""

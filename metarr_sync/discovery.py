@@ -12,21 +12,22 @@ Adapters are imported only inside probe_player: `status` and friends never load 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
 from metarr_sync.config import Mapping, PlayerConfig, SyncConfig, resolve_player_secrets
-from metarr_sync.metarr import Library, MetarrSource
-from metarr_sync.plan import (
-    PathStyle,
-    best_mapping,
+from metarr_sync.metarr import Item, Library, MetarrSource
+from metarr_sync.paths import (
+    WINDOWS_OR_URL,
+    ancestor,
+    common_tail,
     is_under,
-    map_path,
-    parent,
+    same_place,
+    split,
     strip_trailing,
 )
+from metarr_sync.plan import best_mapping, map_path
 from metarr_sync.players.base import ProbeStep
 
 # Which discovery step a failed probe stopped at, by error kind.
@@ -126,20 +127,8 @@ def probe_player(player: PlayerConfig, sync: SyncConfig, samples: int = 0) -> Pl
 
 
 # --- comparing paths -----------------------------------------------------------------
-
-def _parts(path: str) -> list[str]:
-    """Path components, URL scheme and host included (`smb://nas/x` → smb:, nas, x)."""
-    return [p for p in re.split(r"[\\/]", path) if p]
-
-
-def _fold(path: str) -> str:
-    """Windows and SMB paths compare case-insensitively; POSIX ones exactly."""
-    style = PathStyle.of(path)
-    return path.casefold() if style.sep == "\\" or style.url else path
-
-
-def _under(path: str, root: str) -> bool:
-    return is_under(path, root) or is_under(_fold(path), _fold(root))
+#: Windows and SMB paths compare case-insensitively here, POSIX ones exactly.
+CASE = WINDOWS_OR_URL
 
 
 def check_mapping(player_path: str, roots: Sequence[str]) -> tuple[bool, str]:
@@ -147,25 +136,16 @@ def check_mapping(player_path: str, roots: Sequence[str]) -> tuple[bool, str]:
     if not roots:
         return False, "the player reported no library roots"
     for root in roots:
-        if _under(player_path, root) and _under(root, player_path):
+        if same_place(player_path, root, CASE):
             return True, "a library root on the player"
     for root in roots:
-        if _under(player_path, root):
+        if is_under(player_path, root, CASE):
             return True, f"inside the player's library root {root}"
-    inside = [root for root in roots if _under(root, player_path)]
+    inside = [root for root in roots if is_under(root, player_path, CASE)]
     if inside:
         return True, f"holds the player's library root(s) {', '.join(inside)}"
     return False, ("not a library root on the player, nor inside one; its roots: "
                    + ", ".join(roots))
-
-
-def _common_tail(a: str, b: str) -> int:
-    """How many trailing path components two paths share (case-insensitively)."""
-    pa, pb = [p.casefold() for p in _parts(a)], [p.casefold() for p in _parts(b)]
-    count = 0
-    while count < min(len(pa), len(pb)) and pa[-1 - count] == pb[-1 - count]:
-        count += 1
-    return count
 
 
 @dataclass
@@ -215,11 +195,11 @@ def _propose_by_roots(libraries: Sequence[Library], roots: Sequence[str],
     for library in libraries:
         if library.type.lower() not in VIDEO_LIBRARIES or not library.path:
             continue
-        scored = sorted(((_common_tail(library.path, root), root) for root in roots),
+        scored = sorted(((common_tail(library.path, root), root) for root in roots),
                         key=lambda pair: -pair[0])
         best = scored[0][0] if scored else 0
         if best == 0:
-            tail = _parts(library.path)[-1] if _parts(library.path) else library.path
+            tail = split(library.path)[-1] if split(library.path) else library.path
             proposals.append(Proposal(library, "unmatched", detail=(
                 f"no library root on the player ends in {tail!r}"
                 + (f" (its roots: {', '.join(roots)})" if roots else
@@ -233,7 +213,7 @@ def _propose_by_roots(libraries: Sequence[Library], roots: Sequence[str],
         root = tied[0]
         mapping = Mapping(strip_trailing(library.path), strip_trailing(root))
         current = _current_target(library.path, existing)
-        if current is not None and _same(current, root):
+        if current is not None and same_place(current, root, CASE):
             proposals.append(Proposal(library, "configured", mapping,
                                       f"already maps to {strip_trailing(root)}",
                                       confidence="low"))
@@ -251,15 +231,6 @@ def _propose_by_roots(libraries: Sequence[Library], roots: Sequence[str],
 
 # --- matching items ---------------------------------------------------------------------
 
-_KIND_WHERE = {"movie": "{t}.deleted_at IS NULL",
-               "episode": "{t}.deleted_at IS NULL AND s.deleted_at IS NULL"}
-_LIBRARY = {"movie": "{t}.library_id = ?", "episode": "s.library_id = ?"}
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
                        per_library: int = 20, samples: Sequence[str] = ()
                        ) -> dict[int, list[str]]:
@@ -272,8 +243,7 @@ def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
     wanted = {lib.id for lib in libraries if lib.type.lower() in VIDEO_LIBRARIES}
     found: dict[int, list[str]] = {lib_id: [] for lib_id in wanted}
 
-    def take(kind: str, where: str, params: tuple[object, ...], count: int) -> None:
-        rows = source.items(f"{where} AND {_KIND_WHERE[kind]}", params, kinds=(kind,))
+    def take(rows: Generator[Item, None, None], count: int) -> None:
         # islice stops reading after a few rows: the library is never listed whole.
         for item in islice(rows, count):
             if item.library_id in found and item.path and item.path not in \
@@ -283,12 +253,12 @@ def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
 
     for library_id in sorted(wanted):
         for kind in ("movie", "episode"):
-            take(kind, _LIBRARY[kind], (library_id,), per_library)
-    names = dict.fromkeys(p for p in (_parts(s)[-1] for s in samples if _parts(s)) if p)
+            take(source.present_items(kind, library_id=library_id), per_library)
+    names = dict.fromkeys(p for p in (split(s)[-1] for s in samples if split(s)) if p)
     for name in names:
         for kind in ("movie", "episode"):
             for sep in ("/", "\\"):
-                take(kind, "{t}.file_path LIKE ? ESCAPE '\\'", (f"%{_like(sep + name)}",), 5)
+                take(source.present_items(kind, path_ending=sep + name), 5)
     return found
 
 
@@ -306,17 +276,6 @@ class ItemMatch:
     others: list[Mapping] = field(default_factory=list)
 
 
-def _strip_components(path: str, count: int) -> str | None:
-    """`path` without its last `count` components (None when it has not that many)."""
-    style = PathStyle.of(path)
-    for _ in range(count):
-        up = parent(path, style)
-        if up == strip_trailing(path):
-            return None
-        path = up
-    return path
-
-
 def match_items(library: Library, metarr_paths: Sequence[str], player_paths: Sequence[str],
                 evidence_kept: int = 3) -> ItemMatch | None:
     """The library's mapping, from Metarr items found among the player's own items.
@@ -331,15 +290,15 @@ def match_items(library: Library, metarr_paths: Sequence[str], player_paths: Seq
     votes: dict[Mapping, list[str]] = {}
     base = strip_trailing(library.path)
     for path in metarr_paths:
-        if not _under(path, base):
+        if not is_under(path, base, CASE):
             continue
-        below = len(_parts(path)) - len(_parts(base))
+        below = len(split(path)) - len(split(base))
         if below < 2:
             continue
         heads = set()
         for candidate in player_paths:
-            if _common_tail(path, candidate) >= below:
-                head = _strip_components(candidate, below)
+            if common_tail(path, candidate) >= below:
+                head = ancestor(candidate, below)
                 if head is not None:
                     heads.add((strip_trailing(head), candidate))
         if len({h for h, _ in heads}) != 1:
@@ -370,7 +329,7 @@ def _merge(proposal: Proposal, found: ItemMatch | None,
     items = f"{found.votes} item(s) found on the player, e.g. {found.evidence[0]}"
     target = found.mapping.player
     if proposal.mapping is not None and proposal.status in ("new", "configured", "conflict"):
-        if _same(proposal.mapping.player, target):
+        if same_place(proposal.mapping.player, target, CASE):
             return Proposal(library, proposal.status, proposal.mapping,
                             f"{proposal.detail}; confirmed by {items}", confidence="high",
                             evidence=found.evidence)
@@ -379,7 +338,7 @@ def _merge(proposal: Proposal, found: ItemMatch | None,
             f"its items are under {target} ({items})"), confidence="low",
             evidence=found.evidence)
     current = _current_target(library.path, existing)
-    if current is not None and _same(current, target):
+    if current is not None and same_place(current, target, CASE):
         status, detail = "configured", f"already maps to {target}; {items}"
     elif current is not None and existing and best_mapping(library.path, existing):
         status, detail = "conflict", (
@@ -399,10 +358,6 @@ def _current_target(path: str, mappings: Sequence[Mapping]) -> str | None:
         return map_path(path, mappings)[0]
     except MappingError:
         return None
-
-
-def _same(a: str, b: str) -> bool:
-    return _under(a, b) and _under(b, a)
 
 
 def mappings_to_apply(proposals: Sequence[Proposal], existing: Sequence[Mapping]

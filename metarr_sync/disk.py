@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from metarr_sync.paths import folder_of
+
 if TYPE_CHECKING:
     from metarr_sync.metarr import Item
 
@@ -59,21 +61,13 @@ class Verdict:
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
 
 
-def _parent(path: str) -> str:
-    trimmed = path.rstrip("/\\")
-    cut = max(trimmed.rfind("/"), trimmed.rfind("\\"))
-    if cut < 0:
-        return trimmed
-    return trimmed[:cut] or trimmed[:1]
-
-
 def _witness(item: Item) -> str:
     """The folder that must be visible for a missing media path to count as gone: the
     parent of the item's own folder (movie folder, show folder) — normally the library
     root, which is empty or absent when its share is not mounted."""
     if item.kind == "movie":
-        return _parent(_parent(item.path))
-    return _parent(item.series_path or item.path)
+        return folder_of(folder_of(item.path))
+    return folder_of(item.series_path or item.path)
 
 
 def media_presence(item: Item) -> Verdict:

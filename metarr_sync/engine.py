@@ -18,12 +18,10 @@ connection, and its failure only keeps its own items pending.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
@@ -91,21 +89,6 @@ class Request:
     verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
     #: Removals per player this run may send beyond max_removals/max_removal_percent.
     allow_removals: int = 0
-
-
-def parse_since(text: str, now: datetime | None = None) -> str:
-    """A --since value (2026-11-01, 2026-11-01T10:00[Z], or 36h / 7d ago) as a stamp."""
-    now = now or datetime.now(UTC)
-    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
-    if match:
-        unit = {"m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
-        return now_stamp(now - timedelta(seconds=int(match.group(1)) * unit))
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--since takes a date (2026-11-01), a time (2026-11-01T10:00Z) "
-                         f"or an age (36h, 7d), not {text!r}") from None
-    return now_stamp(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def bulk_items(source: MetarrSource, library_ids: Sequence[int] | None,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from metarr_sync.state import QueueSummary, SyncMetrics, parse_stamp
+from metarr_sync.stamps import ago
+from metarr_sync.state import QueueSummary, SyncMetrics
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -25,22 +26,6 @@ class Health:
     @property
     def label(self) -> str:
         return LABELS[self.code]
-
-
-def ago(stamp: str | None, now: datetime | None = None) -> str:
-    """'3 min ago' for a state stamp; '' when there is none."""
-    if not stamp:
-        return ""
-    try:
-        seconds = ((now or datetime.now(UTC)) - parse_stamp(stamp)).total_seconds()
-    except ValueError:
-        return stamp
-    if seconds < 0:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit} ago"
-    return f"{int(seconds)} s ago"
 
 
 def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],

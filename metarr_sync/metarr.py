@@ -13,7 +13,7 @@ import contextlib
 import math
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,18 @@ class MetarrSource:
             found.extend(self.items(f"s.id IN ({marks})", chunk, kinds=("episode",)))
         return found
 
+    def present_items(self, kind: str, *, library_id: int | None = None,
+                      path_ending: str | None = None) -> Generator[Item, None, None]:
+        """The movies or episodes (`kind`) not removed (nor their show) of one library, or
+        whose file path ends in `path_ending`, read lazily (close() stops the query)."""
+        if library_id is not None:
+            where = _IN_LIBRARY[kind]
+            params: tuple[object, ...] = (library_id,)
+        else:
+            where = "{t}.file_path LIKE ? ESCAPE '\\'"
+            params = (f"%{_like_escape(path_ending or '')}",)
+        yield from self.items(f"{where} AND {_PRESENT[kind]}", params, kinds=(kind,))
+
     def items_under(self, path: str) -> list[Item]:
         """Items at `path` or below it (whole path components), Metarr-side path."""
         base = path.rstrip("/\\") or path
@@ -428,6 +440,12 @@ def _truthy(value: Any) -> bool:
     """Metarr's booleans: 0/1 on SQLite, true/false on PostgreSQL, NULL for the default."""
     return True if value is None else bool(value) and str(value).lower() not in ("0", "f",
                                                                                    "false")
+
+
+#: Movies and episodes not removed, and an episode's show not removed either.
+_PRESENT = {"movie": "{t}.deleted_at IS NULL",
+            "episode": "{t}.deleted_at IS NULL AND s.deleted_at IS NULL"}
+_IN_LIBRARY = {"movie": "{t}.library_id = ?", "episode": "s.library_id = ?"}
 
 
 def _like_escape(text: str) -> str:

@@ -1,110 +1,36 @@
-"""Planning, as pure functions over plain data: path mapping, folder collapsing, batching.
+"""Planning, as pure functions over plain data: path mapping (Metarr's paths to each
+player's, and back), de-duplication, ordering and batching. The path rules themselves
+(splitting, comparing, joining) are in paths.py.
 
 Nothing here does I/O, so every rule is tested directly (tests/test_plan.py).
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from metarr_sync.config import Mapping
 from metarr_sync.metarr import Item
+from metarr_sync.paths import (
+    MappingError,
+    PathStyle,
+    components,
+    is_local_absolute,
+    is_under,
+    is_url,
+    is_windows,
+    join,
+    order_key,
+    parent,
+    split,
+    strip_trailing,
+)
 
-# DOTALL: a file name may hold a newline, and must not turn a URL into a plain path.
-_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
-_DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]?$")
-_WINDOWS_BAD = re.compile(r'[<>:"|?*\x00-\x1f]')
-_PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 KIND_ORDER = {"movie": 0, "series": 1, "episode": 2}
-_SEP_TO_NUL = str.maketrans({"/": "\0", "\\": "\0"})
-
-
-class MappingError(ValueError):
-    """An item path that cannot be turned into a path the player understands."""
-
-
-@dataclass(frozen=True)
-class PathStyle:
-    """How a player spells paths: its separator and whether names are percent-encoded."""
-
-    sep: str = "/"
-    url: bool = False
-    encoded: bool = False
-
-    @classmethod
-    def of(cls, root: str) -> PathStyle:
-        return _style_of(root)
-
-
-@lru_cache(maxsize=256)
-def _style_of(root: str) -> PathStyle:
-    """One PathStyle per player root, shared by all the run's targets under it."""
-    if _URL_RE.match(root):
-        return PathStyle("/", url=True, encoded=bool(_PERCENT_RE.search(root)))
-    if "\\" in root or re.match(r"^[A-Za-z]:", root):
-        return PathStyle("\\")
-    return PathStyle("/")
-
-
-def _split(path: str) -> list[str]:
-    return [part for part in re.split(r"[\\/]", path) if part]
-
-
-def strip_trailing(path: str) -> str:
-    """`path` without trailing separators, keeping roots (`/`, `C:\\`, `smb://host`) whole."""
-    match = _URL_RE.match(path)
-    if match:
-        rest = match.group(2).rstrip("/")
-        return match.group(1) + rest
-    if _DRIVE_RE.match(path):
-        return path[:2] + "\\"
-    stripped = path.rstrip("/\\")
-    return stripped or path[:1]
-
-
-def with_trailing(path: str, style: PathStyle | None = None) -> str:
-    """`path` ending in exactly one separator of its style (Kodi needs it on folders)."""
-    style = style or PathStyle.of(path)
-    path = strip_trailing(path)
-    return path if path.endswith(style.sep) else path + style.sep
-
-
-def is_under(path: str, root: str) -> bool:
-    """True when `path` is `root` or inside it, by whole path components.
-
-    `/data/movies` is not under `/data/movie`, and `/Movies4K` not under `/Movies`.
-    """
-    root_parts, parts = _split_for_compare(root), _split_for_compare(path)
-    return parts[: len(root_parts)] == root_parts
-
-
-def _split_for_compare(path: str) -> list[str]:
-    match = _URL_RE.match(path)
-    if match:
-        return [match.group(1).lower(), *_split(match.group(2))]
-    return _split(path)
-
-
-def join(root: str, parts: Sequence[str], style: PathStyle | None = None) -> str:
-    """Append path components to a player-side root in that root's style."""
-    style = style or PathStyle.of(root)
-    base = strip_trailing(root)
-    if not parts:
-        return base
-    names = []
-    for part in parts:
-        if style.sep == "\\" and _WINDOWS_BAD.search(part):
-            raise MappingError(f"the name {part!r} cannot exist on a Windows player")
-        names.append(quote(part, safe="!$&'()+,;=@[]~") if style.encoded else part)
-    if base.endswith(("/", "\\")):
-        return base + style.sep.join(names)
-    return base + style.sep + style.sep.join(names)
 
 
 def best_mapping(path: str, mappings: Sequence[Mapping], side: str = "metarr"
@@ -116,7 +42,7 @@ def best_mapping(path: str, mappings: Sequence[Mapping], side: str = "metarr"
     for mapping in mappings:
         root = getattr(mapping, side)
         if is_under(path, root):
-            length = len(_split_for_compare(root))
+            length = len(components(root))
             if length > best_len:
                 best, best_len = mapping, length
     return best
@@ -127,9 +53,9 @@ def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
 
     With no mappings the player sees Metarr's paths as they are.
     """
-    if not path or not (path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path)):
+    if not path or not is_local_absolute(path):
         raise MappingError(f"Metarr path {path!r} is not absolute")
-    if any(part in (".", "..") for part in _split(path)):
+    if any(part in (".", "..") for part in split(path)):
         # `..` would lead the player outside the root the mapping claims.
         raise MappingError(f"Metarr path {path!r} contains '.' or '..'")
     if not mappings:
@@ -138,7 +64,7 @@ def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
     if mapping is None:
         roots = ", ".join(m.metarr for m in mappings)
         raise MappingError(f"no path mapping covers {path} (mapped: {roots})")
-    rest = _split(path)[len(_split(mapping.metarr)):]
+    rest = split(path)[len(split(mapping.metarr)):]
     return join(mapping.player, rest), strip_trailing(mapping.player)
 
 
@@ -160,20 +86,20 @@ def unmap_path(path: str, mappings: Sequence[Mapping]) -> str | None:
     Metarr's own paths), or when a component is '.' or '..' (it could leave the root).
     Used to find the file behind a player's artwork URL on the disk metarr-sync reads.
     """
-    if not path or any(part in (".", "..") for part in _split(path)):
+    if not path or any(part in (".", "..") for part in split(path)):
         return None
     if not mappings:
-        local = path.startswith("/") or bool(re.match(r"^[A-Za-z]:[\\/]", path))
-        return strip_trailing(path) if local and not _URL_RE.match(path) else None
+        local = is_local_absolute(path)
+        return strip_trailing(path) if local and not is_url(path) else None
     best = best_mapping(path, mappings, "player")
     if best is None:
         return None
-    rest = _split_for_compare(path)[len(_split_for_compare(best.player)):]
+    rest = components(path)[len(components(best.player)):]
     if PathStyle.of(best.player).encoded:
         rest = [unquote(part) for part in rest]
     if any(part in (".", "..") or "/" in part or "\\" in part for part in rest):
         return None  # a decoded name must not smuggle in a separator
-    sep = "\\" if "\\" in best.metarr or re.match(r"^[A-Za-z]:", best.metarr) else "/"
+    sep = "\\" if is_windows(best.metarr) else "/"
     base = strip_trailing(best.metarr)
     if not rest:
         return base
@@ -201,18 +127,6 @@ class Target:
     def folder_is_root(self) -> bool:
         """Scanning this folder would scan a whole library root."""
         return strip_trailing(self.folder) == strip_trailing(self.root)
-
-
-def parent(path: str, style: PathStyle) -> str:
-    base = strip_trailing(path)
-    cut = base.rfind(style.sep)
-    match = _URL_RE.match(base)
-    if match and cut < len(match.group(1)):
-        return base
-    if cut <= 0:
-        return base[:1] if cut == 0 else base
-    head = base[:cut]
-    return head + style.sep if _DRIVE_RE.match(head + style.sep) else head
 
 
 def target_for(item: Item, mappings: Sequence[Mapping]) -> Target:
@@ -267,26 +181,8 @@ def build_plan(items: Iterable[Item], mappings: Sequence[Mapping],
             targets.append(target_for(item, mappings))
         except MappingError as exc:
             plan.errors.append((item, str(exc)))
-    # Component by component (`/a/x` before `/a b/x`): separators sort below every
-    # character once they are NUL; one string per target, not a list of components.
-    targets.sort(key=lambda t: (KIND_ORDER.get(t.item.kind, 9), t.path.translate(_SEP_TO_NUL)))
+    # Component by component, so that one folder's items stay together.
+    targets.sort(key=lambda t: (KIND_ORDER.get(t.item.kind, 9), order_key(t.path)))
     size = max(1, batch_size)
     plan.batches = [targets[i:i + size] for i in range(0, len(targets), size)]
     return plan
-
-
-def collapse_folders(folders: Iterable[str]) -> list[str]:
-    """The distinct folders, leaving out any folder inside another one of the set.
-
-    Sorting by components puts every folder right before its descendants, so one pass
-    suffices: O(n log n), with no pairwise comparison.
-    """
-    unique = {strip_trailing(f): _split_for_compare(f) for f in folders}
-    kept: list[str] = []
-    last: list[str] | None = None
-    for folder, parts in sorted(unique.items(), key=lambda kv: kv[1]):
-        if last is not None and parts[: len(last)] == last:
-            continue
-        kept.append(folder)
-        last = parts
-    return kept

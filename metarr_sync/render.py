@@ -169,7 +169,7 @@ def _cell(value: object, style: str = "") -> Any:
 
 
 def _ago(stamp: str | None) -> str:
-    from metarr_sync.health import ago
+    from metarr_sync.stamps import ago
 
     return ago(stamp)
 

@@ -32,18 +32,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from metarr_sync.players.base import Result  # no adapter: light enough for `status`
+from metarr_sync.stamps import now_stamp, stamp_ago
 
 if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader or players
     from metarr_sync.metarr import Item
@@ -123,25 +123,6 @@ MIGRATIONS: list[str] = [
 
 class StateError(Exception):
     """The state database cannot be opened or is from a newer metarr-sync."""
-
-
-def now_stamp(moment: datetime | None = None) -> str:
-    """UTC time in the canonical text form used for every stamp (sorts chronologically)."""
-    moment = moment or datetime.now(UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{moment.microsecond // 1000:03d}Z"
-
-
-#: What now_stamp() writes (fromisoformat alone would also take other ISO 8601 forms).
-_STAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,6}Z")
-
-
-def parse_stamp(text: str) -> datetime:
-    """A stamp as an aware UTC datetime; ValueError for anything now_stamp() does not write.
-    fromisoformat, not strptime: strptime's first call costs `status` 2-3 ms."""
-    if not _STAMP_RE.fullmatch(text):
-        raise ValueError(f"not a state stamp: {text!r}")
-    return datetime.fromisoformat(text)
 
 
 def item_row(item: Item) -> tuple[Any, ...]:
@@ -349,7 +330,7 @@ class State:
                 elif lookback == 0:
                     where, params = "WHERE 0", ()
                 else:
-                    cutoff = now_stamp(now - timedelta(seconds=lookback))
+                    cutoff = stamp_ago(lookback, now)
                     where, params = "WHERE t.stamp >= ?", (cutoff,)
                 enqueued[player] = self._enqueue_from(player, "temp.current", where, params,
                                                       stamp_now, "baseline")
@@ -466,7 +447,7 @@ class State:
         (never sent again): a server that drops the item later must not leave a warning
         for an item it no longer lists.
         """
-        cutoff = now_stamp(datetime.now(UTC) - timedelta(seconds=older_than))
+        cutoff = stamp_ago(older_than)
         rows = self.conn.execute(
             "SELECT * FROM sync_queue WHERE player = ? AND updated_at <= ? AND (status = 'sent'"
             " OR (status = 'unverified' AND removed AND attempts >= ?)) ORDER BY kind, path",

@@ -384,8 +384,7 @@ def test_stamps_are_read_only_in_the_form_the_state_writes_them():
     with 1 to 6 digits of fraction, and refuses anything else; ago() then shows it as is."""
     from datetime import UTC, datetime
 
-    from metarr_sync.health import ago
-    from metarr_sync.state import now_stamp, parse_stamp
+    from metarr_sync.stamps import ago, now_stamp, parse_stamp
 
     moment = datetime(2024, 3, 9, 21, 5, 7, 123000, tzinfo=UTC)
     assert now_stamp(moment) == "2024-03-09T21:05:07.123Z"

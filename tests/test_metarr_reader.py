@@ -82,6 +82,36 @@ def test_lookup_by_id_and_by_path_matches_whole_components(metarr):
         source.close()
 
 
+def test_present_items_of_a_library_or_by_file_name_leave_out_removed_ones(metarr):
+    heat = metarr.add_movie("Heat", 1995)
+    gone = metarr.add_movie("Alien", 1979)
+    metarr.soft_delete("movies", gone)
+    # `_` in a LIKE pattern matches any character: the file name must match as written.
+    metarr.add_movie("Heat", 1995, folder="/data/media/movies/Heat_2")
+    show = metarr.add_series("Show")
+    season = metarr.add_season(show, 1)
+    ep = metarr.add_episode(show, season, 1, 1)
+    old = metarr.add_series("Old")
+    metarr.add_episode(old, metarr.add_season(old, 1), 1, 1)
+    metarr.soft_delete("series", old)  # its episode is removed with it
+    source = open_sqlite(metarr.path)
+    try:
+        movies = list(source.present_items("movie", library_id=metarr.movie_lib))
+        assert gone not in [i.id for i in movies] and heat in [i.id for i in movies]
+        episodes = list(source.present_items("episode", library_id=metarr.tv_lib))
+        assert [i.id for i in episodes] == [ep]
+        assert list(source.present_items("movie", library_id=metarr.tv_lib)) == []
+        named = source.present_items("movie", path_ending="/Heat (1995).mkv")
+        assert [i.path for i in named] == [
+            "/data/media/movies/Heat (1995)/Heat (1995).mkv",
+            "/data/media/movies/Heat_2/Heat (1995).mkv"]
+        assert list(source.present_items("movie", path_ending="/Heat _1995).mkv")) == []
+        assert list(source.present_items("movie", path_ending="\\Heat (1995).mkv")) == []
+        assert list(source.present_items("movie", path_ending="/Alien (1979).mkv")) == []
+    finally:
+        source.close()
+
+
 def test_reading_never_writes_the_database(metarr):
     metarr.add_movie("Heat", 1995)
     metarr.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -33,7 +33,7 @@ from metarr_sync.metarr import (
     open_source,
     open_sqlite,
 )
-from metarr_sync.state import now_stamp
+from metarr_sync.stamps import now_stamp
 
 T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 

@@ -6,17 +6,14 @@ import pytest
 
 from metarr_sync.config import Mapping
 from metarr_sync.metarr import Item
+from metarr_sync.paths import PathStyle, collapse_folders, is_under, with_trailing
 from metarr_sync.plan import (
     MappingError,
-    PathStyle,
     best_mapping,
     build_plan,
-    collapse_folders,
-    is_under,
     map_path,
     target_for,
     unmap_path,
-    with_trailing,
 )
 
 M = Mapping

@@ -21,14 +21,8 @@ from hypothesis import strategies as st
 
 from metarr_sync.config import ConfigError, Mapping, load_config, parse_config
 from metarr_sync.metarr import Item
-from metarr_sync.plan import (
-    MappingError,
-    PathStyle,
-    build_plan,
-    is_under,
-    map_path,
-    strip_trailing,
-)
+from metarr_sync.paths import PathStyle, is_under, strip_trailing
+from metarr_sync.plan import MappingError, build_plan, map_path
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -230,7 +229,9 @@ def _toml_string(text: str) -> str:
 
 def starter_config(database: str | None, looked: list[Path], note: str = "") -> str:
     """The commented starter file. Written as text so the comments survive."""
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    from metarr_sync import stamps
+
+    today = stamps.today()
     if database:
         metarr = (f"{note}database = {_toml_string(database)}\n")
     else:

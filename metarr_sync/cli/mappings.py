@@ -40,7 +40,7 @@ def register(root: typer.Typer) -> None:
 
 
 def _absolute_metarr(path: str, what: str) -> str:
-    from metarr_sync.config import is_absolute_any
+    from metarr_sync.paths import is_absolute_any
 
     if not path.strip() or not path.startswith("/") and not is_absolute_any(path):
         raise common.UsageError(f"{what} {path!r} is not an absolute Metarr-side path "
@@ -78,8 +78,8 @@ def add_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a path mapping to a player."""
-    from metarr_sync.config import Mapping, is_absolute_any
-    from metarr_sync.plan import strip_trailing
+    from metarr_sync.config import Mapping
+    from metarr_sync.paths import is_absolute_any, strip_trailing
 
     _absolute_metarr(metarr_path, "METARR_PATH")
     if not player_path.strip() or not is_absolute_any(player_path):
@@ -118,7 +118,7 @@ def remove_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove a player's path mapping (named by its Metarr side)."""
-    from metarr_sync.plan import strip_trailing
+    from metarr_sync.paths import strip_trailing
 
     _absolute_metarr(metarr_path, "METARR_PATH")
     config = ops.load_for_edit(ctx)

@@ -117,7 +117,7 @@ def sync_command(
 
     With [sync] auto_sync = false the items are only queued for the next run.
     """
-    from metarr_sync import engine
+    from metarr_sync import engine, stamps
 
     bulk = bool(library or since or all_items)
     trigger = _check_trigger(trigger or ("bulk" if bulk else "post-publish"))
@@ -125,7 +125,7 @@ def sync_command(
         raise common.UsageError("name what to sync: --movie ID, --episode ID, --series ID, a path, "
                     "or --library NAME / --since DATE / --all")
     try:
-        since_stamp = engine.parse_since(since) if since else None
+        since_stamp = stamps.parse_since(since) if since else None
     except ValueError as exc:
         raise common.UsageError(str(exc)) from None
     config = common.load(ctx)

@@ -12,7 +12,6 @@ command when the app is built, and status() imports what it needs when it runs.
 needs its annotations evaluated there, where Typer's names are.)
 """
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -24,8 +23,6 @@ STATUS_EXIT_HELP = (
     "authentication failure, or the last run failed); 3 UNKNOWN (no run yet, state or "
     "configuration unreadable, or a bad option)."
 )
-AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def register(app: Any) -> None:
@@ -152,17 +149,16 @@ def _unknown(reason: str) -> NoReturn:
 
 def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -> int:
     import sqlite3
-    from datetime import UTC, datetime, timedelta
 
     from metarr_sync import health, render
     from metarr_sync.cli import common
     from metarr_sync.config import ConfigError, load_config
-    from metarr_sync.state import State, StateError, now_stamp
+    from metarr_sync.stamps import parse_duration, stamp_ago
+    from metarr_sync.state import State, StateError
 
-    match = AGE_RE.match(warn_age)
-    if not match:
+    max_age = parse_duration(warn_age, bare_unit="s")  # a bare number: seconds, as ever
+    if max_age is None:
         _unknown(f"--warn-age {warn_age!r} is not a duration like 90s, 30m, 1h or 2d")
-    max_age = float(match.group(1)) * _UNITS[match.group(2)]
     try:
         config = load_config(config_path, secrets=False)
     except ConfigError as exc:
@@ -181,7 +177,7 @@ def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -
         metrics = state.sync_metrics()
         queue = state.queue_summary()
         states = state.player_states()
-        cutoff = now_stamp(datetime.now(UTC) - timedelta(seconds=max_age))
+        cutoff = stamp_ago(max_age)
         overdue = state.waiting_since(cutoff)
         runs = state.run_history(10)
     except sqlite3.Error as exc:

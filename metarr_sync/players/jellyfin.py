@@ -49,7 +49,8 @@ from urllib.parse import quote
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.plan import OldFile, Target, collapse_folders, is_under, strip_trailing
+from metarr_sync.paths import collapse_folders, is_under, strip_trailing
+from metarr_sync.plan import OldFile, Target
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -681,7 +682,7 @@ def _unique(ids: Iterable[str]) -> list[str]:
 def _collapse(updates: dict[str, tuple[str, list[str]]]) -> list[tuple[str, str]]:
     """(path, UpdateType) to report, leaving out new/changed paths inside another reported
     new/changed folder (a new show's folder already brings its episodes); removals are
-    kept as they are. One sorted pass (plan.collapse_folders), not a pairwise check."""
+    kept as they are. One sorted pass (paths.collapse_folders), not a pairwise check."""
     outermost = set(collapse_folders(p for p, (kind, _) in updates.items() if kind != "Deleted"))
     return [(path, kind) for path, (kind, _) in updates.items()
             if kind == "Deleted" or strip_trailing(path) in outermost]

@@ -63,18 +63,15 @@ from urllib.parse import unquote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.plan import (
-    OldFile,
+from metarr_sync.paths import (
     PathStyle,
-    Target,
-    best_mapping,
     collapse_folders,
     is_under,
     parent,
     strip_trailing,
-    unmap_path,
     with_trailing,
 )
+from metarr_sync.plan import OldFile, Target, best_mapping, unmap_path
 from metarr_sync.players.base import (
     Outcome,
     Player,

@@ -77,7 +77,16 @@ from typing import Any
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.plan import MappingError, PathStyle, Target, collapse_folders, join, parent
+from metarr_sync.paths import (
+    WINDOWS,
+    PathStyle,
+    collapse_folders,
+    compare_key,
+    components_below,
+    join,
+    parent,
+)
+from metarr_sync.plan import MappingError, Target
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -104,7 +113,6 @@ PAGE_SIZE = 1000
 #: Old Plex agents spell provider ids inside `guid` ("com.plexapp.agents.imdb://tt1?lang=en").
 _LEGACY_GUID = re.compile(r"^com\.plexapp\.agents\.(imdb|themoviedb|thetvdb)://([^?/]+)")
 _LEGACY_NAMES = {"imdb": "imdb", "themoviedb": "tmdb", "thetvdb": "tvdb"}
-_DRIVE = re.compile(r"^[A-Za-z]:")
 #: Files of missing items kept per listing, to name a few when a trash is left alone (an
 #: offline share marks everything on it missing: never keep all of them).
 TRASH_EXAMPLES = 1000
@@ -134,33 +142,10 @@ def client_identifier(player_name: str, machine: str | None = None) -> str:
 
 # --- paths as Plex spells them -----------------------------------------------------------
 
-def _windows(path: str) -> bool:
-    return "\\" in path or bool(_DRIVE.match(path))
-
-
-def _parts(path: str, fold: bool) -> list[str]:
-    """Path components; case-folded for Windows servers, whose file systems ignore case."""
-    parts = [p for p in re.split(r"[\\/]", path) if p]
-    return [p.casefold() for p in parts] if fold else parts
-
-
-def components_below(path: str, location: str) -> list[str] | None:
-    """The components of `path` below `location`, or None when it is not inside it.
-
-    Whole components only: `/Movies4K/x` is not inside `/Movies`. A Windows location
-    (`S:\\Movies`, `S:\\`) compares without regard to case or separator.
-    """
-    fold = _windows(location)
-    loc = _parts(location, fold)
-    here = _parts(path, fold)
-    if here[: len(loc)] != loc:
-        return None
-    return [p for p in re.split(r"[\\/]", path) if p][len(loc):]
-
-
 def path_key(path: str) -> tuple[str, ...]:
-    """A path's identity for comparison: its components, case-folded on Windows."""
-    return tuple(_parts(path, _windows(path)))
+    """A path's identity for comparison: its components, case-folded on Windows (its file
+    systems ignore case)."""
+    return compare_key(path, WINDOWS)
 
 
 def same_path(a: str, b: str) -> bool:
@@ -183,7 +168,7 @@ class Section:
         location `S:\\` gives `S:\\Movies`, never `S:\\\\Movies`.
         """
         for location in self.locations:
-            rest = components_below(folder, location)
+            rest = components_below(folder, location, WINDOWS)
             if rest is not None:
                 return join(location, rest, PathStyle.of(location))
         return None
@@ -794,4 +779,4 @@ class PlexPlayer(Player):
         self.http.close()
 
 
-__all__ = ["PlexPlayer", "Section", "client_identifier", "components_below", "machine_id"]
+__all__ = ["PlexPlayer", "Section", "client_identifier", "machine_id"]
