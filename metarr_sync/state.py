@@ -468,13 +468,6 @@ class State:
                            r["last_error"], r["next_attempt_at"], r["enqueued_at"],
                            r["updated_at"], r["source"]) for r in rows]
 
-    def queue_counts(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for row in self.conn.execute(
-                "SELECT player, status, count(*) FROM sync_queue GROUP BY player, status"):
-            counts.setdefault(row[0], {})[row[1]] = row[2]
-        return counts
-
     def record(self, player: str, items: Sequence[Item], outcomes: Iterable[Outcome],
                run_id: int | None, max_attempts: int | None = None) -> None:
         """Store what became of a batch, in one transaction.
