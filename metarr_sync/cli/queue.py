@@ -51,7 +51,7 @@ def list_command(
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What waits for each player, why (the last error), tries so far and next attempt."""
+    """What waits for each player, why (the last error) and tries so far."""
     from metarr_sync import render
 
     if status is not None and status not in _statuses():
@@ -77,6 +77,9 @@ def list_command(
                 + (f" for {', '.join(names)}" if player else "") + ".")
         return
     render.console().print(render.queue_table(entries))
+    if any(e.status == "failed" for e in entries):
+        # Everything else goes at the next run; a failed item waits for a person.
+        ops.say("Failed items are sent again only after `metarr-sync queue retry`.")
 
 
 @app.command("add", epilog=QUEUE_EXIT_HELP)
