@@ -6,7 +6,6 @@ documented exit code, never a traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,41 +120,13 @@ def load(ctx: typer.Context, *, secrets: bool = True) -> Config:
     return config
 
 
-def metarr_database(config: Config) -> str | None:
-    """The Metarr database: from the config, else from Metarr's own environment.
-
-    METARR_DATABASE_URL (a file path or a postgresql:// URL) comes first; then Metarr's own
-    DATABASE_URL, but only with DB_TYPE=postgres as Metarr itself reads it: DATABASE_URL is
-    a name many programs use, and a stray one must not point us at some other database.
-    """
-    if config.metarr.database:
-        return config.metarr.database
-    value = os.environ.get("METARR_DATABASE_URL", "").strip()
-    if value:
-        return value
-    if _metarr_on_postgres():
-        value = os.environ.get("DATABASE_URL", "").strip()
-        if value:
-            return value
-    return None
-
-
-def _metarr_on_postgres() -> bool:
-    return os.environ.get("DB_TYPE", "").strip().lower() in ("postgres", "postgresql")
-
-
 def open_metarr(config: Config) -> MetarrSource:
+    """Metarr's database as config.metarr_database finds it, opened read-only."""
+    from metarr_sync.config import metarr_database
     from metarr_sync.metarr import open_source
 
-    database = metarr_database(config)
-    if not database:
-        hint = ""
-        if os.environ.get("DATABASE_URL") and not _metarr_on_postgres():
-            hint = "; DATABASE_URL is only used together with DB_TYPE=postgres, as Metarr does"
-        raise ConfigError.one(
-            f"{config.path}: [metarr] database is not set: point it at Metarr's "
-            "data/metarr.sqlite or its postgresql:// URL (or set METARR_DATABASE_URL)" + hint)
-    return open_source(database, config.sync.timeout, config.metarr.password_value)
+    return open_source(metarr_database(config), config.sync.timeout,
+                       config.metarr.password_value)
 
 
 def dump_json(document: object) -> None:

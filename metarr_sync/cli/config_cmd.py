@@ -54,18 +54,6 @@ def _source(ctx: typer.Context, name: str) -> str:
     return "default"
 
 
-def _database_source(config: Config) -> tuple[str | None, str]:
-    """The Metarr database in effect and where it came from (as common.metarr_database)."""
-    database = common.metarr_database(config)
-    if database is None:
-        return None, "not set"
-    if config.metarr.database:
-        return database, "[metarr] database"
-    if os.environ.get("METARR_DATABASE_URL", "").strip() == database:
-        return database, "METARR_DATABASE_URL"
-    return database, "DATABASE_URL (DB_TYPE=postgres)"
-
-
 def _shown_database(database: str | None) -> str | None:
     """A PostgreSQL URL may carry a password: never show it."""
     if database is None:
@@ -81,15 +69,15 @@ def _shown_database(database: str | None) -> str | None:
 def path_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Where the configuration file, the state database, the run lock and Metarr's
     database are, and where each location came from (option, variable or default)."""
-    from metarr_sync.config import ConfigError, load_config
+    from metarr_sync.config import ConfigError, load_config, metarr_database_source
 
     config_file = common.config_path(ctx)
     state_dir = common.state_dir(ctx)
     database, database_from, problem = None, "no configuration file yet", None
     if config_file.exists():
         try:
-            database, database_from = _database_source(load_config(config_file,
-                                                                   secrets=False))
+            database, database_from = metarr_database_source(load_config(config_file,
+                                                                         secrets=False))
         except ConfigError as exc:
             problem, database_from = exc.problems[0], "unknown: the configuration does not load"
     doc = {
@@ -129,9 +117,15 @@ def path_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 def effective(config: Config) -> dict[str, Any]:
     """Every setting in effect, defaults included; secrets masked, never resolved here."""
-    from metarr_sync.config import _GROUP_FIELDS, _PLAYER_COMMON, _PLAYER_SPECIFIC, _SYNC_FIELDS
+    from metarr_sync.config import (
+        _GROUP_FIELDS,
+        _PLAYER_COMMON,
+        _PLAYER_SPECIFIC,
+        _SYNC_FIELDS,
+        metarr_database_source,
+    )
 
-    database, source = _database_source(config)
+    database, source = metarr_database_source(config)
     metarr: dict[str, Any] = {"database": _shown_database(database),
                               "database_source": source}
     if config.metarr.password:

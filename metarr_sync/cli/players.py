@@ -343,6 +343,7 @@ def import_command(
     becomes a shared_library group, as Metarr syncs one member of it for all.
     """
     from metarr_sync import importer
+    from metarr_sync.config import metarr_database_source
     from metarr_sync.metarr import open_source
 
     config = ops.load_for_edit(ctx, missing_ok=True)
@@ -351,7 +352,7 @@ def import_command(
             config.metarr.password_value = config.metarr.password.resolve()
         except ValueError as exc:
             raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
-    where = database or common.metarr_database(config)
+    where = database or metarr_database_source(config)[0]
     if not where:
         raise common.ConfigError.one(
             f"no Metarr database to import from: give --database PATH (Metarr's "
