@@ -101,8 +101,6 @@ def add_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Queue items for the next `run`, without contacting any player (fast, for hooks)."""
-    from metarr_sync.cli.run import named_items
-
     if not (paths or movie or episode or series):
         raise common.UsageError(
             "name what to queue: --movie ID, --episode ID, --series ID or a path")
@@ -112,7 +110,7 @@ def add_command(
         raise common.UsageError(f"no players configured in {config.path}: nothing to queue for")
     source = common.open_metarr(config)
     try:
-        items = named_items(source, paths or [], movie or [], episode or [], series or [])
+        items = source.named_items(paths or [], movie or [], episode or [], series or [])
     finally:
         source.close()
     state = ops.create_state(ctx)

@@ -132,7 +132,7 @@ def sync_command(
     _check_names(config, player, group)
     source = common.open_metarr(config)
     try:
-        items = named_items(source, paths or [], movie or [], episode or [], series or [])
+        items = source.named_items(paths or [], movie or [], episode or [], series or [])
         if bulk:
             items += _bulk(source, library or [], since_stamp)
     finally:
@@ -199,15 +199,6 @@ def _check_names(config: object, players: list[str] | None, groups: list[str] | 
         if name not in config.groups:  # type: ignore[attr-defined]
             known = ", ".join(config.groups) or "none configured"  # type: ignore[attr-defined]
             raise common.UsageError(f"unknown group {name!r} (groups: {known})")
-
-
-def named_items(source: object, paths: list[str], movies: list[int], episodes: list[int],
-                series: list[int]) -> list:
-    """The items named on the command line; unknown ones exit 2 (shared with `queue add`)."""
-    from metarr_sync.metarr import MetarrSource
-
-    assert isinstance(source, MetarrSource)
-    return source.named_items(paths, movies, episodes, series)
 
 
 def _execute(ctx: typer.Context, config: object, request: object, json_out: bool,
