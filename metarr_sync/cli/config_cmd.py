@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from metarr_sync.cli import common
-from metarr_sync.cli.ops import JsonOpt
+from metarr_sync.cli.options import JsonOpt
 
 if TYPE_CHECKING:
     from metarr_sync.config import Config
@@ -346,17 +346,15 @@ def init_command(
                           "database_found": bool(found), "database_problem": check,
                           "looked_at": [str(p) for p in looked]})
     else:
-        from metarr_sync.cli.ops import say
-
-        say(f"Wrote a starter configuration to {path} (mode 0600).")
+        common.say(f"Wrote a starter configuration to {path} (mode 0600).")
         if database:
-            say(f"Metarr's database: {shown}" + (" (found)" if found else ""))
+            common.say(f"Metarr's database: {shown}" + (" (found)" if found else ""))
         else:
-            say("Metarr's database was not found (looked at "
-                + ", ".join(str(p) for p in looked) + "): set [metarr] database in "
-                f"{path} to Metarr's data/metarr.sqlite or its postgresql:// URL.")
-        say("Next: `metarr-sync players import` (the players set up in Metarr) or "
-            "`metarr-sync players add TYPE NAME --url URL`, then `metarr-sync players "
-            "test` and `metarr-sync run`.")
+            common.say("Metarr's database was not found (looked at "
+                       + ", ".join(str(p) for p in looked) + "): set [metarr] database in "
+                       f"{path} to Metarr's data/metarr.sqlite or its postgresql:// URL.")
+        common.say("Next: `metarr-sync players import` (the players set up in Metarr) or "
+                   "`metarr-sync players add TYPE NAME --url URL`, then `metarr-sync players "
+                   "test` and `metarr-sync run`.")
     if check:
         common.err(f"metarr-sync: warning: {check}")
