@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common
+from metarr_sync.cli import common, options
 from metarr_sync.cli.options import JsonOpt
 
 if TYPE_CHECKING:
@@ -26,12 +26,9 @@ CONFIG_EXIT_HELP = (
     "invalid, or (config init) exists already or cannot be written: nothing is changed."
 )
 
-app = typer.Typer(
-    help="The configuration: where it and the state live (path), what is in effect "
-    "(show), a commented starter file (init).",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = options.command_group(
+    "The configuration: where it and the state live (path), what is in effect (show), a "
+    "commented starter file (init).")
 
 #: Where Metarr keeps its SQLite database by default: data/metarr.sqlite below the folder
 #: it runs in. These are the folders people install it in (a checkout in the home folder,

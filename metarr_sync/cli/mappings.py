@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common, complete
-from metarr_sync.cli.options import JsonOpt
+from metarr_sync.cli import common, options
+from metarr_sync.cli.options import JsonOpt, PlayerArg, PlayerOpt
 
 TEST_EXIT_HELP = (
     "Exit codes: 0 the path maps for every player; 1 it maps to nothing usable for some; "
@@ -23,16 +23,8 @@ DETECT_EXIT_HELP = (
 #: How many items per library each side lists to match items by their paths.
 SAMPLES = 20
 
-app = typer.Typer(
-    help="Path mappings: how each player sees Metarr's paths (list, add, remove, test, "
-    "detect).",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", metavar="NAME", help="Only this player (repeatable)",
-    autocompletion=complete.player_names)]
+app = options.command_group(
+    "Path mappings: how each player sees Metarr's paths (list, add, remove, test, detect).")
 
 
 def register(root: typer.Typer) -> None:
@@ -70,8 +62,7 @@ def list_command(ctx: typer.Context, player: PlayerOpt = None, json_out: JsonOpt
 @app.command("add", epilog=common.EDIT_EXIT_HELP)
 def add_command(
     ctx: typer.Context,
-    player: Annotated[str, typer.Argument(help="The player",
-                                          autocompletion=complete.player_names)],
+    player: PlayerArg,
     metarr_path: Annotated[str, typer.Argument(help="The folder as Metarr sees it")],
     player_path: Annotated[str, typer.Argument(
         help="The same folder as the player sees it (/..., D:\\... or smb://...)")],
@@ -112,8 +103,7 @@ def add_command(
 @app.command("remove", epilog=common.EDIT_EXIT_HELP)
 def remove_command(
     ctx: typer.Context,
-    player: Annotated[str, typer.Argument(help="The player",
-                                          autocompletion=complete.player_names)],
+    player: PlayerArg,
     metarr_path: Annotated[str, typer.Argument(help="The Metarr side of the mapping")],
     json_out: JsonOpt = False,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common, complete
+from metarr_sync.cli import common, complete, options
 from metarr_sync.cli.options import JsonOpt
 
 TEST_EXIT_HELP = (
@@ -15,11 +15,7 @@ TEST_EXIT_HELP = (
     "3 configuration or state unreadable."
 )
 
-app = typer.Typer(
-    help="List, add, remove, enable, disable, test and import media players.",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = options.command_group("List, add, remove, enable, disable, test and import media players.")
 
 
 def register(root: typer.Typer) -> None:

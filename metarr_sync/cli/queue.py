@@ -8,8 +8,15 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common, complete
-from metarr_sync.cli.options import JsonOpt
+from metarr_sync.cli import common, complete, options
+from metarr_sync.cli.options import (
+    EpisodeOpt,
+    ItemPathsArg,
+    JsonOpt,
+    MovieOpt,
+    PlayerOpt,
+    SeriesOpt,
+)
 
 QUEUE_EXIT_HELP = (
     "Exit codes: 0 done (or nothing to do); 1 queue clear was not confirmed; 2 bad command "
@@ -17,15 +24,8 @@ QUEUE_EXIT_HELP = (
     "3 configuration or state unreadable; 4 Metarr's database unreadable."
 )
 
-app = typer.Typer(
-    help="The work waiting for each player: list, add, retry, clear.",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = options.command_group("The work waiting for each player: list, add, retry, clear.")
 
-PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", metavar="NAME", help="Only this player (repeatable)",
-    autocompletion=complete.player_names)]
 ITEM_RE = re.compile(r"^(movie|series|episode):(\d+)$")
 
 
@@ -85,18 +85,10 @@ def list_command(
 @app.command("add", epilog=QUEUE_EXIT_HELP)
 def add_command(
     ctx: typer.Context,
-    paths: Annotated[list[str] | None, typer.Argument(
-        metavar="PATH", help="Metarr-side paths: items at or below each path")] = None,
-    movie: Annotated[list[int] | None, typer.Option(
-        "--movie", metavar="ID",
-        help="Movie id (repeatable)")
-                     ] = None,
-    episode: Annotated[list[int] | None, typer.Option(
-        "--episode", metavar="ID",
-        help="Episode id (repeatable)")] = None,
-    series: Annotated[list[int] | None, typer.Option(
-        "--series", metavar="ID",
-        help="Series id, with its episodes (repeatable)")] = None,
+    paths: ItemPathsArg = None,
+    movie: MovieOpt = None,
+    episode: EpisodeOpt = None,
+    series: SeriesOpt = None,
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -7,15 +7,19 @@ from typing import Annotated
 import typer
 
 from metarr_sync.cli import common, complete
+from metarr_sync.cli.options import (
+    EpisodeOpt,
+    ItemPathsArg,
+    JsonOpt,
+    MovieOpt,
+    PlayerOpt,
+    SeriesOpt,
+)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print nothing unless something failed (for cron)")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", "-n", help="Print the exact commands each player would get; change nothing")]
-PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", help="Only this player (repeatable)",
-    autocompletion=complete.player_names)]
 GroupOpt = Annotated[list[str] | None, typer.Option(
     "--group", "-g", help="Only the players of this group (repeatable)",
     autocompletion=complete.group_names)]
@@ -86,14 +90,10 @@ def verify_command(
 
 def sync_command(
     ctx: typer.Context,
-    paths: Annotated[list[str] | None, typer.Argument(
-        help="Metarr-side paths: items at or below each path are synced")] = None,
-    movie: Annotated[list[int] | None, typer.Option("--movie", help="Movie id (repeatable)")
-                     ] = None,
-    episode: Annotated[list[int] | None, typer.Option(
-        "--episode", help="Episode id (repeatable)")] = None,
-    series: Annotated[list[int] | None, typer.Option(
-        "--series", help="Series id, with its episodes (repeatable)")] = None,
+    paths: ItemPathsArg = None,
+    movie: MovieOpt = None,
+    episode: EpisodeOpt = None,
+    series: SeriesOpt = None,
     library: Annotated[list[str] | None, typer.Option(
         "--library", help="Bulk: every item of this Metarr library (repeatable)")] = None,
     since: Annotated[str | None, typer.Option(
