@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from metarr_sync.cli.options import (
     PlayerOpt,
     SeriesOpt,
 )
+
+if TYPE_CHECKING:
+    from metarr_sync.config import Config
 
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print nothing unless something failed (for cron)")]
@@ -190,14 +193,11 @@ def _confirm_bulk(count: int) -> None:
         raise common.UsageError("nothing was synced")
 
 
-def _check_names(config: object, players: list[str] | None, groups: list[str] | None) -> None:
-    for name in players or []:
-        if name not in config.players:  # type: ignore[attr-defined]
-            known = ", ".join(config.players) or "none configured"  # type: ignore[attr-defined]
-            raise common.UsageError(f"unknown player {name!r} (players: {known})")
+def _check_names(config: Config, players: list[str] | None, groups: list[str] | None) -> None:
+    common.selected(config, players)
     for name in groups or []:
-        if name not in config.groups:  # type: ignore[attr-defined]
-            known = ", ".join(config.groups) or "none configured"  # type: ignore[attr-defined]
+        if name not in config.groups:
+            known = ", ".join(config.groups) or "none configured"
             raise common.UsageError(f"unknown group {name!r} (groups: {known})")
 
 
