@@ -874,3 +874,42 @@ def _add_to_table(table: Any, key: str, item: Any) -> None:
         table.value._insert_at(keys[-1] + 1, key, item)
     else:
         table[key] = item
+
+
+# --- Metarr's database: the config, else Metarr's own environment ----------------------
+
+def metarr_database_source(config: Config) -> tuple[str | None, str]:
+    """Metarr's database and where it came from (None, "not set" when nowhere).
+
+    `[metarr] database` first; then METARR_DATABASE_URL (a file path or a postgresql://
+    URL); then Metarr's own DATABASE_URL, but only with DB_TYPE=postgres as Metarr itself
+    reads it: DATABASE_URL is a name many programs use, and a stray one must not point us
+    at some other database.
+    """
+    if config.metarr.database:
+        return config.metarr.database, "[metarr] database"
+    value = os.environ.get("METARR_DATABASE_URL", "").strip()
+    if value:
+        return value, "METARR_DATABASE_URL"
+    if _metarr_on_postgres():
+        value = os.environ.get("DATABASE_URL", "").strip()
+        if value:
+            return value, "DATABASE_URL (DB_TYPE=postgres)"
+    return None, "not set"
+
+
+def metarr_database(config: Config) -> str:
+    """The Metarr database a run reads; ConfigError (exit 3) saying how to set it."""
+    database, _ = metarr_database_source(config)
+    if database:
+        return database
+    hint = ""
+    if os.environ.get("DATABASE_URL") and not _metarr_on_postgres():
+        hint = "; DATABASE_URL is only used together with DB_TYPE=postgres, as Metarr does"
+    raise ConfigError.one(
+        f"{config.path}: [metarr] database is not set: point it at Metarr's "
+        "data/metarr.sqlite or its postgresql:// URL (or set METARR_DATABASE_URL)" + hint)
+
+
+def _metarr_on_postgres() -> bool:
+    return os.environ.get("DB_TYPE", "").strip().lower() in ("postgres", "postgresql")

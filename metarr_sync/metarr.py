@@ -58,24 +58,10 @@ class Item:
     def key(self) -> str:
         return f"{self.kind}:{self.id}"
 
-    @property
-    def folder(self) -> str:
-        """The folder a player scans for this item."""
-        return self.path if self.kind == "series" else parent_of(self.path)
-
     def label(self) -> str:
         if self.kind == "episode" and self.season is not None and self.episode is not None:
             return f"{self.title or self.path} S{self.season:02d}E{self.episode:02d}"
         return self.title or self.path
-
-
-def parent_of(path: str) -> str:
-    """The folder holding `path`, for either separator, without a trailing separator."""
-    trimmed = path.rstrip("/\\")
-    cut = max(trimmed.rfind("/"), trimmed.rfind("\\"))
-    if cut <= 0:
-        return trimmed[:1] if cut == 0 else trimmed
-    return trimmed[:cut]
 
 
 # Columns metarr-sync reads, per table. Checked when the database is opened so an older or
@@ -233,7 +219,8 @@ class Library:
 
 
 class MetarrSource:
-    """Metarr's database, opened read-only. Subclasses change the connection and dialect."""
+    """Metarr's database, opened read-only: SQLite as it is; PostgresSource changes the
+    connection and dialect."""
 
     dialect: Dialect = SQLITE
 
@@ -452,11 +439,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class SQLiteSource(MetarrSource):
-    pass
-
-
-def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> SQLiteSource:
+def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> MetarrSource:
     """Open Metarr's SQLite file read-only; it is never written, not even its -wal."""
     path = Path(path).expanduser()
     if not path.exists():
@@ -479,7 +462,7 @@ def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> SQLiteSource:
         conn.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
         raise MetarrError(f"Metarr database {path} cannot be opened: {exc}") from None
-    source = SQLiteSource(conn, str(path))
+    source = MetarrSource(conn, str(path))
     try:
         source.check_schema()
     except MetarrError:

@@ -280,30 +280,22 @@ def queue_entry_json(entry: Any) -> dict[str, Any]:
         # An upgraded or renamed item: the earlier files the player may still list.
         "previous_paths": list(item.previous_paths),
         "status": entry.status, "attempts": entry.attempts, "last_error": entry.last_error,
-        "next_attempt": entry.next_attempt_at, "enqueued_at": entry.enqueued_at,
+        "enqueued_at": entry.enqueued_at,
         "updated_at": entry.updated_at, "source": entry.source,
     }
 
 
 def queue_table(entries: list[Any]) -> Table:
     table = _table("metarr-sync queue")
-    for column in ("player", "item", "title", "status", "tries", "queued", "next attempt",
-                   "why"):
+    for column in ("player", "item", "title", "status", "tries", "queued", "why"):
         table.add_column(column, justify="right" if column == "tries" else "left")
     for entry in entries:
         title = entry.item.label() + (" (removed)" if entry.item.removed else "")
         table.add_row(_cell(entry.player), _cell(entry.item.key), _cell(title),
                       _cell(entry.status, QUEUE_STYLE.get(entry.status, "")),
                       _cell(entry.attempts), _cell(_ago(entry.enqueued_at)),
-                      _cell(_next_attempt(entry)), _cell(entry.last_error or ""))
+                      _cell(entry.last_error or ""))
     return table
-
-
-def _next_attempt(entry: Any) -> str:
-    if entry.next_attempt_at:
-        return entry.next_attempt_at
-    return {"pending": "next run", "deferred": "next run", "unverified": "next run",
-            "sent": "verified next run", "failed": "after `queue retry`"}.get(entry.status, "")
 
 
 HEALTH_STYLE = {0: "green", 1: "yellow", 2: "red", 3: "magenta"}

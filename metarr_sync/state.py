@@ -71,7 +71,9 @@ _ITEM_DDL = """
 """
 
 MIGRATIONS: list[str] = [
-    # 1: the first schema
+    # 1: the first schema. sync_queue.next_attempt_at is never written: there is no delay
+    # between runs to store (a pending item goes at the next run); dropping the column
+    # would need a schema step that makes older versions refuse the state file.
     f"""
     CREATE TABLE items ({_ITEM_DDL}, PRIMARY KEY (item_key)) WITHOUT ROWID;
     CREATE TABLE players (
@@ -177,7 +179,6 @@ class QueueEntry:
     status: str
     attempts: int
     last_error: str | None
-    next_attempt_at: str | None
     enqueued_at: str
     updated_at: str
     source: str
@@ -369,7 +370,7 @@ class State:
             "library_id = excluded.library_id, ids = excluded.ids, season = excluded.season, "
             "episode = excluded.episode, series_id = excluded.series_id, "
             "stamp = excluded.stamp, removed = excluded.removed, status = 'pending', "
-            "attempts = 0, last_error = NULL, next_attempt_at = NULL, "
+            "attempts = 0, last_error = NULL, "
             "updated_at = excluded.updated_at, source = excluded.source, "
             # An entry not yet confirmed may have reached the player (or the player found
             # it on its own): its path joins the ones to replace.
@@ -465,15 +466,8 @@ class State:
             params.append(status)
         rows = self.conn.execute(sql + " ORDER BY player, kind, path", params).fetchall()
         return [QueueEntry(r["player"], row_item(r), r["status"], r["attempts"],
-                           r["last_error"], r["next_attempt_at"], r["enqueued_at"],
+                           r["last_error"], r["enqueued_at"],
                            r["updated_at"], r["source"]) for r in rows]
-
-    def queue_counts(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for row in self.conn.execute(
-                "SELECT player, status, count(*) FROM sync_queue GROUP BY player, status"):
-            counts.setdefault(row[0], {})[row[1]] = row[2]
-        return counts
 
     def record(self, player: str, items: Sequence[Item], outcomes: Iterable[Outcome],
                run_id: int | None, max_attempts: int | None = None) -> None:
@@ -560,7 +554,7 @@ class State:
 
     def retry_failed(self, player: str | None = None,
                      keys: Sequence[str] | None = None) -> int:
-        sql = ("UPDATE sync_queue SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
+        sql = ("UPDATE sync_queue SET status = 'pending', attempts = 0, "
                "updated_at = ? WHERE status IN ('failed', 'unverified')")
         params: list[Any] = [now_stamp()]
         if player:

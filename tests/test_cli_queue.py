@@ -146,10 +146,10 @@ def test_queue_list_shows_what_waits_and_why(setup):
     assert len(failed) == 1
     entry = failed[0]
     assert {k: entry[k] for k in ("player", "item", "kind", "id", "title", "status",
-                                  "attempts", "last_error", "next_attempt", "removed")} == {
+                                  "attempts", "last_error", "removed")} == {
         "player": "bedroom", "item": f"movie:{heat}", "kind": "movie", "id": heat,
         "title": "Heat", "status": "failed", "attempts": 1,
-        "last_error": "rejected by recorder", "next_attempt": None, "removed": False}
+        "last_error": "rejected by recorder", "removed": False}
     assert entry["path"] == "/data/media/movies/Heat (1995)/Heat (1995).mkv"
     assert entry["enqueued_at"].endswith("Z") and entry["source"] == "baseline"
     pending = [e for e in report["entries"] if e["player"] == "lounge"]
@@ -158,11 +158,15 @@ def test_queue_list_shows_what_waits_and_why(setup):
 
     only = cli("queue", "list", "--status", "failed", "--player", "bedroom")
     assert only.returncode == 0
-    assert "rejected by recorder" in only.stdout and "after `queue retry`" in only.stdout
+    assert "rejected by recorder" in only.stdout
+    assert "sent again only after `metarr-sync queue retry`" in only.stdout
     assert "The Matrix" not in only.stdout
     table = cli("queue", "list")
-    assert "recorder told to fail: timeout" in table.stdout and "next run" in table.stdout
+    assert "recorder told to fail: timeout" in table.stdout and "pending" in table.stdout
     assert "\x1b[" not in table.stdout
+    waiting = cli("queue", "list", "--status", "pending")
+    assert "recorder told to fail: timeout" in waiting.stdout
+    assert "queue retry" not in waiting.stdout  # nothing listed waits for a person
     none = cli("queue", "list", "--status", "deferred")
     assert none.stdout.strip() == "Nothing is queued with status deferred."
 

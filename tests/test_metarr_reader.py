@@ -29,7 +29,6 @@ def test_movie_stamp_is_the_newest_of_its_timestamps_in_either_format(metarr):
     got = items(metarr)[f"movie:{movie}"]
     assert got.stamp == "2026-11-25T16:20:36.000Z"
     assert got.path == "/data/media/movies/The Matrix (1999)/The Matrix (1999).mkv"
-    assert got.folder == "/data/media/movies/The Matrix (1999)"
     assert not got.removed
 
 

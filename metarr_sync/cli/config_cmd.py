@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common
-from metarr_sync.cli.ops import JsonOpt
+from metarr_sync.cli import common, options
+from metarr_sync.cli.options import JsonOpt
 
 if TYPE_CHECKING:
     from metarr_sync.config import Config
@@ -25,12 +25,9 @@ CONFIG_EXIT_HELP = (
     "invalid, or (config init) exists already or cannot be written: nothing is changed."
 )
 
-app = typer.Typer(
-    help="The configuration: where it and the state live (path), what is in effect "
-    "(show), a commented starter file (init).",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = options.command_group(
+    "The configuration: where it and the state live (path), what is in effect (show), a "
+    "commented starter file (init).")
 
 #: Where Metarr keeps its SQLite database by default: data/metarr.sqlite below the folder
 #: it runs in. These are the folders people install it in (a checkout in the home folder,
@@ -53,18 +50,6 @@ def _source(ctx: typer.Context, name: str) -> str:
     return "default"
 
 
-def _database_source(config: Config) -> tuple[str | None, str]:
-    """The Metarr database in effect and where it came from (as common.metarr_database)."""
-    database = common.metarr_database(config)
-    if database is None:
-        return None, "not set"
-    if config.metarr.database:
-        return database, "[metarr] database"
-    if os.environ.get("METARR_DATABASE_URL", "").strip() == database:
-        return database, "METARR_DATABASE_URL"
-    return database, "DATABASE_URL (DB_TYPE=postgres)"
-
-
 def _shown_database(database: str | None) -> str | None:
     """A PostgreSQL URL may carry a password: never show it."""
     if database is None:
@@ -80,15 +65,15 @@ def _shown_database(database: str | None) -> str | None:
 def path_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Where the configuration file, the state database, the run lock and Metarr's
     database are, and where each location came from (option, variable or default)."""
-    from metarr_sync.config import ConfigError, load_config
+    from metarr_sync.config import ConfigError, load_config, metarr_database_source
 
     config_file = common.config_path(ctx)
     state_dir = common.state_dir(ctx)
     database, database_from, problem = None, "no configuration file yet", None
     if config_file.exists():
         try:
-            database, database_from = _database_source(load_config(config_file,
-                                                                   secrets=False))
+            database, database_from = metarr_database_source(load_config(config_file,
+                                                                         secrets=False))
         except ConfigError as exc:
             problem, database_from = exc.problems[0], "unknown: the configuration does not load"
     doc = {
@@ -128,9 +113,14 @@ def path_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 def effective(config: Config) -> dict[str, Any]:
     """Every setting in effect, defaults included; secrets masked, never resolved here."""
-    from metarr_sync.config import _GROUP_FIELDS, _SYNC_FIELDS, player_keys
+    from metarr_sync.config import (
+        _GROUP_FIELDS,
+        _SYNC_FIELDS,
+        metarr_database_source,
+        player_keys,
+    )
 
-    database, source = _database_source(config)
+    database, source = metarr_database_source(config)
     metarr: dict[str, Any] = {"database": _shown_database(database),
                               "database_source": source}
     if config.metarr.password:
@@ -353,17 +343,15 @@ def init_command(
                           "database_found": bool(found), "database_problem": check,
                           "looked_at": [str(p) for p in looked]})
     else:
-        from metarr_sync.cli.ops import say
-
-        say(f"Wrote a starter configuration to {path} (mode 0600).")
+        common.say(f"Wrote a starter configuration to {path} (mode 0600).")
         if database:
-            say(f"Metarr's database: {shown}" + (" (found)" if found else ""))
+            common.say(f"Metarr's database: {shown}" + (" (found)" if found else ""))
         else:
-            say("Metarr's database was not found (looked at "
-                + ", ".join(str(p) for p in looked) + "): set [metarr] database in "
-                f"{path} to Metarr's data/metarr.sqlite or its postgresql:// URL.")
-        say("Next: `metarr-sync players import` (the players set up in Metarr) or "
-            "`metarr-sync players add TYPE NAME --url URL`, then `metarr-sync players "
-            "test` and `metarr-sync run`.")
+            common.say("Metarr's database was not found (looked at "
+                       + ", ".join(str(p) for p in looked) + "): set [metarr] database in "
+                       f"{path} to Metarr's data/metarr.sqlite or its postgresql:// URL.")
+        common.say("Next: `metarr-sync players import` (the players set up in Metarr) or "
+                   "`metarr-sync players add TYPE NAME --url URL`, then `metarr-sync players "
+                   "test` and `metarr-sync run`.")
     if check:
         common.err(f"metarr-sync: warning: {check}")

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from metarr_sync.cli import common, complete, ops
-from metarr_sync.cli.ops import JsonOpt
+from metarr_sync.cli import common, options
+from metarr_sync.cli.options import JsonOpt, PlayerArg, PlayerOpt
 
 TEST_EXIT_HELP = (
     "Exit codes: 0 the path maps for every player; 1 it maps to nothing usable for some; "
@@ -23,16 +23,8 @@ DETECT_EXIT_HELP = (
 #: How many items per library each side lists to match items by their paths.
 SAMPLES = 20
 
-app = typer.Typer(
-    help="Path mappings: how each player sees Metarr's paths (list, add, remove, test, "
-    "detect).",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", metavar="NAME", help="Only this player (repeatable)",
-    autocompletion=complete.player_names)]
+app = options.command_group(
+    "Path mappings: how each player sees Metarr's paths (list, add, remove, test, detect).")
 
 
 def register(root: typer.Typer) -> None:
@@ -48,30 +40,29 @@ def _absolute_metarr(path: str, what: str) -> str:
     return path
 
 
-@app.command("list", epilog=ops.EDIT_EXIT_HELP)
+@app.command("list", epilog=common.EDIT_EXIT_HELP)
 def list_command(ctx: typer.Context, player: PlayerOpt = None, json_out: JsonOpt = False
                  ) -> None:
     """Every player's path mappings (Metarr path → player path)."""
     from metarr_sync import render
 
     config = common.load(ctx, secrets=False)
-    players = ops.selected(config, player)
+    players = common.selected(config, player)
     if json_out:
         common.dump_json({"config": str(config.path), "players": {
             p.name: [{"metarr": m.metarr, "player": m.player} for m in p.mappings]
             for p in players}})
         return
     if not players:
-        ops.say(f"No players configured in {config.path}.")
+        common.say(f"No players configured in {config.path}.")
         return
     render.console().print(render.mappings_table(players))
 
 
-@app.command("add", epilog=ops.EDIT_EXIT_HELP)
+@app.command("add", epilog=common.EDIT_EXIT_HELP)
 def add_command(
     ctx: typer.Context,
-    player: Annotated[str, typer.Argument(help="The player",
-                                          autocompletion=complete.player_names)],
+    player: PlayerArg,
     metarr_path: Annotated[str, typer.Argument(help="The folder as Metarr sees it")],
     player_path: Annotated[str, typer.Argument(
         help="The same folder as the player sees it (/..., D:\\... or smb://...)")],
@@ -86,8 +77,8 @@ def add_command(
         raise common.UsageError(
             f"PLAYER_PATH {player_path!r} is not an absolute path as the player sees "
             "it (/..., D:\\... or smb://...)")
-    config = ops.load_for_edit(ctx)
-    target = ops.player_of(config, player)
+    config = common.load_for_edit(ctx)
+    target = common.player_of(config, player)
     for mapping in target.mappings:
         if strip_trailing(mapping.metarr) == strip_trailing(metarr_path):
             raise common.UsageError(
@@ -97,23 +88,22 @@ def add_command(
     first = not target.mappings
     mapping = Mapping(strip_trailing(metarr_path), strip_trailing(player_path))
     target.mappings.append(mapping)
-    ops.save(config, f"mappings add {player}")
+    common.save(config, f"mappings add {player}")
     if json_out:
         common.dump_json({"config": str(config.path), "player": player,
                           "added": {"metarr": mapping.metarr, "player": mapping.player}})
     else:
-        ops.say(f"{player}: added mapping {mapping.metarr} → {mapping.player}")
+        common.say(f"{player}: added mapping {mapping.metarr} → {mapping.player}")
     if first:
         common.err(f"metarr-sync: note: {player} had no mappings, so it was sent Metarr's own "
                    "paths; now only paths under its mapped folders reach it")
     common.err(f"Check it with: metarr-sync players test {player}")
 
 
-@app.command("remove", epilog=ops.EDIT_EXIT_HELP)
+@app.command("remove", epilog=common.EDIT_EXIT_HELP)
 def remove_command(
     ctx: typer.Context,
-    player: Annotated[str, typer.Argument(help="The player",
-                                          autocompletion=complete.player_names)],
+    player: PlayerArg,
     metarr_path: Annotated[str, typer.Argument(help="The Metarr side of the mapping")],
     json_out: JsonOpt = False,
 ) -> None:
@@ -121,8 +111,8 @@ def remove_command(
     from metarr_sync.paths import strip_trailing
 
     _absolute_metarr(metarr_path, "METARR_PATH")
-    config = ops.load_for_edit(ctx)
-    target = ops.player_of(config, player)
+    config = common.load_for_edit(ctx)
+    target = common.player_of(config, player)
     keep = [m for m in target.mappings
             if strip_trailing(m.metarr) != strip_trailing(metarr_path)]
     if len(keep) == len(target.mappings):
@@ -131,13 +121,13 @@ def remove_command(
             f"{player} has no mapping for {metarr_path} (its mappings: {mapped})")
     removed = [m for m in target.mappings if m not in keep]
     target.mappings = keep
-    ops.save(config, f"mappings remove {player}")
+    common.save(config, f"mappings remove {player}")
     if json_out:
         common.dump_json({"config": str(config.path), "player": player, "removed": [
             {"metarr": m.metarr, "player": m.player} for m in removed]})
         return
     for mapping in removed:
-        ops.say(f"{player}: removed mapping {mapping.metarr} → {mapping.player}")
+        common.say(f"{player}: removed mapping {mapping.metarr} → {mapping.player}")
 
 
 @app.command("test", epilog=TEST_EXIT_HELP)
@@ -153,7 +143,7 @@ def test_command(
 
     _absolute_metarr(path, "PATH")
     config = common.load(ctx, secrets=False)
-    players = ops.selected(config, player)
+    players = common.selected(config, player)
     rows: list[dict[str, Any]] = []
     for p in players:
         mapping = best_mapping(path, p.mappings) if p.mappings else None
@@ -172,7 +162,7 @@ def test_command(
     elif rows:
         render.console().print(render.mapping_test_table(path, rows))
     else:
-        ops.say(f"No players configured in {config.path}.")
+        common.say(f"No players configured in {config.path}.")
     raise typer.Exit(common.EXIT_OK if ok else common.EXIT_FAILED)
 
 
@@ -202,8 +192,8 @@ def detect_command(
         probe_player,
         propose_mappings,
     )
-    config = ops.load_for_edit(ctx) if apply else common.load(ctx, secrets=False)
-    players = ops.selected(config, player)
+    config = common.load_for_edit(ctx) if apply else common.load(ctx, secrets=False)
+    players = common.selected(config, player)
     if not players:
         raise common.UsageError(f"no players configured in {config.path}")
     if config.metarr.password:
@@ -253,7 +243,7 @@ def detect_command(
             target = config.players[name]
             have = {m.metarr for m in target.mappings}
             target.mappings.extend(m for m in mappings if m.metarr not in have)
-        ops.save(config, "mappings detect --apply", from_command_line=False)
+        common.save(config, "mappings detect --apply", from_command_line=False)
     if json_out:
         common.dump_json({"applied": bool(apply and added), "proposals": rows,
                           "libraries": [{"name": lib.name, "path": lib.path, "type": lib.type}
@@ -261,5 +251,5 @@ def detect_command(
     else:
         render.console().print(render.detect_table(rows))
         if added and not apply:
-            ops.say("Write the new mappings with: metarr-sync mappings detect --apply")
+            common.say("Write the new mappings with: metarr-sync mappings detect --apply")
     raise typer.Exit(common.EXIT_OK if ok else common.EXIT_FAILED)

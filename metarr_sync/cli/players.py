@@ -8,19 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from metarr_sync import player_types
-from metarr_sync.cli import common, complete, ops
-from metarr_sync.cli.ops import JsonOpt
+from metarr_sync.cli import common, complete, options
+from metarr_sync.cli.options import JsonOpt
 
 TEST_EXIT_HELP = (
     "Exit codes: 0 every step passed for every player; 1 a step failed; 2 unknown player; "
     "3 configuration or state unreadable."
 )
 
-app = typer.Typer(
-    help="List, add, remove, enable, disable, test and import media players.",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = options.command_group("List, add, remove, enable, disable, test and import media players.")
 
 
 def register(root: typer.Typer) -> None:
@@ -29,13 +25,13 @@ def register(root: typer.Typer) -> None:
 
 # --- list ---------------------------------------------------------------------------
 
-@app.command("list", epilog=ops.EDIT_EXIT_HELP)
+@app.command("list", epilog=common.EDIT_EXIT_HELP)
 def list_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every configured player, its credentials (masked) and its last result."""
     from metarr_sync import render
 
     config = common.load(ctx, secrets=False)
-    state = ops.open_state(ctx)
+    state = common.open_state(ctx)
     try:
         disabled = state.player_states() if state else {}
         last = state.last_results() if state else {}
@@ -44,7 +40,7 @@ def list_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             state.close()
     rows = []
     for player in config.players.values():
-        row = ops.player_json(player)
+        row = common.player_json(player)
         row["mappings"] = len(player.mappings)
         row["disabled_reason"] = (disabled.get(player.name) or {}).get("disabled_reason")
         row["disabled_at"] = (disabled.get(player.name) or {}).get("disabled_at")
@@ -52,7 +48,7 @@ def list_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         row["last_result"] = None if result is None else {
             k: result[k] for k in ("run_id", "status", "finished_at", "items", "synced",
                                    "failed", "error")}
-        row["credentials_text"] = ops.credentials_text(player)
+        row["credentials_text"] = common.credentials_text(player)
         rows.append(row)
     if json_out:
         for row in rows:
@@ -60,7 +56,7 @@ def list_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         common.dump_json({"config": str(config.path), "players": rows})
         return
     if not rows:
-        ops.say(f"No players configured in {config.path}: add one with "
+        common.say(f"No players configured in {config.path}: add one with "
                 "`metarr-sync players add` or `metarr-sync players import`.")
         return
     render.console().print(render.players_table(rows))
@@ -97,7 +93,7 @@ def _secret(kind: str, value: str | None, env: str | None, file: str | None) -> 
         if v is not None and not v.strip():
             raise common.UsageError(f"{opt} must not be empty")
     if value is not None:
-        return Secret(value=ops.read_secret_arg(value, f"--{kind}"))
+        return Secret(value=common.read_secret_arg(value, f"--{kind}"))
     if env is not None:
         return Secret(env=env)
     if file is not None:
@@ -105,7 +101,7 @@ def _secret(kind: str, value: str | None, env: str | None, file: str | None) -> 
     return None
 
 
-@app.command("add", epilog=ops.EDIT_EXIT_HELP)
+@app.command("add", epilog=common.EDIT_EXIT_HELP)
 def add_command(
     ctx: typer.Context,
     player_type: Annotated[str, typer.Argument(
@@ -174,7 +170,7 @@ def add_command(
     mappings = [Mapping(*_parse_map(value)) for value in maps or []]
     pw = _secret("password", password, password_env, password_file)
     tk = _secret("token", token, token_env, token_file)
-    config = ops.load_for_edit(ctx, missing_ok=True)
+    config = common.load_for_edit(ctx, missing_ok=True)
     if name in config.players:
         raise common.UsageError(f"a player named {name!r} is configured already in {config.path}; "
                     "remove it first or choose another name")
@@ -188,17 +184,17 @@ def add_command(
     if priority is not None:
         player.priority = priority
     config.players[name] = player
-    ops.save(config, f"players add {name}")
+    common.save(config, f"players add {name}")
     if json_out:
-        common.dump_json({"config": str(config.path), "added": ops.player_json(player),
+        common.dump_json({"config": str(config.path), "added": common.player_json(player),
                           "created_group": created_group})
     else:
-        ops.say(f"Added player {name} ({player_type}, {player.url}) to {config.path}"
+        common.say(f"Added player {name} ({player_type}, {player.url}) to {config.path}"
                 + (f", in new group {created_group}" if created_group else "") + ".")
     common.err(f"Check it with: metarr-sync players test {name}")
 
 
-@app.command("remove", epilog=ops.EDIT_EXIT_HELP)
+@app.command("remove", epilog=common.EDIT_EXIT_HELP)
 def remove_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The player to remove",
@@ -206,36 +202,36 @@ def remove_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove a player from the configuration (its queue is dropped at the next run)."""
-    config = ops.load_for_edit(ctx)
-    player = ops.player_of(config, name)
+    config = common.load_for_edit(ctx)
+    player = common.player_of(config, name)
     del config.players[name]
     dropped_group = None
     if player.group and not any(p.group == player.group for p in config.players.values()):
         # A group without members does not load: it goes with its last player.
         config.groups.pop(player.group, None)
         dropped_group = player.group
-    ops.save(config, f"players remove {name}")
+    common.save(config, f"players remove {name}")
     if json_out:
         common.dump_json({"config": str(config.path), "removed": name,
                           "removed_group": dropped_group})
         return
-    ops.say(f"Removed player {name} from {config.path}"
+    common.say(f"Removed player {name} from {config.path}"
             + (f" (and its group {dropped_group}, now empty)" if dropped_group else "") + ".")
 
 
 def _set_enabled(ctx: typer.Context, names: list[str], enabled: bool, json_out: bool) -> None:
-    config = ops.load_for_edit(ctx)
-    players = ops.selected(config, names)
+    config = common.load_for_edit(ctx)
+    players = common.selected(config, names)
     changed = [p for p in players if p.enabled != enabled]
     for player in changed:
         player.enabled = enabled
     action = "enable" if enabled else "disable"
     if changed:
-        ops.save(config, f"players {action}")
+        common.save(config, f"players {action}")
     cleared: list[str] = []
     if enabled:
         # An authentication failure disabled it in the state: the user says it is fixed.
-        state = ops.open_state(ctx)
+        state = common.open_state(ctx)
         if state is not None:
             try:
                 cleared = [p.name for p in players if state.enable_player(p.name)]
@@ -250,10 +246,10 @@ def _set_enabled(ctx: typer.Context, names: list[str], enabled: bool, json_out: 
         what = f"{action}d" if row["changed"] else f"already {action}d"
         if row["auth_disable_cleared"]:
             what += "; the disable after an authentication failure is cleared"
-        ops.say(f"{row['name']}: {what}")
+        common.say(f"{row['name']}: {what}")
 
 
-@app.command("enable", epilog=ops.EDIT_EXIT_HELP)
+@app.command("enable", epilog=common.EDIT_EXIT_HELP)
 def enable_command(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to enable",
@@ -264,7 +260,7 @@ def enable_command(
     _set_enabled(ctx, names, True, json_out)
 
 
-@app.command("disable", epilog=ops.EDIT_EXIT_HELP)
+@app.command("disable", epilog=common.EDIT_EXIT_HELP)
 def disable_command(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Players to disable",
@@ -296,7 +292,7 @@ def test_command(
     from metarr_sync.discovery import probe_player
 
     config = common.load(ctx, secrets=False)
-    players = ops.selected(config, names)
+    players = common.selected(config, names)
     if not players:
         raise common.UsageError(f"no players configured in {config.path}: add one with "
                     "`metarr-sync players add`")
@@ -305,7 +301,7 @@ def test_command(
     reenabled: list[str] = []
     probed = [r.name for r in results if r.probed]
     if probed:
-        state = ops.open_state(ctx)
+        state = common.open_state(ctx)
         if state is not None:
             try:
                 reenabled = [name for name in probed if state.enable_player(name)]
@@ -318,7 +314,7 @@ def test_command(
     else:
         render.console().print(render.player_test_table(results))
         passed = sum(r.ok for r in results)
-        ops.say(f"{passed} of {len(results)} player(s) passed.")
+        common.say(f"{passed} of {len(results)} player(s) passed.")
     for name in reenabled:
         common.err(f"metarr-sync: {name}: the credentials work: re-enabled after the earlier "
                    "authentication failure")
@@ -327,7 +323,7 @@ def test_command(
 
 # --- import -------------------------------------------------------------------------
 
-@app.command("import", epilog=ops.EDIT_EXIT_HELP)
+@app.command("import", epilog=common.EDIT_EXIT_HELP)
 def import_command(
     ctx: typer.Context,
     database: Annotated[str | None, typer.Option(
@@ -345,15 +341,16 @@ def import_command(
     becomes a shared_library group, as Metarr syncs one member of it for all.
     """
     from metarr_sync import importer
+    from metarr_sync.config import metarr_database_source
     from metarr_sync.metarr import open_source
 
-    config = ops.load_for_edit(ctx, missing_ok=True)
+    config = common.load_for_edit(ctx, missing_ok=True)
     if config.metarr.password:  # PostgreSQL: the only secret the import needs
         try:
             config.metarr.password_value = config.metarr.password.resolve()
         except ValueError as exc:
             raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
-    where = database or common.metarr_database(config)
+    where = database or metarr_database_source(config)[0]
     if not where:
         raise common.ConfigError.one(
             f"no Metarr database to import from: give --database PATH (Metarr's "
@@ -381,27 +378,27 @@ def import_command(
             raise ConfigError([f"players import: {p}" for p in exc.problems]) from None
         toml = _masked_toml(config)
     elif found.players:
-        ops.save(config, "players import", from_command_line=False)
+        common.save(config, "players import", from_command_line=False)
     if json_out:
         common.dump_json({
             "config": str(config.path), "database": where, "dry_run": dry_run,
-            "imported": [ops.player_json(p) for p in found.players],
+            "imported": [common.player_json(p) for p in found.players],
             "groups": [{"name": g.name, "shared_library": g.shared_library}
                        for g in found.groups],
             "skipped": [{"name": n, "reason": r} for n, r in found.skipped],
             "notes": found.notes, **({"toml": toml} if dry_run else {}),
         })
     elif dry_run:
-        ops.say(toml or "")
+        common.say(toml or "")
     else:
         for player in found.players:
-            ops.say(f"Imported {player.name} ({player.type}, {player.url}, "
+            common.say(f"Imported {player.name} ({player.type}, {player.url}, "
                     f"{len(player.mappings)} mapping(s))")
         if not found.players and not found.skipped:
-            ops.say("Nothing imported: no media players are set up in Metarr. Add yours "
+            common.say("Nothing imported: no media players are set up in Metarr. Add yours "
                     "with `metarr-sync players add TYPE NAME --url URL`.")
         elif not found.players:
-            ops.say("Nothing new to import.")
+            common.say("Nothing new to import.")
     for name, reason in found.skipped:
         common.err(f"metarr-sync: skipped {name!r}: {reason}")
     for note in found.notes:

@@ -8,8 +8,15 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common, complete, ops
-from metarr_sync.cli.ops import JsonOpt
+from metarr_sync.cli import common, complete, options
+from metarr_sync.cli.options import (
+    EpisodeOpt,
+    ItemPathsArg,
+    JsonOpt,
+    MovieOpt,
+    PlayerOpt,
+    SeriesOpt,
+)
 
 QUEUE_EXIT_HELP = (
     "Exit codes: 0 done (or nothing to do); 1 queue clear was not confirmed; 2 bad command "
@@ -17,15 +24,8 @@ QUEUE_EXIT_HELP = (
     "3 configuration or state unreadable; 4 Metarr's database unreadable."
 )
 
-app = typer.Typer(
-    help="The work waiting for each player: list, add, retry, clear.",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = options.command_group("The work waiting for each player: list, add, retry, clear.")
 
-PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", metavar="NAME", help="Only this player (repeatable)",
-    autocompletion=complete.player_names)]
 ITEM_RE = re.compile(r"^(movie|series|episode):(\d+)$")
 
 
@@ -51,14 +51,14 @@ def list_command(
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What waits for each player, why (the last error), tries so far and next attempt."""
+    """What waits for each player, why (the last error) and tries so far."""
     from metarr_sync import render
 
     if status is not None and status not in _statuses():
         raise common.UsageError(f"--status must be one of {', '.join(_statuses())}, not {status!r}")
     config = common.load(ctx, secrets=False)
-    names = [p.name for p in ops.selected(config, player)]
-    state = ops.open_state(ctx)
+    names = [p.name for p in common.selected(config, player)]
+    state = common.open_state(ctx)
     entries = []
     if state is not None:
         try:
@@ -73,46 +73,39 @@ def list_command(
                           "counts": counts})
         return
     if not entries:
-        ops.say("Nothing is queued" + (f" with status {status}" if status else "")
+        common.say("Nothing is queued" + (f" with status {status}" if status else "")
                 + (f" for {', '.join(names)}" if player else "") + ".")
         return
     render.console().print(render.queue_table(entries))
+    if any(e.status == "failed" for e in entries):
+        # Everything else goes at the next run; a failed item waits for a person.
+        common.say("Failed items are sent again only after `metarr-sync queue retry`.")
 
 
 @app.command("add", epilog=QUEUE_EXIT_HELP)
 def add_command(
     ctx: typer.Context,
-    paths: Annotated[list[str] | None, typer.Argument(
-        metavar="PATH", help="Metarr-side paths: items at or below each path")] = None,
-    movie: Annotated[list[int] | None, typer.Option(
-        "--movie", metavar="ID",
-        help="Movie id (repeatable)")
-                     ] = None,
-    episode: Annotated[list[int] | None, typer.Option(
-        "--episode", metavar="ID",
-        help="Episode id (repeatable)")] = None,
-    series: Annotated[list[int] | None, typer.Option(
-        "--series", metavar="ID",
-        help="Series id, with its episodes (repeatable)")] = None,
+    paths: ItemPathsArg = None,
+    movie: MovieOpt = None,
+    episode: EpisodeOpt = None,
+    series: SeriesOpt = None,
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Queue items for the next `run`, without contacting any player (fast, for hooks)."""
-    from metarr_sync.cli.run import named_items
-
     if not (paths or movie or episode or series):
         raise common.UsageError(
             "name what to queue: --movie ID, --episode ID, --series ID or a path")
     config = common.load(ctx, secrets=False)
-    targets = [p.name for p in ops.selected(config, player)]
+    targets = [p.name for p in common.selected(config, player)]
     if not targets:
         raise common.UsageError(f"no players configured in {config.path}: nothing to queue for")
     source = common.open_metarr(config)
     try:
-        items = named_items(source, paths or [], movie or [], episode or [], series or [])
+        items = source.named_items(paths or [], movie or [], episode or [], series or [])
     finally:
         source.close()
-    state = ops.create_state(ctx)
+    state = common.create_state(ctx)
     try:
         queued = state.enqueue(items, targets, source="queue")
     finally:
@@ -122,7 +115,7 @@ def add_command(
             {"item": i.key, "title": i.label(), "path": i.path, "removed": i.removed}
             for i in items]})
         return
-    ops.say(f"Queued {len(items)} item(s) for {', '.join(targets)}: the next "
+    common.say(f"Queued {len(items)} item(s) for {', '.join(targets)}: the next "
             "`metarr-sync run` delivers them.")
 
 
@@ -141,8 +134,8 @@ def retry_command(
             raise common.UsageError(f"{item!r} is not an item like movie:42, series:3 or episode:7 "
                         "(see `metarr-sync queue list`)")
     config = common.load(ctx, secrets=False)
-    names = [p.name for p in ops.selected(config, player)] if player else None
-    state = ops.open_state(ctx)
+    names = [p.name for p in common.selected(config, player)] if player else None
+    state = common.open_state(ctx)
     if state is None:
         if items:
             raise common.UsageError(f"{items[0]} is not in the queue (no run has happened yet)")
@@ -165,7 +158,7 @@ def retry_command(
     if json_out:
         common.dump_json({"retried": moved})
         return
-    ops.say(f"{moved} item(s) will be sent again at the next run." if moved
+    common.say(f"{moved} item(s) will be sent again at the next run." if moved
             else "Nothing to retry: no failed or unverified items.")
 
 
@@ -186,9 +179,9 @@ def clear_command(
     if failed and held:
         raise common.UsageError("--failed and --held exclude each other: clear one kind at a time")
     config = common.load(ctx, secrets=False)
-    names = [p.name for p in ops.selected(config, player)] if player else None
+    names = [p.name for p in common.selected(config, player)] if player else None
     status = "failed" if failed else "held" if held else None
-    state = ops.open_state(ctx)
+    state = common.open_state(ctx)
     if state is None:
         count = 0
     else:
@@ -207,7 +200,7 @@ def clear_command(
     if json_out:
         common.dump_json({"cleared": count})
         return
-    ops.say(f"Cleared {count} queued item(s)." if count else "Nothing to clear.")
+    common.say(f"Cleared {count} queued item(s)." if count else "Nothing to clear.")
 
 
 def _confirm(count: int, status: str | None, names: list[str] | None) -> None:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from metarr_sync.cli import common, complete
+from metarr_sync.cli.options import (
+    EpisodeOpt,
+    ItemPathsArg,
+    JsonOpt,
+    MovieOpt,
+    PlayerOpt,
+    SeriesOpt,
+)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
+if TYPE_CHECKING:
+    from metarr_sync.config import Config
+
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print nothing unless something failed (for cron)")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", "-n", help="Print the exact commands each player would get; change nothing")]
-PlayerOpt = Annotated[list[str] | None, typer.Option(
-    "--player", "-p", help="Only this player (repeatable)",
-    autocompletion=complete.player_names)]
 GroupOpt = Annotated[list[str] | None, typer.Option(
     "--group", "-g", help="Only the players of this group (repeatable)",
     autocompletion=complete.group_names)]
@@ -86,14 +93,10 @@ def verify_command(
 
 def sync_command(
     ctx: typer.Context,
-    paths: Annotated[list[str] | None, typer.Argument(
-        help="Metarr-side paths: items at or below each path are synced")] = None,
-    movie: Annotated[list[int] | None, typer.Option("--movie", help="Movie id (repeatable)")
-                     ] = None,
-    episode: Annotated[list[int] | None, typer.Option(
-        "--episode", help="Episode id (repeatable)")] = None,
-    series: Annotated[list[int] | None, typer.Option(
-        "--series", help="Series id, with its episodes (repeatable)")] = None,
+    paths: ItemPathsArg = None,
+    movie: MovieOpt = None,
+    episode: EpisodeOpt = None,
+    series: SeriesOpt = None,
     library: Annotated[list[str] | None, typer.Option(
         "--library", help="Bulk: every item of this Metarr library (repeatable)")] = None,
     since: Annotated[str | None, typer.Option(
@@ -132,7 +135,7 @@ def sync_command(
     _check_names(config, player, group)
     source = common.open_metarr(config)
     try:
-        items = named_items(source, paths or [], movie or [], episode or [], series or [])
+        items = source.named_items(paths or [], movie or [], episode or [], series or [])
         if bulk:
             items += _bulk(source, library or [], since_stamp)
     finally:
@@ -190,24 +193,12 @@ def _confirm_bulk(count: int) -> None:
         raise common.UsageError("nothing was synced")
 
 
-def _check_names(config: object, players: list[str] | None, groups: list[str] | None) -> None:
-    for name in players or []:
-        if name not in config.players:  # type: ignore[attr-defined]
-            known = ", ".join(config.players) or "none configured"  # type: ignore[attr-defined]
-            raise common.UsageError(f"unknown player {name!r} (players: {known})")
+def _check_names(config: Config, players: list[str] | None, groups: list[str] | None) -> None:
+    common.selected(config, players)
     for name in groups or []:
-        if name not in config.groups:  # type: ignore[attr-defined]
-            known = ", ".join(config.groups) or "none configured"  # type: ignore[attr-defined]
+        if name not in config.groups:
+            known = ", ".join(config.groups) or "none configured"
             raise common.UsageError(f"unknown group {name!r} (groups: {known})")
-
-
-def named_items(source: object, paths: list[str], movies: list[int], episodes: list[int],
-                series: list[int]) -> list:
-    """The items named on the command line; unknown ones exit 2 (shared with `queue add`)."""
-    from metarr_sync.metarr import MetarrSource
-
-    assert isinstance(source, MetarrSource)
-    return source.named_items(paths, movies, episodes, series)
 
 
 def _execute(ctx: typer.Context, config: object, request: object, json_out: bool,

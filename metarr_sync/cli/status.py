@@ -31,7 +31,7 @@ def register(app: Any) -> None:
     from typer.core import TyperCommand
 
     from metarr_sync.cli import common
-    from metarr_sync.cli.ops import JsonOpt
+    from metarr_sync.cli.options import JsonOpt
 
     class StatusCommand(TyperCommand):
         """Bad options exit 3 (UNKNOWN), as monitoring plugins do, not 2 (CRITICAL)."""

@@ -69,9 +69,6 @@ class Interrupted(PlayerError):
     kind = "interrupted"
 
 
-ERROR_KINDS = ("offline", "auth_failed", "timeout", "protocol_error", "rejected")
-
-
 class StopFlag:
     """Set by SIGINT/SIGTERM while players are being synced.
 

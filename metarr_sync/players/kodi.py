@@ -202,10 +202,6 @@ class _Library:
     def forget_movies(self) -> None:
         self.movies = None
 
-    def forget_tv(self) -> None:
-        self.shows = None
-        self.episodes = {}
-
 
 class KodiPlayer(Player):
     """The Kodi target: finds Metarr's items in Kodi's library and plans the refreshes,
