@@ -14,8 +14,16 @@ import pytest
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
+from support.ci import under_ci  # noqa: E402
 from support.kodi_server import VERSIONS, KodiServer, missing  # noqa: E402
 from support.metarr_factory import MetarrDB  # noqa: E402
+from support.metarr_pg_factory import PASSWORD_ENV as PG_PASSWORD_ENV  # noqa: E402
+from support.metarr_pg_factory import PgMetarrDB  # noqa: E402
+from support.postgres import (  # noqa: E402, F401 - the fixtures are used by name
+    OWNER_PASSWORD,
+    pg_database,
+    postgres_server,
+)
 
 
 class Cli:
@@ -95,6 +103,32 @@ def metarr(tmp_path: Path) -> MetarrDB:
     db.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def metarr_db(request: pytest.FixtureRequest, cli: Cli, tmp_path: Path) -> Iterator[MetarrDB]:
+    """Metarr's database on each backend Metarr uses, for the end-to-end scenarios that
+    must behave the same on both: SQLite, then PostgreSQL (the session's real server,
+    tests/support/postgres.py; skipped with the reason when it is not installed, failed
+    under CI). `metarr_db.config_table` is the [metarr] config table that reads it.
+
+    On PostgreSQL nothing of the developer's own libpq set-up may help or hurt the `cli`:
+    no PG* variables, no ~/.pgpass; the password comes from the config (an env secret).
+    """
+    if request.param == "sqlite":
+        db = MetarrDB(tmp_path / "metarr.sqlite")
+        yield db
+        db.close()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = request.getfixturevalue("pg_database")
+    for variable in [k for k in cli.env if k.startswith("PG")]:
+        del cli.env[variable]
+    cli.env["PGPASSFILE"] = str(tmp_path / "no-pgpass")
+    cli.env[PG_PASSWORD_ENV] = OWNER_PASSWORD
+    db = PgMetarrDB(server, name)
+    yield db
+    db.close()
+
+
 # --- real Kodi (tests/support/kodi_server.py) ----------------------------------------------
 
 
@@ -103,10 +137,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kodi_version" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kodi)
-
-
-def under_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture(scope="session", params=VERSIONS, ids=[f"kodi{v}" for v in VERSIONS])

@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import json
 
-GROUPS = """
-[metarr]
-database = "{db}"
-
-[groups.house]
-sync_mode = "{mode}"
-continue_on_error = {cont}
-shared_library = {shared}
-
-[players.first]
-type = "recorder"
-url = "http://127.0.0.1:9"
-group = "house"
-priority = 10
-
-[players.second]
-type = "recorder"
-url = "http://127.0.0.1:9"
-group = "house"
-priority = 20
-
-[players.loner]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
+from support.configs import config_with, recorder
 
 
 def rows(result):
     return {p["name"]: p for p in json.loads(result.stdout)["players"]}
 
 
-def configure(cli, metarr, mode="sequential", cont="true", shared="false"):
-    cli.write_config(GROUPS.format(db=metarr.path, mode=mode, cont=cont, shared=shared))
+def configure(cli, metarr, mode="sequential", cont=True, shared=False):
+    cli.write_config(config_with(
+        metarr=metarr.path,
+        groups={"house": {"sync_mode": mode, "continue_on_error": cont,
+                          "shared_library": shared}},
+        players=[recorder("first", group="house", priority=10),
+                 recorder("second", group="house", priority=20), recorder("loner")]))
 
 
 def test_sequential_group_stops_after_a_failure_without_continue_on_error(cli, metarr):
-    configure(cli, metarr, cont="false")
+    configure(cli, metarr, cont=False)
     movie = metarr.add_movie("The Matrix", 1999)
     cli.behave("first", "fail", "offline")
     result = cli("run", "--json")
@@ -60,7 +41,7 @@ def test_sequential_group_stops_after_a_failure_without_continue_on_error(cli, m
 
 
 def test_sequential_group_goes_on_with_continue_on_error(cli, metarr):
-    configure(cli, metarr, cont="true")
+    configure(cli, metarr, cont=True)
     metarr.add_movie("The Matrix", 1999)
     cli.behave("first", "fail", "timeout")
     got = rows(cli("run", "--json"))
@@ -78,7 +59,7 @@ def test_sequential_group_runs_in_priority_order(cli, metarr):
 
 
 def test_shared_library_is_synced_through_the_first_reachable_member(cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     movie = metarr.add_movie("The Matrix", 1999)
     cli.behave("first", "fail", "offline")
     result = cli("run", "--json")
@@ -97,7 +78,7 @@ def test_shared_library_is_synced_through_the_first_reachable_member(cli, metarr
 
 
 def test_shared_library_skips_the_other_members_when_the_first_works(cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     metarr.add_movie("The Matrix", 1999)
     got = rows(cli("run", "--json"))
     assert got["first"]["status"] == "synced"
@@ -139,7 +120,7 @@ def queued(cli) -> list[tuple]:
 
 
 def test_every_reachable_member_drops_its_own_cached_artwork_of_refreshed_items(cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     cli.behave("first", "art")
     cli.behave("second", "art")
     movie = metarr.add_movie("The Matrix", 1999)
@@ -158,7 +139,7 @@ def test_every_reachable_member_drops_its_own_cached_artwork_of_refreshed_items(
 
 def test_an_unreachable_member_does_not_fail_the_group_and_keeps_its_stale_art_queued(
         cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     cli.behave("first", "art")
     cli.behave("second", "fail", "offline")
     movie = metarr.add_movie("The Matrix", 1999)
@@ -189,7 +170,7 @@ def test_an_unreachable_member_does_not_fail_the_group_and_keeps_its_stale_art_q
 
 
 def test_a_member_found_unreachable_first_keeps_its_stale_art_queued_too(cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     cli.behave("first", "fail", "offline")
     cli.behave("second", "art")
     movie = metarr.add_movie("The Matrix", 1999)
@@ -204,7 +185,7 @@ def test_a_member_found_unreachable_first_keeps_its_stale_art_queued_too(cli, me
 
 
 def test_a_member_that_keeps_some_cached_art_is_partial_with_the_cause(cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     cli.behave("first", "art")
     cli.behave("second", "art_reject", "Matrix")
     metarr.add_movie("The Matrix", 1999)
@@ -219,7 +200,7 @@ def test_a_member_that_keeps_some_cached_art_is_partial_with_the_cause(cli, meta
 
 
 def test_dry_run_shows_each_members_texture_drops_and_records_nothing(cli, metarr):
-    configure(cli, metarr, mode="parallel", shared="true")
+    configure(cli, metarr, mode="parallel", shared=True)
     cli.behave("first", "art")
     cli.behave("second", "art")
     metarr.add_movie("The Matrix", 1999)

@@ -3,17 +3,19 @@
 The installed command, the recording adapter (tests/support/recorder_player.py) and a
 Metarr database in the session's PostgreSQL server (tests/support/postgres.py): the tool
 must behave exactly as it does on SQLite, and fail with exit 4 and a clear cause, never
-showing the password, when the database cannot be read.
+showing the password, when the database cannot be read. The scenarios that behave the same
+on both backends run on both from test_e2e_run.py (the `metarr_db` fixture of conftest.py);
+what is particular to PostgreSQL (where its password and database come from, its
+failures) is here.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import pytest
-from support.metarr_pg_factory import PgMetarrDB, ago
+from support.metarr_pg_factory import PASSWORD_ENV, PgMetarrDB
 from support.postgres import OWNER_PASSWORD, pg_database, postgres_server  # noqa: F401
 
 pytestmark = pytest.mark.postgres
@@ -30,9 +32,6 @@ type = "recorder"
 url = "http://127.0.0.1:9"
 mappings = [ { metarr = "/data/media", player = "/mnt/media" } ]
 """
-
-PASSWORD_ENV = "METARR_SYNC_TEST_PG_PASSWORD"
-
 
 def config(database: str | None, password: str | None = f'{{ env = "{PASSWORD_ENV}" }}',
            timeout: int = 10) -> str:
@@ -63,18 +62,6 @@ def setup(cli, pg_metarr, tmp_path):
     return cli, pg_metarr
 
 
-@pytest.fixture
-def on_disk(setup, tmp_path):
-    """`setup` with Metarr's library in real folders: a removal needs its media gone."""
-    cli, db = setup
-    media = tmp_path / "media"
-    db.use_disk(media)
-    # Every removal of these small libraries is a big share of them: only max_removals.
-    cli.write_config(config(db.url).replace("/data/media", str(media)).replace(
-        "[sync]\n", "[sync]\nmax_removal_percent = 100\n"))
-    return cli, db
-
-
 def keys(sent):
     return sorted(t["key"] for t in sent)
 
@@ -83,132 +70,6 @@ def no_secret(result, *secrets: str) -> None:
     for secret in (OWNER_PASSWORD, *secrets):
         assert secret not in result.stdout and secret not in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_first_run_sends_recent_changes_only_and_second_run_nothing(setup):
-    cli, db = setup
-    old = db.add_movie("Heat", 1995, when=ago(days=40))
-    recent = db.add_movie("The Matrix", 1999, when=ago(hours=2))
-    show = db.add_series("Severance", when=ago(hours=3))
-    season = db.add_season(show, 1, when=ago(hours=3))
-    episode = db.add_episode(show, season, 1, 1, when=ago(hours=3))
-
-    first = cli("run", "--json")
-    assert first.returncode == 0, first.stderr
-    report = json.loads(first.stdout)
-    assert report["status"] == "synced"
-    expected = sorted([f"movie:{recent}", f"series:{show}", f"episode:{episode}"])
-    for player in ("lounge", "bedroom"):
-        assert keys(cli.sent(player)) == expected, player
-        row = next(p for p in report["players"] if p["name"] == player)
-        assert row["status"] == "synced" and row["synced"] == 3 and row["failed"] == 0
-    assert f"movie:{old}" not in keys(cli.sent("lounge"))
-    assert [t["path"] for t in cli.sent("lounge") if t["key"] == f"movie:{recent}"] == [
-        "smb://nas/movies/The Matrix (1999)/The Matrix (1999).mkv"]
-
-    with cli.state() as state:
-        assert state.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0
-        delivered = state.execute("SELECT count(*) FROM player_sync_status").fetchone()[0]
-        stamps = dict(state.execute("SELECT item_key, stamp FROM items").fetchall())
-    assert delivered == 6
-    # The state holds canonical UTC stamps, from timestamptz, timestamp and text columns.
-    assert all(len(s) == 24 and s.endswith("Z") and s[10] == "T" for s in stamps.values())
-
-    for player in ("lounge", "bedroom"):
-        cli.reset_log(player)
-    second = cli("run", "--json")
-    assert second.returncode == 0, second.stderr
-    assert cli.calls("lounge") == [] and cli.calls("bedroom") == []
-    assert json.loads(second.stdout)["items"] == 0
-
-
-def test_republished_soft_deleted_restored_and_purged_movies(on_disk):
-    cli, db = on_disk
-    matrix = db.add_movie("The Matrix", 1999)
-    heat = db.add_movie("Heat", 1995)
-    assert cli("run").returncode == 0
-    cli.reset_log("lounge")
-
-    db.republish_movie(matrix)  # published_at (timestamptz) and a new asset row only
-    heat_file = db.delete_media("movies", heat)  # Radarr deleted the file ...
-    db.soft_delete("movies", heat)  # ... and Metarr's row: deleted_at 30 days ahead
-    assert cli("run").returncode == 0
-    sent = {t["key"]: t["removed"] for t in cli.sent("lounge")}
-    assert sent == {f"movie:{matrix}": False, f"movie:{heat}": True}
-
-    cli.reset_log("lounge")
-    Path(heat_file).write_bytes(b"")  # the file is back ...
-    db.restore("movies", heat)  # ... and the row: added again
-    assert cli("run").returncode == 0
-    assert [(t["key"], t["removed"]) for t in cli.sent("lounge")] == [(f"movie:{heat}", False)]
-
-    cli.reset_log("lounge")
-    db.delete_media("movies", heat)
-    db.soft_delete("movies", heat)
-    assert cli("run").returncode == 0
-    cli.reset_log("lounge")
-    db.purge("movies", heat)  # garbage collected: already sent as removed
-    assert cli("run").returncode == 0
-    assert cli.sent("lounge") == []
-
-
-def test_vanished_rows_count_as_removed(on_disk):
-    cli, db = on_disk
-    heat = db.add_movie("Heat", 1995)
-    show = db.add_series("Severance")
-    episode = db.add_episode(show, db.add_season(show, 1), 1, 1)
-    # The libraries keep something: an empty library folder looks like an unmounted share.
-    db.add_movie("Alien", 1979)
-    db.add_series("Dark")
-    assert cli("run").returncode == 0
-    cli.reset_log("bedroom")
-    db.delete_media("movies", heat)
-    db.delete_media("series", show)
-    db.purge("movies", heat)
-    db.purge("series", show)  # takes its seasons and episodes with it
-    assert cli("run").returncode == 0
-    assert sorted((t["key"], t["removed"]) for t in cli.sent("bedroom")) == sorted([
-        (f"movie:{heat}", True), (f"series:{show}", True), (f"episode:{episode}", True)])
-
-
-def test_changed_episode_and_series_are_found_through_their_own_columns(setup):
-    cli, db = setup
-    show = db.add_series("Severance", when=ago(hours=3))
-    season = db.add_season(show, 1, when=ago(hours=3))
-    episode = db.add_episode(show, season, 1, 1, when=ago(hours=3))
-    other = db.add_episode(show, season, 1, 2, when=ago(hours=3))
-    assert cli("run").returncode == 0
-    cli.reset_log("lounge")
-    db.add_asset("image", "episode", episode, "S01E01-thumb.jpg", ago(minutes=1))
-    db.touch("seasons", season)  # timestamptz column: the show is re-read
-    assert cli("run").returncode == 0
-    assert keys(cli.sent("lounge")) == sorted([f"series:{show}", f"episode:{episode}"])
-    assert f"episode:{other}" not in keys(cli.sent("lounge"))
-
-
-def test_sync_named_items_by_id_and_path(setup):
-    cli, db = setup
-    matrix = db.add_movie("The Matrix", 1999)
-    db.add_movie("Heat", 1995)
-    show = db.add_series("Severance")
-    eps = [db.add_episode(show, db.add_season(show, 1), 1, 1)]
-    assert cli("run").returncode == 0
-    cli.reset_log("lounge")
-    result = cli("sync", "--movie", str(matrix), "--player", "lounge", "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["command"] == "sync"
-    assert keys(cli.sent("lounge")) == [f"movie:{matrix}"]
-
-    cli.reset_log("lounge")
-    by_series = cli("sync", "--series", str(show), "--player", "lounge")
-    assert by_series.returncode == 0, by_series.stderr
-    assert keys(cli.sent("lounge")) == sorted([f"series:{show}", f"episode:{eps[0]}"])
-
-    cli.reset_log("lounge")
-    by_path = cli("sync", "/data/media/movies/The Matrix (1999)", "--player", "lounge")
-    assert by_path.returncode == 0, by_path.stderr
-    assert keys(cli.sent("lounge")) == [f"movie:{matrix}"]
 
 
 def test_sync_unknown_id_names_the_database_without_its_password(setup):

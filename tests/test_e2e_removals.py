@@ -12,26 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from support.configs import config_with, recorder
 from support.metarr_factory import MetarrDB, ago
-
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-initial_lookback = "all"
-{sync}
-
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ {{ metarr = "{media}", player = "smb://nas/media" }} ]
-{lounge}
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
 
 
 @pytest.fixture
@@ -47,8 +29,12 @@ def db(metarr: MetarrDB, media: Path) -> MetarrDB:
     return metarr
 
 
-def configure(cli, db: MetarrDB, media: Path, sync: str = "", lounge: str = "") -> None:
-    cli.write_config(CONFIG.format(db=db.path, media=media, sync=sync, lounge=lounge))
+def configure(cli, db: MetarrDB, media: Path, sync: dict | None = None,
+              lounge: dict | None = None) -> None:
+    cli.write_config(config_with(
+        metarr=db.path, sync={"initial_lookback": "all", **(sync or {})},
+        players=[recorder("lounge", mappings=[(media, "smb://nas/media")], **(lounge or {})),
+                 recorder("bedroom")]))
 
 
 def removals(cli, player: str) -> list[str]:
@@ -148,7 +134,7 @@ def test_a_database_repointed_at_an_empty_metarr_removes_nothing(cli, db, media,
 
 def test_more_removals_than_max_removals_are_held_until_released(cli, db, media):
     movies = library(db, 40)
-    configure(cli, db, media, sync="max_removals = 20\nmax_removal_percent = 100")
+    configure(cli, db, media, sync={"max_removals": 20, "max_removal_percent": 100})
     first_run(cli)
 
     gone = movies[:30]
@@ -209,8 +195,8 @@ def test_a_share_of_a_small_library_is_held_per_player(cli, db, media):
 
 def test_dry_run_lists_every_removal_it_would_send_and_what_it_holds(cli, db, media):
     movies = library(db, 30)
-    configure(cli, db, media, sync="max_removal_percent = 100",
-              lounge="max_removals = 1")
+    configure(cli, db, media, sync={"max_removal_percent": 100},
+              lounge={"max_removals": 1})
     first_run(cli)
     for movie in movies[:2]:
         db.delete_media("movies", movie)
@@ -254,8 +240,8 @@ def test_a_missing_anchor_sends_nothing_and_keeps_everything_queued(cli, db, med
     anchor = media / ".metarr-anchor"
     anchor.write_text("")
     lounge_anchor = tmp_path / "lounge-share-anchor"
-    configure(cli, db, media, sync=f'anchors = ["{anchor}"]',
-              lounge=f'anchors = ["{lounge_anchor}"]')
+    configure(cli, db, media, sync={"anchors": [str(anchor)]},
+              lounge={"anchors": [str(lounge_anchor)]})
     lounge_anchor.write_text("")
     first_run(cli)
 

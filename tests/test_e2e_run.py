@@ -9,31 +9,23 @@ import time
 from pathlib import Path
 
 import pytest
+from support.configs import config_with, recorder
 from support.metarr_factory import ago
 
-TWO_PLAYERS = """
-[metarr]
-database = "{db}"
 
-[sync]
-batch_size = {batch}
-
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ {{ metarr = "/data/media/movies", player = "smb://nas/movies" }},
-             {{ metarr = "/data/media/tv", player = "smb://nas/tv" }} ]
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ {{ metarr = "/data/media", player = "/mnt/media" }} ]
-"""
+def two_players(metarr: object, *, batch: int = 100, media: str = "/data/media",
+                **sync: object) -> str:
+    """Two recording players: lounge maps movies and shows to SMB shares, bedroom the
+    whole library to a local folder."""
+    return config_with(metarr=metarr, sync={"batch_size": batch, **sync}, players=[
+        recorder("lounge", mappings=[(f"{media}/movies", "smb://nas/movies"),
+                                     (f"{media}/tv", "smb://nas/tv")]),
+        recorder("bedroom", mappings=[(media, "/mnt/media")])])
 
 
 @pytest.fixture
 def setup(cli, metarr):
-    cli.write_config(TWO_PLAYERS.format(db=metarr.path, batch=100))
+    cli.write_config(two_players(metarr.path))
     return cli, metarr
 
 
@@ -42,17 +34,35 @@ def on_disk(cli, metarr, tmp_path):
     """`setup` with Metarr's library in real folders: a removal needs its media gone."""
     media = tmp_path / "media"
     metarr.use_disk(media)
-    cli.write_config(TWO_PLAYERS.format(db=metarr.path, batch=100).replace(
-        "/data/media", str(media)))
+    cli.write_config(two_players(metarr.path, media=str(media)))
     return cli, metarr
+
+
+@pytest.fixture
+def each_db(cli, metarr_db):
+    """`setup` on each Metarr backend (SQLite, PostgreSQL): the scenarios below them
+    must behave the same on both."""
+    cli.write_config(two_players(metarr_db.config_table, timeout=10))
+    return cli, metarr_db
+
+
+@pytest.fixture
+def each_db_on_disk(cli, metarr_db, tmp_path):
+    """`each_db` with Metarr's library in real folders. Every removal of these small
+    libraries is a big share of them: only max_removals guards."""
+    media = tmp_path / "media"
+    metarr_db.use_disk(media)
+    cli.write_config(two_players(metarr_db.config_table, media=str(media), timeout=10,
+                                 max_removal_percent=100))
+    return cli, metarr_db
 
 
 def keys(sent):
     return sorted(t["key"] for t in sent)
 
 
-def test_first_run_sends_recent_changes_only_and_second_run_nothing(setup):
-    cli, db = setup
+def test_first_run_sends_recent_changes_only_and_second_run_nothing(each_db):
+    cli, db = each_db
     old = db.add_movie("Heat", 1995, when=ago(days=40))
     recent = db.add_movie("The Matrix", 1999, when=ago(hours=2))
     show = db.add_series("Severance", when=ago(hours=3))
@@ -69,13 +79,20 @@ def test_first_run_sends_recent_changes_only_and_second_run_nothing(setup):
         row = next(p for p in report["players"] if p["name"] == player)
         assert row["status"] == "synced" and row["synced"] == 3 and row["failed"] == 0
     assert f"movie:{old}" not in keys(cli.sent("lounge"))
+    assert [t["path"] for t in cli.sent("lounge") if t["key"] == f"movie:{recent}"] == [
+        "smb://nas/movies/The Matrix (1999)/The Matrix (1999).mkv"]
 
     with cli.state() as state:
         queued = state.execute("SELECT count(*) FROM sync_queue").fetchone()[0]
         delivered = state.execute(
             "SELECT player, item_key FROM player_sync_status ORDER BY 1, 2").fetchall()
+        stamps = dict(state.execute("SELECT item_key, stamp FROM items").fetchall())
     assert queued == 0
     assert len(delivered) == 6
+    # The state holds canonical UTC stamps, whatever column types Metarr's database has
+    # (PostgreSQL: timestamptz, timestamp and text in both of Metarr's formats).
+    assert stamps and all(len(s) == 24 and s.endswith("Z") and s[10] == "T"
+                          for s in stamps.values()), stamps
 
     for player in ("lounge", "bedroom"):
         cli.reset_log(player)
@@ -83,7 +100,7 @@ def test_first_run_sends_recent_changes_only_and_second_run_nothing(setup):
     assert second.returncode == 0, second.stderr
     assert cli.sent("lounge") == [] and cli.sent("bedroom") == []
     # Nothing to do means no request at all, not even a probe.
-    assert cli.calls("lounge") == []
+    assert cli.calls("lounge") == [] and cli.calls("bedroom") == []
     assert json.loads(second.stdout)["items"] == 0
 
 
@@ -96,8 +113,8 @@ def test_players_with_different_mappings_get_their_own_paths(setup):
     assert [t["folder"] for t in cli.sent("bedroom")] == ["/mnt/media/movies/The Matrix (1999)"]
 
 
-def test_republished_item_is_sent_again_and_deleted_item_as_removed(on_disk):
-    cli, db = on_disk
+def test_republished_item_is_sent_again_and_deleted_item_as_removed(each_db_on_disk):
+    cli, db = each_db_on_disk
     matrix = db.add_movie("The Matrix", 1999)
     heat = db.add_movie("Heat", 1995)
     assert cli("run").returncode == 0
@@ -128,15 +145,38 @@ def test_republished_item_is_sent_again_and_deleted_item_as_removed(on_disk):
     assert cli.sent("lounge") == []
 
 
-def test_vanished_row_counts_as_removed(on_disk):
-    cli, db = on_disk
+def test_vanished_rows_count_as_removed(each_db_on_disk):
+    cli, db = each_db_on_disk
     heat = db.add_movie("Heat", 1995)
+    show = db.add_series("Severance")
+    episode = db.add_episode(show, db.add_season(show, 1), 1, 1)
+    # The libraries keep something: an empty library folder looks like an unmounted share.
+    db.add_movie("Alien", 1979)
+    db.add_series("Dark")
     assert cli("run").returncode == 0
     cli.reset_log("bedroom")
     db.delete_media("movies", heat)
+    db.delete_media("series", show)
     db.purge("movies", heat)
+    db.purge("series", show)  # takes its seasons and episodes with it
     assert cli("run").returncode == 0
-    assert [(t["key"], t["removed"]) for t in cli.sent("bedroom")] == [(f"movie:{heat}", True)]
+    assert sorted((t["key"], t["removed"]) for t in cli.sent("bedroom")) == sorted([
+        (f"movie:{heat}", True), (f"series:{show}", True), (f"episode:{episode}", True)])
+
+
+def test_changed_episode_and_series_are_found_through_their_own_columns(each_db):
+    cli, db = each_db
+    show = db.add_series("Severance", when=ago(hours=3))
+    season = db.add_season(show, 1, when=ago(hours=3))
+    episode = db.add_episode(show, season, 1, 1, when=ago(hours=3))
+    other = db.add_episode(show, season, 1, 2, when=ago(hours=3))
+    assert cli("run").returncode == 0
+    cli.reset_log("lounge")
+    db.add_asset("image", "episode", episode, "S01E01-thumb.jpg", ago(minutes=1))
+    db.touch("seasons", season)  # the season changed: the show is re-read
+    assert cli("run").returncode == 0
+    assert keys(cli.sent("lounge")) == sorted([f"series:{show}", f"episode:{episode}"])
+    assert f"episode:{other}" not in keys(cli.sent("lounge"))
 
 
 def test_equal_second_changes_are_not_missed(setup):
@@ -229,10 +269,12 @@ def test_dry_run_prints_commands_and_changes_no_state(setup):
     assert json.loads(real.stdout)["players"][0]["synced"] == 1
 
 
-def test_sync_sends_named_items_regardless_of_history(setup):
-    cli, db = setup
+def test_sync_sends_named_items_by_id_and_path_regardless_of_history(each_db):
+    cli, db = each_db
     matrix = db.add_movie("The Matrix", 1999)
     db.add_movie("Heat", 1995)
+    show = db.add_series("Severance")
+    episode = db.add_episode(show, db.add_season(show, 1), 1, 1)
     assert cli("run").returncode == 0
     cli.reset_log("lounge")
     result = cli("sync", "--movie", str(matrix), "--player", "lounge", "--json")
@@ -240,6 +282,11 @@ def test_sync_sends_named_items_regardless_of_history(setup):
     report = json.loads(result.stdout)
     assert report["trigger"] == "post-publish" and report["command"] == "sync"
     assert keys(cli.sent("lounge")) == [f"movie:{matrix}"]
+
+    cli.reset_log("lounge")
+    by_series = cli("sync", "--series", str(show), "--player", "lounge")
+    assert by_series.returncode == 0, by_series.stderr
+    assert keys(cli.sent("lounge")) == sorted([f"series:{show}", f"episode:{episode}"])
 
     cli.reset_log("lounge")
     by_path = cli("sync", "/data/media/movies/The Matrix (1999)", "--player", "lounge")
@@ -277,7 +324,7 @@ def test_skip_active_defers_updates_but_removals_proceed(on_disk):
 
 
 def test_batches_follow_batch_size(cli, metarr):
-    cli.write_config(TWO_PLAYERS.format(db=metarr.path, batch=2))
+    cli.write_config(two_players(metarr.path, batch=2))
     for n in range(5):
         metarr.add_movie(f"Movie {n}", 2000 + n)
     assert cli("run").returncode == 0
@@ -288,7 +335,7 @@ def test_batches_follow_batch_size(cli, metarr):
 def test_sigkill_mid_run_then_rerun_delivers_everything(setup):
     cli, db = setup
     movies = [db.add_movie(f"Movie {n}", 2000 + n) for n in range(6)]
-    cli.write_config(TWO_PLAYERS.format(db=db.path, batch=2))
+    cli.write_config(two_players(db.path, batch=2))
     cli.behave("lounge", "slow", "1")
     proc = cli.popen("run")
     deadline = time.monotonic() + 30
@@ -393,8 +440,7 @@ def test_auth_failure_disables_the_player_until_fixed(setup):
 
 def test_disabled_sync_exits_0_with_one_line(setup):
     cli, db = setup
-    cli.write_config(TWO_PLAYERS.format(db=db.path, batch=100).replace(
-        "[sync]", "[sync]\nenabled = false"))
+    cli.write_config(two_players(db.path, enabled=False))
     db.add_movie("The Matrix", 1999)
     result = cli("run")
     assert result.returncode == 0

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 
+from support.configs import config_with, recorder
 from support.metarr_factory import ago, sqlite_ts
 
-CONFIG = """
-[metarr]
-database = "{db}"
 
-[sync]
-auto_sync = {auto}
-initial_lookback = "none"
-
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
-
-
-def configure(cli, metarr, auto="true"):
-    cli.write_config(CONFIG.format(db=metarr.path, auto=auto))
+def configure(cli, metarr, auto=True):
+    cli.write_config(config_with(
+        metarr=metarr.path, sync={"auto_sync": auto, "initial_lookback": "none"},
+        players=[recorder("lounge")]))
 
 
 def triggers(cli):
@@ -30,7 +20,7 @@ def triggers(cli):
 
 
 def test_post_publish_hook_with_auto_sync_off_only_queues(cli, metarr):
-    configure(cli, metarr, auto="false")
+    configure(cli, metarr, auto=False)
     movie = metarr.add_movie("The Matrix", 1999)
     result = cli("sync", "--movie", str(movie))
     assert result.returncode == 0, result.stderr

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 
-ONE_PLAYER = """
-[metarr]
-database = "{db}"
+from support.configs import RECORDER_URL, config_with, player
 
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-{extra}
-mappings = [ {{ metarr = "/data/media/movies", player = "smb://nas/movies" }} ]
-"""
+
+def one_player(metarr, type: str = "recorder", **keys) -> str:
+    return config_with(metarr=metarr.path, players=[player(
+        type, "lounge", url=RECORDER_URL,
+        mappings=[("/data/media/movies", "smb://nas/movies")], **keys)])
 
 
 def report(result):
@@ -28,7 +25,7 @@ def queue_rows(cli):
 
 
 def test_immediate_verification_counts_verified_and_empties_the_queue(cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    cli.write_config(one_player(metarr))
     metarr.add_movie("The Matrix", 1999)
     result = cli("run", "--json")
     assert result.returncode == 0, result.stderr
@@ -43,7 +40,7 @@ def test_immediate_verification_counts_verified_and_empties_the_queue(cli, metar
 
 def test_item_not_seen_on_the_player_is_unverified_with_its_cause_and_retried_bounded(
         cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    cli.write_config(one_player(metarr))
     heat = metarr.add_movie("Heat", 1995)
     cli.behave("lounge", "unverified", "Heat")
     first = cli("run", "--json")
@@ -68,7 +65,7 @@ def test_item_not_seen_on_the_player_is_unverified_with_its_cause_and_retried_bo
 
 
 def test_background_scanners_are_verified_on_the_next_run(cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    cli.write_config(one_player(metarr))
     cli.behave("lounge", "async", "3600")
     movie = metarr.add_movie("The Matrix", 1999)
     first = report(cli("run", "--json"))
@@ -88,8 +85,7 @@ def test_background_scanners_are_verified_on_the_next_run(cli, metarr):
 
 
 def test_an_item_taken_back_by_finish_stays_queued(cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra="").replace(
-        'type = "recorder"', 'type = "rejudging"'))
+    cli.write_config(one_player(metarr, "rejudging"))
     movie = metarr.add_movie("The Matrix", 1999)
     plugins = "rejudging=support.rejudging_player:RejudgingPlayer"
     result = cli("run", "--json", env={"METARR_SYNC_PLUGINS": plugins})
@@ -101,7 +97,7 @@ def test_an_item_taken_back_by_finish_stays_queued(cli, metarr):
 
 
 def test_verify_command_checks_earlier_deliveries_at_once(cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    cli.write_config(one_player(metarr))
     cli.behave("lounge", "async", "3600")
     metarr.add_movie("The Matrix", 1999)
     assert cli("run").returncode == 0
@@ -116,7 +112,7 @@ def test_verify_command_checks_earlier_deliveries_at_once(cli, metarr):
 
 
 def test_no_verify_flag_and_config_are_fire_and_forget(cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra="verify = false"))
+    cli.write_config(one_player(metarr, verify=False))
     cli.behave("lounge", "unverified", "Matrix")
     metarr.add_movie("The Matrix", 1999)
     row = report(cli("run", "--json"))
@@ -124,7 +120,7 @@ def test_no_verify_flag_and_config_are_fire_and_forget(cli, metarr):
     assert "verify" not in [c["op"] for c in cli.calls("lounge")]
     assert queue_rows(cli) == []
 
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    cli.write_config(one_player(metarr))
     metarr.add_movie("Heat", 1995)
     row = report(cli("run", "--json", "--no-verify"))
     assert (row["synced"], row["verified"]) == (1, 0)
@@ -132,7 +128,7 @@ def test_no_verify_flag_and_config_are_fire_and_forget(cli, metarr):
 
 
 def test_unverified_items_make_status_warn(cli, metarr):
-    cli.write_config(ONE_PLAYER.format(db=metarr.path, extra=""))
+    cli.write_config(one_player(metarr))
     metarr.add_movie("Heat", 1995)
     cli.behave("lounge", "unverified", "Heat")
     assert cli("run").returncode == 1

@@ -86,6 +86,11 @@ class MetarrDB:
         self.conn.executescript(SCHEMA)
         self._add_libraries()
 
+    @property
+    def config_table(self) -> dict[str, object]:
+        """The [metarr] config table that reads this database."""
+        return {"database": str(self.path)}
+
     #: Where the libraries really are, once use_disk() was called: items added from then
     #: on get their files (metarr-sync only removes media that is gone from disk).
     media_root: Path | None = None

@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from support.metarr_factory import _TABLES, MetarrDB, ago, iso_ts, sqlite_ts
 from support.postgres import OWNER_PASSWORD, PostgresServer
 
-__all__ = ["PgMetarrDB", "ago"]
+__all__ = ["PASSWORD_ENV", "PgMetarrDB", "ago"]
+
+#: The environment variable a config names for the password (`{ env = ... }`).
+PASSWORD_ENV = "METARR_SYNC_TEST_PG_PASSWORD"
 
 # (table, column) -> "timestamptz" | "timestamp" | "text-sqlite" | "text-iso"
 COLUMN_TYPES: dict[tuple[str, str], str] = {
@@ -118,6 +121,10 @@ class PgMetarrDB(MetarrDB):
                                     autocommit=True)
         self.conn.execute(SCHEMA)
         self._add_libraries()
+
+    @property
+    def config_table(self) -> dict[str, object]:
+        return {"database": self.url, "password": {"env": PASSWORD_ENV}}
 
     def _exec(self, sql: str, params: tuple = ()) -> object:
         return self.conn.execute(sql.replace("?", "%s"), params)
