@@ -278,10 +278,10 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         pages = 0
         if movies:
             pages += _pages(held["movies"], PLEX_PAGE)
-        if any(t.kind == "series" for t in found):
+        if tv:  # a show by its folder; an episode's show too, to find its episodes
             pages += _pages(held["shows"], PLEX_PAGE)
-        if any(t.kind == "episode" for t in found):
-            pages += _pages(held["episodes"], PLEX_PAGE)
+        shows = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
+        pages += sum(_pages(held["episodes_of"][s], PLEX_PAGE) for s in shows)
         bound["listings"] = pages
         bound["refreshes"] = len(have)
         bound["scans"] = len(collapse(t.folder for t in lack))
@@ -328,6 +328,11 @@ def strict_lower_bound(name: str, library: Library, changes: Changes, presence: 
         bound["listings"] = ((_jellyfin_pages(held["movies"]) if movies else 0)
                              + (_jellyfin_pages(held["shows"]) if tv else 0)
                              + (_jellyfin_pages(held["episodes"]) if episodes else 0))
+    else:
+        held = holdings(name, library, presence)
+        bound["listings"] = ((_pages(held["movies"], PLEX_PAGE) if movies else 0)
+                             + (_pages(held["shows"], PLEX_PAGE) if tv else 0)
+                             + (_pages(held["episodes"], PLEX_PAGE) if episodes else 0))
     return sum(v for k, v in bound.items() if k != "total")
 
 

@@ -1253,7 +1253,8 @@ class PlexItem:
 class FakePlex(FakePlayer):
     """Plex Media Server: X-Plex-Token header, JSON answers, GET partial scans (PUT/POST
     404 since 1.32.7), 200 for folders outside every section (then ignored), PUT item
-    refresh, emptyTrash, paged section listings, a show's episodes (allLeaves); a bad
+    refresh, emptyTrash, paged section listings and a show's episodes (allLeaves, paged
+    the same way; every request counted, `count()`); a bad
     token gets 401 with HTML.
 
     Scans run in the background, as Plex's do: a partial scan's GET is answered before
@@ -1360,11 +1361,8 @@ class FakePlex(FakePlayer):
             show = self.items.get(match.group(1))
             if show is None:
                 return Reply(404)
-            leaves = [i for _, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
-                      if i.show == show.rating_key]
-            return json_reply({"MediaContainer": {
-                "size": len(leaves), "key": show.rating_key,
-                **({"Metadata": [self._meta(i, True) for i in leaves]} if leaves else {})}})
+            return self._paged(self._leaves(show.rating_key), request,
+                               {"key": show.rating_key})
         match = re.fullmatch(r"/library/metadata/([^/]+)/(refresh|analyze)", path)
         if match:
             if method != "PUT":
@@ -1455,6 +1453,18 @@ class FakePlex(FakePlayer):
             self.items[item.rating_key] = item
             return item
 
+    def put_show(self, folder: str, files: Sequence[str], section_key: str = "2") -> str:
+        """A show Plex already has, with these episodes (quicker than put_item for a
+        big section); the show's rating key."""
+        with self.lock:
+            show = PlexItem(self._new_key(), "show", section_key, folder)
+            self.items[show.rating_key] = show
+            for file in files:
+                key = self._new_key()
+                self.items[key] = PlexItem(key, "episode", section_key, file,
+                                           show=show.rating_key)
+            return show.rating_key
+
     def _scan_folder(self, section: PlexSection, folder: str) -> None:
         present = set(self.files_under(folder))
         known = {i.file: i for i in self.items.values() if i.section == section.key}
@@ -1509,7 +1519,19 @@ class FakePlex(FakePlayer):
 
     def _all(self, section: PlexSection, request: Recorded) -> Reply:
         wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
-        rows = self._rows(section, wanted)
+        return self._paged(self._rows(section, wanted), request,
+                           {"librarySectionID": section.key})
+
+    def _leaves(self, show_key: str) -> list[PlexItem]:
+        """A show's episodes (allLeaves), in rating-key order."""
+        return [i for _, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
+                if i.show == show_key]
+
+    def _paged(self, rows: Sequence[PlexItem], request: Recorded,
+               extra: dict[str, Any]) -> Reply:
+        """One page of a listing (a section's items or a show's episodes), paged by
+        X-Plex-Container-Start/Size as query parameters or headers, as Plex does; without
+        a size, PAGE_DEFAULT items (a client must page)."""
         start = int(request.param("X-Plex-Container-Start")
                     or request.header("X-Plex-Container-Start") or 0)
         size = int(request.param("X-Plex-Container-Size")
@@ -1518,7 +1540,7 @@ class FakePlex(FakePlayer):
         with_guids = request.param("includeGuids") == "1"
         metadata = [self._meta(item, with_guids) for item in page]
         container: dict[str, Any] = {"size": len(page), "totalSize": len(rows),
-                                     "offset": start, "librarySectionID": section.key}
+                                     "offset": start, **extra}
         if metadata:
             container["Metadata"] = metadata
         return json_reply({"MediaContainer": container})
