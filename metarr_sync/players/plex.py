@@ -10,6 +10,7 @@ What Plex needs to show what Metarr published:
 
 Plex answers 200 to a partial scan of a folder outside every section and then ignores it,
 so this adapter checks every folder against the sections' `Location` paths itself.
+The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
 
 Finding items: movies in the movie section's listing (read once per run: the spec has no
 look-up of an item by its file); shows in the TV section's listing of shows (type 2,
@@ -19,7 +20,6 @@ has no filter by folder); an episode among its own show's episodes only
 folder (`Location`) that holds the file. A TV section's episodes are listed whole only by
 the trash guard (_trash_verdict): it must see every item Plex marked missing, and the
 spec has no filter on `deletedAt`.
-The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
 
 Removals and Plex's trash: the facts this code relies on, with their evidence.
 - A partial scan only queues the scan: the GET answers 200 at once and Plex's scanner
