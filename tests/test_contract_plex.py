@@ -29,6 +29,16 @@ DEVIATIONS = (
                "PUT there (../shared/PLAYERS.md, Plex); the spec lists only POST. The "
                "parameters (path, force) are those of the documented POST."),
     Deviation(
+        "GET", "/library/metadata/{ids}/allLeaves",
+        extra_params=frozenset({"includeGuids", "X-Plex-Container-Start",
+                                "X-Plex-Container-Size"}),
+        reason="A show's episodes, paged like a section listing and with their provider "
+               "ids. The spec documents no parameters here but answers with the "
+               "X-Plex-Container-Start/Total-Size paging headers, and lists "
+               "X-Plex-Container-Start/Size and includeGuids as query parameters of the "
+               "section listing (listContent); public Plex clients send "
+               "`allLeaves?includeGuids=1` with X-Plex-Container-Start/Size."),
+    Deviation(
         "GET", "/library/sections", validate_path="/library/sections/all",
         reason="The classic section list every Plex client uses (python-plexapi, Sonarr, "
                "Radarr; earlier versions of this very spec documented it as "

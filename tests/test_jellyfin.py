@@ -115,7 +115,10 @@ class Server:
         found = [i for i in found if not kinds or i["Type"] in kinds]
         start = int(query.get("startIndex", ["0"])[0])
         limit = int(query.get("limit", ["100000"])[0])
-        page = {"Items": found[start:start + limit], "TotalRecordCount": len(found),
+        items = found[start:start + limit]
+        # Without the count Jellyfin sends the page's own size (QueryResult): never the end.
+        counted = query.get("enableTotalRecordCount", ["true"])[0] != "false"
+        page = {"Items": items, "TotalRecordCount": len(found) if counted else len(items),
                 "StartIndex": start}
         return 200, {"Content-Type": "application/json"}, json.dumps(page)
 
@@ -310,7 +313,12 @@ def test_library_items_are_listed_with_the_documented_query(jf: Server) -> None:
     assert lists[MOVIES_ID] == {
         "parentId": [MOVIES_ID], "recursive": ["true"], "includeItemTypes": ["Movie"],
         "fields": ["Path", "ProviderIds"], "enableImages": ["false"],
-        "enableUserData": ["false"], "startIndex": ["0"], "limit": ["500"]}
+        "enableUserData": ["false"],
+        # an explicit order for paging (no sort option is unique: these leave fewest ties)
+        "sortBy": ["SortName", "Name", "ProductionYear", "DateCreated"],
+        "sortOrder": ["Ascending"],
+        "enableTotalRecordCount": ["false"],  # no count of the whole library per page
+        "startIndex": ["0"], "limit": ["500"]}
     # a TV library's episodes are never listed whole: only shows, then one show's episodes
     assert lists[TV_ID]["includeItemTypes"] == ["Series"]
 
@@ -365,7 +373,8 @@ def test_paging_across_several_pages_finds_an_item_on_the_last(jf: Server) -> No
     player = make_player()
     outcomes = player.apply(targets(movie(1, "Heat", 1995)))
     starts = [parse_qs(urlsplit(r.url).query)["startIndex"][0] for r in jf.sent("GET", "/Items")]
-    assert starts == ["0", "500", "1000"]
+    # each page repeats the last LISTING_OVERLAP (20) of the one before; a short page ends
+    assert starts == ["0", "480", "960"]
     assert outcomes[0].result == "synced"
     assert [item_id for item_id, _ in jf.refreshed()] == [last["Id"]]
 
@@ -791,9 +800,11 @@ def test_sample_paths_reads_one_small_page_per_library(jf: Server) -> None:
     assert queries == [
         {"parentId": [MOVIES_ID], "recursive": ["true"], "includeItemTypes": ["Movie"],
          "fields": ["Path"], "enableImages": ["false"], "enableUserData": ["false"],
+         "sortBy": ["SortName"], "enableTotalRecordCount": ["false"],
          "startIndex": ["0"], "limit": ["2"]},
         {"parentId": [TV_ID], "recursive": ["true"], "includeItemTypes": ["Episode"],
          "fields": ["Path"], "enableImages": ["false"], "enableUserData": ["false"],
+         "sortBy": ["SortName"], "enableTotalRecordCount": ["false"],
          "startIndex": ["0"], "limit": ["2"]}]
     assert jf.sent("POST") == []
 

@@ -93,8 +93,12 @@ class FakePlex:
             return 200, {}, ""
         match = re.fullmatch(r"/library/metadata/(\d+)/allLeaves", path)
         if request.method == "GET" and match:
-            leaves = self.leaves.get(match.group(1), [])
-            return _json({"MediaContainer": {"size": len(leaves), "Metadata": leaves}})
+            leaves = self.episodes_of(match.group(1))
+            start = int(query.get("X-Plex-Container-Start", ["0"])[0])
+            size = int(query.get("X-Plex-Container-Size", [str(len(leaves) or 1)])[0])
+            page = leaves[start:start + size]
+            return _json({"MediaContainer": {"size": len(page), "totalSize": len(leaves),
+                                             "offset": start, "Metadata": page}})
         match = re.fullmatch(r"/library/sections/(\d+)/emptyTrash", path)
         if request.method == "PUT" and match:
             if self.trash_empties:
@@ -105,6 +109,21 @@ class FakePlex:
             return 200, {}, ""
         return 404, {"Content-Type": "text/html"}, "<html><body>Not Found</body></html>"
 
+    def episodes_of(self, show_key: str) -> list[dict[str, Any]]:
+        """A show's episodes (allLeaves): `leaves[show]` when set, else the episodes of
+        its section's listing whose file lies in the show's folder (its Location)."""
+        if show_key in self.leaves:
+            return self.leaves[show_key]
+        for (section, kind), shows in list(self.listings.items()):
+            for show in shows if kind == 2 else ():
+                if show["ratingKey"] != show_key:
+                    continue
+                folders = [loc["path"].rstrip("/") + "/" for loc in show["Location"]]
+                return [m for m in self.listings.get((section, 4), [])
+                        if any(part["file"].startswith(tuple(folders))
+                               for media in m.get("Media", []) for part in media["Part"])]
+        return []
+
     def empty_trash(self, section: str) -> None:
         """What Plex does: every item of the section marked missing goes, and a show left
         without episodes with it."""
@@ -113,9 +132,10 @@ class FakePlex:
                 items[:] = [m for m in items if m.get("deletedAt") is None]
         shows = self.listings.get((section, 2), [])
         for show in list(shows):
-            leaves = self.leaves.get(show["ratingKey"], [])
-            leaves[:] = [m for m in leaves if m.get("deletedAt") is None]
-            if not leaves:
+            leaves = self.leaves.get(show["ratingKey"])
+            if leaves is not None:
+                leaves[:] = [m for m in leaves if m.get("deletedAt") is None]
+            if not self.episodes_of(show["ratingKey"]):
                 shows.remove(show)
 
     # What the adapter sent, decoded.
@@ -440,6 +460,7 @@ def test_episodes_a_scan_of_this_run_just_added_are_not_refreshed(plex_mock, mad
 def test_episodes_listed_before_a_scan_of_their_folder_are_still_refreshed(plex_mock, made):
     # Listed first, then a missing sibling's season folder is scanned: the listed episode
     # existed before the run and its changed NFO needs the refresh (a scan does not).
+    plex_mock.listings[("3", 2)] = [show_meta("70", "/data/TV/Andor")]
     plex_mock.listings[("3", 4)] = [
         {**movie_meta("71", "/data/TV/Andor/Season 01/Andor - S01E01.mkv"), "type": "episode"}]
     player = make_player(made)
@@ -569,7 +590,9 @@ def test_the_listing_is_read_once_per_section_and_type_per_run(plex_mock, made):
     player.apply(targets(movie("/data/Movies/B (2002)/B.mkv"),
                          series("/data/TV/Severance"),
                          episode("/data/TV/Severance/Season 01/S01E01.mkv", "/data/TV/Severance")))
-    assert sorted(plex_mock.listing_calls()) == [("1", "1"), ("3", "2"), ("3", "4")]
+    # A TV section's episodes are never listed whole: an episode's show is found among
+    # the section's shows (read once), then only its episodes (none here: a new show).
+    assert sorted(plex_mock.listing_calls()) == [("1", "1"), ("3", "2")]
     assert plex_mock.puts() == ["/library/metadata/10/refresh", "/library/metadata/11/refresh"]
 
 
@@ -582,6 +605,49 @@ def test_big_sections_are_listed_page_by_page(plex_mock, made, monkeypatch):
               if p.endswith("/all")]
     assert starts == ["0", "2", "4"]
     assert plex_mock.puts() == ["/library/metadata/24/refresh"]
+
+
+def test_an_episode_is_looked_for_among_its_own_shows_episodes_once_per_show(
+        plex_mock, made):
+    # Two shows; three changed episodes of one: the section's shows are listed once, that
+    # show's episodes (allLeaves) once, and the section's episodes never.
+    plex_mock.listings[("3", 2)] = [show_meta("300", "/data/TV/Severance"),
+                                    show_meta("400", "/data/TV/Andor")]
+    plex_mock.listings[("3", 4)] = [
+        {**movie_meta(key, f"/data/TV/{show}/Season 01/{show} - S01E0{n}.mkv"),
+         "type": "episode"}
+        for key, show, n in (("301", "Severance", 1), ("302", "Severance", 2),
+                             ("401", "Andor", 1))]
+    player = make_player(made)
+    player.apply(targets(episode("/data/TV/Severance/Season 01/Severance - S01E01.mkv",
+                                 "/data/TV/Severance")))
+    outcomes = player.apply(targets(
+        episode("/data/TV/Severance/Season 01/Severance - S01E02.mkv", "/data/TV/Severance"),
+        episode("/data/TV/Severance/Season 01/Severance - S01E03.mkv", "/data/TV/Severance")))
+    assert [o.result for o in outcomes] == ["synced", "synced"]
+    assert plex_mock.listing_calls() == [("3", "2")]
+    leaves = [(p, q) for m, p, q in plex_mock.sent() if p.endswith("/allLeaves")]
+    assert leaves == [("/library/metadata/300/allLeaves", {
+        "includeGuids": ["1"], "X-Plex-Container-Start": ["0"],
+        "X-Plex-Container-Size": ["1000"]})]
+    assert sorted(plex_mock.puts()) == ["/library/metadata/301/refresh",
+                                        "/library/metadata/302/refresh"]
+    assert plex_mock.scans() == [("3", "/data/TV/Severance/Season 01")]  # for S01E03
+
+
+def test_a_shows_episodes_come_in_pages(plex_mock, made, monkeypatch):
+    monkeypatch.setattr(plex, "PAGE_SIZE", 2)
+    plex_mock.listings[("3", 2)] = [show_meta("300", "/data/TV/Severance")]
+    plex_mock.listings[("3", 4)] = [
+        {**movie_meta(str(301 + n), f"/data/TV/Severance/Season 01/e{n}.mkv"),
+         "type": "episode"} for n in range(5)]
+    outcomes = make_player(made).apply(targets(
+        episode("/data/TV/Severance/Season 01/e4.mkv", "/data/TV/Severance")))
+    assert [o.result for o in outcomes] == ["synced"]
+    starts = [q["X-Plex-Container-Start"][0] for m, p, q in plex_mock.sent()
+              if p.endswith("/allLeaves")]
+    assert starts == ["0", "2", "4"]
+    assert plex_mock.puts() == ["/library/metadata/305/refresh"]
 
 
 def test_shows_match_by_location_and_episodes_by_file(plex_mock, made):
@@ -924,6 +990,8 @@ def test_episodes_marked_in_allleaves_but_not_in_the_listing_empty_no_trash(plex
 
 def test_a_missing_episode_of_another_show_keeps_a_tv_trash_closed(plex_mock, made):
     e1 = "/data/TV/Severance/Season 01/e1.mkv"
+    plex_mock.listings[("3", 2)] = [show_meta("300", "/data/TV/Severance"),
+                                    show_meta("400", "/data/TV/Andor")]
     plex_mock.listings[("3", 4)] = [
         {**movie_meta("301", e1, deleted=True), "type": "episode"},
         {**movie_meta("401", "/data/TV/Andor/Season 01/a1.mkv", deleted=True),

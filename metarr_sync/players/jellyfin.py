@@ -69,6 +69,13 @@ log = logging.getLogger("metarr_sync.jellyfin")
 
 CLIENT = "metarr-sync"
 PAGE_SIZE = 500
+#: The order every listing asks for (see JellyfinPlayer._listing): no sort option of
+#: Jellyfin's is unique, these leave the fewest ties. `enableTotalRecordCount=false`: no
+#: count of the whole library on every page.
+LISTING_ORDER = {"sortBy": ["SortName", "Name", "ProductionYear", "DateCreated"],
+                 "sortOrder": "Ascending", "enableTotalRecordCount": "false"}
+#: Items each page repeats of the one before (see JellyfinPlayer._listing).
+LISTING_OVERLAP = 20
 #: Shows whose episode listings are kept at a time (see series_index).
 SHOWS_KEPT = 8
 MESSAGE_MS = 5000
@@ -158,6 +165,7 @@ class Index:
         self.types = bytearray()  # record number -> type code
         self._paths = CompactIndex()
         self._providers = CompactIndex()
+        self._ids = CompactIndex()  # Id -> record number: a paged listing's repeats
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -166,6 +174,7 @@ class Index:
         if item.get("Id") is None:
             return  # nothing to refresh by
         number = self.ids.add(str(item["Id"]))
+        self._ids.add(str(item["Id"]), number)
         kind = str(item.get("Type") or "")
         self.types.append(_TYPE_CODES.get(kind, _OTHER_TYPE if kind else 0))
         path = item.get("Path")
@@ -175,6 +184,9 @@ class Index:
         for key, value in (providers.items() if isinstance(providers, dict) else ()):
             if value:
                 self._providers.add(_provider_key(kind, key, value), number)
+
+    def has(self, item_id: str) -> bool:
+        return bool(self._ids.get(item_id))
 
     def at_path(self, path: str, kind: str) -> list[str]:
         """Ids of the items of `kind` whose Path is exactly `path` (case-sensitive, as
@@ -326,6 +338,24 @@ class JellyfinPlayer(Player):
         return index
 
     def _listing(self, parent_id: str, types: list[str]) -> Index:
+        """Every item of `types` below `parent_id`, paged so that a library changing while
+        it is listed (a scan running, Sonarr importing) loses no item and repeats none.
+
+        Jellyfin pages by offset (`startIndex`) in the order asked for. Unsorted, the order
+        is only SortName's, and items sharing a SortName may come in any order from one
+        page to the next. Its sort options (`ItemSortBy`, the same in the 10.11 and 12.0
+        specs) have no unique key — an `Id` in `sortBy` is dropped without a word by
+        Jellyfin's CommaDelimitedCollectionModelBinder — so the order asked for is
+        LISTING_SORT (SortName, then Jellyfin's own Name, then year and date added), which
+        leaves only copies of one film added in the same second tied. And an offset moves
+        when items before it are added or removed between two pages; so each page starts
+        LISTING_OVERLAP items before the end of the last one, items already indexed (by
+        Id) are skipped, and a page holding none of them (items before it were removed: it
+        starts past the last one read) is read again one page further back. The listing
+        ends on a short page. `enableTotalRecordCount=false` spares the server a count of
+        the whole library on every page; Jellyfin then sends the page's own size as
+        TotalRecordCount (QueryResult), which is therefore never read.
+        """
         if parent_id in self._indexes:
             return self._indexes[parent_id]
         index = Index()
@@ -338,20 +368,26 @@ class JellyfinPlayer(Player):
                 "fields": ["Path", "ProviderIds"],
                 "enableImages": "false",
                 "enableUserData": "false",
+                **LISTING_ORDER,
                 "startIndex": start,
                 "limit": PAGE_SIZE,
             })
             if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
                 raise ProtocolError(f"{self.http.base} sent an unexpected item list")
-            for item in page["Items"]:
-                if isinstance(item, dict):
-                    index.add(item)
-            count, total = len(page["Items"]), page.get("TotalRecordCount")
+            items = [i for i in page["Items"] if isinstance(i, dict)]
+            count = len(page["Items"])
             del page  # only the index is kept, not the parsed page
-            start += count
-            if not count or (isinstance(total, int) and start >= total) or \
-                    (not isinstance(total, int) and count < PAGE_SIZE):
+            if start and not any(index.has(str(i.get("Id"))) for i in items):
+                # Items before `start` went away since the last page: this page may begin
+                # after items not read yet. Step back (what was read is skipped).
+                start = max(0, start - PAGE_SIZE)
+                continue
+            for item in items:
+                if not index.has(str(item.get("Id"))):
+                    index.add(item)
+            if count < PAGE_SIZE:
                 break
+            start += count - LISTING_OVERLAP
         self._indexes[parent_id] = index
         return index
 
@@ -373,6 +409,10 @@ class JellyfinPlayer(Player):
                 "fields": ["Path"],
                 "enableImages": "false",
                 "enableUserData": "false",
+                # One page, in a stated order, without counting the library (one sort
+                # value: Emby, which also samples here, reads it the same way)
+                "sortBy": "SortName",
+                "enableTotalRecordCount": "false",
                 "startIndex": 0,
                 "limit": limit,
             })

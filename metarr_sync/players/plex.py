@@ -12,6 +12,15 @@ Plex answers 200 to a partial scan of a folder outside every section and then ig
 so this adapter checks every folder against the sections' `Location` paths itself.
 The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
 
+Finding items: movies in the movie section's listing (read once per run: the spec has no
+look-up of an item by its file); shows in the TV section's listing of shows (type 2,
+once per run: thousands of shows against hundreds of thousands of episodes, and the spec
+has no filter by folder); an episode among its own show's episodes only
+(`/library/metadata/{show}/allLeaves`, once per show and run), its show found by the
+folder (`Location`) that holds the file. A TV section's episodes are listed whole only by
+the trash guard (_trash_verdict): it must see every item Plex marked missing, and the
+spec has no filter on `deletedAt`.
+
 Removals and Plex's trash: the facts this code relies on, with their evidence.
 - A partial scan only queues the scan: the GET answers 200 at once and Plex's scanner
   runs it afterwards, in the background (the section's `refreshing` flag in
@@ -69,7 +78,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,6 +243,22 @@ class Listing:
         return {self.keys[n] for n in self.deleted}
 
 
+class Listings:
+    """Several listings searched as one (the episodes of every show holding a folder)."""
+
+    def __init__(self, listings: Sequence[Listing]) -> None:
+        self._listings = listings
+
+    def by_path(self, path: str) -> list[str]:
+        return _distinct(k for listing in self._listings for k in listing.by_path(path))
+
+    def by_guid(self, ids: dict[str, str]) -> list[str]:
+        return _distinct(k for listing in self._listings for k in listing.by_guid(ids))
+
+    def missing(self) -> set[str]:
+        return {k for listing in self._listings for k in listing.missing()}
+
+
 def _files(meta: dict[str, Any]) -> list[str]:
     """An item's files (Media[].Part[].file) or, for a show, its folders (Location)."""
     files = [part["file"] for media in meta.get("Media") or ()
@@ -288,8 +313,10 @@ class PlexPlayer(Player):
         #: (section key, type) -> rating key -> first file, of items Plex marked missing
         #: (at most TRASH_EXAMPLES each): named when a trash is left alone
         self._trash_seen: dict[tuple[str, int], dict[str, str]] = {}
-        #: show rating key -> (episode rating key, marked missing), read by verify()
-        self._leaves: dict[str, list[tuple[str, bool]]] = {}
+        #: show rating key -> its episodes (allLeaves), once per run (per check in verify)
+        self._leaves: dict[str, Listing] = {}
+        #: show rating key -> scans sent before its episodes were read
+        self._leaves_after: dict[str, int] = {}
         self._scans_sent = 0
 
     # -- plumbing ----------------------------------------------------------------------
@@ -344,34 +371,94 @@ class PlexPlayer(Player):
         return bool(container.get("Metadata"))
 
     def listing(self, section: Section, plex_type: int) -> Listing:
-        """Every item of one type in a section, with files and provider ids (once per run)."""
+        """Every item of one type in a section, with files and provider ids (once per run).
+
+        Movies (one listing of the section: the spec has no look-up of an item by its
+        file), shows (far fewer than episodes: a show is found by its folder here), and
+        a TV section's episodes only for the trash guard (_trash_verdict), which must
+        see every missing item.
+        """
         cache_key = (section.key, plex_type)
         if cache_key not in self._listings:
             found = Listing()
             trash = self._trash_seen[cache_key] = {}
-            start = 0
-            while True:
-                container = _container(
-                    self._get(f"/library/sections/{section.key}/all", {
-                        "type": plex_type, "includeGuids": 1,
-                        "X-Plex-Container-Start": start, "X-Plex-Container-Size": PAGE_SIZE}),
-                    f"the listing of Plex library {section.title!r}")
-                page = container.get("Metadata") or []
-                for meta in page:
-                    found.add(meta)
-                    if isinstance(meta, dict) and meta.get("deletedAt") is not None \
-                            and len(trash) < TRASH_EXAMPLES:
-                        trash[str(meta.get("ratingKey"))] = next(iter(_files(meta)), "")
-                count, total = len(page), container.get("totalSize")
-                # Only the index is kept: the parsed page goes before the next one arrives.
-                del container, page
-                start += count
-                if not count or count < PAGE_SIZE or (isinstance(total, int)
-                                                      and start >= total):
-                    break
+            for meta in self._pages(f"/library/sections/{section.key}/all",
+                                    {"type": plex_type, "includeGuids": 1},
+                                    f"the listing of Plex library {section.title!r}"):
+                found.add(meta)
+                if isinstance(meta, dict) and meta.get("deletedAt") is not None \
+                        and len(trash) < TRASH_EXAMPLES:
+                    trash[str(meta.get("ratingKey"))] = next(iter(_files(meta)), "")
             self._listings[cache_key] = found
             self._listed_after[cache_key] = self._scans_sent
         return self._listings[cache_key]
+
+    def _pages(self, path: str, params: dict[str, Any], what: str) -> Iterator[Any]:
+        """The items of a paged Plex listing, page by page (X-Plex-Container-Start/Size);
+        each parsed page is dropped before the next one is asked for."""
+        start = 0
+        while True:
+            container = _container(
+                self._get(path, {**params, "X-Plex-Container-Start": start,
+                                 "X-Plex-Container-Size": PAGE_SIZE}), what)
+            page = container.get("Metadata") or []
+            count, total = len(page), container.get("totalSize")
+            del container
+            yield from page
+            del page
+            start += count
+            if not count or count < PAGE_SIZE or (isinstance(total, int) and start >= total):
+                return
+
+    def _shows_holding(self, section: Section, path: str) -> list[str]:
+        """Rating keys of the shows of `section` whose folder (Location) holds `path`.
+
+        From the section's listing of shows (type 2), read once per run: a TV section
+        holds a few thousand shows but hundreds of thousands of episodes, and the Plex
+        spec has no filter of a section by folder. Looked up by the path's own folders,
+        deepest first: a few dict look-ups per episode.
+        """
+        shows = self.listing(section, TYPE_SHOW)
+        parts = path_key(path)
+        for length in range(len(parts) - 1, 0, -1):
+            found = shows.by_path("/" + "/".join(parts[:length]))
+            if found:
+                return found
+        return []
+
+    def _show_listing(self, show_key: str) -> Listing:
+        """One show's episodes (`/library/metadata/{key}/allLeaves`), once per run."""
+        if show_key not in self._leaves:
+            found = Listing()
+            for meta in self._pages(f"/library/metadata/{show_key}/allLeaves",
+                                    {"includeGuids": 1},
+                                    f"the episodes of Plex item {show_key}"):
+                found.add(meta)
+            self._leaves[show_key] = found
+            self._leaves_after[show_key] = self._scans_sent
+        return self._leaves[show_key]
+
+    def _episodes(self, section: Section, path: str) -> tuple[Listings, int]:
+        """The episodes of the show(s) holding the episode file `path`, and how many scans
+        had been sent when the oldest of those listings was read.
+
+        Several changed episodes of one show cost one listing of that show. A show Plex
+        does not have yet has no episodes here (its folder is scanned).
+        """
+        keys = self._shows_holding(section, path)
+        listings = Listings([self._show_listing(key) for key in keys])
+        after = min((self._leaves_after[key] for key in keys),
+                    default=self._listed_after[(section.key, TYPE_SHOW)])
+        return listings, after
+
+    def _items_of(self, section: Section, target: Target) -> tuple[Listings, int]:
+        """Where to look for `target` in `section`: its show's episodes for an episode,
+        else the section's listing of its type; with the scans sent before it was read."""
+        if target.item.kind == "episode":
+            return self._episodes(section, target.path)
+        plex_type = LISTING_TYPE[target.item.kind]
+        listing = self.listing(section, plex_type)
+        return Listings([listing]), self._listed_after[(section.key, plex_type)]
 
     def sample_paths(self, limit: int = 20) -> list[str]:
         """A few movies' and episodes' files of every video section (one page each).
@@ -470,10 +557,9 @@ class PlexPlayer(Player):
     def _plan_update(self, target: Target, section: Section, folder: str,
                      refreshes: dict[str, list[Target]]) -> bool:
         """Queue refreshes of the items Plex has for `target`; True when a scan is needed."""
-        plex_type = LISTING_TYPE[target.item.kind]
-        listing = self.listing(section, plex_type)
+        listing, listed_after = self._items_of(section, target)
         scan = self._scan_number(section, folder)
-        if scan is not None and scan < self._listed_after[(section.key, plex_type)]:
+        if scan is not None and scan < listed_after:
             # A scan of this run (a new show's folder) read this folder before the listing
             # was taken: what the listing has there, that scan just added, NFO and artwork
             # included. Refreshing it again would only cost a request per item.
@@ -554,6 +640,7 @@ class PlexPlayer(Player):
         every removed one gone (see _verify_removals)?"""
         self._listings.clear()  # scans happened since any earlier listing: read afresh
         self._leaves.clear()
+        self._leaves_after.clear()
         removals = self._verify_removals([t for t in targets if t.item.removed])
         outcomes = []
         for target in targets:
@@ -568,7 +655,7 @@ class PlexPlayer(Player):
             seen = False
             left: list[str] = []
             for section, _ in places:
-                listing = self.listing(section, LISTING_TYPE[target.item.kind])
+                listing = self._items_of(section, target)[0]
                 new = listing.by_path(target.path)
                 if target.previous:
                     # One entry, for the new file: found at its path, and no other item
@@ -662,6 +749,7 @@ class PlexPlayer(Player):
             for key in [k for k in self._listings if k[0] in emptied]:
                 del self._listings[key]
             self._leaves.clear()
+            self._leaves_after.clear()
             looks = [(t, s, self._removal_state(s, t)[0] if s.key in emptied else state)
                      for t, s, state in looks]
         by_target: dict[str, list[tuple[Section, str]]] = {}
@@ -679,8 +767,7 @@ class PlexPlayer(Player):
         Matched by file (a show by its folder) only, never by provider id: another copy
         of the same movie (4K, another edition) must not count as the removed one.
         """
-        plex_type = LISTING_TYPE[target.item.kind]
-        listing = self.listing(section, plex_type)
+        listing = self._items_of(section, target)[0]
         keys = listing.by_path(target.path)
         if not keys:
             return "gone", []
@@ -702,14 +789,8 @@ class PlexPlayer(Player):
 
     def _show_leaves(self, show_key: str) -> list[tuple[str, bool]]:
         """(rating key, marked missing) of every episode of a show (once per check)."""
-        if show_key not in self._leaves:
-            container = _container(self._get(f"/library/metadata/{show_key}/allLeaves"),
-                                   f"the episodes of Plex item {show_key}")
-            self._leaves[show_key] = [
-                (str(meta["ratingKey"]), meta.get("deletedAt") is not None)
-                for meta in container.get("Metadata") or []
-                if isinstance(meta, dict) and meta.get("ratingKey") is not None]
-        return self._leaves[show_key]
+        leaves = self._show_listing(show_key)
+        return [(leaves.keys[n], n in leaves.deleted) for n in range(len(leaves))]
 
     def _trash_verdict(self, section: Section, ours: set[str],
                        present: Sequence[Target]) -> str | None:

@@ -257,7 +257,7 @@ class BenchPlex(SortedDisk, FakePlex):
     def __init__(self, **kw: Any):
         super().__init__(**kw)
         self.items = IndexedDict(file=lambda i: (i.section, i.file),
-                                 kind=lambda i: (i.section, i.type))
+                                 kind=lambda i: (i.section, i.type), show=lambda i: i.show)
         self._paths: dict[str, SortedPaths] = {}  # section key -> item files
         self._rows_cache: dict[tuple[str, str | None], tuple[int, list[PlexItem]]] = {}
 
@@ -303,6 +303,10 @@ class BenchPlex(SortedDisk, FakePlex):
                 PlexItem(self._new_key(), "show", section.key, show_folder))
             self._put(PlexItem(self._new_key(), "episode", section.key, file,
                                show=show.rating_key))
+
+    def _leaves(self, show_key: str) -> list[PlexItem]:
+        # Rating keys only grow and items are added in key order.
+        return list(self.items.group("show", show_key).values())
 
     def _rows(self, section: PlexSection, wanted: str | None) -> list[PlexItem]:
         if wanted is None:

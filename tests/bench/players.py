@@ -24,6 +24,8 @@ ROOTS = {"kodi": "smb://nas/media", "jellyfin": "/media", "plex": "/share/media"
 # Page sizes of the adapters' paged listings (metarr_sync/players/jellyfin.py, plex.py,
 # kodi.py: Kodi pages its whole-library listings of movies and shows).
 JELLYFIN_PAGE = 500
+#: Items each Jellyfin page repeats of the one before (jellyfin.LISTING_OVERLAP).
+JELLYFIN_OVERLAP = 20
 PLEX_PAGE = 1000
 KODI_PAGE = 5000
 
@@ -163,6 +165,14 @@ def _pages(count: int, size: int) -> int:
     return max(1, math.ceil(count / size))
 
 
+def _jellyfin_pages(count: int) -> int:
+    """Requests for a Jellyfin listing of `count` items: each page after the first starts
+    JELLYFIN_OVERLAP items before the end of the one before, and a short page ends it."""
+    if count < JELLYFIN_PAGE:
+        return 1
+    return 2 + (count - JELLYFIN_PAGE) // (JELLYFIN_PAGE - JELLYFIN_OVERLAP)
+
+
 def holdings(name: str, library: Library, presence: Presence) -> dict[str, Any]:
     """How many movies, shows and episodes the player holds before the run."""
     shows = [s for s in library.series if presence.has_series(name, s.id)]
@@ -251,11 +261,11 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         held = holdings(name, library, presence)
         pages = 0
         if movies:
-            pages += _pages(held["movies"], JELLYFIN_PAGE)
+            pages += _jellyfin_pages(held["movies"])
         if tv:
-            pages += _pages(held["shows"], JELLYFIN_PAGE)
+            pages += _jellyfin_pages(held["shows"])
         shows = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
-        pages += sum(_pages(held["episodes_of"][s], JELLYFIN_PAGE) for s in shows)
+        pages += sum(_jellyfin_pages(held["episodes_of"][s]) for s in shows)
         bound["listings"] = pages
         bound["refreshes"] = len(have)
         lacking = {t.key for t in lack}
@@ -268,10 +278,10 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         pages = 0
         if movies:
             pages += _pages(held["movies"], PLEX_PAGE)
-        if any(t.kind == "series" for t in found):
+        if tv:  # a show by its folder; an episode's show too, to find its episodes
             pages += _pages(held["shows"], PLEX_PAGE)
-        if any(t.kind == "episode" for t in found):
-            pages += _pages(held["episodes"], PLEX_PAGE)
+        shows = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
+        pages += sum(_pages(held["episodes_of"][s], PLEX_PAGE) for s in shows)
         bound["listings"] = pages
         bound["refreshes"] = len(have)
         bound["scans"] = len(collapse(t.folder for t in lack))
@@ -315,9 +325,14 @@ def strict_lower_bound(name: str, library: Library, changes: Changes, presence: 
                    if tv else 0) + _shown(found))
     elif name == "jellyfin":
         held = holdings(name, library, presence)
-        bound["listings"] = ((_pages(held["movies"], JELLYFIN_PAGE) if movies else 0)
-                             + (_pages(held["shows"], JELLYFIN_PAGE) if tv else 0)
-                             + (_pages(held["episodes"], JELLYFIN_PAGE) if episodes else 0))
+        bound["listings"] = ((_jellyfin_pages(held["movies"]) if movies else 0)
+                             + (_jellyfin_pages(held["shows"]) if tv else 0)
+                             + (_jellyfin_pages(held["episodes"]) if episodes else 0))
+    else:
+        held = holdings(name, library, presence)
+        bound["listings"] = ((_pages(held["movies"], PLEX_PAGE) if movies else 0)
+                             + (_pages(held["shows"], PLEX_PAGE) if tv else 0)
+                             + (_pages(held["episodes"], PLEX_PAGE) if episodes else 0))
     return sum(v for k, v in bound.items() if k != "total")
 
 

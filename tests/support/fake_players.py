@@ -44,6 +44,7 @@ are answered meanwhile.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import socket
@@ -53,7 +54,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -1252,7 +1253,8 @@ class PlexItem:
 class FakePlex(FakePlayer):
     """Plex Media Server: X-Plex-Token header, JSON answers, GET partial scans (PUT/POST
     404 since 1.32.7), 200 for folders outside every section (then ignored), PUT item
-    refresh, emptyTrash, paged section listings, a show's episodes (allLeaves); a bad
+    refresh, emptyTrash, paged section listings and a show's episodes (allLeaves, paged
+    the same way; every request counted, `count()`); a bad
     token gets 401 with HTML.
 
     Scans run in the background, as Plex's do: a partial scan's GET is answered before
@@ -1359,11 +1361,8 @@ class FakePlex(FakePlayer):
             show = self.items.get(match.group(1))
             if show is None:
                 return Reply(404)
-            leaves = [i for _, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
-                      if i.show == show.rating_key]
-            return json_reply({"MediaContainer": {
-                "size": len(leaves), "key": show.rating_key,
-                **({"Metadata": [self._meta(i, True) for i in leaves]} if leaves else {})}})
+            return self._paged(self._leaves(show.rating_key), request,
+                               {"key": show.rating_key})
         match = re.fullmatch(r"/library/metadata/([^/]+)/(refresh|analyze)", path)
         if match:
             if method != "PUT":
@@ -1454,6 +1453,18 @@ class FakePlex(FakePlayer):
             self.items[item.rating_key] = item
             return item
 
+    def put_show(self, folder: str, files: Sequence[str], section_key: str = "2") -> str:
+        """A show Plex already has, with these episodes (quicker than put_item for a
+        big section); the show's rating key."""
+        with self.lock:
+            show = PlexItem(self._new_key(), "show", section_key, folder)
+            self.items[show.rating_key] = show
+            for file in files:
+                key = self._new_key()
+                self.items[key] = PlexItem(key, "episode", section_key, file,
+                                           show=show.rating_key)
+            return show.rating_key
+
     def _scan_folder(self, section: PlexSection, folder: str) -> None:
         present = set(self.files_under(folder))
         known = {i.file: i for i in self.items.values() if i.section == section.key}
@@ -1508,7 +1519,19 @@ class FakePlex(FakePlayer):
 
     def _all(self, section: PlexSection, request: Recorded) -> Reply:
         wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
-        rows = self._rows(section, wanted)
+        return self._paged(self._rows(section, wanted), request,
+                           {"librarySectionID": section.key})
+
+    def _leaves(self, show_key: str) -> list[PlexItem]:
+        """A show's episodes (allLeaves), in rating-key order."""
+        return [i for _, i in sorted(self.items.items(), key=lambda kv: int(kv[0]))
+                if i.show == show_key]
+
+    def _paged(self, rows: Sequence[PlexItem], request: Recorded,
+               extra: dict[str, Any]) -> Reply:
+        """One page of a listing (a section's items or a show's episodes), paged by
+        X-Plex-Container-Start/Size as query parameters or headers, as Plex does; without
+        a size, PAGE_DEFAULT items (a client must page)."""
         start = int(request.param("X-Plex-Container-Start")
                     or request.header("X-Plex-Container-Start") or 0)
         size = int(request.param("X-Plex-Container-Size")
@@ -1517,7 +1540,7 @@ class FakePlex(FakePlayer):
         with_guids = request.param("includeGuids") == "1"
         metadata = [self._meta(item, with_guids) for item in page]
         container: dict[str, Any] = {"size": len(page), "totalSize": len(rows),
-                                     "offset": start, "librarySectionID": section.key}
+                                     "offset": start, **extra}
         if metadata:
             container["Metadata"] = metadata
         return json_reply({"MediaContainer": container})
@@ -1578,8 +1601,15 @@ class JellyfinItem:
     library: str  # the library's ItemId
     series_id: str | None = None
     provider_ids: dict[str, str] = field(default_factory=dict)
+    #: DateCreated's stand-in: the order items were added in
+    created: int = field(default_factory=lambda: next(_CREATED))
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/\\").rsplit("/", 1)[-1]
 
 
+_CREATED = itertools.count()
 _MEDIABROWSER_TOKEN = re.compile(r'(?i)\bToken="([^"]*)"')
 
 
@@ -1588,7 +1618,16 @@ class FakeJellyfin(FakePlayer):
     api_key are refused, as Jellyfin 12 does), /System/Info/Public without auth,
     POST /Library/Media/Updated (204; the reported paths are scanned), POST
     /Items/{id}/Refresh with query parameters (204, 404 unknown), paged /Items listings.
-    With `emby=True` it takes X-Emby-Token instead, as Emby does."""
+    With `emby=True` it takes X-Emby-Token instead, as Emby does.
+
+    Listings page by offset in the order asked for, as Jellyfin's do: `sortBy` of
+    SortName (here the name case-folded), Name, ProductionYear (none here: all tie) and
+    DateCreated (the order items were added). Less forgiving than Jellyfin, which falls
+    back to SortName alone (ties in any order): a page (`limit` or `startIndex`) asked
+    without a sort, or with a sort it does not know, gets 400.
+    `enableTotalRecordCount=false` makes TotalRecordCount the page's own size, as
+    Jellyfin's QueryResult does. `between_pages`, when set, is called after each listing
+    page is answered (the library changing while it is listed)."""
 
     kind = "jellyfin"
 
@@ -1609,6 +1648,7 @@ class FakeJellyfin(FakePlayer):
         self.updates: list[dict[str, Any]] = []  # every reported {Path, UpdateType}
         self.refreshed: list[tuple[str, dict[str, str]]] = []  # (item id, query)
         self.messages: list[dict[str, Any]] = []
+        self.between_pages: Callable[[Recorded], None] | None = None
 
     def endpoint(self, method: str, path: str, body: bytes) -> str:
         path = re.sub(r"^/Items/[0-9a-fA-F-]{8,}", "/Items/{id}", path)
@@ -1665,7 +1705,11 @@ class FakeJellyfin(FakePlayer):
                 self._rescan(str(update.get("Path", "")))
             return Reply(200 if self.emby else 204)
         if lower == "/items" and method == "GET":
-            return self._items(request)
+            reply = self._items(request)
+            if self.between_pages is not None and reply.status == 200 \
+                    and request.param("limit") is not None:
+                self.between_pages(request)
+            return reply
         match = re.fullmatch(r"/Items/([^/]+)/Refresh", path, flags=re.IGNORECASE)
         if match and method == "POST":
             if not self.admin:
@@ -1770,12 +1814,24 @@ class FakeJellyfin(FakePlayer):
                 and (not types or i.type in types)]
         if self.emby and request.param("Path"):
             rows = [i for i in rows if i.path == request.param("Path")]
-        rows.sort(key=lambda i: i.path)
         start = int(request.param("startIndex") or request.param("StartIndex") or 0)
         limit = request.param("limit") or request.param("Limit")
+        paged = limit is not None or start > 0
+        sort = [s.strip() for s in (request.param("sortBy") or request.param("SortBy")
+                                    or "").split(",") if s.strip()]
+        keys = {"SortName": lambda i: i.name.casefold(), "Name": lambda i: i.name,
+                "ProductionYear": lambda i: 0, "DateCreated": lambda i: i.created}
+        if paged and (not sort or any(s not in keys for s in sort)):
+            return Reply(400, b"fake Jellyfin: a page without a known sortBy has no order",
+                         {"Content-Type": "text/plain"})
+        order = (request.param("sortOrder") or "Ascending").split(",")[0]
+        rows.sort(key=lambda i: tuple(keys[s](i) for s in sort) if sort else (i.path,),
+                  reverse=order == "Descending")
         page = rows[start:None if limit is None else start + int(limit)]
+        counted = (request.param("enableTotalRecordCount") or "true").lower() != "false"
         return json_reply({"Items": [self._dto(i, fields) for i in page],
-                           "TotalRecordCount": len(rows), "StartIndex": start})
+                           "TotalRecordCount": len(rows) if counted else len(page),
+                           "StartIndex": start})
 
     def library_files(self) -> set[str]:
         with self.lock:
