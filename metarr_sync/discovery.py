@@ -61,6 +61,11 @@ class PlayerTest:
     def ok(self) -> bool:
         return self.probed and all(step.ok for step in self.steps)
 
+    @property
+    def warnings(self) -> list[ProbeStep]:
+        """Player settings that defeat Metarr: shown with their fix; not failures."""
+        return [step for step in self.steps if step.warning]
+
 
 def resolve_secrets(player: PlayerConfig) -> list[str]:
     """Resolve this player's env/file secrets only; the reasons for those that fail."""
@@ -71,11 +76,14 @@ def resolve_secrets(player: PlayerConfig) -> list[str]:
     return problems
 
 
-def probe_player(player: PlayerConfig, sync: SyncConfig, samples: int = 0) -> PlayerTest:
+def probe_player(player: PlayerConfig, sync: SyncConfig, samples: int = 0,
+                 settings: bool = False) -> PlayerTest:
     """Probe one player and check its mappings; never raises for the player's faults.
 
     samples: also list up to this many of the player's items per library (their paths
     go to result.samples); a failure there is noted, not fatal.
+    settings: also check the player's own settings that defeat Metarr (warnings; one that
+    cannot be read is a warning too, never a failure of the player).
     """
     from metarr_sync.players import adapter_class
     from metarr_sync.players.base import PlayerError
@@ -87,9 +95,19 @@ def probe_player(player: PlayerConfig, sync: SyncConfig, samples: int = 0) -> Pl
         result.error, result.error_kind = "; ".join(problems), "config"
         return result
     adapter = None
+    checks: list[ProbeStep] = []
     try:
         adapter = adapter_class(player.type)(player, sync, dry_run=True)
         probe = adapter.probe()
+        if settings:
+            try:
+                checks = adapter.check_settings()
+            except PlayerError as exc:
+                checks = [ProbeStep("player settings", True, f"could not be read: "
+                                    f"{exc.message}", warning=True,
+                                    fix="run `metarr-sync players test` again, or check "
+                                        "them by hand (README: Player settings that "
+                                        "defeat Metarr)")]
         if samples:
             try:
                 result.samples = list(adapter.sample_paths(samples))
@@ -115,6 +133,8 @@ def probe_player(player: PlayerConfig, sync: SyncConfig, samples: int = 0) -> Pl
                                        probe.api_version and f"(API {probe.api_version})")
                            if v)
         result.steps.append(ProbeStep("reachable", True, version or "answered"))
+    if settings:
+        result.steps.extend(checks)
     if player.mappings:
         for mapping in player.mappings:
             ok, detail = check_mapping(mapping.player, result.roots)

@@ -205,7 +205,9 @@ def player_test_json(result: Any, reenabled: bool = False) -> dict[str, Any]:
     return {
         "name": result.name, "type": result.type, "ok": result.ok,
         "version": result.version, "api_version": result.api_version,
-        "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in result.steps],
+        "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail, "warning": s.warning,
+                   "fix": s.fix or None} for s in result.steps],
+        "warnings": len(result.warnings),
         "roots": result.roots, "error": result.error, "error_kind": result.error_kind,
         "reenabled": reenabled,
     }
@@ -217,9 +219,11 @@ def player_test_table(results: list[Any]) -> Table:
         table.add_column(column)
     for result in results:
         for index, step in enumerate(result.steps):
+            verdict = ("FAILED", "red") if not step.ok else (
+                ("WARNING", "yellow") if step.warning else ("ok", "green"))
+            detail = f"{step.detail}; fix: {step.fix}" if step.fix else step.detail
             table.add_row(_cell(result.name if index == 0 else ""), _cell(step.name),
-                          _cell("ok" if step.ok else "FAILED", "green" if step.ok else "red"),
-                          _cell(step.detail))
+                          _cell(*verdict), _cell(detail))
     return table
 
 

@@ -335,22 +335,25 @@ def test_players_test_shows_each_discovery_step_and_mapping(cli):
     report = json.loads(result.stdout)
     assert report["ok"] is False
     lounge, bedroom = report["players"]
+    # An adapter without settings checks adds no step, and no warnings.
+    plain = {"warning": False, "fix": None}
     assert lounge["steps"] == [
-        {"name": "reachable", "ok": True, "detail": "Kodi 21.1"},
-        {"name": "credentials valid", "ok": True, "detail": "user kodi"},
+        {"name": "reachable", "ok": True, "detail": "Kodi 21.1", **plain},
+        {"name": "credentials valid", "ok": True, "detail": "user kodi", **plain},
         {"name": "mapping /data/media/movies", "ok": True,
-         "detail": "→ smb://nas/movies: a library root on the player"},
+         "detail": "→ smb://nas/movies: a library root on the player", **plain},
         {"name": "mapping /data/media/tv", "ok": False,
          "detail": "→ smb://nas/tv: not a library root on the player, nor inside one; its "
-                   "roots: smb://nas/movies/, smb://nas/share/other"},
+                   "roots: smb://nas/movies/, smb://nas/share/other", **plain},
     ]
+    assert report["warnings"] == 0 and lounge["warnings"] == 0
     assert lounge["ok"] is False and lounge["version"] == "1.0"
     assert lounge["roots"] == ["smb://nas/movies/", "smb://nas/share/other"]
     assert bedroom == {"name": "bedroom", "type": "recorder", "ok": False, "version": "",
-                       "api_version": "", "roots": [], "reenabled": False,
+                       "api_version": "", "roots": [], "reenabled": False, "warnings": 0,
                        "error": "recorder told to fail: offline", "error_kind": "offline",
                        "steps": [{"name": "reachable", "ok": False,
-                                  "detail": "recorder told to fail: offline"}]}
+                                  "detail": "recorder told to fail: offline", **plain}]}
     # A probe only: nothing was sent to either player.
     assert [c["op"] for c in cli.calls("lounge")] == ["probe"]
     assert "bedroom-token-value" not in result.stdout + result.stderr
@@ -365,9 +368,9 @@ def test_players_test_shows_each_discovery_step_and_mapping(cli):
     only = cli("players", "test", "bedroom", "--json")
     assert [p["name"] for p in json.loads(only.stdout)["players"]] == ["bedroom"]
     assert json.loads(only.stdout)["players"][0]["steps"] == [
-        {"name": "reachable", "ok": True, "detail": "version 1.0"},
+        {"name": "reachable", "ok": True, "detail": "version 1.0", **plain},
         {"name": "path mappings", "ok": True,
-         "detail": "none: the player is sent Metarr's own paths"}]
+         "detail": "none: the player is sent Metarr's own paths", **plain}]
 
 
 @pytest.mark.parametrize(("kind", "step"), [("auth_failed", "credentials valid"),
@@ -381,7 +384,8 @@ def test_players_test_names_the_step_a_probe_failed_at(cli, kind, step):
     assert result.returncode == 1
     row = json.loads(result.stdout)["players"][0]
     assert row["steps"] == [{"name": step, "ok": False,
-                             "detail": f"recorder told to fail: {kind}"}]
+                             "detail": f"recorder told to fail: {kind}", "warning": False,
+                             "fix": None}]
     assert row["error_kind"] == kind
 
 
@@ -393,7 +397,8 @@ def test_players_test_reports_a_missing_secret_and_tests_the_others(cli):
     lounge, bedroom = json.loads(result.stdout)["players"]
     assert bedroom["steps"] == [{
         "name": "credentials available", "ok": False,
-        "detail": "players.bedroom.token: environment variable BEDROOM_TOKEN is not set"}]
+        "detail": "players.bedroom.token: environment variable BEDROOM_TOKEN is not set",
+        "warning": False, "fix": None}]
     assert cli.calls("bedroom") == []  # never contacted without its token
     assert lounge["steps"][0]["ok"] is True
     ok = cli("players", "test", "bedroom", env={"BEDROOM_TOKEN": "from-env"})

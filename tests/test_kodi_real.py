@@ -783,3 +783,44 @@ def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, 
     # The premise: one batch of all 120, as every run sent before, outlasts that timeout.
     movies = kodi.movies_by_file()
     assert refresh_all([movies[f]["movieid"] for f in files]) > timeout
+
+
+def test_players_test_reads_the_loaded_profile_from_the_real_kodi(setup):
+    """What Kodi's JSON-RPC really answers for the settings checks: its one profile, and
+    a source's scraper not readable (Files.GetSources answers file and label only)."""
+    cli, _, kodi = setup
+    result = cli("players", "test", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["warnings"] == 0
+    steps = {s["name"]: s for s in report["players"][0]["steps"]}
+    assert steps["profile"] == {"name": "profile", "ok": True, "warning": False,
+                                "fix": None, "detail": "Master user (the only profile)"}
+    assert steps["source scrapers"]["detail"].startswith("not readable over JSON-RPC")
+    assert kodi.rpc("Files.GetSources", {"media": "video"})["sources"][0].keys() == {
+        "file", "label"}
+
+
+def test_players_test_warns_when_the_real_kodi_has_several_profiles(cli, kodi_version,
+                                                                   tmp_path):
+    """A Kodi whose profiles each have a library: only the loaded one gets the updates."""
+    server = KodiServer(tmp_path / "kodi-profiles", kodi_version)
+    server.write_profiles(["Master user", "Kids"])
+    try:
+        server.start()
+        cli.write_config(
+            f'[players.lounge]\ntype = "kodi"\nurl = "{server.url}"\n'
+            f'username = "{server.username}"\npassword = "{server.password}"\n')
+        result = cli("players", "test", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["warnings"] == 1
+        step = {s["name"]: s for s in report["players"][0]["steps"]}["profile"]
+        assert step["warning"] is True
+        assert step["detail"] == ("Master user is loaded, one of 2 profiles: only its "
+                                  "library gets Metarr's updates; Kids miss them unless "
+                                  "they share its library")
+        table = cli("players", "test")
+        assert table.returncode == 0 and "WARNING" in table.stdout
+    finally:
+        server.close()

@@ -12,8 +12,8 @@ from metarr_sync.cli import common, complete, options
 from metarr_sync.cli.options import JsonOpt
 
 TEST_EXIT_HELP = (
-    "Exit codes: 0 every step passed for every player; 1 a step failed; 2 unknown player; "
-    "3 configuration or state unreadable."
+    "Exit codes: 0 every step passed for every player (warnings about player settings "
+    "included); 1 a step failed; 2 unknown player; 3 configuration or state unreadable."
 )
 
 app = options.command_group("List, add, remove, enable, disable, test and import media players.")
@@ -282,7 +282,8 @@ def test_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Check each player step by step: reachable, version, credentials, rights, libraries,
-    and whether each path mapping's player side is one of its library roots.
+    whether each path mapping's player side is one of its library roots, and the player's
+    own settings that silently defeat Metarr (warnings, each with its fix).
 
     Sends no updates. A player that passes is re-enabled after an authentication failure.
     """
@@ -297,7 +298,8 @@ def test_command(
         raise common.UsageError(f"no players configured in {config.path}: add one with "
                     "`metarr-sync players add`")
     with ThreadPoolExecutor(max_workers=min(8, len(players))) as pool:
-        results = list(pool.map(lambda p: probe_player(p, config.sync), players))
+        results = list(pool.map(lambda p: probe_player(p, config.sync, settings=True),
+                                players))
     reenabled: list[str] = []
     probed = [r.name for r in results if r.probed]
     if probed:
@@ -308,13 +310,17 @@ def test_command(
             finally:
                 state.close()
     ok = all(r.ok for r in results)
+    warnings = sum(len(r.warnings) for r in results)
     if json_out:
-        common.dump_json({"ok": ok, "players": [render.player_test_json(r, r.name in reenabled)
-                                                for r in results]})
+        common.dump_json({"ok": ok, "warnings": warnings,
+                          "players": [render.player_test_json(r, r.name in reenabled)
+                                      for r in results]})
     else:
         render.console().print(render.player_test_table(results))
         passed = sum(r.ok for r in results)
-        common.say(f"{passed} of {len(results)} player(s) passed.")
+        common.say(f"{passed} of {len(results)} player(s) passed"
+                + (f"; {warnings} warning(s) about player settings that defeat Metarr, "
+                   "each with its fix." if warnings else "."))
     for name in reenabled:
         common.err(f"metarr-sync: {name}: the credentials work: re-enabled after the earlier "
                    "authentication failure")

@@ -202,11 +202,18 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ProbeStep:
-    """One step of player discovery, as `players test` shows it."""
+    """One step of player discovery, as `players test` shows it.
+
+    A warning (a player setting that defeats Metarr, see players/settings.py) keeps `ok`
+    true: the player works, but the viewer would not see what Metarr wrote; `fix` says
+    what to change.
+    """
 
     name: str
     ok: bool
     detail: str = ""
+    warning: bool = False
+    fix: str = ""
 
 
 @dataclass
@@ -283,6 +290,12 @@ class Player(ABC):
     @abstractmethod
     def probe(self) -> ProbeResult:
         """Check the player is reachable and the credentials work; raise PlayerError."""
+
+    def check_settings(self) -> list[ProbeStep]:
+        """The player's own settings that silently defeat Metarr (`players test` only,
+        after probe()): one step per finding, a warning with its fix when a setting is
+        wrong. Read-only; raise PlayerError when they cannot be read."""
+        return []
 
     def is_playing(self) -> bool:
         """True when someone is watching: the run then defers this player's updates."""

@@ -301,6 +301,17 @@ class JellyfinPlayer(Player):
     def _list_libraries(self) -> Any:
         return self._get("/Library/VirtualFolders")
 
+    def check_settings(self) -> list[ProbeStep]:
+        """Libraries whose NFO saver rewrites Metarr's NFO files (Emby: or whose NFO
+        reader is off), from their LibraryOptions (players/settings.py)."""
+        from metarr_sync.players.settings import jellyfin_library_checks
+
+        raw = self._list_libraries()
+        if not isinstance(raw, list):
+            raise ProtocolError(f"{self.http.base} sent an unexpected library list")
+        return jellyfin_library_checks([e for e in raw if isinstance(e, dict)], self.product,
+                                       readers_honoured=self.type_name == "emby")
+
     def libraries_of(self, path: str) -> list[Library]:
         return [lib for lib in self.libraries() if lib.holds(path)]
 

@@ -278,6 +278,21 @@ class KodiPlayer(Player):
                 f"Kodi's sources"))
         return result
 
+    def check_settings(self) -> list[ProbeStep]:
+        """The loaded profile (only its library gets the updates), and what cannot be read:
+        the sources' scrapers (players/settings.py)."""
+        from metarr_sync.players.settings import KODI_SCRAPER_NOTE, kodi_profile_check
+
+        answers = self.kodi.call_many([("Profiles.GetCurrentProfile", None),
+                                       ("Profiles.GetProfiles", None)])
+        for answer in answers:
+            if isinstance(answer, KodiRejected):
+                raise answer
+        current, listed = (a if isinstance(a, dict) else {} for a in answers)
+        labels = [str(p.get("label") or "") for p in listed.get("profiles") or []
+                  if isinstance(p, dict)]
+        return [kodi_profile_check(str(current.get("label") or ""), labels), KODI_SCRAPER_NOTE]
+
     def video_sources(self) -> list[str]:
         if self.sources is None:
             answer = self.kodi.call("Files.GetSources", {"media": "video"}) or {}

@@ -169,6 +169,8 @@ class Section:
     type: str
     title: str
     locations: tuple[str, ...]
+    #: The metadata agent, e.g. tv.plex.agents.movie (see players/settings.py).
+    agent: str = ""
 
     def place(self, folder: str) -> str | None:
         """`folder` as this section's server spells it, or None when outside every location.
@@ -358,9 +360,17 @@ class PlexPlayer(Player):
                 locations = tuple(loc["path"] for loc in raw.get("Location") or []
                                   if isinstance(loc.get("path"), str) and loc["path"])
                 found.append(Section(str(raw.get("key")), str(raw.get("type", "")),
-                                     str(raw.get("title", "")), locations))
+                                     str(raw.get("title", "")), locations,
+                                     str(raw.get("agent") or "")))
             self._sections = found
         return self._sections
+
+    def check_settings(self) -> list[ProbeStep]:
+        """Movie and TV sections whose agent does not read Metarr's NFO files."""
+        from metarr_sync.players.settings import plex_section_check
+
+        checks = (plex_section_check(s.title, s.type, s.agent) for s in self.sections())
+        return [step for step in checks if step is not None]
 
     def is_playing(self) -> bool:
         container = _container(self._get("/status/sessions"),

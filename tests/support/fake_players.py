@@ -570,6 +570,9 @@ class FakeKodi(FakePlayer):
         self.sources = sources if sources is not None else {
             "/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}
         self.username, self.password = username, password
+        #: Kodi's profiles (labels) and the one loaded: library calls act on its library.
+        self.profiles = ["Master user"]
+        self.profile = "Master user"
         self.scan_seconds = scan_seconds
         self.movies: dict[int, str] = {}
         self.shows: dict[int, str] = {}  # id -> show folder with trailing separator
@@ -969,6 +972,20 @@ class FakeKodi(FakePlayer):
         return {"name": "Kodi", "version": {"major": 20, "minor": 1, "revision": "fake",
                                             "tag": "stable"}}
 
+    # Profiles.* as Kodi 20.1 answers them (label always; lockmode/thumbnail when asked).
+    def _profile(self, label: str, params: Any) -> dict[str, Any]:
+        extra = {"lockmode": 0, "thumbnail": ""}
+        asked = (params or {}).get("properties") or [] if isinstance(params, dict) else []
+        return {"label": label, **{k: v for k, v in extra.items() if k in asked}}
+
+    def rpc_Profiles_GetCurrentProfile(self, params: Any) -> dict[str, Any]:
+        return self._profile(self.profile, params)
+
+    def rpc_Profiles_GetProfiles(self, params: Any) -> dict[str, Any]:
+        profiles = [self._profile(label, params) for label in self.profiles]
+        return {"limits": {"start": 0, "end": len(profiles), "total": len(profiles)},
+                "profiles": profiles}
+
     def rpc_Files_GetSources(self, params: Any) -> dict[str, Any]:
         sources = [{"file": root, "label": root.rstrip("/\\").rsplit("/", 1)[-1]}
                    for root in self.sources]
@@ -1234,6 +1251,15 @@ class PlexSection:
     type: str  # movie | show
     title: str
     locations: list[str]
+    #: The metadata agent; None: Plex's default for the type (Plex Movie / Plex Series),
+    #: which does not read NFO files.
+    agent: str | None = None
+
+    @property
+    def agent_id(self) -> str:
+        if self.agent is not None:
+            return self.agent
+        return "tv.plex.agents.movie" if self.type == "movie" else "tv.plex.agents.series"
 
 
 @dataclass
@@ -1332,7 +1358,7 @@ class FakePlex(FakePlayer):
         if path == "/library/sections" and method == "GET":
             return json_reply({"MediaContainer": {"size": len(self.sections), "Directory": [
                 {"key": s.key, "type": s.type, "title": s.title, "refreshing": False,
-                 "agent": "tv.plex.agents.movie", "Location": [
+                 "agent": s.agent_id, "Location": [
                      {"id": n + 1, "path": loc} for n, loc in enumerate(s.locations)]}
                 for s in self.sections]}})
         if path == "/status/sessions" and method == "GET":
@@ -1591,6 +1617,30 @@ class JellyfinLibrary:
     collection_type: str  # movies | tvshows
     locations: list[str]
     item_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: LibraryOptions fields that differ from a library created in Jellyfin 10.11's web
+    #: editor (see library_options), e.g. {"MetadataSavers": ["Nfo"]}.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def library_options(self) -> dict[str, Any]:
+        """LibraryOptions as GET /Library/VirtualFolders sends them (OpenAPI 10.11/12.0):
+        a new library's defaults (no metadata saver: Jellyfin's editor leaves "Nfo" off
+        for a new library), overridden by `options`."""
+        item_type = "Movie" if self.collection_type == "movies" else "Series"
+        return {
+            "Enabled": True, "EnableRealtimeMonitor": True, "SaveLocalMetadata": False,
+            "EnableInternetProviders": True, "PreferredMetadataLanguage": "en",
+            "MetadataCountryCode": "US", "SeasonZeroDisplayName": "Specials",
+            "MetadataSavers": [], "DisabledLocalMetadataReaders": [],
+            "LocalMetadataReaderOrder": ["Nfo"], "PathInfos": [
+                {"Path": location} for location in self.locations],
+            "TypeOptions": [{"Type": item_type,
+                             "MetadataFetchers": ["TheMovieDb", "The Open Movie Database"],
+                             "MetadataFetcherOrder": ["TheMovieDb",
+                                                      "The Open Movie Database"],
+                             "ImageFetchers": ["TheMovieDb"],
+                             "ImageFetcherOrder": ["TheMovieDb"], "ImageOptions": []}],
+            **self.options,
+        }
 
 
 @dataclass
@@ -1690,7 +1740,8 @@ class FakeJellyfin(FakePlayer):
             if not self.admin:
                 return Reply(403)
             folders = [{"Name": lib.name, "Locations": list(lib.locations),
-                        "CollectionType": lib.collection_type, "ItemId": lib.item_id}
+                        "CollectionType": lib.collection_type, "ItemId": lib.item_id,
+                        "LibraryOptions": lib.library_options(), "RefreshStatus": "Idle"}
                        for lib in self.libraries]
             return json_reply({"Items": folders, "TotalRecordCount": len(folders)}
                               if lower.endswith("/query") else folders)

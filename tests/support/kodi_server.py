@@ -221,6 +221,34 @@ class KodiServer:
             "<sources>\n  <video>\n    <default pathversion=\"1\"></default>\n"
             + sources + "  </video>\n</sources>\n")
 
+    def write_profiles(self, labels: list[str]) -> None:
+        """Before the first start: these profiles (the first is the master profile, the
+        one loaded), each with a library of its own, as Kodi's profile editor saves them."""
+        self.userdata.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for index, label in enumerate(labels):
+            folder = ("special://masterprofile/" if index == 0
+                      else f"special://masterprofile/profiles/{escape(label)}/")
+            entries.append(
+                f"  <profile>\n    <id>{index}</id>\n    <name>{escape(label)}</name>\n"
+                f"    <directory pathversion=\"1\">{folder}</directory>\n"
+                "    <thumbnail pathversion=\"1\"></thumbnail>\n"
+                "    <hasdatabases>true</hasdatabases>\n"
+                "    <canwritedatabases>true</canwritedatabases>\n"
+                "    <hassources>true</hassources>\n"
+                "    <canwritesources>true</canwritesources>\n"
+                "    <lockaddonmanager>false</lockaddonmanager>\n"
+                "    <locksettings>0</locksettings>\n    <lockfiles>false</lockfiles>\n"
+                "    <lockmusic>false</lockmusic>\n    <lockvideo>false</lockvideo>\n"
+                "    <lockpictures>false</lockpictures>\n"
+                "    <lockprograms>false</lockprograms>\n    <lockgames>false</lockgames>\n"
+                "    <lockmode>0</lockmode>\n    <lockcode></lockcode>\n"
+                "    <lastdate></lastdate>\n  </profile>\n")
+        (self.userdata / "profiles.xml").write_text(
+            "<profiles>\n  <lastloaded>0</lastloaded>\n  <useloginscreen>false</useloginscreen>"
+            f"\n  <autologin>-1</autologin>\n  <nextIdProfile>{len(labels)}</nextIdProfile>\n"
+            + "".join(entries) + "</profiles>\n")
+
     def _start_xvfb(self) -> None:
         read, write = os.pipe()
         self.xvfb = subprocess.Popen(
