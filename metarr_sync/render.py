@@ -67,6 +67,8 @@ def player_json(p: PlayerResult, dry_run: bool) -> dict[str, Any]:
         "verified": p.verified, "held": p.held, "kept": p.kept, "requests": p.requests,
         "duration_ms": p.duration_ms, "error": p.error, "error_kind": p.error_kind,
         "notes": p.notes,
+        "failures": [{"item": f.item, "title": f.title, "result": f.result, "cause": f.cause}
+                     for f in p.failures.values()],
     }
     if dry_run:
         doc["commands"] = p.commands
@@ -156,6 +158,57 @@ def print_run(report: RunReport) -> None:
         for note in p.notes:
             # Not wrapped: a note ends with a command to copy.
             out.print(f"{p.name}: {note}", markup=False, soft_wrap=True)
+    for line in undone_lines(report, out.width):
+        out.print(line, markup=False, soft_wrap=True)
+
+
+#: How many undone items a run lists below its table; `queue list` has the rest.
+UNDONE_SHOWN = 10
+_UNDONE_WORDS = {"pending": "failed, tried again next run"}
+
+
+def undone_lines(report: RunReport, width: int) -> list[str]:
+    """The items the run left failed, unverified, held or to retry, with their causes:
+    the first ten, grouped by player and cause (each cause said once), then how many
+    more and the command that lists them. Wrapped to `width` here, so that a long
+    cause (a path, a URL) stays whole and no line is wider than the terminal."""
+    import textwrap
+
+    undone = [(p, f) for p in report.players for f in p.failures.values()]
+    if not undone:
+        return []
+    width = max(width, 40)
+
+    def wrap(text: str, indent: str, more: str) -> list[str]:
+        return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=more,
+                             break_on_hyphens=False) or [indent.rstrip()]
+
+    lines = [f"Not done ({len(undone)} item{'s' if len(undone) != 1 else ''}), and why:"]
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for p, f in undone[:UNDONE_SHOWN]:
+        # A cause the notes above already give (a guard holding removals) is not repeated.
+        cause = "see above" if f.cause in p.notes else f.cause
+        groups.setdefault((p.name, f.result, cause), []).append(f"{f.item}  {f.title}")
+    for (name, result, cause), items in groups.items():
+        lines += wrap(f"{name}, {_UNDONE_WORDS.get(result, result)}: {cause}", "", "    ")
+        for item in items:
+            lines += wrap(item, "  - ", "    ")
+    rest = undone[UNDONE_SHOWN:]
+    if rest:
+        statuses: dict[str, int] = {}
+        for _, f in rest:
+            statuses[f.result] = statuses.get(f.result, 0) + 1
+        command = "metarr-sync queue list"
+        if len(statuses) == 1:
+            command += f" --status {next(iter(statuses))}"
+        players = {p.name for p, _ in rest}
+        if len(players) == 1 and len(report.players) > 1:
+            command += f" --player {next(iter(players))}"
+        counts = "" if len(statuses) == 1 else " (" + ", ".join(
+            f"{count} {status}" for status, count in statuses.items()) + ")"
+        lines.append(f"and {len(rest)} more{counts}: "
+                     + ("a dry run queues nothing" if report.dry_run else f"`{command}`"))
+    return lines
 
 
 # --- operator commands: players, mappings, queue, status ----------------------------------
