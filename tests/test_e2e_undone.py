@@ -154,3 +154,34 @@ def test_a_player_that_is_down_lists_its_items_under_its_one_cause(cli, metarr, 
     assert {f["result"] for f in failures} == {"failed"}
     assert all("failed 2 runs in a row" in f["cause"] for f in failures)
     assert {f["item"]: ("failed", f["cause"]) for f in failures} == queue_causes(cli)
+
+
+def test_removals_the_guard_holds_are_named_under_its_note(cli, metarr, kodi, tmp_path):
+    media = tmp_path / "media"
+    metarr.use_disk(media)
+    films = [metarr.add_movie(f"Film {n}", 2000 + n) for n in range(4)]
+    kodi.add_file(*(f"/mnt/movies/Film {n} ({2000 + n})/Film {n} ({2000 + n}).mkv"
+                    for n in range(4)))
+    cli.write_config(CONFIG.format(
+        db=metarr.path, sync="max_removals = 1\nmax_removal_percent = 100",
+        players=kodi.toml("lounge", [(str(media / "movies"), "/mnt/movies")])))
+    assert cli("run").returncode == 0
+    for film in films[:2]:
+        metarr.delete_media("movies", film)
+        metarr.soft_delete("movies", film)
+    result = cli("run")
+    assert result.returncode == 1
+    lines = below_table(result.stdout)
+    note = ("lounge: 2 removal(s) held for lounge: more than max_removals = 1. Their media "
+            "is gone from disk; if that is right, send them with `metarr-sync run "
+            "--allow-removals 2`, or forget them with `metarr-sync queue clear --held "
+            "--player lounge`")
+    # The guard's words once (its note), then which items it held: what a person needs
+    # to decide whether to send them.
+    assert lines == [note, "Not done (2 items), and why:", "lounge, held: see above",
+                     f"  - movie:{films[0]}  Film 0", f"  - movie:{films[1]}  Film 1"]
+    assert kodi.removed == []
+    doc = json.loads(cli("run", "--json").stdout)
+    assert [(f["item"], f["result"]) for f in doc["players"][0]["failures"]] == [
+        (f"movie:{films[0]}", "held"), (f"movie:{films[1]}", "held")]
+    assert doc["players"][0]["failures"][0]["cause"] == note[len("lounge: "):]
