@@ -10,9 +10,10 @@ if TYPE_CHECKING:
     # Rich when something is printed (`status --json` never imports it); the engine never:
     # `status` renders too, and must not pay for importing it.
     from rich.console import Console
-    from rich.table import Table
 
     from metarr_sync.engine import PlayerResult, RunReport
+
+from metarr_sync.layout import Grid
 
 STATUS_STYLE = {"synced": "green", "partial": "yellow", "held": "yellow", "failed": "red",
                 "deferred": "cyan", "skipped": "dim", "disabled": "dim"}
@@ -26,23 +27,37 @@ def console() -> Console:
 
     if sys.stdout.isatty():
         return Console(highlight=False, emoji=False)
-    width = int(os.environ.get("COLUMNS", "160") or 160)
-    return Console(highlight=False, width=width, color_system=None, force_terminal=False,
-                   emoji=False)
+    return Console(highlight=False, width=captured_width(), color_system=None,
+                   force_terminal=False, emoji=False)
 
 
-def _table(title: str) -> Table:
-    """A table with its title on the left (Rich's table module only once one is made)."""
-    from rich.table import Table
+def captured_width() -> int:
+    """The width of output that is not a terminal: $COLUMNS, else 160."""
+    try:
+        return int(os.environ.get("COLUMNS", "160") or 160)
+    except ValueError:
+        return 160
 
-    return Table(title=title, title_justify="left")
+
+def _table(title: str) -> Grid:
+    """A table with its title on the left, laid out for the width it is printed at
+    (layout.py: on a narrow terminal low-value columns go, or rows become blocks)."""
+    return Grid(title)
 
 
 def duration(ms: int) -> str:
     return f"{ms / 1000:.1f}s" if ms >= 100 else f"{ms}ms"
 
 
-def run_table(report: RunReport) -> Table:
+#: Per column: how it gives way on a narrow terminal (layout.Column).
+_RUN_FIT: dict[str, dict[str, Any]] = {
+    "type": {"drop": 3}, "items": {"label": True}, "synced": {"label": True},
+    "failed": {"label": True}, "verified": {"drop": 4, "label": True},
+    "requests": {"drop": 1, "label": True}, "time": {"drop": 2, "label": True},
+    "error": {"long": True}}
+
+
+def run_table(report: RunReport) -> Grid:
     title = f"metarr-sync {report.command}" + (" (dry run)" if report.dry_run else "")
     if report.run_id is not None:
         title += f" #{report.run_id}"
@@ -50,7 +65,8 @@ def run_table(report: RunReport) -> Table:
     for column in ("player", "type", "result", "items", "synced", "failed", "verified",
                    "requests", "time", "error"):
         table.add_column(column, justify="right" if column in (
-            "items", "synced", "failed", "verified", "requests", "time") else "left")
+            "items", "synced", "failed", "verified", "requests", "time") else "left",
+            **_RUN_FIT.get(column, {}))
     for p in report.players:
         # Text cells, never markup: an error or a player name may hold [brackets].
         table.add_row(_cell(p.name), _cell(p.type),
@@ -226,12 +242,19 @@ def _ago(stamp: str | None) -> str:
     return ago(stamp)
 
 
-def players_table(rows: list[dict[str, Any]]) -> Table:
+_PLAYERS_FIT: dict[str, dict[str, Any]] = {
+    "url": {"long": True}, "group": {"drop": 2, "label": True},
+    "priority": {"drop": 1, "label": True}, "enabled": {"label": True},
+    "mappings": {"drop": 3, "label": True}, "credentials": {"drop": 4},
+    "last result": {"long": True}}
+
+
+def players_table(rows: list[dict[str, Any]]) -> Grid:
     table = _table("metarr-sync players")
     for column in ("player", "type", "url", "group", "priority", "enabled", "mappings",
                    "credentials", "last result"):
         table.add_column(column, justify="right" if column in ("priority", "mappings")
-                         else "left")
+                         else "left", **_PLAYERS_FIT.get(column, {}))
     for row in rows:
         enabled = "yes" if row["enabled"] else "no"
         if row.get("disabled_reason"):
@@ -263,10 +286,10 @@ def player_test_json(result: Any, reenabled: bool = False) -> dict[str, Any]:
     }
 
 
-def player_test_table(results: list[Any]) -> Table:
+def player_test_table(results: list[Any]) -> Grid:
     table = _table("metarr-sync players test")
     for column in ("player", "step", "result", "detail"):
-        table.add_column(column)
+        table.add_column(column, long=column == "detail")
     for result in results:
         for index, step in enumerate(result.steps):
             table.add_row(_cell(result.name if index == 0 else ""), _cell(step.name),
@@ -275,10 +298,10 @@ def player_test_table(results: list[Any]) -> Table:
     return table
 
 
-def mappings_table(players: list[Any]) -> Table:
+def mappings_table(players: list[Any]) -> Grid:
     table = _table("metarr-sync mappings")
     for column in ("player", "metarr path", "player path"):
-        table.add_column(column)
+        table.add_column(column, long=column != "player")
     for player in players:
         if not player.mappings:
             table.add_row(_cell(player.name), _cell("(none: Metarr's own paths are sent)",
@@ -288,10 +311,10 @@ def mappings_table(players: list[Any]) -> Table:
     return table
 
 
-def mapping_test_table(path: str, rows: list[dict[str, Any]]) -> Table:
+def mapping_test_table(path: str, rows: list[dict[str, Any]]) -> Grid:
     table = _table(f"metarr-sync mappings test {path}")
     for column in ("player", "mapping", "player path"):
-        table.add_column(column)
+        table.add_column(column, long=column != "player")
     for row in rows:
         mapping = row["mapping"]
         used = (f"{mapping['metarr']} → {mapping['player']}" if mapping
@@ -307,10 +330,10 @@ DETECT_STYLE = {"new": "green", "configured": "", "conflict": "red", "ambiguous"
                 "unmatched": "yellow", "error": "red", "applied": "green"}
 
 
-def detect_table(rows: list[dict[str, Any]]) -> Table:
+def detect_table(rows: list[dict[str, Any]]) -> Grid:
     table = _table("metarr-sync mappings detect")
     for column in ("player", "library", "status", "mapping", "detail"):
-        table.add_column(column)
+        table.add_column(column, long=column in ("library", "mapping", "detail"))
     for row in rows:
         mapping = row.get("mapping")
         table.add_row(_cell(row["player"]), _cell(row.get("library_path") or ""),
@@ -337,11 +360,17 @@ def queue_entry_json(entry: Any) -> dict[str, Any]:
     }
 
 
-def queue_table(entries: list[Any]) -> Table:
+_QUEUE_FIT: dict[str, dict[str, Any]] = {
+    "tries": {"drop": 3, "label": True}, "queued": {"drop": 2, "label": True},
+    "next attempt": {"drop": 1, "label": True}, "why": {"long": True}}
+
+
+def queue_table(entries: list[Any]) -> Grid:
     table = _table("metarr-sync queue")
     for column in ("player", "item", "title", "status", "tries", "queued", "next attempt",
                    "why"):
-        table.add_column(column, justify="right" if column == "tries" else "left")
+        table.add_column(column, justify="right" if column == "tries" else "left",
+                         **_QUEUE_FIT.get(column, {}))
     for entry in entries:
         title = entry.item.label() + (" (removed)" if entry.item.removed else "")
         table.add_row(_cell(entry.player), _cell(entry.item.key), _cell(title),
@@ -413,8 +442,9 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
             f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()))
     tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
     if not sys.stdout.isatty():
-        text = _plain_table(*tables[0]) + after + \
-            [row for table in tables[1:] for row in _plain_table(*table)]
+        width = captured_width()
+        text = _plain_table(*tables[0], width=width) + after + \
+            [row for table in tables[1:] for row in _plain_table(*table, width=width)]
         sys.stdout.write("\n".join(text) + "\n")
         return
     from rich.text import Text
@@ -486,24 +516,33 @@ def _runs_line(metrics: Any) -> str:
     return line
 
 
-def _rich_table(title: str, columns: list[tuple[str, bool]],
-                rows: list[list[tuple[str, str]]]) -> Table:
+#: How the status tables give way on a narrow terminal (layout.Column), by column name.
+_STATUS_FIT: dict[str, dict[str, Any]] = {
+    "avg response": {"drop": 1}, "success": {"drop": 2}, "deferred": {"drop": 3},
+    "last sync": {"drop": 4}, "trigger": {"drop": 1}, "command": {"drop": 2},
+    "time": {"drop": 3}, "last error": {"long": True}}
+_STATUS_LABELS = ("success", "avg response", "pending", "failed", "deferred", "unverified",
+                  "items", "synced", "time", "last sync")
+
+
+def _status_grid(title: str, columns: list[tuple[str, bool]],
+                 rows: list[list[tuple[str, str]]]) -> Grid:
     table = _table(title)
     for name, right in columns:
-        table.add_column(name, justify="right" if right else "left")
+        table.add_column(name, justify="right" if right else "left",
+                         label=name in _STATUS_LABELS, **_STATUS_FIT.get(name, {}))
     for row in rows:
-        table.add_row(*(_cell(text, style) for text, style in row))
+        table.add_row(*row)
     return table
 
 
+def _rich_table(title: str, columns: list[tuple[str, bool]],
+                rows: list[list[tuple[str, str]]]) -> Grid:
+    return _status_grid(title, columns, rows)
+
+
 def _plain_table(title: str, columns: list[tuple[str, bool]],
-                 rows: list[list[tuple[str, str]]]) -> list[str]:
-    """The title, then the header and rows in columns two spaces apart."""
-    grid = [[name for name, _ in columns]] + [[text for text, _ in row] for row in rows]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
-    out = [title]
-    for line in grid:
-        cells = [text.rjust(width) if right else text.ljust(width)
-                 for text, width, (_, right) in zip(line, widths, columns, strict=True)]
-        out.append("  ".join(cells).rstrip())
-    return out
+                 rows: list[list[tuple[str, str]]], width: int) -> list[str]:
+    """The title, then the header and rows in columns two spaces apart (or, narrower
+    than they need, one block per row)."""
+    return _status_grid(title, columns, rows).plain(width)
