@@ -816,13 +816,11 @@ class _Recorder:
 
     def _note(self, item: Item | None, outcome: Outcome) -> None:
         """Keep the item's latest judgement in the result's list of undone items."""
-        status = UNDONE.get(outcome.result)
-        if status is None or item is None:
-            self.result.failures.pop(outcome.item_key, None)
-            return
         self.result.failures.pop(outcome.item_key, None)  # re-judged: listed as of now
-        self.result.failures[item.key] = ItemFailure(item.key, item.label(), status,
-                                                     outcome.error or "no cause given")
+        status = UNDONE.get(outcome.result)
+        if status is not None and item is not None:
+            self.result.failures[item.key] = ItemFailure(item.key, item.label(), status,
+                                                         outcome.error or "no cause given")
 
     def _count(self, result: str, delta: int) -> None:
         if result in ("synced", "sent"):

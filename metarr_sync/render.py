@@ -442,7 +442,11 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
             f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()))
     tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
     if not sys.stdout.isatty():
+        import textwrap
+
         width = captured_width()
+        after = [part for line in after for part in textwrap.wrap(
+            line, max(width, 40), subsequent_indent="  ", break_on_hyphens=False)]
         text = _plain_table(*tables[0], width=width) + after + \
             [row for table in tables[1:] for row in _plain_table(*table, width=width)]
         sys.stdout.write("\n".join(text) + "\n")
