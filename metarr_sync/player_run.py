@@ -42,6 +42,23 @@ log = logging.getLogger("metarr_sync.engine")
 
 
 @dataclass
+class ItemFailure:
+    """An item a run left undone on a player, as the queue now holds it, and why."""
+
+    item: str  # the item's key, e.g. movie:12
+    title: str
+    #: The item's queue status now: failed (needs a person), unverified (sent, not seen on
+    #: the player), held (a removal not sent) or pending (tried, sent again next run).
+    result: str
+    cause: str
+
+
+#: Outcomes a run lists below its table, and the queue status each leaves an item in.
+UNDONE = {Result.FAILED: "failed", Result.UNVERIFIED: "unverified", Result.HELD: "held",
+          Result.RETRY: "pending"}
+
+
+@dataclass
 class PlayerResult:
     """What one player's pass came to: its row in the run's table, --json and history."""
 
@@ -67,6 +84,9 @@ class PlayerResult:
 
     #: What a person should read below the table (held removals, kept items...).
     notes: list[str] = field(default_factory=list)
+    #: Item key -> the items this run left failed, unverified, held or to retry, with
+    #: their causes (the last judgement of each), in the order they were judged.
+    failures: dict[str, ItemFailure] = field(default_factory=dict)
 
     @property
     def is_failure(self) -> bool:
@@ -446,7 +466,9 @@ class _Recorder:
         # Errors come from players' answers, which may echo a token: mask known secrets.
         outcomes = [Outcome(o.item_key, o.result, redact(o.error)) if o.error else o
                     for o in outcomes]
+        by_key = {i.key: i for i in items}
         for outcome in outcomes:
+            self._note(by_key.get(outcome.item_key), outcome)
             if outcome.result == Result.VERIFIED:
                 self.result.verified += 1
                 continue
@@ -457,7 +479,12 @@ class _Recorder:
             self._count(outcome.result, 1)
         if self.dry_run:
             return
-        self.state.record(self.player, items, outcomes, self.run_id, self.max_attempts)
+        given_up = self.state.record(self.player, items, outcomes, self.run_id,
+                                     self.max_attempts)
+        for key, cause in given_up.items():
+            failure = self.result.failures.get(key)
+            if failure is not None:  # its last try: now failed, for a person
+                failure.result, failure.cause = "failed", cause
         # Members of a shared library got the update through this player: for them it is
         # delivered (verification stays with the member that did the work).
         delivered = (Result.SYNCED, Result.SENT, Result.VERIFIED)
@@ -465,6 +492,14 @@ class _Recorder:
                   for o in outcomes if o.result in (*delivered, Result.DROPPED, Result.HELD)]
         for other in self.also:
             self.state.record(other, items, shared, self.run_id)
+
+    def _note(self, item: Item | None, outcome: Outcome) -> None:
+        """Keep the item's latest judgement in the result's list of undone items."""
+        self.result.failures.pop(outcome.item_key, None)  # re-judged: listed as of now
+        status = UNDONE.get(outcome.result)
+        if status is not None and item is not None:
+            self.result.failures[item.key] = ItemFailure(item.key, item.label(), status,
+                                                         outcome.error or "no cause given")
 
     def _count(self, result: Result, delta: int) -> None:
         if result in (Result.SYNCED, Result.SENT):

@@ -10,10 +10,11 @@ if TYPE_CHECKING:
     # Rich when something is printed (`status --json` never imports it); the engine never:
     # `status` renders too, and must not pay for importing it.
     from rich.console import Console
-    from rich.table import Table
 
     from metarr_sync.engine import RunReport
     from metarr_sync.player_run import PlayerResult
+
+from metarr_sync.layout import Grid
 
 STATUS_STYLE = {"synced": "green", "partial": "yellow", "held": "yellow", "failed": "red",
                 "deferred": "cyan", "skipped": "dim", "disabled": "dim"}
@@ -27,23 +28,37 @@ def console() -> Console:
 
     if sys.stdout.isatty():
         return Console(highlight=False, emoji=False)
-    width = int(os.environ.get("COLUMNS", "160") or 160)
-    return Console(highlight=False, width=width, color_system=None, force_terminal=False,
-                   emoji=False)
+    return Console(highlight=False, width=captured_width(), color_system=None,
+                   force_terminal=False, emoji=False)
 
 
-def _table(title: str) -> Table:
-    """A table with its title on the left (Rich's table module only once one is made)."""
-    from rich.table import Table
+def captured_width() -> int:
+    """The width of output that is not a terminal: $COLUMNS, else 160."""
+    try:
+        return int(os.environ.get("COLUMNS", "160") or 160)
+    except ValueError:
+        return 160
 
-    return Table(title=title, title_justify="left")
+
+def _table(title: str) -> Grid:
+    """A table with its title on the left, laid out for the width it is printed at
+    (layout.py: on a narrow terminal low-value columns go, or rows become blocks)."""
+    return Grid(title)
 
 
 def duration(ms: int) -> str:
     return f"{ms / 1000:.1f}s" if ms >= 100 else f"{ms}ms"
 
 
-def run_table(report: RunReport) -> Table:
+#: Per column: how it gives way on a narrow terminal (layout.Column).
+_RUN_FIT: dict[str, dict[str, Any]] = {
+    "type": {"drop": 3}, "items": {"label": True}, "synced": {"label": True},
+    "failed": {"label": True}, "verified": {"drop": 4, "label": True},
+    "requests": {"drop": 1, "label": True}, "time": {"drop": 2, "label": True},
+    "error": {"long": True}}
+
+
+def run_table(report: RunReport) -> Grid:
     title = f"metarr-sync {report.command}" + (" (dry run)" if report.dry_run else "")
     if report.run_id is not None:
         title += f" #{report.run_id}"
@@ -51,7 +66,8 @@ def run_table(report: RunReport) -> Table:
     for column in ("player", "type", "result", "items", "synced", "failed", "verified",
                    "requests", "time", "error"):
         table.add_column(column, justify="right" if column in (
-            "items", "synced", "failed", "verified", "requests", "time") else "left")
+            "items", "synced", "failed", "verified", "requests", "time") else "left",
+            **_RUN_FIT.get(column, {}))
     for p in report.players:
         # Text cells, never markup: an error or a player name may hold [brackets].
         table.add_row(_cell(p.name), _cell(p.type),
@@ -68,6 +84,8 @@ def player_json(p: PlayerResult, dry_run: bool) -> dict[str, Any]:
         "verified": p.verified, "held": p.held, "kept": p.kept, "requests": p.requests,
         "duration_ms": p.duration_ms, "error": p.error, "error_kind": p.error_kind,
         "notes": p.notes,
+        "failures": [{"item": f.item, "title": f.title, "result": f.result, "cause": f.cause}
+                     for f in p.failures.values()],
     }
     if dry_run:
         doc["commands"] = p.commands
@@ -157,6 +175,57 @@ def print_run(report: RunReport) -> None:
         for note in p.notes:
             # Not wrapped: a note ends with a command to copy.
             out.print(f"{p.name}: {note}", markup=False, soft_wrap=True)
+    for line in undone_lines(report, out.width):
+        out.print(line, markup=False, soft_wrap=True)
+
+
+#: How many undone items a run lists below its table; `queue list` has the rest.
+UNDONE_SHOWN = 10
+_UNDONE_WORDS = {"pending": "failed, tried again next run"}
+
+
+def undone_lines(report: RunReport, width: int) -> list[str]:
+    """The items the run left failed, unverified, held or to retry, with their causes:
+    the first ten, grouped by player and cause (each cause said once), then how many
+    more and the command that lists them. Wrapped to `width` here, so that a long
+    cause (a path, a URL) stays whole and no line is wider than the terminal."""
+    import textwrap
+
+    undone = [(p, f) for p in report.players for f in p.failures.values()]
+    if not undone:
+        return []
+    width = max(width, 40)
+
+    def wrap(text: str, indent: str, more: str) -> list[str]:
+        return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=more,
+                             break_on_hyphens=False) or [indent.rstrip()]
+
+    lines = [f"Not done ({len(undone)} item{'s' if len(undone) != 1 else ''}), and why:"]
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for p, f in undone[:UNDONE_SHOWN]:
+        # A cause the notes above already give (a guard holding removals) is not repeated.
+        cause = "see above" if f.cause in p.notes else f.cause
+        groups.setdefault((p.name, f.result, cause), []).append(f"{f.item}  {f.title}")
+    for (name, result, cause), items in groups.items():
+        lines += wrap(f"{name}, {_UNDONE_WORDS.get(result, result)}: {cause}", "", "    ")
+        for item in items:
+            lines += wrap(item, "  - ", "    ")
+    rest = undone[UNDONE_SHOWN:]
+    if rest:
+        statuses: dict[str, int] = {}
+        for _, f in rest:
+            statuses[f.result] = statuses.get(f.result, 0) + 1
+        command = "metarr-sync queue list"
+        if len(statuses) == 1:
+            command += f" --status {next(iter(statuses))}"
+        players = {p.name for p, _ in rest}
+        if len(players) == 1 and len(report.players) > 1:
+            command += f" --player {next(iter(players))}"
+        counts = "" if len(statuses) == 1 else " (" + ", ".join(
+            f"{count} {status}" for status, count in statuses.items()) + ")"
+        lines.append(f"and {len(rest)} more{counts}: "
+                     + ("a dry run queues nothing" if report.dry_run else f"`{command}`"))
+    return lines
 
 
 # --- operator commands: players, mappings, queue, status ----------------------------------
@@ -174,12 +243,19 @@ def _ago(stamp: str | None) -> str:
     return ago(stamp)
 
 
-def players_table(rows: list[dict[str, Any]]) -> Table:
+_PLAYERS_FIT: dict[str, dict[str, Any]] = {
+    "url": {"long": True}, "group": {"drop": 2, "label": True},
+    "priority": {"drop": 1, "label": True}, "enabled": {"label": True},
+    "mappings": {"drop": 3, "label": True}, "credentials": {"drop": 4},
+    "last result": {"long": True}}
+
+
+def players_table(rows: list[dict[str, Any]]) -> Grid:
     table = _table("metarr-sync players")
     for column in ("player", "type", "url", "group", "priority", "enabled", "mappings",
                    "credentials", "last result"):
         table.add_column(column, justify="right" if column in ("priority", "mappings")
-                         else "left")
+                         else "left", **_PLAYERS_FIT.get(column, {}))
     for row in rows:
         enabled = "yes" if row["enabled"] else "no"
         if row.get("disabled_reason"):
@@ -213,10 +289,10 @@ def player_test_json(result: Any, reenabled: bool = False) -> dict[str, Any]:
     }
 
 
-def player_test_table(results: list[Any]) -> Table:
+def player_test_table(results: list[Any]) -> Grid:
     table = _table("metarr-sync players test")
     for column in ("player", "step", "result", "detail"):
-        table.add_column(column)
+        table.add_column(column, long=column == "detail")
     for result in results:
         for index, step in enumerate(result.steps):
             verdict = ("FAILED", "red") if not step.ok else (
@@ -227,10 +303,10 @@ def player_test_table(results: list[Any]) -> Table:
     return table
 
 
-def mappings_table(players: list[Any]) -> Table:
+def mappings_table(players: list[Any]) -> Grid:
     table = _table("metarr-sync mappings")
     for column in ("player", "metarr path", "player path"):
-        table.add_column(column)
+        table.add_column(column, long=column != "player")
     for player in players:
         if not player.mappings:
             table.add_row(_cell(player.name), _cell("(none: Metarr's own paths are sent)",
@@ -240,10 +316,10 @@ def mappings_table(players: list[Any]) -> Table:
     return table
 
 
-def mapping_test_table(path: str, rows: list[dict[str, Any]]) -> Table:
+def mapping_test_table(path: str, rows: list[dict[str, Any]]) -> Grid:
     table = _table(f"metarr-sync mappings test {path}")
     for column in ("player", "mapping", "player path"):
-        table.add_column(column)
+        table.add_column(column, long=column != "player")
     for row in rows:
         mapping = row["mapping"]
         used = (f"{mapping['metarr']} → {mapping['player']}" if mapping
@@ -259,10 +335,10 @@ DETECT_STYLE = {"new": "green", "configured": "", "conflict": "red", "ambiguous"
                 "unmatched": "yellow", "error": "red", "applied": "green"}
 
 
-def detect_table(rows: list[dict[str, Any]]) -> Table:
+def detect_table(rows: list[dict[str, Any]]) -> Grid:
     table = _table("metarr-sync mappings detect")
     for column in ("player", "library", "status", "mapping", "detail"):
-        table.add_column(column)
+        table.add_column(column, long=column in ("library", "mapping", "detail"))
     for row in rows:
         mapping = row.get("mapping")
         table.add_row(_cell(row["player"]), _cell(row.get("library_path") or ""),
@@ -289,10 +365,16 @@ def queue_entry_json(entry: Any) -> dict[str, Any]:
     }
 
 
-def queue_table(entries: list[Any]) -> Table:
+_QUEUE_FIT: dict[str, dict[str, Any]] = {
+    "tries": {"drop": 3, "label": True}, "queued": {"drop": 2, "label": True},
+    "why": {"long": True}}
+
+
+def queue_table(entries: list[Any]) -> Grid:
     table = _table("metarr-sync queue")
     for column in ("player", "item", "title", "status", "tries", "queued", "why"):
-        table.add_column(column, justify="right" if column == "tries" else "left")
+        table.add_column(column, justify="right" if column == "tries" else "left",
+                         **_QUEUE_FIT.get(column, {}))
     for entry in entries:
         title = entry.item.label() + (" (removed)" if entry.item.removed else "")
         table.add_row(_cell(entry.player), _cell(entry.item.key), _cell(title),
@@ -357,8 +439,13 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
             f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()))
     tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
     if not sys.stdout.isatty():
-        text = _plain_table(*tables[0]) + after + \
-            [row for table in tables[1:] for row in _plain_table(*table)]
+        import textwrap
+
+        width = captured_width()
+        after = [part for line in after for part in textwrap.wrap(
+            line, max(width, 40), subsequent_indent="  ", break_on_hyphens=False)]
+        text = _plain_table(*tables[0], width=width) + after + \
+            [row for table in tables[1:] for row in _plain_table(*table, width=width)]
         sys.stdout.write("\n".join(text) + "\n")
         return
     from rich.text import Text
@@ -430,24 +517,33 @@ def _runs_line(metrics: Any) -> str:
     return line
 
 
-def _rich_table(title: str, columns: list[tuple[str, bool]],
-                rows: list[list[tuple[str, str]]]) -> Table:
+#: How the status tables give way on a narrow terminal (layout.Column), by column name.
+_STATUS_FIT: dict[str, dict[str, Any]] = {
+    "avg response": {"drop": 1}, "success": {"drop": 2}, "deferred": {"drop": 3},
+    "last sync": {"drop": 4}, "trigger": {"drop": 1}, "command": {"drop": 2},
+    "time": {"drop": 3}, "last error": {"long": True}}
+_STATUS_LABELS = ("success", "avg response", "pending", "failed", "deferred", "unverified",
+                  "items", "synced", "time", "last sync")
+
+
+def _status_grid(title: str, columns: list[tuple[str, bool]],
+                 rows: list[list[tuple[str, str]]]) -> Grid:
     table = _table(title)
     for name, right in columns:
-        table.add_column(name, justify="right" if right else "left")
+        table.add_column(name, justify="right" if right else "left",
+                         label=name in _STATUS_LABELS, **_STATUS_FIT.get(name, {}))
     for row in rows:
-        table.add_row(*(_cell(text, style) for text, style in row))
+        table.add_row(*row)
     return table
 
 
+def _rich_table(title: str, columns: list[tuple[str, bool]],
+                rows: list[list[tuple[str, str]]]) -> Grid:
+    return _status_grid(title, columns, rows)
+
+
 def _plain_table(title: str, columns: list[tuple[str, bool]],
-                 rows: list[list[tuple[str, str]]]) -> list[str]:
-    """The title, then the header and rows in columns two spaces apart."""
-    grid = [[name for name, _ in columns]] + [[text for text, _ in row] for row in rows]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
-    out = [title]
-    for line in grid:
-        cells = [text.rjust(width) if right else text.ljust(width)
-                 for text, width, (_, right) in zip(line, widths, columns, strict=True)]
-        out.append("  ".join(cells).rstrip())
-    return out
+                 rows: list[list[tuple[str, str]]], width: int) -> list[str]:
+    """The title, then the header and rows in columns two spaces apart (or, narrower
+    than they need, one block per row)."""
+    return _status_grid(title, columns, rows).plain(width)

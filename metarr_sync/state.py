@@ -470,15 +470,17 @@ class State:
                            r["updated_at"], r["source"]) for r in rows]
 
     def record(self, player: str, items: Sequence[Item], outcomes: Iterable[Outcome],
-               run_id: int | None, max_attempts: int | None = None) -> None:
+               run_id: int | None, max_attempts: int | None = None) -> dict[str, str]:
         """Store what became of a batch, in one transaction.
 
         An item to try again (`retry`) stays pending with one more attempt counted; once
         it has failed `max_attempts` runs in a row (None: no limit) it is `failed`, with
         its cause, for a person: a player that never answers must not keep it pending
         for ever. `queue retry` (retry_failed) brings it back with the count reset.
+        Returns the items given up on this way: key -> the cause stored.
         """
         by_key = {i.key: i for i in items}
+        given_up: dict[str, str] = {}
         stamp_now = now_stamp()
         with self.transaction():
             for outcome in outcomes:
@@ -534,6 +536,7 @@ class State:
                     if runs >= max_attempts:
                         # The last allowed attempt failed: for a person, with its cause.
                         status, error = "failed", gave_up(error, runs)
+                        given_up[item.key] = error
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
                 marks = ", ".join("?" for _ in _ITEM_COLUMNS)
@@ -546,6 +549,7 @@ class State:
                     "last_error = excluded.last_error, updated_at = excluded.updated_at",
                     (*item_row(item), previous, player, status, tried, error,
                      stamp_now, stamp_now, tried))
+        return given_up
 
     def library_size(self) -> int:
         """Items Metarr lists now (at the last collection), removed ones left out: the

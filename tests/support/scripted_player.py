@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metarr_sync.engine import PlayerResult
+from metarr_sync.player_run import PlayerResult
 from metarr_sync.players.base import Outcome, Player, PlayerError, ProbeResult
 
 PLUGIN = "scripted=support.scripted_player:ScriptedPlayer"
