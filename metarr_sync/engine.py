@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +27,13 @@ from pathlib import Path
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
-from metarr_sync.player_run import Context, PlayerResult, run_player
+from metarr_sync.player_run import Context, PlayerResult, Progress, Request, run_player
 from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, Result, signal_name
 from metarr_sync.state import RunLock, State, now_stamp
 
 log = logging.getLogger("metarr_sync.engine")
 
 TRIGGERS = ("manual", "scheduled", "post-publish", "bulk")
-Progress = Callable[[str, int, int], None]
 
 
 class LockHeld(Exception):
@@ -72,23 +71,6 @@ class RunReport:
             return "failed" if all(p.is_failure and p.status not in ("partial", "held")
                                    for p in self.players) else "partial"
         return "synced"
-
-
-@dataclass
-class Request:
-    """What to run: the whole queue (`run`) or named items only (`sync`)."""
-
-    trigger: str = "manual"
-    command: str = "run"
-    dry_run: bool = False
-    players: Sequence[str] = ()
-    groups: Sequence[str] = ()
-    only: Sequence[Item] | None = None  # sync: exactly these items
-    wait: float = 0.0
-    verify: bool = True  # False: --no-verify, fire-and-forget
-    verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
-    #: Removals per player this run may send beyond max_removals/max_removal_percent.
-    allow_removals: int = 0
 
 
 def bulk_items(source: MetarrSource, library_ids: Sequence[int] | None,

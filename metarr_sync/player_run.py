@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.disk import Presence, Verdict, media_presence, missing_anchors
@@ -34,11 +33,29 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.state import State
 
-if TYPE_CHECKING:
-    from metarr_sync.engine import Progress, Request
-
 # The engine's logger: log lines read as before the pass had a module of its own.
 log = logging.getLogger("metarr_sync.engine")
+
+
+#: progress(player, done, total), called from the player threads.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Request:
+    """What to run: the whole queue (`run`) or named items only (`sync`)."""
+
+    trigger: str = "manual"
+    command: str = "run"
+    dry_run: bool = False
+    players: Sequence[str] = ()
+    groups: Sequence[str] = ()
+    only: Sequence[Item] | None = None  # sync: exactly these items
+    wait: float = 0.0
+    verify: bool = True  # False: --no-verify, fire-and-forget
+    verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
+    #: Removals per player this run may send beyond max_removals/max_removal_percent.
+    allow_removals: int = 0
 
 
 @dataclass
