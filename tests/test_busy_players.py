@@ -360,3 +360,17 @@ def test_waits_are_said_in_their_two_largest_units(seconds: int, said: str) -> N
     ("6h", 21600.0), ("1.5h", 5400.0), (" 90 S ", 90.0), ("never", None), ("Never", None)])
 def test_max_defer_takes_a_duration_or_never(text: str, seconds: float | None) -> None:
     assert max_defer_seconds(text) == seconds
+
+
+def test_config_show_says_which_players_wait_for_their_viewers(cli, metarr):
+    cli.write_config(config_with(metarr=metarr.path, sync={"max_defer": "3h"}, players=[
+        kodi("lounge", url="http://127.0.0.1:9"),
+        plex("den", url="http://127.0.0.1:9", token="t"),
+        jellyfin("jelly", url="http://127.0.0.1:9", token="t", skip_active=True,
+                 max_defer="never")]))
+    shown = cli("config", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["sync"]["skip_active"] is None  # left to each player type
+    assert {name: (p["skip_active"], p["max_defer"]) for name, p in doc["players"].items()
+            } == {"lounge": (True, "3h"), "den": (False, "3h"), "jelly": (True, "never")}

@@ -134,6 +134,10 @@ def effective(config: Config) -> dict[str, Any]:
                 value = [{"metarr": m.metarr, "player": m.player} for m in value]
             elif key in ("password", "token"):
                 value = None if value is None else value.masked()
+            elif key == "skip_active":  # [sync]'s or the player type's, when not its own
+                value = player.skips_active(config.sync)
+            elif key == "max_defer":
+                value = player.max_defer_in(config.sync)[0]
             entry[key] = value
         players[name] = entry
     return {
