@@ -249,6 +249,8 @@ class _Pass:
         self.pending = list(items)
         self.answered: set[str] = set()  # keys of targets whose batch the adapter answered
         self.delivered: list[Item] = []  # taken by the player this run, to be verified
+        #: Updates that waited longer than max_defer: sent although someone watches.
+        self.overdue: dict[str, SentWhileWatching] = {}
         self.done = 0  # items judged so far, for the progress bar
 
     def run(self) -> None:
@@ -278,6 +280,7 @@ class _Pass:
             self.result.error, self.result.error_kind = exc.message, exc.kind
         except PlayerError as exc:
             self.keep_unanswered(exc)
+        self.tell_sent_while_watching()
         self.result.status = _status_of(self.result)
 
     def verify_earlier(self) -> None:
@@ -314,24 +317,31 @@ class _Pass:
                                            "is watching") for i in later])
         deferred = {i.key for i in later}
         self.pending = [i for i in self.pending if i.key not in deferred]
-        for sent in overdue:
-            log.info("%s: %s (%s) %s", self.player.name, sent.item, sent.title, sent.cause)
-        self.result.sent_while_watching = overdue
-        if overdue:
-            longest = max(overdue, key=lambda s: s.deferred_seconds)
-            self.result.notes.append(
-                f"1 update {longest.cause}" if len(overdue) == 1 else
-                f"{len(overdue)} updates sent while someone was watching: deferred for up to "
-                f"{spoken(longest.deferred_seconds)} (max_defer {limit_text}); -v names them")
+        self.overdue = {s.item: s for s in overdue}
 
     def _with_causes(self, outcomes: list[Outcome]) -> list[Outcome]:
         """An update sent while someone watched keeps why as its cause (queue list)."""
-        if not self.result.sent_while_watching:
+        if not self.overdue:
             return outcomes
-        causes = {s.item: s.cause for s in self.result.sent_while_watching}
-        return [Outcome(o.item_key, o.result, causes[o.item_key])
-                if o.item_key in causes and not o.error
+        return [Outcome(o.item_key, o.result, self.overdue[o.item_key].cause)
+                if o.item_key in self.overdue and not o.error
                 and o.result in (Result.SYNCED, Result.SENT) else o for o in outcomes]
+
+    def tell_sent_while_watching(self) -> None:
+        """The overdue updates the player took (not those it failed or never got): -v, a
+        note below the run's table, and --json."""
+        taken = (Result.SYNCED, Result.SENT)
+        sent = [s for s in self.overdue.values() if self.recorder.seen.get(s.item) in taken]
+        for one in sent:
+            log.info("%s: %s (%s) %s", self.player.name, one.item, one.title, one.cause)
+        self.result.sent_while_watching = sent
+        if not sent:
+            return
+        longest = max(sent, key=lambda s: s.deferred_seconds)
+        self.result.notes.append(
+            f"1 update {longest.cause}" if len(sent) == 1 else
+            f"{len(sent)} updates sent while someone was watching: deferred for up to "
+            f"{spoken(longest.deferred_seconds)} (max_defer {longest.max_defer}); -v names them")
 
     def guard_removals(self, items: list[Item]) -> list[Item]:
         """`items` less the removals that must not be sent (recorded with the reason).

@@ -6,10 +6,9 @@ metarr.py), so that stamps sort chronologically as text. `now_stamp` writes it,
 `parse_stamp` reads it back, `ago` says how long ago one was.
 
 Durations (`initial_lookback`, `max_defer`, `sync --since`, `status --warn-age`): a number,
-decimals
-allowed, and a unit: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks, in either
-case, with spaces allowed around and between (`90s`, `15m`, `2h`, `7d`, `1w`, `1.5h`,
-`36 H`). `--warn-age` also takes a bare number as seconds (`90`), as it always has; the
+decimals allowed, and a unit: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks, in
+either case, with spaces allowed around and between (`90s`, `15m`, `2h`, `7d`, `1w`,
+`1.5h`, `36 H`). `--warn-age` also takes a bare number as seconds (`90`), as it always has; the
 others do not (`--since 2026` is no year). What each option accepts besides a duration
 stays its own: `"all"` / `"none"` for `initial_lookback`, `"never"` for `max_defer`, a
 date or time for `--since`. `spoken` writes a duration back the short way (`6h 2m`).

@@ -235,6 +235,23 @@ def test_the_json_says_which_update_went_while_someone_watched(cli, metarr, fake
         key: "sent", f"movie:{other}": "deferred"}
 
 
+def test_an_overdue_update_the_player_fails_is_not_said_to_be_sent(cli, metarr, fakes):
+    fake = fakes("plex")
+    configure(cli, metarr, table("plex", fake, metarr, skip_active=True))
+    key, _ = new_movie(metarr, fake, "plex")
+    watching(fake)
+    assert run(cli)["deferred"] == 1
+    backdate(cli, 7 * 3600)
+    fake.misbehave(500, match="refresh")
+    result = cli("run", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    (player,) = json.loads(result.stdout)["players"]
+    assert player["sent_while_watching"] == []
+    assert not any("watching" in note for note in player["notes"])
+    assert [f["item"] for f in player["failures"]] == [key]
+    assert [r["status"] for r in queue(cli)] == ["pending"]
+
+
 def test_a_short_max_defer_and_never(cli, metarr, fakes):
     fake = fakes("plex")
     configure(cli, metarr, table("plex", fake, metarr, skip_active=True), max_defer="never")
