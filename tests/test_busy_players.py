@@ -24,6 +24,7 @@ from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
 from support.metarr_factory import MetarrDB
 
 from metarr_sync import state as state_module
+from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.metarr import Item
 from metarr_sync.players.base import Outcome, Result
 from metarr_sync.stamps import max_defer_seconds, now_stamp, spoken
@@ -391,3 +392,18 @@ def test_config_show_says_which_players_wait_for_their_viewers(cli, metarr):
     assert doc["sync"]["skip_active"] is None  # left to each player type
     assert {name: (p["skip_active"], p["max_defer"]) for name, p in doc["players"].items()
             } == {"lounge": (True, "3h"), "den": (False, "3h"), "jelly": (True, "never")}
+
+
+def test_skip_active_comes_from_the_player_then_sync_then_its_type(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plugin type (METARR_SYNC_PLUGINS) is not known: its viewers are left alone.
+    monkeypatch.setenv("METARR_SYNC_PLUGINS", "other=somewhere:Player")
+    unset, on, off = SyncConfig(), SyncConfig(skip_active=True), SyncConfig(skip_active=False)
+    defaults = {t: PlayerConfig("p", t, "http://x").skips_active(unset)
+                for t in ("kodi", "jellyfin", "emby", "plex", "other")}
+    assert defaults == {"kodi": True, "jellyfin": False, "emby": False, "plex": False,
+                        "other": True}
+    assert PlayerConfig("p", "plex", "http://x").skips_active(on) is True
+    assert PlayerConfig("p", "kodi", "http://x").skips_active(off) is False
+    assert PlayerConfig("p", "kodi", "http://x", skip_active=True).skips_active(off) is True
+    assert PlayerConfig("p", "plex", "http://x", skip_active=False).skips_active(on) is False

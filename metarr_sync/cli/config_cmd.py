@@ -268,7 +268,8 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 # timeout = 30                # seconds to wait for each answer of a player
 # retry_attempts = 3          # retries of a request that failed (with backoff)
 # max_attempts = 5            # failed runs in a row before an item waits for a person
-# skip_active = false         # defer updates while someone watches (default: Kodi only)
+# skip_active = true          # defer updates while someone watches; unset: by player
+#                             # type (Kodi yes; Plex, Jellyfin, Emby no); also per player
 # max_defer = "6h"            # ...but at most this long; "never": as long as they watch
 # initial_lookback = "24h"    # a new player gets the last day's changes; "all" or "none"
 # sync_interval = "15m"       # documentation only: schedule runs with cron or a timer
