@@ -279,7 +279,7 @@ def test_removals_still_go_while_someone_watches(cli, metarr, fakes, tmp_path):
     fake = fakes("kodi")
     metarr.use_disk(tmp_path / "media")
     configure(cli, metarr, table("kodi", fake, metarr), initial_lookback="all")
-    _, _ = new_movie(metarr, fake, "kodi")
+    new_movie(metarr, fake, "kodi")
     gone = metarr.add_movie("Ronin", 1998)
     gone_file = ROOT["kodi"] + metarr.file_of("movies", gone)[len(metarr.movies_root):]
     fake.add_file(gone_file)
