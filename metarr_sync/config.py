@@ -145,12 +145,30 @@ class PlayerConfig:
     max_removals: int | None = None
     max_removal_percent: float | None = None
     anchors: list[str] = field(default_factory=list)
+    # Someone watching; None: the [sync] value, else the type's (see skips_active).
+    skip_active: bool | None = None
+    max_defer: str | None = None
     # Resolved secret values, filled by load_config(resolve_secrets=True).
     password_value: str | None = field(default=None, repr=False)
     token_value: str | None = field(default=None, repr=False)
 
     def secrets(self) -> list[str]:
         return [s for s in (self.password_value, self.token_value) if s]
+
+    def skips_active(self, sync: SyncConfig) -> bool:
+        """Whether this player's updates wait while someone watches: its own skip_active,
+        else [sync]'s, else its type's default (on for Kodi, off for the servers)."""
+        if self.skip_active is not None:
+            return self.skip_active
+        if sync.skip_active is not None:
+            return sync.skip_active
+        kind = kinds.get(self.type)
+        return True if kind is None else kind.skip_active
+
+    def max_defer_in(self, sync: SyncConfig) -> tuple[str, float | None]:
+        """max_defer as written (its own, else [sync]'s) and in seconds (None: never)."""
+        text = (self.max_defer if self.max_defer is not None else sync.max_defer).strip()
+        return text, stamps.max_defer_seconds(text)
 
 
 @dataclass
@@ -172,7 +190,10 @@ class SyncConfig:
     timeout: float = 30.0
     retry_attempts: int = 3
     max_attempts: int = 5
-    skip_active: bool = True
+    #: None: each player type's own default (PlayerConfig.skips_active).
+    skip_active: bool | None = None
+    #: How long an update may wait for a viewer to finish; "never": for as long as it takes.
+    max_defer: str = "6h"
     initial_lookback: str = "24h"
     #: More removals than this for one player in one run are held for a person.
     max_removals: int = 20
@@ -224,6 +245,7 @@ _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "retry_attempts": int,
     "max_attempts": int,
     "skip_active": bool,
+    "max_defer": str,
     "initial_lookback": str,
     "max_removals": int,
     "max_removal_percent": (int, float),
@@ -240,7 +262,7 @@ _GROUP_FIELDS: dict[str, type] = {
 _PLAYER_COMMON = (
     "type", "url", "username", "password", "token", "enabled", "priority", "group",
     "verify_tls", "ca_bundle", "mappings", "verify", "max_removals", "max_removal_percent",
-    "anchors",
+    "anchors", "skip_active", "max_defer",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -438,7 +460,21 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
     player.max_removals, player.max_removal_percent, anchors = _parse_removal_guard(
         raw, where, problems)
     player.anchors = anchors or []
+    if "skip_active" in raw and _check_type(raw["skip_active"], bool, f"{where}.skip_active",
+                                            problems):
+        player.skip_active = raw["skip_active"]
+    if "max_defer" in raw and _check_type(raw["max_defer"], str, f"{where}.max_defer",
+                                          problems):
+        player.max_defer = raw["max_defer"]
+        _check_max_defer(player.max_defer, f"{where}.max_defer", problems)
     return player
+
+
+def _check_max_defer(text: str, key: str, problems: list[str]) -> None:
+    try:
+        stamps.max_defer_seconds(text)
+    except ValueError as exc:
+        problems.append(f"{key}: {exc}")
 
 
 def _parse_removal_guard(raw: dict[str, Any], where: str, problems: list[str]
@@ -524,6 +560,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     if s.max_attempts < 1:
         problems.append(f"sync.max_attempts: must be at least 1 (runs in a row an item may "
                         f"fail before it waits for a person), not {s.max_attempts}")
+    _check_max_defer(s.max_defer, "sync.max_defer", problems)
     try:
         stamps.lookback_seconds(s.initial_lookback)
     except ValueError:

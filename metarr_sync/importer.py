@@ -1,7 +1,8 @@
 """`players import`: the players, groups and path mappings set up in Metarr, as config.
 
 Metarr keeps players in `media_players` (host, http_port, credentials), groups in
-`media_player_groups` and path mappings per group in `media_player_group_path_mappings`.
+`media_player_groups` (with its `skip_active`, which each imported player keeps) and path
+mappings per group in `media_player_group_path_mappings`.
 Metarr syncs one member of a Kodi group for all of them (the members share a MySQL
 library), so a Kodi group of several players becomes a `shared_library` group here.
 """
@@ -131,7 +132,9 @@ def _player(row: MetarrPlayer, group: MetarrPlayerGroup | None, mappings: list[M
         return None, why
     player = PlayerConfig(name=name, type=player_type, url=url,
                           enabled=row.enabled and (group.enabled if group else True),
-                          mappings=list(mappings))
+                          mappings=list(mappings),
+                          # Metarr's per-group "don't update while playing"
+                          skip_active=group.skip_active if group else None)
     rule = kind.credentials
     why = rule.metarr_problem(player_type, username=bool(row.username),
                               password=bool(row.password), token=bool(row.api_key))

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
@@ -31,6 +32,7 @@ from metarr_sync.players.base import (
     Result,
     signal_name,
 )
+from metarr_sync.stamps import parse_stamp, spoken
 from metarr_sync.state import State
 
 # The engine's logger: log lines read as before the pass had a module of its own.
@@ -70,6 +72,21 @@ class ItemFailure:
     cause: str
 
 
+@dataclass
+class SentWhileWatching:
+    """An update sent although someone was watching: it had waited longer than max_defer."""
+
+    item: str
+    title: str
+    deferred_seconds: float
+    max_defer: str  # as the config writes it
+
+    @property
+    def cause(self) -> str:
+        return (f"sent while someone was watching: deferred for "
+                f"{spoken(self.deferred_seconds)} (max_defer {self.max_defer})")
+
+
 #: Outcomes a run lists below its table, and the queue status each leaves an item in.
 UNDONE = {Result.FAILED: "failed", Result.UNVERIFIED: "unverified", Result.HELD: "held",
           Result.RETRY: "pending"}
@@ -104,6 +121,8 @@ class PlayerResult:
     #: Item key -> the items this run left failed, unverified, held or to retry, with
     #: their causes (the last judgement of each), in the order they were judged.
     failures: dict[str, ItemFailure] = field(default_factory=dict)
+    #: Updates that waited longer than max_defer for a viewer, sent while they watched.
+    sent_while_watching: list[SentWhileWatching] = field(default_factory=list)
 
     @property
     def is_failure(self) -> bool:
@@ -230,6 +249,8 @@ class _Pass:
         self.pending = list(items)
         self.answered: set[str] = set()  # keys of targets whose batch the adapter answered
         self.delivered: list[Item] = []  # taken by the player this run, to be verified
+        #: Updates that waited longer than max_defer: sent although someone watches.
+        self.overdue: dict[str, SentWhileWatching] = {}
         self.done = 0  # items judged so far, for the progress bar
 
     def run(self) -> None:
@@ -240,7 +261,7 @@ class _Pass:
             adapter.probe()
             if self.verifying:
                 self.verify_earlier()
-            if self.sync.skip_active and adapter.is_playing():
+            if self.player.skips_active(self.sync) and adapter.is_playing():
                 self.defer_updates()
             self.pending = self.guard_removals(self.pending)
             plan = self.plan()
@@ -259,6 +280,7 @@ class _Pass:
             self.result.error, self.result.error_kind = exc.message, exc.kind
         except PlayerError as exc:
             self.keep_unanswered(exc)
+        self.tell_sent_while_watching()
         self.result.status = _status_of(self.result)
 
     def verify_earlier(self) -> None:
@@ -274,12 +296,52 @@ class _Pass:
                     self.state.awaiting_verification(name, wait))
 
     def defer_updates(self) -> None:
-        """Someone is watching: updates wait for the next run, never dropped. Removals
-        touch nothing on screen and may proceed."""
-        later = [i for i in self.pending if not i.removed]
+        """Someone is watching: updates wait for the next run, never dropped, but no longer
+        than max_defer since they were first deferred: on a busy server someone nearly
+        always is. One that has waited longer is sent now, and the result says so.
+        Removals touch nothing on screen and may proceed."""
+        limit_text, limit = self.player.max_defer_in(self.sync)
+        since = {} if limit is None else self.state.deferred_since(self.player.name)
+        now = datetime.now(UTC)
+        later: list[Item] = []
+        overdue: list[SentWhileWatching] = []
+        for item in self.pending:
+            if item.removed:
+                continue
+            waited = _seconds_since(since.get(item.key), now)
+            if limit is not None and waited > limit:
+                overdue.append(SentWhileWatching(item.key, item.label(), waited, limit_text))
+            else:
+                later.append(item)
         self.recorder.save(later, [Outcome(i.key, Result.DEFERRED, "player busy: someone "
                                            "is watching") for i in later])
-        self.pending = [i for i in self.pending if i.removed]
+        deferred = {i.key for i in later}
+        self.pending = [i for i in self.pending if i.key not in deferred]
+        self.overdue = {s.item: s for s in overdue}
+
+    def _with_causes(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """An update sent while someone watched keeps why as its cause (queue list)."""
+        if not self.overdue:
+            return outcomes
+        return [Outcome(o.item_key, o.result, self.overdue[o.item_key].cause)
+                if o.item_key in self.overdue and not o.error
+                and o.result in (Result.SYNCED, Result.SENT) else o for o in outcomes]
+
+    def tell_sent_while_watching(self) -> None:
+        """The overdue updates the player took (not those it failed or never got): -v, a
+        note below the run's table, and --json."""
+        taken = (Result.SYNCED, Result.SENT)
+        sent = [s for s in self.overdue.values() if self.recorder.seen.get(s.item) in taken]
+        for one in sent:
+            log.info("%s: %s (%s) %s", self.player.name, one.item, one.title, one.cause)
+        self.result.sent_while_watching = sent
+        if not sent:
+            return
+        longest = max(sent, key=lambda s: s.deferred_seconds)
+        self.result.notes.append(
+            f"1 update {longest.cause}" if len(sent) == 1 else
+            f"{len(sent)} updates sent while someone was watching: deferred for up to "
+            f"{spoken(longest.deferred_seconds)} (max_defer {longest.max_defer}); -v names them")
 
     def guard_removals(self, items: list[Item]) -> list[Item]:
         """`items` less the removals that must not be sent (recorded with the reason).
@@ -368,11 +430,12 @@ class _Pass:
             STOP.check()  # between batches: everything before is committed
             batch_items = [t.item for t in batch]
             try:
-                outcomes = _judged(batch, self.adapter.apply(batch), self.verifying)
+                outcomes = self._with_causes(
+                    _judged(batch, self.adapter.apply(batch), self.verifying))
             except PlayerError as exc:
                 # What the player settled before failing is recorded as such (sent
                 # without an answer: verified before it is sent again).
-                settled = _judged(batch, exc.settled, self.verifying)
+                settled = self._with_causes(_judged(batch, exc.settled, self.verifying))
                 keys = {o.item_key for o in settled}
                 self.recorder.save([i for i in batch_items if i.key in keys], settled)
                 self.answered.update(keys)
@@ -451,6 +514,16 @@ def _judged(batch: Sequence[Target], outcomes: Sequence[Outcome], verifying: boo
             outcome = Outcome(outcome.item_key, Result.RETRY, outcome.error)
         judged.append(outcome)
     return judged
+
+
+def _seconds_since(stamp: str | None, now: datetime) -> float:
+    """Seconds from a state stamp to `now`; 0 for none (deferred for the first time now)."""
+    if not stamp:
+        return 0.0
+    try:
+        return max(0.0, (now - parse_stamp(stamp)).total_seconds())
+    except ValueError:
+        return 0.0
 
 
 def _status_of(result: PlayerResult) -> str:

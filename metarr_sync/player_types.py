@@ -2,8 +2,9 @@
 
 Per type: the settings of `[players.NAME]` only it takes, the credentials it needs (and the
 words used when they are missing), the port its web server listens on by default (used
-when Metarr stores a host without one), whether its players can share one library, and
-its adapter. Adding a player type is one entry in TYPES plus its adapter module.
+when Metarr stores a host without one), whether its players can share one library,
+whether its updates wait while someone watches (`skip_active`'s default), and its adapter.
+Adding a player type is one entry in TYPES plus its adapter module.
 
 Adapters are named as "module:Class" and imported only when a run talks to a player, so
 this module imports nothing but the standard library: config.py validates against it, and
@@ -150,6 +151,11 @@ class PlayerType:
     #: Several players of this type can keep one library (Kodi's MySQL database), so a
     #: group of them may be a `shared_library` group, synced through one member.
     shares_library: bool = False
+    #: `skip_active` unless the config says otherwise: defer updates while someone watches.
+    #: On where the playback is on the box itself (Kodi: a library scan there is what the
+    #: viewer would notice); off for servers, whose refresh interrupts no stream. On for
+    #: plugin types: not knowing the player, the run never disturbs a viewer.
+    skip_active: bool = True
 
 
 #: The built-in types, in the order help texts and messages name them.
@@ -159,13 +165,13 @@ TYPES: dict[str, PlayerType] = {t.name: t for t in (
                shares_library=True),
     PlayerType("jellyfin", "Jellyfin", "metarr_sync.players.jellyfin:JellyfinPlayer",
                settings=("refresh_mode", "concurrency"), credentials=API_TOKEN,
-               default_port=8096),
+               default_port=8096, skip_active=False),
     PlayerType("emby", "Emby", "metarr_sync.players.jellyfin:EmbyPlayer",
                settings=("refresh_mode", "concurrency"), credentials=API_TOKEN,
-               default_port=8096),
+               default_port=8096, skip_active=False),
     PlayerType("plex", "Plex", "metarr_sync.players.plex:PlexPlayer",
                settings=("analyze", "scan_delay", "max_trash_items", "concurrency"),
-               credentials=API_TOKEN, default_port=32400),
+               credentials=API_TOKEN, default_port=32400, skip_active=False),
 )}
 #: The built-in type names: what messages offer as "expected one of ...".
 NAMES = tuple(TYPES)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from metarr_sync.player_run import PlayerResult
 
 from metarr_sync.layout import Grid
+from metarr_sync.stamps import spoken
 
 STATUS_STYLE = {"synced": "green", "partial": "yellow", "held": "yellow", "failed": "red",
                 "deferred": "cyan", "skipped": "dim", "disabled": "dim"}
@@ -86,6 +87,11 @@ def player_json(p: PlayerResult, dry_run: bool) -> dict[str, Any]:
         "notes": p.notes,
         "failures": [{"item": f.item, "title": f.title, "result": f.result, "cause": f.cause}
                      for f in p.failures.values()],
+        # Updates that waited longer than max_defer for a viewer, sent while they watched.
+        "sent_while_watching": [
+            {"item": w.item, "title": w.title, "deferred_seconds": int(w.deferred_seconds),
+             "deferred_for": spoken(w.deferred_seconds), "max_defer": w.max_defer,
+             "cause": w.cause} for w in p.sent_while_watching],
     }
     if dry_run:
         doc["commands"] = p.commands

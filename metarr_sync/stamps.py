@@ -5,12 +5,13 @@ Stamps: every moment metarr-sync stores or compares is UTC text in one canonical
 metarr.py), so that stamps sort chronologically as text. `now_stamp` writes it,
 `parse_stamp` reads it back, `ago` says how long ago one was.
 
-Durations (`initial_lookback`, `sync --since`, `status --warn-age`): a number, decimals
-allowed, and a unit: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks, in either
-case, with spaces allowed around and between (`90s`, `15m`, `2h`, `7d`, `1w`, `1.5h`,
-`36 H`). `--warn-age` also takes a bare number as seconds (`90`), as it always has; the
+Durations (`initial_lookback`, `max_defer`, `sync --since`, `status --warn-age`): a number,
+decimals allowed, and a unit: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks, in
+either case, with spaces allowed around and between (`90s`, `15m`, `2h`, `7d`, `1w`,
+`1.5h`, `36 H`). `--warn-age` also takes a bare number as seconds (`90`), as it always has; the
 others do not (`--since 2026` is no year). What each option accepts besides a duration
-stays its own: `"all"` / `"none"` for `initial_lookback`, a date or time for `--since`.
+stays its own: `"all"` / `"none"` for `initial_lookback`, `"never"` for `max_defer`, a
+date or time for `--since`. `spoken` writes a duration back the short way (`6h 2m`).
 Pure, but for reading the clock when no `now` is given.
 """
 
@@ -98,6 +99,40 @@ def lookback_seconds(text: str) -> int | None:
     if seconds is None:
         raise ValueError(f"not a lookback: {text!r}")
     return int(seconds)
+
+
+def max_defer_seconds(text: str) -> float | None:
+    """`max_defer` in seconds: a duration longer than 0, or "never" (None: an update waits
+    for as long as someone watches). ValueError saying why for anything else; zero too,
+    which reads as "never wait" as well as "never force" (`skip_active = false` says the
+    one, "never" the other)."""
+    if text.strip().lower() == "never":
+        return None
+    seconds = parse_duration(text, bare_unit="s")
+    if seconds is None:
+        raise ValueError(f"{text!r} is not a duration like \"6h\", \"30m\" or \"2d\", "
+                         "nor \"never\"")
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is no wait at all: to send updates at once while someone "
+                         "watches, set skip_active = false; to wait for as long as someone "
+                         "watches, write \"never\"")
+    if parse_duration(text) is None:
+        number = text.strip()
+        raise ValueError(f"{text!r} needs a unit: \"{number}h\", \"{number}m\" or "
+                         f"\"{number}s\"")
+    return seconds
+
+
+def spoken(seconds: float) -> str:
+    """A duration the short way, in its two largest units, rounded down: `6h 2m`, `45s`,
+    `2d 3h`; a zero second unit is left out (`6h`, not `6h 0m`)."""
+    left, counts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        counts.append((count, unit))
+    first = next((n for n, (count, _) in enumerate(counts) if count), len(counts) - 1)
+    return " ".join(f"{count}{unit}" for count, unit in counts[first:first + 2]
+                    if count) or "0s"
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:

@@ -20,6 +20,8 @@ Tables
   goes with the entry when the player confirms the new file, so two renames before a
   delivery still get the first file's entry removed. An extra path costs nothing: the
   adapters look each one up exactly and act only on what the player really lists.
+  `deferred_since` (a column added without a schema step: ADDED_COLUMNS) is when the
+  entry was first deferred because someone was watching; `max_defer` counts from it.
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
   since schema 2 the path).
 - `runs`, `run_players`: history for `status` and its metrics.
@@ -120,6 +122,16 @@ MIGRATIONS: list[str] = [
         SELECT i.path FROM items i WHERE i.item_key = player_sync_status.item_key
         AND i.stamp = player_sync_status.stamp AND i.removed = player_sync_status.removed);
     """,
+]
+
+#: Columns added after schema 2 without a schema step, in order: each is nullable and only
+#: read by the versions that know it, so an older metarr-sync still opens the state file
+#: (a schema step makes it refuse the file as "from a newer metarr-sync"). _migrate adds
+#: the ones a file lacks.
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    # When an update waiting in the queue was first deferred because someone was watching
+    # (max_defer counts from it); cleared when it is delivered.
+    ("sync_queue", "deferred_since", "TEXT"),
 ]
 
 
@@ -256,8 +268,17 @@ class State:
             self.conn.executescript(
                 f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
                 " COMMIT;")
+        for table, column, kind in ADDED_COLUMNS:
+            if column in self._columns(table):
+                continue
+            with self.transaction():  # looked at again: another process may have added it
+                if column not in self._columns(table):
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         with suppress(OSError):
             os.chmod(self.path, 0o600)
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
 
     def close(self) -> None:
         self.conn.close()
@@ -511,7 +532,8 @@ class State:
                     # (its error says so when the player did not answer in time).
                     self.conn.execute(
                         "UPDATE sync_queue SET status = 'sent', attempts = attempts + 1, "
-                        "last_error = ?, updated_at = ? WHERE player = ? AND item_key = ? "
+                        "last_error = ?, updated_at = ?, deferred_since = NULL "
+                        "WHERE player = ? AND item_key = ? "
                         "AND stamp = ? AND removed = ? AND path = ?",
                         (outcome.error, stamp_now, player, item.key, item.stamp,
                          int(item.removed), item.path))
@@ -539,17 +561,27 @@ class State:
                         given_up[item.key] = error
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
+                # A deferral keeps the time of the first one, for max_defer.
                 marks = ", ".join("?" for _ in _ITEM_COLUMNS)
                 previous = json.dumps(item.previous_paths) if item.previous_paths else None
+                deferred = stamp_now if outcome.result == Result.DEFERRED else None
                 self.conn.execute(
                     f"INSERT INTO sync_queue ({', '.join(_ITEM_COLUMNS)}, previous_paths, "
-                    f"player, status, attempts, last_error, enqueued_at, updated_at) VALUES "
-                    f"({marks}, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(player, item_key) DO UPDATE "
+                    f"player, status, attempts, last_error, enqueued_at, updated_at, "
+                    f"deferred_since) VALUES ({marks}, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(player, item_key) DO UPDATE "
                     "SET status = excluded.status, attempts = attempts + ?, "
-                    "last_error = excluded.last_error, updated_at = excluded.updated_at",
+                    "last_error = excluded.last_error, updated_at = excluded.updated_at, "
+                    "deferred_since = COALESCE(deferred_since, excluded.deferred_since)",
                     (*item_row(item), previous, player, status, tried, error,
-                     stamp_now, stamp_now, tried))
+                     stamp_now, stamp_now, deferred, tried))
         return given_up
+
+    def deferred_since(self, player: str) -> dict[str, str]:
+        """Per item key: when the update waiting for `player` was first deferred."""
+        return {row[0]: row[1] for row in self.conn.execute(
+            "SELECT item_key, deferred_since FROM sync_queue WHERE player = ? "
+            "AND deferred_since IS NOT NULL", (player,))}
 
     def library_size(self) -> int:
         """Items Metarr lists now (at the last collection), removed ones left out: the

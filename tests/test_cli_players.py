@@ -429,9 +429,10 @@ def test_players_test_success_clears_an_authentication_disable(base, metarr):
 
 def metarr_players(metarr) -> None:
     c = metarr.conn
-    c.execute("INSERT INTO media_player_groups (id, name, type, enabled) VALUES "
-              "(1, 'Home Kodis', 'kodi', 1), (2, 'Jellyfin', 'jellyfin', 1), "
-              "(3, 'Plex', 'plex', 0)")
+    # skip_active: Metarr's "don't update while playing", off for the Jellyfin group only.
+    c.execute("INSERT INTO media_player_groups (id, name, type, enabled, skip_active) VALUES "
+              "(1, 'Home Kodis', 'kodi', 1, 1), (2, 'Jellyfin', 'jellyfin', 1, 0), "
+              "(3, 'Plex', 'plex', 0, 1)")
     c.execute("INSERT INTO media_players (group_id, name, type, host, http_port, username, "
               "password, api_key, enabled) VALUES "
               "(1, 'Living Room', 'kodi', '192.168.1.10', 8080, 'kodi', 'kodi-pass-1', NULL, 1),"
@@ -461,12 +462,13 @@ def test_import_dry_run_prints_masked_toml_and_writes_nothing(cli, metarr):
     shown = tomllib.loads(result.stdout)
     assert shown["players"]["living-room"] == {
         "type": "kodi", "url": "http://192.168.1.10:8080", "username": "kodi",
-        "password": "••••", "priority": 10, "group": "home-kodis",
+        "password": "••••", "priority": 10, "group": "home-kodis", "skip_active": True,
         "mappings": [{"metarr": "/data/media/movies", "player": "smb://nas/movies"},
                      {"metarr": "/data/media/tv", "player": "smb://nas/tv"}]}
     assert shown["players"]["bedroom"]["url"] == "http://192.168.1.11:8080"
     assert shown["players"]["plex-server"] == {"type": "plex", "url": "http://plex.lan:32400",
-                                               "token": "••••", "enabled": False}
+                                               "token": "••••", "enabled": False,
+                                               "skip_active": True}
     assert shown["groups"] == {"home-kodis": {"sync_mode": "parallel",
                                               "continue_on_error": True,
                                               "shared_library": True}}
@@ -494,7 +496,7 @@ def test_import_writes_the_config_and_skips_names_configured_already(cli, metarr
     assert written["players"]["living-room"]["password"] == "kodi-pass-1"
     assert written["players"]["jellyfin"] == {
         "type": "jellyfin", "url": "http://jelly.lan:8096", "token": "jelly-api-key",
-        "mappings": [{"metarr": "/data/media", "player": "/media"}]}
+        "skip_active": False, "mappings": [{"metarr": "/data/media", "player": "/media"}]}
     assert stat.S_IMODE(cli.config.stat().st_mode) == 0o600
     # The written file is a working config: a run syncs through the shared library.
     assert cli("players", "list").returncode == 0

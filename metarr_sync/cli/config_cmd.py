@@ -134,6 +134,10 @@ def effective(config: Config) -> dict[str, Any]:
                 value = [{"metarr": m.metarr, "player": m.player} for m in value]
             elif key in ("password", "token"):
                 value = None if value is None else value.masked()
+            elif key == "skip_active":  # [sync]'s or the player type's, when not its own
+                value = player.skips_active(config.sync)
+            elif key == "max_defer":
+                value = player.max_defer_in(config.sync)[0]
             entry[key] = value
         players[name] = entry
     return {
@@ -264,7 +268,9 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 # timeout = 30                # seconds to wait for each answer of a player
 # retry_attempts = 3          # retries of a request that failed (with backoff)
 # max_attempts = 5            # failed runs in a row before an item waits for a person
-# skip_active = true          # never update a player while someone watches: next run
+# skip_active = true          # defer updates while someone watches; unset: by player
+#                             # type (Kodi yes; Plex, Jellyfin, Emby no); also per player
+# max_defer = "6h"            # ...but at most this long; "never": as long as they watch
 # initial_lookback = "24h"    # a new player gets the last day's changes; "all" or "none"
 # sync_interval = "15m"       # documentation only: schedule runs with cron or a timer
 
