@@ -63,6 +63,11 @@ def env_secret(variable: str) -> dict[str, str]:
     return {"env": variable}
 
 
+def file_secret(path: str | Path) -> dict[str, str]:
+    """A secret read from a file: `password = { file = "/path" }`."""
+    return {"file": str(path)}
+
+
 def config_with(*, metarr: str | Path | Mapping[str, Any] | None = None,
                 players: Iterable[Mapping[str, Any]] = (),
                 sync: Mapping[str, Any] | None = None,
