@@ -28,7 +28,7 @@ from support.metarr_factory import ago, sqlite_ts
 
 
 def recorders(db: object, batch: int, timeout: float) -> str:
-    """Two recording players, a and b, every item from the start, two attempts a run."""
+    """Two recording players, a and b, every item from the start, two retries a request."""
     return config_with(metarr=str(db), players=[recorder("a"), recorder("b")], sync={
         "batch_size": batch, "initial_lookback": "all", "timeout": timeout,
         "retry_attempts": 2})
