@@ -9,20 +9,10 @@ import json
 import socket
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlex
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 1
-retry_attempts = 0
-max_attempts = 2
-initial_lookback = "all"
-
-{player}
-"""
+SYNC = {"timeout": 1, "retry_attempts": 0, "max_attempts": 2, "initial_lookback": "all"}
 FAKES = {"kodi": lambda port: FakeKodi(port=port, sources={"/mnt/movies/": "movies"}),
          "jellyfin": lambda port: FakeJellyfin(port=port),
          "plex": lambda port: FakePlex(port=port)}
@@ -43,8 +33,8 @@ def test_an_item_is_given_up_after_max_attempts_failed_runs_and_queue_retry_brin
     root = ROOTS[kind]
     fake.add_file(f"{root}/movies/Heat (1995)/Heat (1995).mkv")
     metarr.add_movie("Heat", 1995)
-    cli.write_config(CONFIG.format(db=metarr.path, player=fake.toml(
-        "box", [("/data/media", root)])))
+    cli.write_config(config_with(metarr=metarr.path, sync=SYNC, players=[
+        fake.player("box", [("/data/media", root)])]))
 
     def run() -> tuple[int, dict]:
         result = cli("run", "--json")

@@ -8,27 +8,21 @@ import json
 import tomllib
 
 import pytest
+from support.configs import config_with, recorder
 from support.snapshots import snapshot, unwritable
 
-CONFIG = """
-[metarr]
-database = "{db}"
 
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ {{ metarr = "/data/media/movies", player = "smb://nas/movies" }},
-             {{ metarr = "/data/media/movies/4k", player = "smb://nas/uhd" }} ]
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:10"
-"""
+def lounge_and_bedroom(db: object) -> str:
+    """lounge with a movies mapping and a nested 4k one, bedroom with none."""
+    return config_with(metarr=str(db), players=[
+        recorder("lounge", mappings=[("/data/media/movies", "smb://nas/movies"),
+                                     ("/data/media/movies/4k", "smb://nas/uhd")]),
+        recorder("bedroom", url="http://127.0.0.1:10")])
 
 
 @pytest.fixture
 def setup(cli, metarr):
-    cli.write_config(CONFIG.format(db=metarr.path))
+    cli.write_config(lounge_and_bedroom(metarr.path))
     return cli
 
 
@@ -112,7 +106,7 @@ def test_config_not_writable(cli, metarr, tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir()
     config = etc / "config.toml"
-    config.write_text(CONFIG.format(db=metarr.path))
+    config.write_text(lounge_and_bedroom(metarr.path))
     env = {"METARR_SYNC_CONFIG": str(config)}
     before = config.read_bytes()
     with unwritable(etc):
@@ -152,23 +146,16 @@ def test_mappings_test_shows_the_mapping_used_and_the_player_path(setup):
 
 # --- detect ----------------------------------------------------------------------------
 
-DETECT = """
-[metarr]
-database = "{db}"
-
-[players.nas-kodi]
-type = "recorder"
-url = "http://127.0.0.1:9"
-
-[players.jelly]
-type = "recorder"
-url = "http://127.0.0.1:10"
-mappings = [ {{ metarr = "/data/media/movies", player = "/srv/films" }} ]
-"""
+def detect_config(db: object) -> str:
+    """nas-kodi with no mappings, jelly with one (movies to /srv/films)."""
+    return config_with(metarr=str(db), players=[
+        recorder("nas-kodi"),
+        recorder("jelly", url="http://127.0.0.1:10",
+                 mappings=[("/data/media/movies", "/srv/films")])])
 
 
 def test_detect_proposes_by_trailing_components_and_apply_writes(cli, metarr):
-    cli.write_config(DETECT.format(db=metarr.path))
+    cli.write_config(detect_config(metarr.path))
     cli.behave("nas-kodi", "roots", "smb://nas/share/Movies/\nsmb://nas/share/tv/\n")
     cli.behave("jelly", "roots", "/media/movies\n/media/tv\n")
     before = cli.config.read_bytes()
@@ -220,7 +207,7 @@ def test_detect_proposes_by_trailing_components_and_apply_writes(cli, metarr):
 
 
 def test_detect_reports_unmatched_ambiguous_and_unreachable(cli, metarr):
-    cli.write_config(DETECT.format(db=metarr.path))
+    cli.write_config(detect_config(metarr.path))
     cli.behave("nas-kodi", "roots", "/mnt/a/tv\n/mnt/b/tv\n")
     cli.behave("jelly", "fail", "offline")
     result = cli("mappings", "detect", "--json")
@@ -239,7 +226,7 @@ def test_detect_reports_unmatched_ambiguous_and_unreachable(cli, metarr):
 
 
 def test_detect_with_an_unreadable_metarr_database(cli, tmp_path):
-    cli.write_config(DETECT.format(db=tmp_path / "missing.sqlite"))
+    cli.write_config(detect_config(tmp_path / "missing.sqlite"))
     result = cli("mappings", "detect")
     assert result.returncode == 4
     assert "does not exist" in result.stderr
@@ -250,7 +237,7 @@ def test_detect_apply_with_an_unwritable_config(cli, metarr, tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir()
     config = etc / "config.toml"
-    config.write_text(DETECT.format(db=metarr.path))
+    config.write_text(detect_config(metarr.path))
     cli.behave("nas-kodi", "roots", "smb://nas/share/movies\n")
     before = config.read_bytes()
     with unwritable(etc):
@@ -294,7 +281,7 @@ def test_proposals_prefer_the_longest_common_tail():
 # --- detect by items: the player's own item paths --------------------------------------
 
 def test_detect_finds_the_mapping_from_items_when_roots_tell_nothing(cli, metarr):
-    cli.write_config(DETECT.format(db=metarr.path))
+    cli.write_config(detect_config(metarr.path))
     # 25 movies: Metarr's first few are not the player's, so the item is found by its name.
     for n in range(24):
         metarr.add_movie(f"Filler {n:02d}", 2000)
@@ -331,7 +318,7 @@ def test_detect_finds_the_mapping_from_items_when_roots_tell_nothing(cli, metarr
 
 
 def test_detect_items_confirm_roots_and_a_failed_item_listing_is_not_fatal(cli, metarr):
-    cli.write_config(DETECT.format(db=metarr.path))
+    cli.write_config(detect_config(metarr.path))
     metarr.add_movie("Heat", 1995)
     cli.behave("nas-kodi", "roots", "/mnt/movies\n")
     cli.behave("nas-kodi", "samples", "/mnt/movies/Heat (1995)/Heat (1995).mkv\n")

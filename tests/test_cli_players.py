@@ -10,21 +10,17 @@ import stat
 import tomllib
 
 import pytest
+from support.configs import config_with, env_secret, recorder
 from support.snapshots import snapshot, unwritable
 
-BASE = """
-[metarr]
-database = "{db}"
-
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-username = "kodi"
-password = "hunter2-secret"
-mappings = [ {{ metarr = "/data/media/movies", player = "smb://nas/movies" }} ]
-"""
-
 SECRET = "hunter2-secret"
+LOUNGE = recorder("lounge", username="kodi", password=SECRET,
+                  mappings=[("/data/media/movies", "smb://nas/movies")])
+
+
+def lounge_config(db: object) -> str:
+    """One player, lounge, with an inline password and one mapping."""
+    return config_with(metarr=str(db), players=[LOUNGE])
 
 
 def lines(text: str) -> list[str]:
@@ -37,7 +33,7 @@ def doc(cli) -> dict:
 
 @pytest.fixture
 def base(cli, metarr):
-    cli.write_config(BASE.format(db=metarr.path))
+    cli.write_config(lounge_config(metarr.path))
     return cli
 
 
@@ -185,7 +181,7 @@ def test_config_not_writable_exits_3_and_leaves_the_file(cli, metarr, tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir()
     config = etc / "config.toml"
-    config.write_text(BASE.format(db=metarr.path))
+    config.write_text(lounge_config(metarr.path))
     config.chmod(0o600)
     env = {"METARR_SYNC_CONFIG": str(config)}
     before = config.read_bytes()
@@ -211,7 +207,12 @@ def test_broken_config_exits_3_and_is_not_rewritten(cli):
 
 
 def test_a_hand_written_file_keeps_its_comments_and_layout(cli, metarr):
-    original = ("# my players, set up by hand\n" + BASE.format(db=metarr.path)
+    # Literal TOML: the layout a person wrote by hand is what this test is about.
+    original = ("# my players, set up by hand\n"
+                + f'\n[metarr]\ndatabase = "{metarr.path}"\n'
+                + '\n[players.lounge]\ntype = "recorder"\nurl = "http://127.0.0.1:9"\n'
+                + 'username = "kodi"\npassword = "hunter2-secret"\n'
+                + 'mappings = [ { metarr = "/data/media/movies", player = "smb://nas/movies" } ]\n'
                 + "\n[sync]\ntimeout = 30  # the default, written on purpose\n"
                 + "\n# the den, added by hand\n[players.den]\ntype = \"recorder\"\n"
                 + "url = \"http://127.0.0.1:11\"  # old box\n")
@@ -240,15 +241,9 @@ def test_a_hand_written_file_keeps_its_comments_and_layout(cli, metarr):
 
 
 def test_remove_takes_an_emptied_group_with_it(cli, metarr):
-    cli.write_config(BASE.format(db=metarr.path) + """
-[groups.upstairs]
-sync_mode = "sequential"
-
-[players.bed]
-type = "recorder"
-url = "http://127.0.0.1:10"
-group = "upstairs"
-""")
+    cli.write_config(config_with(
+        metarr=metarr.path, groups={"upstairs": {"sync_mode": "sequential"}},
+        players=[LOUNGE, recorder("bed", url="http://127.0.0.1:10", group="upstairs")]))
     result = cli("players", "remove", "bed", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"config": str(cli.config), "removed": "bed",
@@ -310,22 +305,16 @@ def test_enable_clears_a_disable_after_an_authentication_failure(base, metarr):
 
 # --- players test --------------------------------------------------------------------
 
-TWO = """
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ { metarr = "/data/media/movies", player = "smb://nas/movies" },
-             { metarr = "/data/media/tv", player = "smb://nas/tv" } ]
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:10"
-token = "bedroom-token-value"
-"""
+def two(bedroom_token: object = "bedroom-token-value") -> str:
+    """lounge with two mappings, bedroom with a token and none (no [metarr] table)."""
+    return config_with(players=[
+        recorder("lounge", mappings=[("/data/media/movies", "smb://nas/movies"),
+                                     ("/data/media/tv", "smb://nas/tv")]),
+        recorder("bedroom", url="http://127.0.0.1:10", token=bedroom_token)])
 
 
 def test_players_test_shows_each_discovery_step_and_mapping(cli):
-    cli.write_config(TWO)
+    cli.write_config(two())
     cli.behave("lounge", "roots", "smb://nas/movies/\nsmb://nas/share/other\n")
     cli.behave("lounge", "steps", json.dumps([["reachable", True, "Kodi 21.1"],
                                               ["credentials valid", True, "user kodi"]]))
@@ -378,7 +367,7 @@ def test_players_test_shows_each_discovery_step_and_mapping(cli):
                                             ("timeout", "reachable"),
                                             ("protocol_error", "API answers")])
 def test_players_test_names_the_step_a_probe_failed_at(cli, kind, step):
-    cli.write_config(TWO)
+    cli.write_config(two())
     cli.behave("lounge", "fail", kind)
     result = cli("players", "test", "lounge", "--json")
     assert result.returncode == 1
@@ -390,8 +379,7 @@ def test_players_test_names_the_step_a_probe_failed_at(cli, kind, step):
 
 
 def test_players_test_reports_a_missing_secret_and_tests_the_others(cli):
-    cli.write_config(TWO.replace('token = "bedroom-token-value"',
-                                 'token = { env = "BEDROOM_TOKEN" }'))
+    cli.write_config(two(bedroom_token=env_secret("BEDROOM_TOKEN")))
     result = cli("players", "test", "--json")
     assert result.returncode == 1
     lounge, bedroom = json.loads(result.stdout)["players"]
@@ -450,7 +438,7 @@ SECRETS = ("kodi-pass-1", "kodi-pass-2", "jelly-api-key", "plex-token-1")
 
 def test_import_dry_run_prints_masked_toml_and_writes_nothing(cli, metarr):
     metarr_players(metarr)
-    cli.write_config(f'[metarr]\ndatabase = "{metarr.path}"\n')
+    cli.write_config(config_with(metarr=metarr.path))
     before = cli.config.read_bytes()
     result = cli("players", "import", "--dry-run")
     assert result.returncode == 0, result.stderr

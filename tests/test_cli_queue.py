@@ -8,26 +8,20 @@ import json
 import shutil
 
 import pytest
+from support.configs import config_with, recorder
 from support.snapshots import snapshot, state_rows
 
-CONFIG = """
-[metarr]
-database = "{db}"
 
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ {{ metarr = "/data/media", player = "smb://nas/media" }} ]
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:10"
-"""
+def two_recorders(database: object) -> str:
+    """lounge maps the library to an SMB share; bedroom has no mappings."""
+    return config_with(metarr=str(database), players=[
+        recorder("lounge", mappings=[("/data/media", "smb://nas/media")]),
+        recorder("bedroom", url="http://127.0.0.1:10")])
 
 
 @pytest.fixture
 def setup(cli, metarr):
-    cli.write_config(CONFIG.format(db=metarr.path))
+    cli.write_config(two_recorders(metarr.path))
     return cli, metarr
 
 
@@ -123,7 +117,7 @@ def test_queue_add_with_an_unknown_id_creates_no_state(setup):
 
 
 def test_queue_add_with_an_unreadable_metarr_database(cli, tmp_path):
-    cli.write_config(CONFIG.format(db=tmp_path / "gone.sqlite"))
+    cli.write_config(two_recorders(tmp_path / "gone.sqlite"))
     result = cli("queue", "add", "--movie", "1")
     assert result.returncode == 4
     assert "does not exist" in result.stderr

@@ -14,22 +14,8 @@ import subprocess
 import sys
 
 import pytest
+from support.configs import config_with, env_secret, kodi, recorder
 from support.snapshots import snapshot
-
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-password = {{ env = "NEVER_SET_LOUNGE_PASSWORD" }}
-username = "kodi"
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:10"
-"""
 
 METRICS = ("total_syncs", "successful_syncs", "failed_syncs", "average_sync_time",
            "last_sync_timestamp", "items_per_second", "by_player")
@@ -38,7 +24,9 @@ EXTRAS = ("health", "players", "queue", "runs")
 
 @pytest.fixture
 def setup(cli, metarr):
-    cli.write_config(CONFIG.format(db=metarr.path))
+    cli.write_config(config_with(metarr=metarr.path, players=[
+        recorder("lounge", username="kodi", password=env_secret("NEVER_SET_LOUNGE_PASSWORD")),
+        recorder("bedroom", url="http://127.0.0.1:10")]))
     # `run` needs the password; status must not (it never resolves secrets).
     cli.env["NEVER_SET_LOUNGE_PASSWORD"] = "pw-for-runs"
     return cli, metarr
@@ -217,7 +205,7 @@ def test_unknown_on_bad_input_and_unreadable_state(setup):
     doc = json.loads(unreadable.stdout)
     assert doc["health"]["status"] == "UNKNOWN"
     assert "state database" in doc["health"]["summary"]
-    cli.write_config("[players.x]\ntype = 'kodi'\n")
+    cli.write_config(config_with(players=[kodi("x")]))  # no url
     broken = status(cli)
     assert broken.returncode == 3
     assert broken.stdout.splitlines()[0] == (

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from support.configs import config_with, kodi, plex
 
 from metarr_sync.cli import app
 from metarr_sync.cli import completions as gen
@@ -17,21 +18,10 @@ from metarr_sync.cli import completions as gen
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETIONS = ROOT / "completions"
 
-CONFIG = """
-[groups.living-room]
-sync_mode = "sequential"
-
-[players.lounge]
-type = "kodi"
-url = "http://192.168.1.10:8080"
-group = "living-room"
-
-[players.den]
-type = "plex"
-url = "http://plex:32400"
-token = "abc"
-enabled = false
-"""
+CONFIG = config_with(
+    groups={"living-room": {"sync_mode": "sequential"}},
+    players=[kodi("lounge", url="http://192.168.1.10:8080", group="living-room"),
+             plex("den", url="http://plex:32400", token="abc", enabled=False)])
 
 
 def test_committed_scripts_are_up_to_date():
@@ -86,7 +76,7 @@ def test_bash_completes_commands_options_and_configured_names(cli):
         "unverified"]
     # --config on the line is the configuration the names come from.
     other = cli.root / "other.toml"
-    other.write_text('[players.attic]\ntype = "kodi"\nurl = "http://attic:8080"\n')
+    other.write_text(config_with(players=[kodi("attic", url="http://attic:8080")]))
     assert bash_complete(cli, ["metarr-sync", "--config", str(other), "players", "remove",
                                ""]) == ["attic"]
 

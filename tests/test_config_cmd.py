@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.configs import config_with, env_secret, file_secret, jellyfin, kodi, plex
 from support.metarr_factory import MetarrDB, ago
 
 SYSTEM_PLACES = [Path("/opt/metarr/data/metarr.sqlite"), Path("/app/data/metarr.sqlite")]
@@ -151,41 +152,24 @@ def test_init_cannot_write_says_so(cli, tmp_path, empty_dir):
     assert "Traceback" not in result.stderr
 
 
-SECRETS = """
-[metarr]
-database = "postgresql://metarr:pg-Secret-123@db:5432/metarr"
-
-[sync]
-batch_size = 7
-
-[groups.lr]
-sync_mode = "sequential"
-
-[players.lounge]
-type = "kodi"
-url = "http://192.168.1.10:8080"
-username = "kodi"
-password = "kodi-Secret-456"
-group = "lr"
-
-[players.jelly]
-type = "jellyfin"
-url = "http://jellyfin:8096"
-token = {{ env = "JELLY_TOKEN" }}
-refresh_mode = "full"
-
-[players.plex]
-type = "plex"
-url = "http://plex:32400"
-token = {{ file = "{token_file}" }}
-mappings = [ {{ metarr = "/data/media", player = "/media" }} ]
-"""
+def secrets_config(token_file: object) -> str:
+    """A secret of every kind: in the database URL, inline, from the environment and from
+    `token_file`; with a group and a non-default batch size."""
+    return config_with(
+        metarr="postgresql://metarr:pg-Secret-123@db:5432/metarr",
+        sync={"batch_size": 7}, groups={"lr": {"sync_mode": "sequential"}},
+        players=[kodi("lounge", url="http://192.168.1.10:8080", username="kodi",
+                      password="kodi-Secret-456", group="lr"),
+                 jellyfin("jelly", url="http://jellyfin:8096", token=env_secret("JELLY_TOKEN"),
+                          refresh_mode="full"),
+                 plex("plex", url="http://plex:32400", token=file_secret(token_file),
+                      mappings=[("/data/media", "/media")])])
 
 
 def test_show_masks_every_secret_and_fills_in_defaults(cli, tmp_path):
     token_file = tmp_path / "plex-token"
     token_file.write_text("plex-Secret-789\n")
-    cli.write_config(SECRETS.format(token_file=token_file))
+    cli.write_config(secrets_config(token_file))
     env = {"JELLY_TOKEN": "jelly-Secret-000"}
     shown = cli("config", "show", "--json", env=env)
     text = cli("config", "show", env=env)
@@ -216,7 +200,7 @@ def test_show_masks_every_secret_and_fills_in_defaults(cli, tmp_path):
 
 
 def test_show_names_secrets_that_runs_could_not_read(cli, tmp_path):
-    cli.write_config(SECRETS.format(token_file=tmp_path / "missing-token"))
+    cli.write_config(secrets_config(tmp_path / "missing-token"))
     result = cli("config", "show", "--json")
     assert result.returncode == 0
     problems = json.loads(result.stdout)["secret_problems"]
@@ -240,7 +224,7 @@ def test_show_and_path_on_a_broken_config(cli):
 
 
 def test_path_says_where_everything_lives_and_why(cli, tmp_path, metarr):
-    cli.write_config(f'[metarr]\ndatabase = "{metarr.path}"\n')
+    cli.write_config(config_with(metarr=metarr.path))
     doc = json.loads(cli("config", "path", "--json").stdout)
     assert doc["config"] == {"path": str(cli.config), "source": "METARR_SYNC_CONFIG",
                              "exists": True}

@@ -22,27 +22,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.configs import config_with, recorder
 from support.fake_players import FakeKodi
 from support.metarr_factory import ago, sqlite_ts
 
-RECORDERS = """
-[metarr]
-database = "{db}"
 
-[sync]
-batch_size = {batch}
-initial_lookback = "all"
-timeout = {timeout}
-retry_attempts = 2
-
-[players.a]
-type = "recorder"
-url = "http://127.0.0.1:9"
-
-[players.b]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
+def recorders(db: object, batch: int, timeout: float) -> str:
+    """Two recording players, a and b, every item from the start, two retries a request."""
+    return config_with(metarr=str(db), players=[recorder("a"), recorder("b")], sync={
+        "batch_size": batch, "initial_lookback": "all", "timeout": timeout,
+        "retry_attempts": 2})
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
@@ -85,7 +74,7 @@ def lock_taken(cli) -> bool:
 
 def test_sigkill_during_collection_then_rerun_delivers_everything(cli, metarr):
     bulk_movies(metarr, 20000)
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=5000, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=5000, timeout=5))
     proc = cli.popen("run", "--no-verify")
     wait_for(lambda: lock_taken(cli), what="the run to take its lock")
     time.sleep(0.2)  # inside the collection: reading 20,000 items takes seconds
@@ -106,7 +95,7 @@ def test_sigkill_during_collection_then_rerun_delivers_everything(cli, metarr):
 @pytest.mark.parametrize("after_batches", [1, 2])
 def test_sigkill_between_batches_then_rerun_delivers_everything(cli, metarr, after_batches):
     movies = {f"movie:{metarr.add_movie(f'Movie {n}', 2000 + n)}" for n in range(8)}
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=2, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=2, timeout=5))
     cli.behave("a", "slow", "0.3")
     proc = cli.popen("run")
     wait_for(lambda: applies(cli, "a") >= after_batches, what="batches")
@@ -128,31 +117,17 @@ def test_sigkill_between_batches_then_rerun_delivers_everything(cli, metarr, aft
     assert_state_sound(cli)
 
 
-KODI_AND_RECORDER = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = {timeout}
-retry_attempts = 2
-initial_lookback = "all"
-
-{kodi}
-[players.b]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
-
-
 def kodi_setup(cli, metarr, kodi: FakeKodi, count: int = 3, timeout: float = 1) -> set[str]:
     files = set()
     for n in range(count):
         metarr.add_movie(f"Movie {n}", 2000 + n)
         files.add(f"/mnt/movies/Movie {n} ({2000 + n})/Movie {n} ({2000 + n}).mkv")
     kodi.add_file(*files)
-    cli.write_config(KODI_AND_RECORDER.format(
-        db=metarr.path, timeout=timeout,
-        kodi=kodi.toml("kodi", [("/data/media/movies", "/mnt/movies")])))
+    cli.write_config(config_with(
+        metarr=metarr.path,
+        sync={"timeout": timeout, "retry_attempts": 2, "initial_lookback": "all"},
+        players=[kodi.player("kodi", [("/data/media/movies", "/mnt/movies")]),
+                 recorder("b")]))
     return files
 
 
@@ -183,7 +158,7 @@ def test_sigkill_mid_request_then_rerun_delivers_everything(cli, metarr):
 def test_signal_between_batches_stops_cleanly_and_loses_nothing(cli, metarr, signum, code,
                                                                 name):
     movies = {f"movie:{metarr.add_movie(f'Movie {n}', 2000 + n)}" for n in range(8)}
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=2, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=2, timeout=5))
     for player in ("a", "b"):
         cli.behave(player, "slow", "0.4")
     proc = cli.popen("run", "--json")
@@ -278,7 +253,7 @@ def test_a_second_sigterm_quits_at_once(cli, metarr):
 
 def test_sigterm_during_collection_exits_143_and_leaves_no_half_collection(cli, metarr):
     bulk_movies(metarr, 20000)
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=5000, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=5000, timeout=5))
     proc = cli.popen("run")
     wait_for(lambda: lock_taken(cli), what="the run to take its lock")
     time.sleep(0.2)
@@ -300,7 +275,7 @@ def test_sigterm_during_collection_exits_143_and_leaves_no_half_collection(cli, 
 
 def test_two_runs_started_together_one_works_the_other_exits_5(cli, metarr):
     movies = {f"movie:{metarr.add_movie(f'Movie {n}', 2000 + n)}" for n in range(4)}
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=2, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=2, timeout=5))
     cli.behave("a", "slow", "0.5")
     first, second = cli.popen("run"), cli.popen("run")
     codes = sorted([first.wait(timeout=60), second.wait(timeout=60)])
@@ -314,7 +289,7 @@ def test_two_runs_started_together_one_works_the_other_exits_5(cli, metarr):
 
 def test_two_runs_with_wait_run_one_after_the_other_sending_nothing_twice(cli, metarr):
     movies = {f"movie:{metarr.add_movie(f'Movie {n}', 2000 + n)}" for n in range(4)}
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=2, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=2, timeout=5))
     cli.behave("a", "slow", "0.5")
     first, second = cli.popen("run", "--wait", "30"), cli.popen("run", "--wait", "30")
     assert first.wait(timeout=60) == 0 and second.wait(timeout=60) == 0
@@ -328,7 +303,7 @@ def test_two_runs_with_wait_run_one_after_the_other_sending_nothing_twice(cli, m
 
 def test_wait_gives_up_after_its_seconds_with_exit_5(cli, metarr):
     metarr.add_movie("The Matrix", 1999)
-    cli.write_config(RECORDERS.format(db=metarr.path, batch=2, timeout=5))
+    cli.write_config(recorders(metarr.path, batch=2, timeout=5))
     cli.behave("a", "slow", "6")
     first = cli.popen("run")
     wait_for(lambda: cli.calls("a") != [], what="the first run to reach the players")
@@ -352,16 +327,9 @@ def fingerprint(path: Path) -> dict[str, str | None]:
     return found
 
 
-ONE_RECORDER = """
-[metarr]
-database = "{db}"
-[sync]
-timeout = 1
-initial_lookback = "all"
-[players.a]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
+def one_recorder(db: object) -> str:
+    return config_with(metarr=str(db), sync={"timeout": 1, "initial_lookback": "all"},
+                       players=[recorder("a")])
 
 
 class Writer:
@@ -398,7 +366,7 @@ def test_an_open_write_transaction_in_wal_mode_does_not_block_the_run(cli, metar
     last committed state. The realistic case is then: sync what was committed."""
     committed = metarr.add_movie("The Matrix", 1999)
     metarr.close()
-    cli.write_config(ONE_RECORDER.format(db=metarr.path))
+    cli.write_config(one_recorder(metarr.path))
     stamp = sqlite_ts(ago(seconds=1))
     writer = Writer(metarr.path, "BEGIN IMMEDIATE",
                     f"UPDATE movies SET published_at = '{stamp}' WHERE id = {committed}",
@@ -427,7 +395,7 @@ def test_a_writer_holding_an_exclusive_lock_makes_the_run_exit_4(cli, metarr, ho
         statements = ["BEGIN EXCLUSIVE"]
     else:
         statements = ["PRAGMA locking_mode = EXCLUSIVE", "BEGIN IMMEDIATE"]
-    cli.write_config(ONE_RECORDER.format(db=metarr.path))
+    cli.write_config(one_recorder(metarr.path))
     writer = Writer(metarr.path, *statements, "UPDATE movies SET title = 'changing'")
     try:
         before = fingerprint(metarr.path)
@@ -456,7 +424,7 @@ def test_a_metarr_database_of_another_schema_exits_4_naming_what_is_missing(
     metarr.add_movie("The Matrix", 1999)
     metarr.conn.execute(change)
     before = fingerprint(metarr.path)
-    cli.write_config(ONE_RECORDER.format(db=metarr.path))
+    cli.write_config(one_recorder(metarr.path))
     result = cli("run")
     assert result.returncode == 4, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
@@ -469,7 +437,7 @@ def test_a_newer_schema_with_extra_tables_and_columns_still_works(cli, metarr):
     movie = metarr.add_movie("The Matrix", 1999)
     metarr.conn.execute("ALTER TABLE movies ADD COLUMN edition TEXT")
     metarr.conn.execute("CREATE TABLE collections (id INTEGER PRIMARY KEY, name TEXT)")
-    cli.write_config(ONE_RECORDER.format(db=metarr.path))
+    cli.write_config(one_recorder(metarr.path))
     result = cli("run")
     assert result.returncode == 0, result.stderr
     assert [t["key"] for t in cli.sent("a")] == [f"movie:{movie}"]

@@ -15,23 +15,15 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import requests
+from support.configs import config_with
 from support.fake_players import FakeKodi, kodi_image_url
 from support.images import dimensions, png
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 5
-retry_attempts = 1
-
-{players}
-"""
 SOURCES = {"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}
 
 
@@ -89,9 +81,15 @@ def fake_kodi(media: Media) -> FakeKodi:
     return FakeKodi(sources=dict(SOURCES), disk={"/mnt/": str(media.root)}).start()
 
 
-def configure(cli, metarr, media: Media, *kodis: tuple[str, FakeKodi], extra: str = "") -> None:
-    players = "\n".join(kodi.toml(name, [(str(media.root), "/mnt")]) for name, kodi in kodis)
-    cli.write_config(CONFIG.format(db=metarr.path, players=players) + extra)
+def configure(cli, metarr, media: Media, *kodis: tuple[str, FakeKodi],
+              groups: dict[str, dict[str, Any]] | None = None,
+              settings: dict[str, dict[str, Any]] | None = None) -> None:
+    """Kodis by name, each mapping the media root to /mnt; `settings`: more keys by name."""
+    settings = settings or {}
+    cli.write_config(config_with(
+        metarr=metarr.path, sync={"timeout": 5, "retry_attempts": 1}, groups=groups,
+        players=[kodi.player(name, [(str(media.root), "/mnt")], **settings.get(name, {}))
+                 for name, kodi in kodis]))
 
 
 def run(cli) -> tuple[int, dict]:
@@ -219,15 +217,13 @@ def test_both_boxes_of_a_shared_library_show_the_new_poster(cli, metarr_on_disk,
     video = media.movie("Heat", 1995)
     poster = media.write(video.parent / "poster.jpg", png(4, 6))
     heat = metarr.add_movie("Heat", 1995)
-    group = '\n[groups.house]\nshared_library = true\n'
     with fake_kodi(media) as lounge, fake_kodi(media) as bedroom:
         for kodi in (lounge, bedroom):
             kodi.add_file(media.player(video))
         configure(cli, metarr, media, ("lounge", lounge), ("bedroom", bedroom),
-                  extra=group)
-        cli.write_config(cli.config.read_text().replace(
-            '[players.lounge]', '[players.lounge]\ngroup = "house"\npriority = 1').replace(
-            '[players.bedroom]', '[players.bedroom]\ngroup = "house"\npriority = 2'))
+                  groups={"house": {"shared_library": True}},
+                  settings={"lounge": {"group": "house", "priority": 1},
+                            "bedroom": {"group": "house", "priority": 2}})
         assert run(cli)[0] == 0
         # One MySQL library for both: the bedroom box has the movie too (and its poster
         # cached, by its own scan of the shared library).

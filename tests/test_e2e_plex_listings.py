@@ -12,18 +12,11 @@ import json
 from pathlib import Path
 
 from conftest import Cli
+from support.configs import config_with
 from support.fake_players import FakePlex
 from support.metarr_factory import MetarrDB, ago
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 10
-retry_attempts = 0
-
-{player}"""
+SYNC = {"timeout": 10, "retry_attempts": 0}
 
 #: Episodes per show of the filler shows (a long-running series)
 PER_SHOW = 100
@@ -55,8 +48,8 @@ def one_changed_episode(root: Path, episodes: int) -> dict:
         held = sum(1 for i in plex.items.values() if i.type == "episode")
         assert held == episodes
         (target,) = [i.rating_key for i in plex.items.values() if i.file == file]
-        cli.write_config(CONFIG.format(db=metarr.path, player=plex.toml(
-            "den", [(metarr.movies_root, "/media/movies"), (metarr.tv_root, "/media/tv")])))
+        cli.write_config(config_with(metarr=metarr.path, sync=SYNC, players=[plex.player(
+            "den", [(metarr.movies_root, "/media/movies"), (metarr.tv_root, "/media/tv")])]))
 
         figures = {}
         for command in ("run", "verify"):

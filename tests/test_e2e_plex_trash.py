@@ -16,16 +16,8 @@ import json
 from pathlib import Path
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakePlex
-
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-clean_deleted = {clean}
-
-{player}"""
 
 HEAT = "/media/movies/Heat (1995)/Heat (1995).mkv"
 ALIEN = "/media/movies/Alien (1979)/Alien (1979).mkv"
@@ -49,9 +41,9 @@ class World:
             self.ids[title] = metarr.add_movie(title, year, folder=str(folder))
             self.plex.put_item(path)
             self.plex.add_file(path)
-        cli.write_config(CONFIG.format(db=metarr.path, clean=str(clean).lower(),
-                                       player=self.plex.toml(
-                                           "den", [(str(self.media), "/media/movies")])))
+        cli.write_config(config_with(metarr=metarr.path, sync={"clean_deleted": clean},
+                                     players=[self.plex.player(
+                                         "den", [(str(self.media), "/media/movies")])]))
 
     def run(self, *args: str) -> dict:
         result = self.cli("run", "--json", *args)

@@ -15,32 +15,23 @@ import json
 import socket
 
 import pytest
+from support.configs import config_with, env_secret, file_secret, recorder
 from support.metarr_pg_factory import PASSWORD_ENV, PgMetarrDB
 from support.postgres import OWNER_PASSWORD, pg_database, postgres_server  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 
-PLAYERS = """
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ { metarr = "/data/media/movies", player = "smb://nas/movies" },
-             { metarr = "/data/media/tv", player = "smb://nas/tv" } ]
+PLAYERS = (recorder("lounge", mappings=[("/data/media/movies", "smb://nas/movies"),
+                                         ("/data/media/tv", "smb://nas/tv")]),
+           recorder("bedroom", mappings=[("/data/media", "/mnt/media")]))
+PASSWORD = env_secret(PASSWORD_ENV)
 
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ { metarr = "/data/media", player = "/mnt/media" } ]
-"""
 
-def config(database: str | None, password: str | None = f'{{ env = "{PASSWORD_ENV}" }}',
-           timeout: int = 10) -> str:
-    lines = ["[metarr]"]
-    if database is not None:
-        lines.append(f'database = "{database}"')
-    if password is not None:
-        lines.append(f"password = {password}")
-    return "\n".join(lines) + f"\n\n[sync]\ntimeout = {timeout}\n" + PLAYERS
+def config(database: str | None, password: object = PASSWORD, timeout: int = 10) -> str:
+    """[metarr] with the database and password given (None: left out), two recorders."""
+    table = {key: value for key, value in (("database", database), ("password", password))
+             if value is not None}
+    return config_with(metarr=table, sync={"timeout": timeout}, players=PLAYERS)
 
 
 @pytest.fixture
@@ -88,7 +79,7 @@ def test_password_from_a_file_secret(setup, tmp_path):
     cli, db = setup
     secret = tmp_path / "pg-password"
     secret.write_text(OWNER_PASSWORD + "\n")
-    cli.write_config(config(db.url, password=f'{{ file = "{secret}" }}'))
+    cli.write_config(config(db.url, password=file_secret(secret)))
     db.add_movie("Heat", 1995)
     result = cli("run", "--json")
     assert result.returncode == 0, result.stderr

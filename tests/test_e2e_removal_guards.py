@@ -16,21 +16,11 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
+from support.configs import config_with
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
 from support.metarr_factory import MetarrDB, ago
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 5
-retry_attempts = 1
-initial_lookback = "all"
-{sync}
-
-{players}
-"""
+SYNC = {"timeout": 5, "retry_attempts": 1, "initial_lookback": "all"}
 ROOTS = {"kodi": "/mnt", "jelly": "/media", "plex": "/media"}
 
 
@@ -42,10 +32,12 @@ class World:
     fakes: dict[str, FakePlayer]
     movies: list[int]
 
-    def configure(self, sync: str = "", db: Path | None = None) -> None:
-        players = "\n".join(fake.toml(name, [(str(self.media), ROOTS[name])])
-                            for name, fake in self.fakes.items())
-        self.cli.write_config(CONFIG.format(db=db or self.db.path, sync=sync, players=players))
+    def configure(self, db: Path | None = None, **sync: object) -> None:
+        """Every fake as a player of its name; `sync`: [sync] keys beside SYNC's."""
+        self.cli.write_config(config_with(
+            metarr=db or self.db.path, sync={**SYNC, **sync},
+            players=[fake.player(name, [(str(self.media), ROOTS[name])])
+                     for name, fake in self.fakes.items()]))
 
     def run(self, *args: str):
         result = self.cli("run", "--json", *args)
@@ -133,7 +125,7 @@ def test_an_empty_metarr_database_removes_nothing_anywhere(world, tmp_path):
 
 def test_thirty_removals_are_held_on_every_player_until_released(world):
     deliver_everything(world)
-    world.configure(sync="max_removals = 20\nmax_removal_percent = 100")
+    world.configure(max_removals=20, max_removal_percent=100)
     gone = world.movies[:30]
     for movie in gone:
         world.delete(movie)
@@ -169,7 +161,7 @@ def test_a_missing_anchor_sends_nothing_destructive_to_any_player(world, tmp_pat
     anchor = world.media / ".metarr-anchor"
     anchor.write_text("")
     deliver_everything(world)
-    world.configure(sync=f'anchors = ["{anchor}"]')
+    world.configure(anchors=[str(anchor)])
     world.delete(world.movies[0])
     new = world.db.add_movie("Brand New", 2026)
     for name, fake in world.fakes.items():
@@ -211,8 +203,8 @@ def test_a_jellyfin_removal_is_reported_again_at_most_once(tmp_path):
         files = {m: "/media" + db._one("SELECT file_path FROM movies WHERE id = ?", m)[0][
             len(str(media)):] for m in movies}
         jelly.add_file(*files.values())
-        cli.write_config(CONFIG.format(db=db.path, sync="", players=jelly.toml(
-            "jelly", [(str(media), "/media")])))
+        cli.write_config(config_with(metarr=db.path, sync=SYNC, players=[jelly.player(
+            "jelly", [(str(media), "/media")])]))
         assert cli("run").returncode == 0
         assert cli("verify").returncode == 0
         assert len(jelly.library_files()) == 3

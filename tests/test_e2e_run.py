@@ -234,14 +234,8 @@ def test_rejected_item_is_partial_and_kept_as_failed(setup):
 
 
 def test_unmappable_path_is_an_error_for_that_item_never_a_library_scan(cli, metarr):
-    cli.write_config(f"""
-[metarr]
-database = "{metarr.path}"
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-mappings = [ {{ metarr = "/data/media/tv", player = "smb://nas/tv" }} ]
-""")
+    cli.write_config(config_with(metarr=metarr.path, players=[
+        recorder("lounge", mappings=[("/data/media/tv", "smb://nas/tv")])]))
     metarr.add_movie("The Matrix", 1999)
     result = cli("run", "--json")
     assert result.returncode == 1
@@ -386,8 +380,7 @@ def test_exit_3_on_configuration_errors(cli, metarr):
 
 
 def test_exit_4_when_metarr_database_is_unreadable(cli, tmp_path):
-    cli.write_config(f'[metarr]\ndatabase = "{tmp_path / "nope.sqlite"}"\n'
-                     '[players.x]\ntype = "recorder"\nurl = "http://127.0.0.1:9"\n')
+    cli.write_config(config_with(metarr=tmp_path / "nope.sqlite", players=[recorder("x")]))
     result = cli("run")
     assert result.returncode == 4
     assert "does not exist" in result.stderr
@@ -395,8 +388,7 @@ def test_exit_4_when_metarr_database_is_unreadable(cli, tmp_path):
     import sqlite3
 
     sqlite3.connect(tmp_path / "other.sqlite").execute("CREATE TABLE t (x)").connection.close()
-    cli.write_config(f'[metarr]\ndatabase = "{tmp_path / "other.sqlite"}"\n'
-                     '[players.x]\ntype = "recorder"\nurl = "http://127.0.0.1:9"\n')
+    cli.write_config(config_with(metarr=tmp_path / "other.sqlite", players=[recorder("x")]))
     result = cli("run")
     assert result.returncode == 4
     assert "table movies is missing" in result.stderr

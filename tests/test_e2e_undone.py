@@ -8,18 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeKodi
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-initial_lookback = "all"
-{sync}
-
-{players}
-"""
 SEEN = [f"/mnt/movies/Seen {n} ({2000 + n})/Seen {n} ({2000 + n}).mkv" for n in range(3)]
 UNMAPPED_SHOW = ("no path mapping covers /data/media/tv/Severance (mapped: "
                  "/data/media/movies)")
@@ -27,6 +18,13 @@ UNMAPPED_EPISODE = ("no path mapping covers /data/media/tv/Severance/Season 01/"
                     "Severance - S01E{:02d}.mkv (mapped: /data/media/movies)")
 NOT_SEEN = ("sent a scan of /mnt/movies/Heat (1995)/, but Kodi does not see that folder in "
             "/mnt/movies/: check the mapping for /data/media/movies")
+
+
+def one_kodi(db: object, kodi: FakeKodi, mappings: list[tuple[str, str]], **sync: object
+             ) -> str:
+    """lounge, every item from the start; `sync`: more [sync] keys."""
+    return config_with(metarr=str(db), sync={"initial_lookback": "all", **sync},
+                       players=[kodi.player("lounge", mappings)])
 
 
 @pytest.fixture
@@ -38,7 +36,7 @@ def kodi():
     fake.stop()
 
 
-def setup(cli, metarr, kodi, episodes: int = 1, sync: str = "") -> None:
+def setup(cli, metarr, kodi, episodes: int = 1, **sync: object) -> None:
     """Three movies Kodi has, Heat which it does not, and a show with `episodes` episodes
     that no mapping covers (only the movies are mapped)."""
     for n in range(3):
@@ -48,8 +46,8 @@ def setup(cli, metarr, kodi, episodes: int = 1, sync: str = "") -> None:
     season = metarr.add_season(show, 1)
     for number in range(1, episodes + 1):
         metarr.add_episode(show, season, 1, number)
-    cli.write_config(CONFIG.format(db=metarr.path, sync=sync, players=kodi.toml(
-        "lounge", [("/data/media/movies", "/mnt/movies")])))
+    cli.write_config(one_kodi(metarr.path, kodi, [("/data/media/movies", "/mnt/movies")],
+                              **sync))
 
 
 def below_table(stdout: str) -> list[str]:
@@ -107,8 +105,7 @@ def test_json_gives_each_player_its_failures(cli, metarr, kodi):
 def test_a_clean_run_lists_nothing_and_its_json_has_an_empty_list(cli, metarr, kodi):
     for n in range(3):
         metarr.add_movie(f"Seen {n}", 2000 + n)
-    cli.write_config(CONFIG.format(db=metarr.path, sync="", players=kodi.toml(
-        "lounge", [("/data/media/movies", "/mnt/movies")])))
+    cli.write_config(one_kodi(metarr.path, kodi, [("/data/media/movies", "/mnt/movies")]))
     result = cli("run")
     assert result.returncode == 0, result.stderr
     assert below_table(result.stdout) == []
@@ -137,7 +134,7 @@ def test_twelve_failures_list_ten_and_the_command_for_the_rest(cli, metarr, kodi
 
 
 def test_a_player_that_is_down_lists_its_items_under_its_one_cause(cli, metarr, kodi):
-    setup(cli, metarr, kodi, sync="max_attempts = 2")
+    setup(cli, metarr, kodi, max_attempts=2)
     kodi.misbehave("refused")
     first = cli("run")
     assert first.returncode == 1
@@ -162,9 +159,8 @@ def test_removals_the_guard_holds_are_named_under_its_note(cli, metarr, kodi, tm
     films = [metarr.add_movie(f"Film {n}", 2000 + n) for n in range(4)]
     kodi.add_file(*(f"/mnt/movies/Film {n} ({2000 + n})/Film {n} ({2000 + n}).mkv"
                     for n in range(4)))
-    cli.write_config(CONFIG.format(
-        db=metarr.path, sync="max_removals = 1\nmax_removal_percent = 100",
-        players=kodi.toml("lounge", [(str(media / "movies"), "/mnt/movies")])))
+    cli.write_config(one_kodi(metarr.path, kodi, [(str(media / "movies"), "/mnt/movies")],
+                              max_removals=1, max_removal_percent=100))
     assert cli("run").returncode == 0
     for film in films[:2]:
         metarr.delete_media("movies", film)

@@ -16,20 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
 from support.metarr_factory import MetarrDB
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 5
-retry_attempts = 1
-initial_lookback = "all"
-
-{players}
-"""
+SYNC = {"timeout": 5, "retry_attempts": 1, "initial_lookback": "all"}
 
 
 @dataclass
@@ -93,8 +84,8 @@ def kodi_world(cli, metarr: MetarrDB, tmp_path: Path):
     metarr.use_disk(Path(root), make_files=False)
     with FakeKodi(sources={"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}) as kodi:
         media = Media(root, [kodi], "/mnt")
-        cli.write_config(CONFIG.format(db=metarr.path,
-                                       players=kodi.toml("lounge", [(str(root), "/mnt")])))
+        cli.write_config(config_with(metarr=metarr.path, sync=SYNC,
+                                     players=[kodi.player("lounge", [(str(root), "/mnt")])]))
         yield cli, metarr, kodi, media
 
 
@@ -186,9 +177,9 @@ def servers(request, cli, metarr: MetarrDB, tmp_path: Path):
     metarr.use_disk(Path(root), make_files=False)
     with FakeJellyfin() as jelly, FakePlex() as plex:
         plex.upgrades_as_new_items = request.param == "new item"
-        players = jelly.toml("jelly", [(str(root), "/media")]) + \
-            plex.toml("plex", [(str(root), "/media")])
-        cli.write_config(CONFIG.format(db=metarr.path, players=players))
+        cli.write_config(config_with(metarr=metarr.path, sync=SYNC, players=[
+            jelly.player("jelly", [(str(root), "/media")]),
+            plex.player("plex", [(str(root), "/media")])]))
         yield cli, metarr, jelly, plex, Media(root, [jelly, plex], "/media")
 
 

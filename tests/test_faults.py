@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
+from support.configs import config_with
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlayer, FakePlex
 from support.metarr_factory import MetarrDB
 
@@ -32,17 +33,7 @@ SECRETS = {"kodi": "kodi-Pw-7f3a91e2", "jelly": "jf-Key-2b8c4d6e", "plex": "plex
 RETRY_ATTEMPTS = 2
 TIMEOUT = 1
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = {timeout}
-retry_attempts = {retries}
-initial_lookback = "all"
-
-{players}
-"""
+SYNC = {"timeout": TIMEOUT, "retry_attempts": RETRY_ATTEMPTS, "initial_lookback": "all"}
 
 
 @dataclass
@@ -118,10 +109,8 @@ def make_world(root: Path) -> World:
         fake.add_file(*(f"{roots[name]}/{r}" for r in relative))
         files[name] = {f"{roots[name]}/{r}" for r in relative} | {
             f"{roots[name]}/tv/Severance" + ("/" if name == "kodi" else "")}
-    players = "\n".join(fake.toml(name, [("/data/media", roots[name])])
-                        for name, fake in fakes.items())
-    cli.write_config(CONFIG.format(db=metarr.path, timeout=TIMEOUT,
-                                   retries=RETRY_ATTEMPTS, players=players))
+    cli.write_config(config_with(metarr=metarr.path, sync=SYNC, players=[
+        fake.player(name, [("/data/media", roots[name])]) for name, fake in fakes.items()]))
     return World(cli, metarr, fakes, files, keys)
 
 

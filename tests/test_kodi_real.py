@@ -16,38 +16,34 @@ import re
 from pathlib import Path
 
 import pytest
+from support import configs
+from support.configs import Pairs, config_with, env_secret
 from support.kodi_server import KodiServer, RecordingProxy
 
 pytestmark = pytest.mark.kodi
 
-CONFIG = """
-[metarr]
-database = "{db}"
 
-[sync]
-timeout = 15
-retry_attempts = 1
-
-[players.lounge]
-type = "kodi"
-url = "{url}"
-username = "{user}"
-password = {{ env = "KODI_TEST_PASSWORD" }}
-mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
-             {{ metarr = "/data/media/tv", player = "{tv}" }} ]
-"""
+def kodi_player(name: str, kodi: KodiServer, *, url: str | None = None,
+                mappings: Pairs | None = None, **keys: object) -> dict[str, object]:
+    """A real Kodi as a player, its password from $KODI_TEST_PASSWORD. `mappings`: by
+    default Metarr's /data/media/movies and /data/media/tv to the box's folders; [] for
+    none. `url`: another way to the box (a proxy)."""
+    if mappings is None:
+        mappings = [("/data/media/movies", str(kodi.movies)), ("/data/media/tv", str(kodi.tv))]
+    return configs.kodi(name, url=url or kodi.url, username=kodi.username,
+                        password=env_secret("KODI_TEST_PASSWORD"), mappings=mappings or None,
+                        **keys)
 
 
-# Metarr and Kodi on one share: Metarr sees Kodi's source folders under its own paths (a
-# symlinked view), so that the disk tells metarr-sync what is gone, as on a real NAS.
-REAL_CONFIG = CONFIG.replace('"/data/media/movies"', '"{metarr_movies}"').replace(
-    '"/data/media/tv"', '"{metarr_tv}"')
+def kodi_config(db, *players: dict[str, object], timeout: float = 15,
+                groups: dict[str, dict[str, object]] | None = None) -> str:
+    return config_with(metarr=db.path, sync={"timeout": timeout, "retry_attempts": 1},
+                       groups=groups, players=players)
 
 
 @pytest.fixture
 def setup(cli, metarr, kodi):
-    cli.write_config(CONFIG.format(db=metarr.path, url=kodi.url, user=kodi.username,
-                                   movies=kodi.movies, tv=kodi.tv))
+    cli.write_config(kodi_config(metarr, kodi_player("lounge", kodi)))
     cli.env["KODI_TEST_PASSWORD"] = kodi.password
     return cli, metarr, kodi
 
@@ -66,9 +62,10 @@ def on_disk(cli, metarr, kodi, tmp_path):
 
 
 def write_real_config(cli, db, url: str, kodi: KodiServer) -> None:
-    cli.write_config(REAL_CONFIG.format(db=db.path, url=url, user=kodi.username,
-                                        movies=kodi.movies, tv=kodi.tv,
-                                        metarr_movies=db.movies_root, metarr_tv=db.tv_root))
+    """Metarr and Kodi on one share: Metarr sees Kodi's source folders under its own paths
+    (a symlinked view), so that the disk tells metarr-sync what is gone, as on a real NAS."""
+    cli.write_config(kodi_config(db, kodi_player("lounge", kodi, url=url, mappings=[
+        (db.movies_root, str(kodi.movies)), (db.tv_root, str(kodi.tv))])))
 
 
 def run(cli, log: Path | None = None) -> tuple[int, dict]:
@@ -368,17 +365,6 @@ def test_only_a_deleted_file_leaves_kodi(on_disk, tmp_path):
     assert movies[kept]["movieid"] == kept_kodi_id
 
 
-SECOND_KODI = """
-[players.bedroom]
-type = "kodi"
-url = "{url}"
-username = "{user}"
-password = {{ env = "KODI_TEST_PASSWORD" }}
-mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }},
-             {{ metarr = "/data/media/tv", player = "{tv}" }} ]
-"""
-
-
 def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi_factory):
     """Two Kodi boxes with libraries of their own over the same media (no shared library):
     each configured player is told, and each box lists the movie afterwards."""
@@ -386,11 +372,8 @@ def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi
     bedroom = kodi_factory(media=kodi.media)
     assert bedroom.port != kodi.port and bedroom.movies == kodi.movies
     assert bedroom.movies_by_file() == {}  # a library of its own
-    cli.write_config(
-        CONFIG.format(db=db.path, url=kodi.url, user=kodi.username, movies=kodi.movies,
-                      tv=kodi.tv)
-        + SECOND_KODI.format(url=bedroom.url, user=bedroom.username, movies=bedroom.movies,
-                             tv=bedroom.tv))
+    cli.write_config(kodi_config(db, kodi_player("lounge", kodi),
+                                 kodi_player("bedroom", bedroom)))
     stalker_file = publish_movie(kodi, "Stalker", 1979, imdb="tt0079944")
     db.add_movie("Stalker", 1979)
 
@@ -403,10 +386,6 @@ def test_two_kodi_boxes_over_the_same_folders_each_get_the_new_movie(setup, kodi
         box.wait_until(lambda box=box: stalker_file in box.movies_by_file(), "Stalker")
 
 
-# Metarr's own paths are Kodi's here: CONFIG without its mappings.
-UNMAPPED = CONFIG[:CONFIG.index("mappings = ")]
-
-
 def test_upgrade_rename_of_a_movie_and_an_episode_leaves_one_entry_for_the_new_file(
         cli, metarr, kodi):
     """Radarr/Sonarr replace a file under a new name; Metarr rewrites file_path in place.
@@ -414,7 +393,8 @@ def test_upgrade_rename_of_a_movie_and_an_episode_leaves_one_entry_for_the_new_f
     Kodi lists exactly one entry for each, the new file. Metarr's paths are Kodi's here
     (no mapping), so metarr-sync can see on disk that the old files are gone."""
     metarr.use_disk(Path(kodi.media), make_files=False)
-    cli.write_config(UNMAPPED.format(db=metarr.path, url=kodi.url, user=kodi.username))
+    # Metarr's own paths are Kodi's here: no mappings.
+    cli.write_config(kodi_config(metarr, kodi_player("lounge", kodi, mappings=[])))
     cli.env["KODI_TEST_PASSWORD"] = kodi.password
     old_movie = publish_movie(kodi, "Ronin", 1998, imdb="tt0122690")
     kodi.write_show(kodi.tv / "Chernobyl", "Chernobyl", "2019-05-06")
@@ -618,35 +598,14 @@ def test_a_republished_show_poster_and_episode_thumb_are_what_kodi_serves(setup)
     assert texture_hashes(kodi, episode_art["thumb"]) == [file_hash(thumb)]
 
 
-SHARED = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 15
-retry_attempts = 1
-
-[groups.house]
-shared_library = true
-
-[players.lounge]
-type = "kodi"
-url = "{first}"
-username = "{user}"
-password = {{ env = "KODI_TEST_PASSWORD" }}
-group = "house"
-priority = 1
-mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }} ]
-
-[players.bedroom]
-type = "kodi"
-url = "{second}"
-username = "{user}"
-password = {{ env = "KODI_TEST_PASSWORD" }}
-group = "house"
-priority = 2
-mappings = [ {{ metarr = "/data/media/movies", player = "{movies}" }} ]
-"""
+def shared(db, first: KodiServer, second: KodiServer) -> str:
+    """Two Kodis in one group with a shared library, mapping the movies to the same folder."""
+    movies = [("/data/media/movies", str(first.movies))]
+    return kodi_config(db,
+                       kodi_player("lounge", first, mappings=movies, group="house", priority=1),
+                       kodi_player("bedroom", second, mappings=movies, group="house",
+                                   priority=2),
+                       groups={"house": {"shared_library": True}})
 
 
 @pytest.fixture
@@ -661,8 +620,7 @@ def two_kodis(kodi: KodiServer, kodi_factory):
 def test_both_kodis_of_a_shared_library_serve_the_new_poster(cli, metarr, two_kodis):
     first, second = two_kodis
     db = metarr
-    cli.write_config(SHARED.format(db=db.path, first=first.url, second=second.url,
-                                   user=first.username, movies=first.movies))
+    cli.write_config(shared(db, first, second))
     cli.env["KODI_TEST_PASSWORD"] = first.password
     video = Path(publish_movie(first, "Thief", 1981, imdb="tt0083190"))
     poster = write_image(video.parent / "poster.png", 4, 6, (200, 0, 0))
@@ -743,10 +701,9 @@ def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, 
         added = db.add_movie(f"Shelf {n:03d}", 2000,
                              folder=f"{db.movies_root}/Shelf/Shelf {n:03d} (2000)")
         db.retitle("movies", added, f"Shelf {n:03d} (Restored)")  # the title Metarr wrote
-    small = CONFIG.replace("timeout = 15", f"timeout = {timeout}")
     with RecordingProxy(kodi.url) as proxy:
-        cli.write_config(small.format(db=db.path, url=proxy.url, user=kodi.username,
-                                      movies=kodi.movies, tv=kodi.tv))
+        cli.write_config(kodi_config(db, kodi_player("lounge", kodi, url=proxy.url),
+                                     timeout=timeout))
         log = tmp_path / "slow.log"
         code, report = run(cli, log)
     assert code == 0, explain(cli, report) + log.read_text()[-4000:]
@@ -808,9 +765,8 @@ def test_players_test_warns_when_the_real_kodi_has_several_profiles(cli, kodi_ve
     server.write_profiles(["Master user", "Kids"])
     try:
         server.start()
-        cli.write_config(
-            f'[players.lounge]\ntype = "kodi"\nurl = "{server.url}"\n'
-            f'username = "{server.username}"\npassword = "{server.password}"\n')
+        cli.write_config(config_with(players=[configs.kodi(
+            "lounge", url=server.url, username=server.username, password=server.password)]))
         result = cli("players", "test", "--json")
         assert result.returncode == 0, result.stdout + result.stderr
         report = json.loads(result.stdout)

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeKodi
 
 from metarr_sync.config import Mapping, PlayerConfig, SyncConfig
@@ -31,17 +32,11 @@ MOVIES = 100
 REFRESH_SECONDS = 0.05
 TIMEOUT = 1
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = {timeout}
-retry_attempts = 0
-initial_lookback = "all"
-
-{player}
-"""
+def one_kodi(db: object, kodi: FakeKodi, timeout: float) -> str:
+    """lounge maps Metarr's library to /mnt; no retries, every item from the start."""
+    return config_with(
+        metarr=str(db), sync={"timeout": timeout, "retry_attempts": 0, "initial_lookback": "all"},
+        players=[kodi.player("lounge", [("/data/media", "/mnt")])])
 
 
 def movie_file(n: int) -> str:
@@ -72,8 +67,7 @@ def test_a_hundred_refreshes_that_would_outlast_the_timeout_go_through_each_once
         cli, metarr, slow_kodi):
     for n in range(MOVIES):
         metarr.add_movie(f"Movie {n:03d}", 2000)
-    cli.write_config(CONFIG.format(db=metarr.path, timeout=TIMEOUT, player=slow_kodi.toml(
-        "lounge", [("/data/media", "/mnt")])))
+    cli.write_config(one_kodi(metarr.path, slow_kodi, TIMEOUT))
     result = cli("run", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = json.loads(result.stdout)["players"]
@@ -121,8 +115,7 @@ def test_a_kodi_that_never_answers_ends_with_its_items_failed_after_max_attempts
         kodi.misbehave("hang")  # takes every request, never answers
         for n in (1, 2):
             metarr.add_movie(f"Movie {n:03d}", 2000)
-        cli.write_config(CONFIG.format(db=metarr.path, timeout=0.5, player=kodi.toml(
-            "lounge", [("/data/media", "/mnt")])))
+        cli.write_config(one_kodi(metarr.path, kodi, 0.5))
         cause = f"{kodi.url} did not answer within 0.5 s"
 
         def queue() -> list[tuple[str, int, str]]:
@@ -180,8 +173,7 @@ def test_a_batch_that_times_out_is_looked_up_next_run_not_sent_again(cli, metarr
             kodi.movies[n + 1] = movie_file(n)
             metarr.add_movie(f"Movie {n:03d}", 2000)
         kodi._next = 20
-        cli.write_config(CONFIG.format(db=metarr.path, timeout=TIMEOUT, player=kodi.toml(
-            "lounge", [("/data/media", "/mnt")])))
+        cli.write_config(one_kodi(metarr.path, kodi, TIMEOUT))
         flags = () if verify else ("--no-verify",)
 
         def queue() -> Counter:

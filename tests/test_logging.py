@@ -9,6 +9,7 @@ import base64
 import re
 
 import pytest
+from support.configs import config_with, env_secret
 from support.fake_players import FakeKodi
 
 PASSWORD = "Kodi-Pa55-[secret]"
@@ -23,17 +24,9 @@ def kodi_world(cli, metarr):
     try:
         movie = metarr.add_movie("Heat", 1995)
         kodi.add_file("/mnt/movies/Heat (1995)/Heat (1995).mkv")
-        cli.write_config(f"""
-[metarr]
-database = "{metarr.path}"
-
-[players.lounge]
-type = "kodi"
-url = "{kodi.url}"
-username = "kodi"
-password = {{ env = "KODI_PASSWORD" }}
-mappings = [ {{ metarr = "/data/media/movies", player = "/mnt/movies" }} ]
-""")
+        cli.write_config(config_with(metarr=metarr.path, players=[kodi.player(
+            "lounge", [("/data/media/movies", "/mnt/movies")],
+            password=env_secret("KODI_PASSWORD"))]))
         yield cli, metarr, kodi, movie
     finally:
         kodi.stop()

@@ -11,19 +11,9 @@ import re
 
 import pexpect
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeKodi
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-initial_lookback = "all"
-timeout = 2
-retry_attempts = 1
-
-{players}
-"""
 BOX = ("┏", "┃", "│", "└")
 LONG_SHARE = "smb://living-room-nas.home.arpa/Multimedia/Filme und Serien/Spielfilme"
 
@@ -40,9 +30,10 @@ def world(cli, metarr):
     metarr.add_movie("Heat", 1995)
     show = metarr.add_series("Severance")
     metarr.add_episode(show, metarr.add_season(show, 1), 1, 1)
-    cli.write_config(CONFIG.format(db=metarr.path, players=(
-        lounge.toml("lounge", [("/data/media/movies", "/mnt/movies")])
-        + bedroom.toml("bedroom", [("/data/media/movies", LONG_SHARE)]))))
+    cli.write_config(config_with(
+        metarr=metarr.path, sync={"initial_lookback": "all", "timeout": 2, "retry_attempts": 1},
+        players=[lounge.player("lounge", [("/data/media/movies", "/mnt/movies")]),
+                 bedroom.player("bedroom", [("/data/media/movies", LONG_SHARE)])]))
     bedroom.misbehave("refused")
     yield cli, lounge, bedroom
     lounge.stop()

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlex, JellyfinLibrary, PlexSection
 
 
@@ -52,7 +53,7 @@ def test_jellyfin_library_saving_its_own_nfo_is_a_warning_with_its_fix(cli):
                              options={"MetadataSavers": ["Nfo"]})
     shows = JellyfinLibrary("Shows", "tvshows", ["/media/tv"])
     with FakeJellyfin(libraries=[movies, shows]) as jellyfin:
-        cli.write_config(jellyfin.toml("den"))
+        cli.write_config(config_with(players=[jellyfin.player("den")]))
         code, report, table = _test(cli)
         assert code == 0  # a warning is not a failed step
         assert report["ok"] is True and report["warnings"] == 1
@@ -87,7 +88,7 @@ def test_jellyfin_library_without_chosen_savers_saving_local_metadata_is_a_warni
     movies = JellyfinLibrary("Movies", "movies", ["/media/movies"],
                              options={"MetadataSavers": None, "SaveLocalMetadata": True})
     with FakeJellyfin(libraries=[movies]) as jellyfin:
-        cli.write_config(jellyfin.toml("den"))
+        cli.write_config(config_with(players=[jellyfin.player("den")]))
         code, report, _ = _test(cli)
         assert code == 0 and report["warnings"] == 1
         step = _steps(report, "den")["library Movies: NFO"]
@@ -107,7 +108,7 @@ def test_nfo_reader_switched_off_warns_on_emby_only(cli):
             FakeJellyfin(libraries=[JellyfinLibrary("Films", "movies", ["/media/films"],
                                                     options=dict(options))],
                          emby=True) as emby:
-        cli.write_config(jellyfin.toml("den") + emby.toml("attic"))
+        cli.write_config(config_with(players=[jellyfin.player("den"), emby.player("attic")]))
         code, report, table = _test(cli)
         assert code == 0 and report["warnings"] == 1
         assert _steps(report, "den")["library Movies: NFO"]["warning"] is False
@@ -133,7 +134,7 @@ def test_plex_sections_on_agents_that_ignore_nfo_are_warnings_naming_the_nfo_age
     music = PlexSection("3", "artist", "Music", ["/media/music"],
                         agent="tv.plex.agents.music")
     with FakePlex(sections=[movies, shows, music]) as plex:
-        cli.write_config(plex.toml("living"))
+        cli.write_config(config_with(players=[plex.player("living")]))
         code, report, table = _test(cli)
         assert code == 0 and report["ok"] is True and report["warnings"] == 2
         steps = _steps(report, "living")
@@ -171,7 +172,7 @@ def test_kodi_with_several_profiles_warns_which_one_gets_the_updates(cli):
     with FakeKodi() as kodi:
         kodi.profiles = ["Master user", "Kids"]
         kodi.profile = "Kids"
-        cli.write_config(kodi.toml("lounge"))
+        cli.write_config(config_with(players=[kodi.player("lounge")]))
         code, report, table = _test(cli)
         assert code == 0 and report["warnings"] == 1
         steps = _steps(report, "lounge")
@@ -201,7 +202,7 @@ def test_kodi_with_several_profiles_warns_which_one_gets_the_updates(cli):
 @pytest.mark.parametrize("fault", ["jsonrpc_error", "html"])
 def test_kodi_settings_that_cannot_be_read_are_a_warning_not_a_failure(cli, fault):
     with FakeKodi() as kodi:
-        cli.write_config(kodi.toml("lounge"))
+        cli.write_config(config_with(players=[kodi.player("lounge")]))
         kodi.misbehave(fault, match="Profiles.GetProfiles")
         result = cli("players", "test", "--json")
         assert result.returncode == 0, result.stderr

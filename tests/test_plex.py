@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from support import configs
 from test_contract_plex import check_contract
 
 from metarr_sync import __version__
@@ -1205,23 +1206,16 @@ def stub_plex() -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
     server.server_close()
 
 
-PLEX_CONFIG = """
-[metarr]
-database = "{db}"
-
-[players.den]
-type = "plex"
-url = "{url}"
-token = "{token}"
-mappings = [ {{ metarr = "/data/media/movies", player = "/data/Movies" }},
-             {{ metarr = "/data/media/tv", player = "/data/TV" }} ]
-"""
+def plex_config(db: object, url: str, token: str) -> str:
+    return configs.config_with(metarr=str(db), players=[configs.plex(
+        "den", url=url, token=token,
+        mappings=[("/data/media/movies", "/data/Movies"), ("/data/media/tv", "/data/TV")])])
 
 
 def test_the_installed_cli_never_shows_or_stores_the_token(cli, metarr, stub_plex, tmp_path):
     url, seen = stub_plex
     metarr.add_movie("Fast & Furious", 2001)
-    cli.write_config(PLEX_CONFIG.format(db=metarr.path, url=url, token=TOKEN))
+    cli.write_config(plex_config(metarr.path, url, TOKEN))
     log_file = tmp_path / "sync.log"
 
     rehearsal = cli("-vv", "--log-file", str(log_file), "run", "--dry-run", "--json")
@@ -1238,7 +1232,7 @@ def test_the_installed_cli_never_shows_or_stores_the_token(cli, metarr, stub_ple
     assert len(scans) == 1
     assert parse_qs(urlsplit(scans[0]).query) == {"path": ["/data/Movies/Fast & Furious (2001)"]}
 
-    cli.write_config(PLEX_CONFIG.format(db=metarr.path, url=url, token=TOKEN + "x"))
+    cli.write_config(plex_config(metarr.path, url, TOKEN + "x"))
     metarr.add_movie("Heat", 1995)
     refused = cli("-vv", "--log-file", str(log_file), "run", "--json")
     assert refused.returncode == 1

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.configs import config_with
 from support.fake_players import FakeJellyfin, FakePlex, PlexItem, Recorded, Reply
 
 from metarr_sync.config import ConfigError, Mapping, PlayerConfig, SyncConfig, parse_config
@@ -291,10 +292,11 @@ def test_a_run_whose_refreshes_meet_a_401_midway_keeps_the_whole_batch_queued(cl
     after it refused: the player stops, nothing of the batch counts as delivered."""
     fake, _, _ = jellyfin_world(fakes, 12, latency=0.01, unauthorized_after=4)  # has all
     keys = [f"movie:{metarr.add_movie(f'Film {n:02d}', 2000 + n)}" for n in range(1, 13)]
-    cli.write_config(f'[metarr]\ndatabase = "{metarr.path}"\n\n[sync]\n'
-                     'initial_lookback = "all"\nretry_attempts = 0\ntimeout = 5\n\n'
-                     + fake.toml("jelly", [("/data/media/movies", "/media/movies")],
-                                 concurrency=3))
+    cli.write_config(config_with(
+        metarr=metarr.path,
+        sync={"initial_lookback": "all", "retry_attempts": 0, "timeout": 5},
+        players=[fake.player("jelly", [("/data/media/movies", "/media/movies")],
+                             concurrency=3)]))
     result = cli("run", "--json")
     assert result.returncode == 1, result.stderr
     [row] = json.loads(result.stdout)["players"]

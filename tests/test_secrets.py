@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+from typing import Any
 
 import pytest
+from support.configs import config_with, env_secret, file_secret, player, recorder
 from support.fake_players import FakeJellyfin, FakeKodi, FakePlex
 
 KODI_PW = "kodi-Secret-31c8a0"
@@ -41,15 +43,16 @@ def assert_no_secret(texts: list[str], secrets=SECRETS) -> None:
             assert secret not in text, f"{secret} leaked in: {text[:400]}"
 
 
-def secret_value(how: str, name: str, value: str, cli) -> tuple[str, dict[str, str]]:
-    """The TOML for a secret given inline, by environment variable or by file."""
+def secret_value(how: str, name: str, value: str, cli) -> tuple[Any, dict[str, str]]:
+    """The config value of a secret given inline, by environment variable or by file,
+    and the environment it needs."""
     if how == "inline":
-        return json.dumps(value), {}
+        return value, {}
     if how == "env":
-        return f'{{ env = "{name.upper()}_SECRET" }}', {f"{name.upper()}_SECRET": value}
+        return env_secret(f"{name.upper()}_SECRET"), {f"{name.upper()}_SECRET": value}
     path = cli.root / f"{name}.secret"
     path.write_text(value + "\n")
-    return f'{{ file = "{path}" }}', {}
+    return file_secret(path), {}
 
 
 @pytest.fixture
@@ -74,30 +77,12 @@ def write_config(cli, metarr, kodi, jelly, plex, how: str) -> dict[str, str]:
     for name, value in (("kodi", KODI_PW), ("jelly", JF_TOKEN), ("plex", PLEX_TOKEN)):
         values[name], extra = secret_value(how, name, value, cli)
         env.update(extra)
-    cli.write_config(f"""
-[metarr]
-database = "{metarr.path}"
-[sync]
-timeout = 2
-retry_attempts = 1
-initial_lookback = "all"
-[players.kodi]
-type = "kodi"
-url = "{kodi.url}"
-username = "kodi"
-password = {values["kodi"]}
-mappings = [ {{ metarr = "/data/media", player = "/mnt" }} ]
-[players.jelly]
-type = "jellyfin"
-url = "{jelly.url}"
-token = {values["jelly"]}
-mappings = [ {{ metarr = "/data/media", player = "/media" }} ]
-[players.plex]
-type = "plex"
-url = "{plex.url}"
-token = {values["plex"]}
-mappings = [ {{ metarr = "/data/media", player = "/media" }} ]
-""")
+    cli.write_config(config_with(
+        metarr=metarr.path,
+        sync={"timeout": 2, "retry_attempts": 1, "initial_lookback": "all"},
+        players=[kodi.player("kodi", [("/data/media", "/mnt")], password=values["kodi"]),
+                 jelly.player("jelly", [("/data/media", "/media")], token=values["jelly"]),
+                 plex.player("plex", [("/data/media", "/media")], token=values["plex"])]))
     return env
 
 
@@ -149,16 +134,9 @@ def test_dry_run_commands_hold_no_secret(cli, metarr, players):
 def test_a_player_echoing_its_token_in_errors_is_masked_everywhere(cli, metarr, mode):
     metarr.add_movie("The Matrix", 1999)
     secret = "Echoed-Secret-9d1c"
-    cli.write_config(f"""
-[metarr]
-database = "{metarr.path}"
-[sync]
-initial_lookback = "all"
-[players.echo]
-type = "leaky"
-url = "http://127.0.0.1:9"
-token = "{secret}"
-""")
+    cli.write_config(config_with(
+        metarr=metarr.path, sync={"initial_lookback": "all"},
+        players=[player("leaky", "echo", url="http://127.0.0.1:9", token=secret)]))
     env = {"METARR_SYNC_PLUGINS": PLUGINS, "LEAK_MODE": mode}
     result = cli("-vv", "--log-file", str(cli.root / "run.log"), "run", "--json", env=env)
     table = cli("run", env=env)
@@ -172,7 +150,7 @@ token = "{secret}"
 
 
 def test_config_is_written_0600_even_over_a_readable_file(cli, metarr):
-    cli.write_config(f'[metarr]\ndatabase = "{metarr.path}"\n')
+    cli.write_config(config_with(metarr=metarr.path))
     cli.config.chmod(0o644)
     added = cli("players", "add", "plex", "den", "--url", "http://127.0.0.1:32400",
                 "--token", "-", "--json", input=PLEX_TOKEN + "\n")
@@ -186,14 +164,7 @@ def test_config_is_written_0600_even_over_a_readable_file(cli, metarr):
 
 
 def test_a_readable_config_with_inline_secrets_warns_with_the_fix(cli, metarr):
-    base = f"""
-[metarr]
-database = "{metarr.path}"
-[players.a]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
-    cli.write_config(base + f'token = "{PLEX_TOKEN}"\n')
+    cli.write_config(config_with(metarr=metarr.path, players=[recorder("a", token=PLEX_TOKEN)]))
     for mode in (0o644, 0o640, 0o604):
         cli.config.chmod(mode)
         result = cli("run")
@@ -205,7 +176,8 @@ url = "http://127.0.0.1:9"
     cli.config.chmod(0o600)
     assert cli("run").stderr == ""
     # Secrets kept elsewhere ({ env } / { file }) need no warning, whatever the mode.
-    cli.write_config(base + 'token = { env = "A_TOKEN" }\n')
+    cli.write_config(config_with(metarr=metarr.path,
+                                 players=[recorder("a", token=env_secret("A_TOKEN"))]))
     cli.config.chmod(0o644)
     quiet = cli("run", env={"A_TOKEN": PLEX_TOKEN})
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from rich.console import Console
+from support.configs import config_with, kodi
 
 from metarr_sync import render
 from metarr_sync.config import validate_url
@@ -60,13 +61,14 @@ def test_ordinary_player_urls_are_accepted(url):
 
 
 def test_a_url_with_a_space_is_refused_by_players_add_and_by_loading(cli):
-    cli.write_config("[players.a]\ntype = \"kodi\"\nurl = \"http://kodi:8080\"\n")
+    cli.write_config(config_with(players=[kodi("a", url="http://kodi:8080")]))
     before = cli.config.read_bytes()
     added = cli("players", "add", "kodi", "lounge", "--url", "http://bad host:80")
     assert added.returncode == 2
     assert "--url 'http://bad host:80' must not contain spaces" in added.stderr
     assert cli.config.read_bytes() == before
 
+    # Literal TOML: a hand-written URL with a space is what is tested.
     cli.write_config("[players.a]\ntype = \"kodi\"\nurl = \"http://bad host:80\"\n")
     loaded = cli("players", "list")
     assert loaded.returncode == 3

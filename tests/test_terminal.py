@@ -10,23 +10,9 @@ import subprocess
 
 import pexpect
 import pytest
+from support.configs import config_with, recorder
 from support.metarr_factory import ago
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-batch_size = 2
-
-[players.lounge]
-type = "recorder"
-url = "http://127.0.0.1:9"
-
-[players.bedroom]
-type = "recorder"
-url = "http://127.0.0.1:9"
-"""
 ESC = "\x1b"
 PROGRESS = re.compile(r"(lounge|bedroom)\s.*?\b(\d)/6\b.*?items", re.S)
 BOX = ("┏", "┃", "┡", "│", "└")
@@ -38,7 +24,8 @@ def slow_run(cli, metarr):
     long enough for the progress bars to be drawn several times."""
     for number in range(6):
         metarr.add_movie(f"Film [{number}]", 2000 + number, when=ago(hours=1))
-    cli.write_config(CONFIG.format(db=metarr.path))
+    cli.write_config(config_with(metarr=metarr.path, sync={"batch_size": 2},
+                                 players=[recorder("lounge"), recorder("bedroom")]))
     cli.behave("lounge", "slow", "0.4")
     cli.behave("bedroom", "slow", "0.3")
     return cli

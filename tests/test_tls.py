@@ -10,6 +10,7 @@ import ssl
 
 import pytest
 import trustme
+from support.configs import config_with
 from support.fake_players import FakeJellyfin
 
 TOKEN = "jf-Tls-Secret-5e7a"
@@ -28,22 +29,13 @@ def https_jellyfin(ca: trustme.CA, *names: str) -> FakeJellyfin:
     return fake
 
 
-def configure(cli, metarr, fake: FakeJellyfin, extra: str = "") -> None:
+def configure(cli, metarr, fake: FakeJellyfin, **tls: object) -> None:
+    """One Jellyfin player; `tls`: its ca_bundle or verify_tls."""
     metarr.add_movie("The Matrix", 1999)
-    cli.write_config(f"""
-[metarr]
-database = "{metarr.path}"
-[sync]
-timeout = 2
-retry_attempts = 1
-initial_lookback = "all"
-[players.jelly]
-type = "jellyfin"
-url = "{fake.url}"
-token = "{TOKEN}"
-mappings = [ {{ metarr = "/data/media", player = "/media" }} ]
-{extra}
-""")
+    cli.write_config(config_with(
+        metarr=metarr.path,
+        sync={"timeout": 2, "retry_attempts": 1, "initial_lookback": "all"},
+        players=[fake.player("jelly", [("/data/media", "/media")], **tls)]))
 
 
 def only_player(result) -> dict:
@@ -68,7 +60,7 @@ def test_ca_bundle_trusts_a_private_ca(cli, metarr, ca, tmp_path):
     bundle = tmp_path / "home-ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     with https_jellyfin(ca) as fake:
-        configure(cli, metarr, fake, f'ca_bundle = "{bundle}"')
+        configure(cli, metarr, fake, ca_bundle=str(bundle))
         result = cli("run", "--json")
         assert result.returncode == 0, result.stdout + result.stderr
         assert only_player(result)["synced"] == 1
@@ -79,7 +71,7 @@ def test_ca_bundle_of_another_ca_is_refused(cli, metarr, ca, tmp_path):
     bundle = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(bundle))
     with https_jellyfin(ca) as fake:
-        configure(cli, metarr, fake, f'ca_bundle = "{bundle}"')
+        configure(cli, metarr, fake, ca_bundle=str(bundle))
         result = cli("run", "--json")
         assert result.returncode == 1
         assert "TLS certificate check failed" in only_player(result)["error"]
@@ -90,7 +82,7 @@ def test_the_host_name_is_checked_too(cli, metarr, ca, tmp_path):
     bundle = tmp_path / "home-ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     with https_jellyfin(ca, "jellyfin.home.arpa") as fake:  # not 127.0.0.1
-        configure(cli, metarr, fake, f'ca_bundle = "{bundle}"')
+        configure(cli, metarr, fake, ca_bundle=str(bundle))
         result = cli("run", "--json")
         assert result.returncode == 1
         assert "TLS certificate check failed" in only_player(result)["error"]
@@ -99,7 +91,7 @@ def test_the_host_name_is_checked_too(cli, metarr, ca, tmp_path):
 
 def test_verify_tls_false_accepts_a_self_signed_certificate(cli, metarr, ca):
     with https_jellyfin(ca) as fake:
-        configure(cli, metarr, fake, "verify_tls = false")
+        configure(cli, metarr, fake, verify_tls=False)
         result = cli("run", "--json")
         assert result.returncode == 0, result.stdout + result.stderr
         assert only_player(result)["synced"] == 1

@@ -37,6 +37,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import players  # noqa: E402
 import scenario  # noqa: E402
+from support import configs  # noqa: E402
 
 BATCH_SIZE = 100  # [sync] batch_size default
 BUDGET_REQUESTS = 1.05  # × the lower bound
@@ -96,19 +97,16 @@ class Bench:
 
     def config(self, name: str, database: Path, fakes: dict[str, Any] | None) -> Path:
         """A config for the three players (at the fakes' ports; not contacted without)."""
-        lines = [f'[metarr]\ndatabase = "{database}"\n', "[sync]",
-                 'initial_lookback = "none"', f"batch_size = {self.args.batch_size}", ""]
-        for player in players.NAMES:
-            url = fakes[player].url if fakes and player in fakes else "http://127.0.0.1:9"
-            lines += [f"[players.{player}]", f'type = "{player}"', f'url = "{url}"']
-            if player == "jellyfin":
-                lines.append('token = "jellyfin-api-key-fake"')
-            elif player == "plex":
-                lines.append('token = "plex-token-fake"')
-            lines += [f'mappings = [ {{ metarr = "{players.METARR_ROOT}", '
-                      f'player = "{players.ROOTS[player]}" }} ]', ""]
+        tokens = {"jellyfin": "jellyfin-api-key-fake", "plex": "plex-token-fake"}
+        tables = [configs.player(kind, kind,
+                                 url=fakes[kind].url if fakes and kind in fakes
+                                 else "http://127.0.0.1:9", token=tokens.get(kind),
+                                 mappings=[(players.METARR_ROOT, players.ROOTS[kind])])
+                  for kind in players.NAMES]
         path = self.work / f"{name}.toml"
-        path.write_text("\n".join(lines))
+        path.write_text(configs.config_with(
+            metarr=database, players=tables,
+            sync={"initial_lookback": "none", "batch_size": self.args.batch_size}))
         path.chmod(0o600)
         return path
 

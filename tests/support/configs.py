@@ -7,8 +7,13 @@
 
 Each player builder takes the player's name (a default per type) and any config key as a
 keyword; `mappings` are (metarr, player) pairs, given per player or once for every player
-that has none of its own. Tests that check how hand-written TOML is parsed (test_config.py,
-test_bad_config.py, README's examples) keep their TOML as text.
+that has none of its own. A fake player of tests/support/fake_players.py gives itself as
+such a table: `fake.player("lounge", [("/data/media", "/mnt")], concurrency=3)`. Secrets
+kept outside the file are env_secret(...) and file_secret(...).
+
+Tests whose subject is the text itself keep their TOML as text: how hand-written TOML is
+parsed (test_config.py, test_bad_config.py, README's examples), invalid or malformed
+configs, and edits that must keep a person's comments and layout.
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ def recorder(name: str = "lounge", **keys: Any) -> dict[str, Any]:
 def env_secret(variable: str) -> dict[str, str]:
     """A secret read from an environment variable: `password = { env = "NAME" }`."""
     return {"env": variable}
+
+
+def file_secret(path: str | Path) -> dict[str, str]:
+    """A secret read from a file: `password = { file = "/path" }`."""
+    return {"file": str(path)}
 
 
 def config_with(*, metarr: str | Path | Mapping[str, Any] | None = None,

@@ -60,6 +60,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from support import configs
+
 VIDEO_EXTENSIONS = (".mkv", ".mp4", ".avi", ".m4v", ".ts", ".iso", ".mov", ".wmv")
 FAULTS = ("refused", "hang", "slow", "401", "403", "404", "500", "502", "503", "429",
           "html", "truncated", "reset", "jsonrpc_error", "redirect")
@@ -1216,12 +1218,16 @@ class FakeKodi(FakePlayer):
             return set(self.movies.values()) | set(self.shows.values()) | {
                 f for _, f in self.episodes.values()}
 
-    def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
-        lines = [f"[players.{name}]", 'type = "kodi"', f'url = "{self.url}"']
+    def player(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any
+               ) -> dict[str, Any]:
+        """This Kodi as a player of support.configs.config_with."""
         if self.username or self.password:
-            lines.append(f'username = "{self.username or "kodi"}"')
-            lines.append(f'password = "{self.password or ""}"')
-        return _toml_tail(lines, mappings, extra)
+            extra = {"username": self.username or "kodi", "password": self.password or "",
+                     **extra}
+        return _player("kodi", name, self.url, mappings, extra)
+
+    def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
+        return _toml(self.player(name, mappings, **extra))
 
 
 def _methods(body: bytes) -> str | list[str] | None:
@@ -1603,10 +1609,13 @@ class FakePlex(FakePlayer):
             return {k: [i.file, *i.unavailable] for k, i in self.items.items()
                     if i.type != "show"}
 
+    def player(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any
+               ) -> dict[str, Any]:
+        """This Plex as a player of support.configs.config_with."""
+        return _player("plex", name, self.url, mappings, {"token": self.token, **extra})
+
     def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
-        lines = [f"[players.{name}]", 'type = "plex"', f'url = "{self.url}"',
-                 f'token = "{self.token}"']
-        return _toml_tail(lines, mappings, extra)
+        return _toml(self.player(name, mappings, **extra))
 
 
 # --- Jellyfin -----------------------------------------------------------------------------
@@ -1888,29 +1897,27 @@ class FakeJellyfin(FakePlayer):
         with self.lock:
             return {i.path for i in self.items.values()}
 
+    def player(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any
+               ) -> dict[str, Any]:
+        """This Jellyfin (or Emby) as a player of support.configs.config_with."""
+        return _player("emby" if self.emby else "jellyfin", name, self.url, mappings,
+                       {"token": self.token, **extra})
+
     def toml(self, name: str, mappings: Iterable[tuple[str, str]] = (), **extra: Any) -> str:
-        kind = "emby" if self.emby else "jellyfin"
-        lines = [f"[players.{name}]", f'type = "{kind}"', f'url = "{self.url}"',
-                 f'token = "{self.token}"']
-        return _toml_tail(lines, mappings, extra)
+        return _toml(self.player(name, mappings, **extra))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))
+def _player(type: str, name: str, url: str, mappings: Iterable[tuple[str, str]],
+            extra: dict[str, Any]) -> dict[str, Any]:
+    """A fake's [players.NAME] table; no `mappings` key when it has none."""
+    pairs = list(mappings)
+    return configs.player(type, name, url=url, mappings=pairs or None, **extra)
 
 
-def _toml_tail(lines: list[str], mappings: Iterable[tuple[str, str]],
-               extra: dict[str, Any]) -> str:
-    for key, value in extra.items():
-        lines.append(f"{key} = {_toml_value(value)}")
-    pairs = [f"{{ metarr = {json.dumps(m)}, player = {json.dumps(p)} }}" for m, p in mappings]
-    if pairs:
-        lines.append("mappings = [ " + ", ".join(pairs) + " ]")
-    return "\n".join(lines) + "\n"
+def _toml(table: dict[str, Any]) -> str:
+    """One player's [players.NAME] table as TOML text, for a config assembled as text
+    (prefer passing `player(...)` to config_with)."""
+    return configs.config_with(players=[table])
 
 
 __all__ = ["FAULTS", "FakeJellyfin", "FakeKodi", "FakePlayer", "FakePlex", "JellyfinLibrary",
