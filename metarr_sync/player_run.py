@@ -124,6 +124,8 @@ class Context:
         self.progress = progress
         self.progress_lock = threading.Lock()
         self._presence: dict[str, Verdict] = {}  # one disk check per item and run
+        #: Player name -> why its `libraries` cannot be used: that player is not run.
+        self.library_errors: dict[str, str] = {}
 
     def presence(self, item: Item) -> Verdict:
         """Is a removed item's media gone from disk? Asked once per run, for all players
@@ -186,6 +188,10 @@ def _ready(ctx: Context, player: PlayerConfig, items: list[Item], state: State,
            verifying: bool, result: PlayerResult) -> bool:
     """Whether to contact the player at all: its shares mounted, its credentials not known
     to be bad, something to do, no stop requested. When not, `result` says why."""
+    wrong = ctx.library_errors.get(player.name)
+    if wrong:  # which items are its work is unknown: nothing is sent, all stays queued
+        result.status, result.error_kind, result.error = "failed", "config", wrong
+        return False
     missing = missing_anchors(ctx.config.sync.anchors + player.anchors)
     if missing:
         # A share is not mounted: a scan would make the player drop what is on it,
