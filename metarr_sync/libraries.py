@@ -43,7 +43,9 @@ def needed(players: Iterable[PlayerConfig]) -> bool:
 
 def resolve(players: Iterable[PlayerConfig], libraries: Sequence[Library]) -> Served:
     """Each limited player's library ids, or why its setting names a missing library."""
-    by_name = {lib.name: lib.id for lib in libraries}
+    by_name: dict[str, set[int]] = {}
+    for lib in libraries:  # two libraries may share a name: it serves both
+        by_name.setdefault(lib.name, set()).add(lib.id)
     served = Served(names={lib.id: lib.name for lib in libraries})
     for player in players:
         if player.libraries is None:
@@ -57,7 +59,7 @@ def resolve(players: Iterable[PlayerConfig], libraries: Sequence[Library]) -> Se
                 else:
                     missing.append(f"id {entry}")
             elif entry in by_name:
-                ids.add(by_name[entry])
+                ids |= by_name[entry]
             else:
                 missing.append(repr(entry))
         if missing:
