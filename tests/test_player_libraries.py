@@ -243,3 +243,71 @@ def test_bad_libraries_exit_as_a_config_error(cli, metarr):
     assert result.returncode == 3, result.stderr
     assert "players.kids.libraries: 'Movies' is listed twice" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- players import: libraries from Metarr's media_player_libraries --------------------
+
+def test_import_fills_libraries_from_the_groups_metarr_records(cli, metarr_db):
+    db = metarr_db
+    # `enabled` left to its default: 1 on SQLite, true on PostgreSQL.
+    db._exec("INSERT INTO media_player_groups (id, name, type) VALUES "
+             "(1, 'Kids Kodi', 'kodi'), (2, 'Jellyfin', 'jellyfin'), (3, 'Plex', 'plex')")
+    db._exec("INSERT INTO media_players (id, group_id, name, type, host, http_port, api_key) "
+             "VALUES (1, 1, 'Kids Room', 'kodi', '192.168.1.20', 8080, NULL), "
+             "(2, 2, 'Jellyfin', 'jellyfin', 'jelly.lan', 8096, 'k'), "
+             "(3, 3, 'Plex', 'plex', 'plex.lan', 32400, 't'), "
+             "(4, NULL, 'Lounge', 'kodi', '192.168.1.21', 8080, NULL)")
+    db._exec("INSERT INTO media_player_libraries (group_id, library_id) VALUES "
+             f"(1, {db.movie_lib}), (2, {db.tv_lib}), (2, {db.movie_lib})")
+    cli.write_config(config_with(metarr=db.config_table))
+    result = cli("players", "import")
+    assert result.returncode == 0, result.stderr
+    assert "Imported kids-room (kodi, http://192.168.1.20:8080, 0 mapping(s), libraries: " \
+           "Movies)" in result.stdout
+    assert ("metarr-sync: note: plex: libraries left unset, serving every library: Metarr "
+            "records no library for group 'Plex'") in result.stderr.splitlines()
+    assert ("metarr-sync: note: lounge: libraries left unset, serving every library: not in "
+            "a player group in Metarr, which records libraries per group"
+            ) in result.stderr.splitlines()
+    import tomllib
+    written = tomllib.loads(cli.config.read_text())["players"]
+    assert written["kids-room"]["libraries"] == ["Movies"]
+    assert written["jellyfin"]["libraries"] == ["Movies", "TV Shows"]  # in Metarr's id order
+    assert "libraries" not in written["plex"] and "libraries" not in written["lounge"]
+
+    # What was written works: the kids' Kodi is queued the movie only.
+    movie = db.add_movie("The Matrix", 1999)
+    show = db.add_series("Severance")
+    episode = db.add_episode(show, db.add_season(show, 1), 1, 1)
+    added = cli("queue", "add", "--movie", str(movie), "--episode", str(episode), "--json")
+    assert added.returncode == 0, added.stderr
+    entries = queue(cli)
+    assert {k for p, k in entries if p == "kids-room"} == {f"movie:{movie}"}
+    assert {k for p, k in entries if p == "plex"} == {f"movie:{movie}", f"episode:{episode}"}
+
+
+def test_import_names_a_library_by_id_when_two_share_its_name():
+    from metarr_sync.config import Config
+    from metarr_sync.importer import from_metarr
+    from metarr_sync.metarr import Library, MetarrPlayer, MetarrPlayerGroup, PlayerSetup
+
+    movies = Library(1, "Movies", "/data/movies", "movie")
+    other = Library(2, "Movies", "/data/4k", "movie")
+    kids = Library(3, "Kids", "/data/kids", "movie")
+    setup = PlayerSetup(
+        [MetarrPlayerGroup(7, "Kids", "kodi", True, True)],
+        [MetarrPlayer(1, 7, "Kids", "kodi", "10.0.0.2", 8080, None, None, None, True)],
+        [], {7: [other, kids]}, [movies, other, kids])
+    found = from_metarr(setup, Config(Path("unused.toml")))
+    assert [p.libraries for p in found.players] == [[2, "Kids"]]
+    assert found.notes == []
+
+
+def test_import_from_a_metarr_without_media_player_libraries_says_so(cli, metarr):
+    metarr.conn.execute("DROP TABLE media_player_libraries")
+    metarr.conn.execute("INSERT INTO media_players (id, name, type, host, http_port) VALUES "
+                        "(1, 'Lounge', 'kodi', '192.168.1.21', 8080)")
+    result = cli("players", "import", "--database", str(metarr.path))
+    assert result.returncode == 0, result.stderr
+    assert ("metarr-sync: note: lounge: libraries left unset, serving every library: this "
+            "Metarr has no table media_player_libraries") in result.stderr.splitlines()

@@ -102,6 +102,11 @@ def add_command(
     targets = [p.name for p in common.selected(config, player)]
     if not targets:
         raise common.UsageError(f"no players configured in {config.path}: nothing to queue for")
+    if config.metarr.password:  # PostgreSQL: the only secret queueing needs
+        try:
+            config.metarr.password_value = config.metarr.password.resolve()
+        except ValueError as exc:
+            raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
     source = common.open_metarr(config)
     try:
         items = source.named_items(paths or [], movie or [], episode or [], series or [])
