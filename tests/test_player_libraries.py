@@ -311,3 +311,23 @@ def test_import_from_a_metarr_without_media_player_libraries_says_so(cli, metarr
     assert result.returncode == 0, result.stderr
     assert ("metarr-sync: note: lounge: libraries left unset, serving every library: this "
             "Metarr has no table media_player_libraries") in result.stderr.splitlines()
+
+
+# --- mappings detect: a library the player does not serve needs no mapping for it ------
+
+def test_detect_does_not_flag_libraries_a_player_does_not_serve(cli, metarr):
+    cli.write_config(config_with(metarr=metarr.path, players=[
+        recorder("kids", libraries=["Movies"]), recorder("typo", libraries=["Moovies"])]))
+    cli.behave("kids", "roots", "smb://nas/share/Movies/\n")
+    cli.behave("typo", "roots", "smb://nas/share/Movies/\n")
+    result = cli("mappings", "detect", "--json")
+    rows = json.loads(result.stdout)["proposals"]
+    kids = [(r["library"], r["status"]) for r in rows if r["player"] == "kids"]
+    assert kids == [("Movies", "new")]  # not "TV Shows: unmatched"
+    (typo,) = [r for r in rows if r["player"] == "typo"]
+    assert typo["status"] == "error" and typo["detail"].startswith(
+        "players.typo.libraries: Metarr has no library 'Moovies'")
+    assert result.returncode == 1  # for the typo only:
+    cli.write_config(config_with(metarr=metarr.path, players=[
+        recorder("kids", libraries=["Movies"])]))
+    assert cli("mappings", "detect").returncode == 0
