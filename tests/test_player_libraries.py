@@ -327,6 +327,9 @@ def test_detect_does_not_flag_libraries_a_player_does_not_serve(cli, metarr):
     (typo,) = [r for r in rows if r["player"] == "typo"]
     assert typo["status"] == "error" and typo["detail"].startswith(
         "players.typo.libraries: Metarr has no library 'Moovies'")
+    # What to write in `libraries`: each library's name and id.
+    assert [(lib["id"], lib["name"]) for lib in json.loads(result.stdout)["libraries"]] == [
+        (metarr.movie_lib, "Movies"), (metarr.tv_lib, "TV Shows")]
     assert result.returncode == 1  # for the typo only:
     cli.write_config(config_with(metarr=metarr.path, players=[
         recorder("kids", libraries=["Movies"])]))

@@ -252,7 +252,8 @@ def detect_command(
         common.save(config, "mappings detect --apply", from_command_line=False)
     if json_out:
         common.dump_json({"applied": bool(apply and added), "proposals": rows,
-                          "libraries": [{"name": lib.name, "path": lib.path, "type": lib.type}
+                          "libraries": [{"id": lib.id, "name": lib.name, "path": lib.path,
+                                         "type": lib.type}
                                         for lib in libraries]})
     else:
         render.console().print(render.detect_table(rows))
