@@ -200,6 +200,30 @@ def test_queue_add_queues_only_the_libraries_a_player_serves(cli, metarr):
                           ("den", f"episode:{episode}"): "pending"}
 
 
+def test_sync_with_auto_sync_off_queues_only_the_libraries_a_player_serves(cli, metarr):
+    movie = metarr.add_movie("The Matrix", 1999)
+    show = metarr.add_series("Severance")
+    episode = metarr.add_episode(show, metarr.add_season(show, 1), 1, 1)
+    cli.write_config(config_with(metarr=metarr.path, sync={"auto_sync": False}, players=[
+        recorder("kids", libraries=[metarr.movie_lib], mappings=[("/data/media", "/mnt")]),
+        recorder("den", mappings=[("/data/media", "/mnt")])]))
+    result = cli("sync", "--series", str(show), "--movie", str(movie))
+    assert result.returncode == 0, result.stderr
+    assert queue(cli) == {("kids", f"movie:{movie}"): "pending",
+                          ("den", f"movie:{movie}"): "pending",
+                          ("den", f"series:{show}"): "pending",
+                          ("den", f"episode:{episode}"): "pending"}
+    # The run that follows: the kids' player gets the movie only, and all is well.
+    auto = cli.config.read_text().replace("auto_sync = false", "auto_sync = true")
+    cli.write_config(auto)
+    code, report = run(cli)
+    assert code == 0, json.dumps(report)
+    assert [t["key"] for t in cli.sent("kids")] == [f"movie:{movie}"]
+    assert sorted(t["key"] for t in cli.sent("den")) == sorted(
+        [f"movie:{movie}", f"series:{show}", f"episode:{episode}"])
+    assert queue(cli) == {}
+
+
 # --- configuration --------------------------------------------------------------------
 
 KODI = {"type": "kodi", "url": "http://127.0.0.1:8080"}
