@@ -5,7 +5,10 @@ not serve is not that player's work: it is never queued for it (nor its removal)
 entry queued before the setting was added leaves its queue. Entries name libraries by
 Metarr's `libraries.id` (an integer) or `libraries.name` (a string, matched exactly).
 Metarr itself records which libraries a player group serves in `media_player_libraries`
-(group_id, library_id); `players import` copies that into `libraries`.
+(group_id, library_id; its migration 20251015_003 makes the pair unique, and Metarr's own
+notification jobs tell a group only about the libraries linked there): `players import`
+copies that into `libraries`. A group with no such row is left serving every library,
+and the import says so.
 
 A name or id Metarr does not have fails that player (its work stays queued, nothing is
 dropped): guessing would either flood the player or silently serve nothing.
