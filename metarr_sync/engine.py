@@ -205,7 +205,7 @@ def _execute(config: Config, state_dir: Path, chosen: list[PlayerConfig],
              progress: Progress | None, served: Served | None = None) -> list[PlayerResult]:
     ctx = Context(config, state_dir, request, run_id, progress)
     if served is not None:
-        ctx.library_errors = dict(served.errors)
+        ctx.served = served
     groups: dict[str, list[PlayerConfig]] = {}
     for player in chosen:
         groups.setdefault(player.group or f"\0{player.name}", []).append(player)
@@ -279,6 +279,8 @@ def _run_group(ctx: Context, name: str, members: list[PlayerConfig],
 # A member that could not be used at all: the next one in priority order is tried. A
 # missing anchor of its own counts too: another member may see its shares.
 UNREACHABLE = ("offline", "timeout", "auth_failed", "anchor_missing")
+#: A member whose own `libraries` names a library Metarr lacks is not used either.
+UNUSABLE = (*UNREACHABLE, "config")
 
 
 def _run_shared(ctx: Context, members: list[PlayerConfig],
@@ -303,11 +305,14 @@ def _run_shared(ctx: Context, members: list[PlayerConfig],
         if worker is not None or not player.enabled:
             continue
         others = [p.name for p in enabled if p.name != player.name]
-        result = run_player(ctx, player, items, also_record=others)
+        # Only what this member serves: another member's may be unfiltered (its own
+        # `libraries` could not be resolved).
+        own = [i for i in items if ctx.served.serves(player.name, i.library_id)]
+        result = run_player(ctx, player, own, also_record=others)
         results.append(result)
         if result.error_kind == "interrupted":
             break
-        if result.error_kind in UNREACHABLE and result.synced == 0:
+        if result.error_kind in UNUSABLE and result.synced == 0:
             continue  # unreachable: let the next member in priority order try
         worker = result
     art = worker.cached_art if worker is not None else {}

@@ -183,6 +183,28 @@ def test_unknown_library_fails_that_player_only_and_keeps_its_work(world):
     assert len(w.kodi.library_files()) == 1
 
 
+def test_a_shared_library_member_with_an_unknown_library_lets_the_next_one_sync(cli, metarr):
+    cli.write_config(config_with(
+        metarr=metarr.path, groups={"house": {"shared_library": True}},
+        players=[recorder("first", group="house", priority=10, libraries=["Moovies"]),
+                 recorder("second", group="house", priority=20, libraries=["Movies"])]))
+    movie = metarr.add_movie("The Matrix", 1999)
+    show = metarr.add_series("Severance")
+    result = cli("run", "--json")
+    assert result.returncode == 1  # a player failed: its config needs a person
+    rows = {p["name"]: p for p in json.loads(result.stdout)["players"]}
+    assert rows["first"]["status"] == "failed"
+    assert rows["first"]["error"].startswith(
+        "players.first.libraries: Metarr has no library 'Moovies'")
+    assert cli.calls("first") == []
+    # The next member synced the library they share: the movie, not the show.
+    assert rows["second"]["status"] == "synced"
+    assert [t["key"] for t in cli.sent("second")] == [f"movie:{movie}"]
+    # The movie was delivered for both; the show waits for `first` only, whose work is
+    # unknown until its libraries are fixed.
+    assert queue(cli) == {("first", f"series:{show}"): "pending"}
+
+
 # --- queue add and sync with auto_sync off: only the player's libraries are queued -----
 
 def test_queue_add_queues_only_the_libraries_a_player_serves(cli, metarr):
