@@ -148,6 +148,8 @@ class PlayerConfig:
     # Someone watching; None: the [sync] value, else the type's (see skips_active).
     skip_active: bool | None = None
     max_defer: str | None = None
+    # The Metarr libraries (names or ids) this player serves; None: every library.
+    libraries: list[str | int] | None = None
     # Resolved secret values, filled by load_config(resolve_secrets=True).
     password_value: str | None = field(default=None, repr=False)
     token_value: str | None = field(default=None, repr=False)
@@ -262,7 +264,7 @@ _GROUP_FIELDS: dict[str, type] = {
 _PLAYER_COMMON = (
     "type", "url", "username", "password", "token", "enabled", "priority", "group",
     "verify_tls", "ca_bundle", "mappings", "verify", "max_removals", "max_removal_percent",
-    "anchors", "skip_active", "max_defer",
+    "anchors", "skip_active", "max_defer", "libraries",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -467,6 +469,8 @@ def _parse_player(name: str, raw: Any, problems: list[str]) -> PlayerConfig | No
                                           problems):
         player.max_defer = raw["max_defer"]
         _check_max_defer(player.max_defer, f"{where}.max_defer", problems)
+    if "libraries" in raw:
+        player.libraries = _parse_libraries(raw["libraries"], f"{where}.libraries", problems)
     return player
 
 
@@ -475,6 +479,30 @@ def _check_max_defer(text: str, key: str, problems: list[str]) -> None:
         stamps.max_defer_seconds(text)
     except ValueError as exc:
         problems.append(f"{key}: {exc}")
+
+
+def _parse_libraries(value: Any, key: str, problems: list[str]) -> list[str | int] | None:
+    """`libraries`: Metarr library names (matched exactly) or ids, each once."""
+    usage = "must be a list of Metarr library names or ids, e.g. [\"Movies\", 3]"
+    if not isinstance(value, list):
+        problems.append(f"{key}: {usage}, not {_type_name(value)} {value!r}")
+        return None
+    found: list[str | int] = []
+    for entry in value:
+        if isinstance(entry, bool) or not isinstance(entry, (str, int)):
+            problems.append(f"{key}: {entry!r} is neither a library name nor an id")
+        elif isinstance(entry, str) and not entry.strip():
+            problems.append(f"{key}: an empty library name")
+        elif isinstance(entry, int) and entry < 1:
+            problems.append(f"{key}: {entry} is no library id (ids are positive)")
+        elif entry in found:
+            problems.append(f"{key}: {entry!r} is listed twice")
+        else:
+            found.append(entry)
+    if not value:
+        problems.append(f"{key}: an empty list would serve nothing; leave the key out to "
+                        "serve every library, or remove the player")
+    return found
 
 
 def _parse_removal_guard(raw: dict[str, Any], where: str, problems: list[str]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
+from metarr_sync.libraries import Served, served_by
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
 from metarr_sync.player_run import Context, PlayerResult, Progress, Request, run_player
@@ -82,11 +83,14 @@ def bulk_items(source: MetarrSource, library_ids: Sequence[int] | None,
             and (since is None or i.stamp >= since)]
 
 
-def queue_only(config: Config, state_dir: Path, items: Sequence[Item], source: str) -> int:
-    """Queue items for every configured player without contacting any (auto_sync off)."""
+def queue_only(config: Config, state_dir: Path, items: Sequence[Item], source: str,
+               served: Served | None = None) -> int:
+    """Queue items for every configured player without contacting any (auto_sync off);
+    a player that limits its `libraries` (`served`) only those of its libraries."""
     state = State(state_dir)
     try:
-        return state.enqueue(items, list(config.players), source=source)
+        return state.enqueue(items, list(config.players), source=source,
+                             served=served.ids if served else None)
     finally:
         state.close()
 
@@ -130,19 +134,22 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
         keys = None if request.only is None else [i.key for i in request.only]
         work: dict[str, list[Item]] = {}
         shared: dict[tuple[object, ...], Item] = {}  # one Item per queue row, not per player
+        served = served_by(config, source)
         if request.verify_only:
             for player in chosen:
                 work[player.name] = []
             report.run_id = state.start_run(request.trigger, request.command)
         elif request.dry_run:
             with state.rehearsal():
-                report.changed = _collect(config, source, state, everyone, request)
+                report.changed = _collect(config, source, state, everyone, request, served)
                 for player in chosen:
+                    _drop_unserved(state, player.name, served)
                     work[player.name] = state.work(player.name, keys, shared)
         else:
             state.forget_players(everyone)
-            report.changed = _collect(config, source, state, everyone, request)
+            report.changed = _collect(config, source, state, everyone, request, served)
             for player in chosen:
+                _drop_unserved(state, player.name, served)
                 work[player.name] = state.work(player.name, keys, shared)
             report.run_id = state.start_run(request.trigger, request.command)
         shared.clear()
@@ -151,7 +158,7 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
         # that the run ends with its results recorded and the lock released.
         STOP.armed = True
         report.players = _execute(config, state_dir, chosen, work, request, report.run_id,
-                                  progress)
+                                  progress, served)
         if STOP.is_set():
             report.interrupted = STOP.signal
         report.finished_at = now_stamp()
@@ -167,12 +174,24 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
         state.close()
 
 
+def _drop_unserved(state: State, player: str, served: Served) -> None:
+    """Entries queued for `player` before its `libraries` left them out are not its work."""
+    ids = served.ids.get(player)
+    if ids is None:
+        return
+    for item in state.drop_unserved(player, ids):
+        log.info("%s: %s (%s) left its queue: library %s is not among its libraries",
+                 player, item.key, item.label(),
+                 served.names.get(item.library_id or 0, f"id {item.library_id}"))
+
+
 def _collect(config: Config, source: MetarrSource, state: State, players: list[str],
-             request: Request) -> int:
+             request: Request, served: Served) -> int:
     if request.only is not None:
-        state.enqueue(request.only, players, source=request.command)
+        state.enqueue(request.only, players, source=request.command, served=served.ids)
         return len(request.only)
-    result = state.collect(source.items(), players, config.sync.lookback_seconds())
+    result = state.collect(source.items(), players, config.sync.lookback_seconds(),
+                           served=served.ids)
     log.info("collected: %d changed, %d vanished, baselines for %s", result.changed,
              result.vanished, ", ".join(result.baselined) or "nobody")
     return result.changed + result.vanished
@@ -183,8 +202,10 @@ def _collect(config: Config, source: MetarrSource, state: State, players: list[s
 
 def _execute(config: Config, state_dir: Path, chosen: list[PlayerConfig],
              work: dict[str, list[Item]], request: Request, run_id: int | None,
-             progress: Progress | None) -> list[PlayerResult]:
+             progress: Progress | None, served: Served | None = None) -> list[PlayerResult]:
     ctx = Context(config, state_dir, request, run_id, progress)
+    if served is not None:
+        ctx.served = served
     groups: dict[str, list[PlayerConfig]] = {}
     for player in chosen:
         groups.setdefault(player.group or f"\0{player.name}", []).append(player)
@@ -258,6 +279,8 @@ def _run_group(ctx: Context, name: str, members: list[PlayerConfig],
 # A member that could not be used at all: the next one in priority order is tried. A
 # missing anchor of its own counts too: another member may see its shares.
 UNREACHABLE = ("offline", "timeout", "auth_failed", "anchor_missing")
+#: A member whose own `libraries` names a library Metarr lacks is not used either.
+UNUSABLE = (*UNREACHABLE, "config")
 
 
 def _run_shared(ctx: Context, members: list[PlayerConfig],
@@ -282,11 +305,14 @@ def _run_shared(ctx: Context, members: list[PlayerConfig],
         if worker is not None or not player.enabled:
             continue
         others = [p.name for p in enabled if p.name != player.name]
-        result = run_player(ctx, player, items, also_record=others)
+        # Only what this member serves: another member's may be unfiltered (its own
+        # `libraries` could not be resolved).
+        own = [i for i in items if ctx.served.serves(player.name, i.library_id)]
+        result = run_player(ctx, player, own, also_record=others)
         results.append(result)
         if result.error_kind == "interrupted":
             break
-        if result.error_kind in UNREACHABLE and result.synced == 0:
+        if result.error_kind in UNUSABLE and result.synced == 0:
             continue  # unreachable: let the next member in priority order try
         worker = result
     art = worker.cached_art if worker is not None else {}

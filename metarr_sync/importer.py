@@ -5,11 +5,13 @@ Metarr keeps players in `media_players` (host, http_port, credentials), groups i
 mappings per group in `media_player_group_path_mappings`.
 Metarr syncs one member of a Kodi group for all of them (the members share a MySQL
 library), so a Kodi group of several players becomes a `shared_library` group here.
+The libraries a group serves (`media_player_libraries`) become each member's `libraries`.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -78,6 +80,7 @@ def from_metarr(setup: PlayerSetup, config: Config) -> Imported:
     configured = set(config.players)
     taken: set[str] = set()
     members: dict[int, list[PlayerConfig]] = {}
+    unlimited: dict[str, list[str]] = {}  # why libraries is left unset -> players
     for row in setup.players:
         player, why = _player(row, groups.get(row.group_id) if row.group_id else None,
                               mappings.get(row.group_id or -1, []), configured, taken)
@@ -86,6 +89,9 @@ def from_metarr(setup: PlayerSetup, config: Config) -> Imported:
             continue
         taken.add(player.name)
         result.players.append(player)
+        player.libraries, why = _libraries(setup, groups.get(row.group_id or -1))
+        if why:
+            unlimited.setdefault(why, []).append(player.name)
         if row.group_id is not None and row.group_id in groups:
             members.setdefault(row.group_id, []).append(player)
     for group_id, players in members.items():
@@ -107,11 +113,31 @@ def from_metarr(setup: PlayerSetup, config: Config) -> Imported:
                     "set it to false if each Kodi keeps its own library")
         for priority, player in enumerate(players, start=1):
             player.group, player.priority = name, priority * 10
+    for why, names in unlimited.items():
+        result.notes.append(f"{', '.join(names)}: libraries left unset, serving every "
+                            f"library: {why}")
     if any(p.password or p.token for p in result.players):
         result.notes.append("passwords and API keys copied from Metarr are written into the "
                             "config file (mode 0600); { env = \"VAR\" } or { file = \"/path\" } "
                             "keep them out of it")
     return result
+
+
+def _libraries(setup: PlayerSetup, group: MetarrPlayerGroup | None
+               ) -> tuple[list[str | int] | None, str | None]:
+    """`libraries` for a player of `group`: the names of the libraries Metarr's
+    media_player_libraries gives the group (ids for a name two libraries share), or None
+    and why not."""
+    if setup.libraries is None:
+        return None, "this Metarr has no table media_player_libraries"
+    if group is None:
+        return None, "not in a player group in Metarr, which records libraries per group"
+    served = setup.libraries.get(group.id)
+    if not served:
+        return None, f"Metarr records no library for group {group.name!r}"
+    names = Counter(lib.name for lib in setup.catalogue)
+    return [lib.name if lib.name.strip() and names[lib.name] == 1 else lib.id
+            for lib in served], None
 
 
 def _player(row: MetarrPlayer, group: MetarrPlayerGroup | None, mappings: list[Mapping],

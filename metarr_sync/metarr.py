@@ -381,7 +381,22 @@ class MetarrSource:
         mappings = [(int(r[0]), r[1] or "", r[2] or "") for r in self.query(
             "SELECT group_id, metarr_path, player_path FROM media_player_group_path_mappings "
             "ORDER BY group_id, id")]
-        return PlayerSetup(groups, players, mappings)
+        return PlayerSetup(groups, players, mappings, self._group_libraries(),
+                           self.libraries())
+
+    def _group_libraries(self) -> dict[int, list[Library]] | None:
+        """The libraries each player group serves (media_player_libraries), or None when
+        this Metarr has no such table."""
+        if not {"group_id", "library_id"} <= self.columns("media_player_libraries"):
+            return None
+        served: dict[int, list[Library]] = {}
+        for row in self.query(
+                "SELECT DISTINCT g.group_id, l.id, l.name, l.path, l.type FROM "
+                "media_player_libraries g JOIN libraries l ON l.id = g.library_id "
+                "WHERE g.group_id IS NOT NULL ORDER BY g.group_id, l.id"):
+            served.setdefault(int(row[0]), []).append(
+                Library(int(row[1]), row[2] or "", row[3] or "", row[4] or ""))
+        return served
 
 
 # Metarr's own player set-up, read by `players import`.
@@ -421,6 +436,10 @@ class PlayerSetup:
     groups: list[MetarrPlayerGroup]
     players: list[MetarrPlayer]
     mappings: list[tuple[int, str, str]]  # (group id, metarr path, player path)
+    #: Group id -> the libraries it serves (media_player_libraries); None: no such table.
+    libraries: dict[int, list[Library]] | None = None
+    #: Every library of Metarr (a name two of them share is imported as ids).
+    catalogue: list[Library] = field(default_factory=list)
 
 
 def _truthy(value: Any) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.disk import Presence, Verdict, media_presence, missing_anchors
+from metarr_sync.libraries import Served
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item
 from metarr_sync.plan import PlayerPlan, Target, build_plan
@@ -143,6 +144,9 @@ class Context:
         self.progress = progress
         self.progress_lock = threading.Lock()
         self._presence: dict[str, Verdict] = {}  # one disk check per item and run
+        #: The libraries of the players that limit theirs; one whose `libraries` cannot
+        #: be used (served.errors) is not run.
+        self.served = Served()
 
     def presence(self, item: Item) -> Verdict:
         """Is a removed item's media gone from disk? Asked once per run, for all players
@@ -205,6 +209,10 @@ def _ready(ctx: Context, player: PlayerConfig, items: list[Item], state: State,
            verifying: bool, result: PlayerResult) -> bool:
     """Whether to contact the player at all: its shares mounted, its credentials not known
     to be bad, something to do, no stop requested. When not, `result` says why."""
+    wrong = ctx.served.errors.get(player.name)
+    if wrong:  # which items are its work is unknown: nothing is sent, all stays queued
+        result.status, result.error_kind, result.error = "failed", "config", wrong
+        return False
     missing = missing_anchors(ctx.config.sync.anchors + player.anchors)
     if missing:
         # A share is not mounted: a scan would make the player drop what is on it,

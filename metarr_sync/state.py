@@ -37,7 +37,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -308,13 +308,16 @@ class State:
 
     # -- collection ---------------------------------------------------------------------
     def collect(self, items: Iterable[Item], players: Sequence[str],
-                lookback: int | None, now: datetime | None = None) -> CollectResult:
+                lookback: int | None, now: datetime | None = None,
+                served: Mapping[str, frozenset[int]] | None = None) -> CollectResult:
         """Compare Metarr's items with the last collection and queue what changed.
 
         Players seen for the first time get a baseline instead: items whose stamp lies
         within `lookback` seconds (None: all present items, 0: none) are queued; older
-        ones count as already delivered.
+        ones count as already delivered. A player in `served` is queued only the items of
+        those library ids (and of none known).
         """
+        served = served or {}
         now = now or datetime.now(UTC)
         stamp_now = now_stamp(now)
         c = self.conn
@@ -345,7 +348,8 @@ class State:
             for player in players:
                 if player in known:
                     enqueued[player] = self._enqueue_from(player, "temp.changed", "", (),
-                                                          stamp_now, "run")
+                                                          stamp_now, "run",
+                                                          served.get(player))
                     continue
                 if lookback is None:
                     where, params = "WHERE t.removed = 0", ()
@@ -355,7 +359,8 @@ class State:
                     cutoff = stamp_ago(lookback, now)
                     where, params = "WHERE t.stamp >= ?", (cutoff,)
                 enqueued[player] = self._enqueue_from(player, "temp.current", where, params,
-                                                      stamp_now, "baseline")
+                                                      stamp_now, "baseline",
+                                                      served.get(player))
                 c.execute(
                     "INSERT INTO players (name, baselined_at) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET baselined_at = excluded.baselined_at",
@@ -368,10 +373,17 @@ class State:
         return CollectResult(changed, vanished, enqueued, baselined)
 
     def _enqueue_from(self, player: str, table: str, where: str, params: Sequence[Any],
-                      stamp_now: str, source: str) -> int:
+                      stamp_now: str, source: str,
+                      libraries: frozenset[int] | None = None) -> int:
         """Queue the items of `table` (alias `t` in `where`) for `player`, keeping the
         earlier paths the player may still list (see the module docstring): the path of
-        the last collection (`items`, not yet updated) and the one it last received."""
+        the last collection (`items`, not yet updated) and the one it last received.
+        `libraries`: only items of these library ids (or of none known)."""
+        if libraries is not None:
+            # Ids are ints from Metarr's own table: safe to write into the statement.
+            ids = ", ".join(str(int(i)) for i in sorted(libraries)) or "NULL"
+            where = (f"{where or 'WHERE 1'} AND (t.library_id IS NULL OR t.library_id "
+                     f"IN ({ids}))")
         columns = ", ".join(_ITEM_COLUMNS)
         selected = ", ".join(f"t.{c}" for c in _ITEM_COLUMNS)
         cursor = self.conn.execute(
@@ -411,15 +423,19 @@ class State:
         self.conn.executemany(f"INSERT OR REPLACE INTO temp.{table} VALUES ({marks})",
                               (item_row(i) for i in items))
 
-    def enqueue(self, items: Sequence[Item], players: Sequence[str], source: str) -> int:
-        """Queue named items for players regardless of what was delivered before."""
+    def enqueue(self, items: Sequence[Item], players: Sequence[str], source: str,
+                served: Mapping[str, frozenset[int]] | None = None) -> int:
+        """Queue named items for players regardless of what was delivered before (a
+        player in `served`: only the items of those library ids)."""
         stamp_now = now_stamp()
         count = 0
+        served = served or {}
         with self.transaction():
             c = self.conn
             self._load_temp("named", items)
             for player in players:
-                count += self._enqueue_from(player, "temp.named", "", (), stamp_now, source)
+                count += self._enqueue_from(player, "temp.named", "", (), stamp_now, source,
+                                            served.get(player))
             # The named items are now queued for everyone: the next collection must not
             # queue the same versions again.
             c.execute("INSERT OR REPLACE INTO items SELECT * FROM temp.named")
@@ -433,6 +449,18 @@ class State:
                                   ("players", "name")):
                 self.conn.execute(f"DELETE FROM {table} WHERE {column} NOT IN ({marks})",
                                   tuple(keep))
+
+    def drop_unserved(self, player: str, libraries: frozenset[int]) -> list[Item]:
+        """Take out of `player`'s queue the entries of libraries it does not serve (queued
+        before its `libraries` said so), and return them."""
+        ids = ", ".join(str(int(i)) for i in sorted(libraries)) or "NULL"
+        where = f"player = ? AND library_id IS NOT NULL AND library_id NOT IN ({ids})"
+        with self.transaction():
+            gone = [row_item(r) for r in self.conn.execute(
+                f"SELECT * FROM sync_queue WHERE {where} ORDER BY kind, path", (player,))]
+            if gone:
+                self.conn.execute(f"DELETE FROM sync_queue WHERE {where}", (player,))
+        return gone
 
     # -- the queue ----------------------------------------------------------------------
     def work(self, player: str, keys: Sequence[str] | None = None,

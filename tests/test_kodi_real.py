@@ -780,3 +780,42 @@ def test_players_test_warns_when_the_real_kodi_has_several_profiles(cli, kodi_ve
         assert table.returncode == 0 and "WARNING" in table.stdout
     finally:
         server.close()
+
+
+# A Kodi in the kids' room with the movies only: the TV is not mapped and not its work.
+MOVIES_ONLY_CONFIG = CONFIG.replace(
+    ',\n             {{ metarr = "/data/media/tv", player = "{tv}" }} ]',
+    ' ]\nlibraries = ["Movies"]')
+
+
+def test_a_movies_only_kodi_gets_the_new_movie_and_a_new_episode_is_not_its_work(
+        cli, metarr, kodi):
+    assert 'libraries = ["Movies"]' in MOVIES_ONLY_CONFIG and "/data/media/tv" not in \
+        MOVIES_ONLY_CONFIG
+    cli.write_config(MOVIES_ONLY_CONFIG.format(db=metarr.path, url=kodi.url,
+                                               user=kodi.username, movies=kodi.movies))
+    cli.env["KODI_TEST_PASSWORD"] = kodi.password
+    movie_file = publish_movie(kodi, "Paddington", 2014, imdb="tt1109624")
+    kodi.write_show(kodi.tv / "Bluey", "Bluey", "2018-10-01")
+    episode_file = publish_episode(kodi, "Bluey", 1, 1, "Magic Xylophone")
+    metarr.add_movie("Paddington", 2014)
+    show = metarr.add_series("Bluey")
+    metarr.add_episode(show, metarr.add_season(show, 1), 1, 1)
+
+    code, report = run(cli)
+    assert code == 0, explain(cli, report)
+    (row,) = report["players"]
+    assert (row["status"], row["items"], row["synced"], row["verified"], row["failed"]) == (
+        "synced", 1, 1, 1, 0), explain(cli, report)
+    kodi.wait_until(lambda: movie_file in kodi.movies_by_file(), "the new movie")
+    # Nothing about the show reached Kodi: its TV source was never scanned.
+    assert episode_file not in kodi.episodes_by_file()
+    assert f"{kodi.tv}/Bluey" not in str(kodi.shows_by_folder())
+    with cli.state() as state:
+        assert state.execute("SELECT count(*) FROM sync_queue").fetchone()[0] == 0
+    status = cli("status")
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.startswith("OK: 1 player(s) in sync"), status.stdout
+    # The next run has nothing to do for it: no request at all.
+    code, report = run(cli)
+    assert code == 0 and report["items"] == 0 and report["players"][0]["requests"] == 0

@@ -290,6 +290,7 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 # username = "kodi"
 # password = {{ env = "KODI_PASSWORD" }}
 # mappings = [ {{ metarr = "/data/media/movies", player = "smb://nas/movies" }} ]
+# libraries = ["Movies"]          # only these Metarr libraries (names or ids); default: all
 """
 
 

@@ -201,9 +201,12 @@ def detect_command(
             config.metarr.password_value = config.metarr.password.resolve()
         except ValueError as exc:
             raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
+    from metarr_sync.libraries import resolve
+
     source = common.open_metarr(config)
     try:
         libraries = source.libraries()
+        served = resolve(players, libraries)
         with ThreadPoolExecutor(max_workers=min(8, len(players))) as pool:
             probes = list(pool.map(
                 lambda p: probe_player(p, config.sync, samples=SAMPLES), players))
@@ -217,13 +220,16 @@ def detect_command(
     added: dict[str, list[Any]] = {}
     ok = True
     for p, probe, known in zip(players, probes, items, strict=True):
-        if not probe.probed:
+        wrong = served.errors.get(p.name)
+        if not probe.probed or wrong:
             ok = False
             rows.append({"player": p.name, "library": None, "library_path": None,
-                         "status": "error", "mapping": None, "detail": probe.error})
+                         "status": "error", "mapping": None,
+                         "detail": wrong or probe.error})
             continue
-        proposals = propose_mappings(libraries, probe.roots, p.mappings, known,
-                                     probe.samples)
+        # A library the player does not serve needs no mapping for it.
+        own = [lib for lib in libraries if served.serves(p.name, lib.id)]
+        proposals = propose_mappings(own, probe.roots, p.mappings, known, probe.samples)
         new = mappings_to_apply(proposals, p.mappings)
         if new:
             added[p.name] = new
@@ -246,7 +252,8 @@ def detect_command(
         common.save(config, "mappings detect --apply", from_command_line=False)
     if json_out:
         common.dump_json({"applied": bool(apply and added), "proposals": rows,
-                          "libraries": [{"name": lib.name, "path": lib.path, "type": lib.type}
+                          "libraries": [{"id": lib.id, "name": lib.name, "path": lib.path,
+                                         "type": lib.type}
                                         for lib in libraries]})
     else:
         render.console().print(render.detect_table(rows))

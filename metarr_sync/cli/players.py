@@ -388,7 +388,8 @@ def import_command(
     if json_out:
         common.dump_json({
             "config": str(config.path), "database": where, "dry_run": dry_run,
-            "imported": [common.player_json(p) for p in found.players],
+            "imported": [{**common.player_json(p), "libraries": p.libraries}
+                         for p in found.players],
             "groups": [{"name": g.name, "shared_library": g.shared_library}
                        for g in found.groups],
             "skipped": [{"name": n, "reason": r} for n, r in found.skipped],
@@ -398,8 +399,10 @@ def import_command(
         common.say(toml or "")
     else:
         for player in found.players:
+            served = ("" if player.libraries is None else ", libraries: "
+                      + ", ".join(map(str, player.libraries)))
             common.say(f"Imported {player.name} ({player.type}, {player.url}, "
-                    f"{len(player.mappings)} mapping(s))")
+                    f"{len(player.mappings)} mapping(s){served})")
         if not found.players and not found.skipped:
             common.say("Nothing imported: no media players are set up in Metarr. Add yours "
                     "with `metarr-sync players add TYPE NAME --url URL`.")

@@ -93,6 +93,8 @@ def add_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Queue items for the next `run`, without contacting any player (fast, for hooks)."""
+    from metarr_sync.libraries import served_by
+
     if not (paths or movie or episode or series):
         raise common.UsageError(
             "name what to queue: --movie ID, --episode ID, --series ID or a path")
@@ -100,14 +102,21 @@ def add_command(
     targets = [p.name for p in common.selected(config, player)]
     if not targets:
         raise common.UsageError(f"no players configured in {config.path}: nothing to queue for")
+    if config.metarr.password:  # PostgreSQL: the only secret queueing needs
+        try:
+            config.metarr.password_value = config.metarr.password.resolve()
+        except ValueError as exc:
+            raise common.ConfigError.one(f"{config.path}: metarr.password: {exc}") from None
     source = common.open_metarr(config)
     try:
         items = source.named_items(paths or [], movie or [], episode or [], series or [])
+        served = served_by(config, source)
     finally:
         source.close()
     state = common.create_state(ctx)
     try:
-        queued = state.enqueue(items, targets, source="queue")
+        # A player is queued only the items of the libraries it serves.
+        queued = state.enqueue(items, targets, source="queue", served=served.ids)
     finally:
         state.close()
     if json_out:

@@ -121,6 +121,7 @@ def sync_command(
     With [sync] auto_sync = false the items are only queued for the next run.
     """
     from metarr_sync import engine, stamps
+    from metarr_sync.libraries import served_by
 
     bulk = bool(library or since or all_items)
     trigger = _check_trigger(trigger or ("bulk" if bulk else "post-publish"))
@@ -138,12 +139,14 @@ def sync_command(
         items = source.named_items(paths or [], movie or [], episode or [], series or [])
         if bulk:
             items += _bulk(source, library or [], since_stamp)
+        served = served_by(config, source)
     finally:
         source.close()
     if bulk and len(items) > BULK_CONFIRM and not yes and not dry_run:
         _confirm_bulk(len(items))
     if not config.sync.auto_sync and not dry_run:
-        count = engine.queue_only(config, common.state_dir(ctx), items, source="sync")
+        count = engine.queue_only(config, common.state_dir(ctx), items, source="sync",
+                                  served=served)
         message = (f"auto_sync is off ([sync] auto_sync = false): queued {len(items)} "
                    f"item(s) for the next `metarr-sync run`, no player contacted")
         if json_out:
