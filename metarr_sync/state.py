@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # sent: delivered, waiting to be verified on the player (kept until it is seen there).
 # held: a removal not sent, by the mass-removal guard or because the disk could not tell
 # whether its media is gone (re-examined by every run; the cause is in last_error).
@@ -119,6 +119,15 @@ MIGRATIONS: list[str] = [
     UPDATE player_sync_status SET path = (
         SELECT i.path FROM items i WHERE i.item_key = player_sync_status.item_key
         AND i.stamp = player_sync_status.stamp AND i.removed = player_sync_status.removed);
+    """,
+    # 3: when each player was last made to rescan a whole library folder (Jellyfin: a
+    # report that walks up to the library root), so that runs within its verify_after
+    # do not make it rescan that folder again.
+    """
+    CREATE TABLE player_roots (
+        player TEXT NOT NULL, root TEXT NOT NULL, reported_at TEXT NOT NULL,
+        PRIMARY KEY (player, root)
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -409,7 +418,7 @@ class State:
         marks = ", ".join("?" for _ in keep) or "NULL"
         with self.transaction():
             for table, column in (("sync_queue", "player"), ("player_sync_status", "player"),
-                                  ("players", "name")):
+                                  ("players", "name"), ("player_roots", "player")):
                 self.conn.execute(f"DELETE FROM {table} WHERE {column} NOT IN ({marks})",
                                   tuple(keep))
 
@@ -454,6 +463,22 @@ class State:
             " OR (status = 'unverified' AND removed AND attempts >= ?)) ORDER BY kind, path",
             (player, cutoff, MAX_REMOVAL_DELIVERIES)).fetchall()
         return [row_item(r) for r in rows]
+
+    def roots_reported(self, player: str, within: float) -> dict[str, str]:
+        """Library folders `player` was made to rescan whole less than `within` seconds
+        ago (folder -> when)."""
+        rows = self.conn.execute(
+            "SELECT root, reported_at FROM player_roots WHERE player = ? AND reported_at > ?",
+            (player, stamp_ago(within))).fetchall()
+        return {r["root"]: r["reported_at"] for r in rows}
+
+    def record_roots(self, player: str, roots: Iterable[str]) -> None:
+        """`player` was just made to rescan these library folders whole."""
+        stamp_now = now_stamp()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO player_roots (player, root, reported_at) "
+                "VALUES (?, ?, ?)", [(player, root, stamp_now) for root in roots])
 
     def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
         sql = "SELECT * FROM sync_queue WHERE 1"

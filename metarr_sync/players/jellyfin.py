@@ -49,8 +49,9 @@ from urllib.parse import quote
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.paths import collapse_folders, is_under, strip_trailing
+from metarr_sync.paths import ancestor, collapse_folders, is_under, strip_trailing
 from metarr_sync.plan import OldFile, Target
+from metarr_sync.player_types import SETTINGS
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -210,11 +211,13 @@ class JellyfinPlayer(Player):
     type_name: ClassVar[str] = "jellyfin"
     product: ClassVar[str] = "Jellyfin"
     #: Jellyfin reports debounce media paths (~60 s) and scans in the background:
-    #: deliveries are checked on a later run, once this many seconds have passed.
-    verify_after = 180.0
+    #: deliveries are checked on a later run, once this many seconds have passed (the
+    #: player's `verify_after`; this is its default, see player_types.SETTINGS).
+    verify_after = float(SETTINGS["verify_after"].default)
 
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         super().__init__(config, sync, dry_run=dry_run)
+        self.verify_after = config.verify_after
         self.http = HttpClient(config, sync, dry_run=dry_run, headers=self.auth_headers())
         self.use_client(self.http)
         self._libraries: list[Library] | None = None
@@ -482,9 +485,19 @@ class JellyfinPlayer(Player):
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         outcomes: dict[str, Outcome] = {}
         updates: dict[str, tuple[str, list[str]]] = {}  # path -> (UpdateType, item keys)
+        # Paths that land on a library folder, which the server then validates whole:
+        # library folder -> {path: UpdateType}, item keys (reported once, see module doc).
+        roots: dict[str, tuple[dict[str, str], list[str]]] = {}
 
-        def report(path: str, kind: str, key: str) -> None:
-            updates.setdefault(path, (kind, []))[1].append(key)
+        def report(path: str, kind: str, key: str, target: Target,
+                   libraries: Sequence[Library]) -> None:
+            root = self.landing_root(path, target, libraries)
+            if root is None:
+                updates.setdefault(path, (kind, []))[1].append(key)
+            else:
+                paths, keys = roots.setdefault(root, ({}, []))
+                paths.setdefault(path, kind)
+                keys.append(key)
 
         # What the server has for each target: (target, its libraries, item ids, found at
         # its exact path, where its refreshes start in `refreshes`).
@@ -511,7 +524,7 @@ class JellyfinPlayer(Player):
         for target, libraries, items, exact, first in found:
             if target.item.removed:
                 if exact:
-                    report(target.path, "Deleted", target.key)
+                    report(target.path, "Deleted", target.key, target, libraries)
                 else:  # the server never had it there: reporting it would only cost a scan
                     outcomes[target.key] = Outcome(target.key, Result.SYNCED)
                 continue
@@ -521,24 +534,65 @@ class JellyfinPlayer(Player):
             elif items:
                 # Gone since we listed it, or known only by its ids at another path (a
                 # renamed or upgraded file): let the server look at the file itself too.
-                report(target.path, "Modified", target.key)
+                report(target.path, "Modified", target.key, target, libraries)
             elif target.item.kind == "episode" and target.series_folder and \
                     not self.has_series(target.series_folder, libraries):
                 # A new show: reporting the show folder adds the show with its episodes.
-                report(target.series_folder, "Created", target.key)
+                report(target.series_folder, "Created", target.key, target,
+                       libraries)
             else:
-                report(target.path, "Created", target.key)
+                report(target.path, "Created", target.key, target, libraries)
             for old in self._replaced(target):
                 if self.libraries_of(old.path):
                     # Walks up to the folder that held it: its item goes.
-                    report(old.path, "Deleted", target.key)
+                    report(old.path, "Deleted", target.key, target, libraries)
 
-        if updates:
-            self.media_updated(_collapse(updates))
-            for _, keys in updates.values():
-                for key in keys:
-                    outcomes[key] = Outcome(key, Result.SYNCED)
+        sends = _collapse(updates) if updates else []
+        fresh = [root for root in roots if root not in self.roots_reported
+                 and root not in self.roots_in_flight]
+        for root in roots:
+            if root in self.roots_in_flight:
+                log.info("%s: %s not reported again: reported %s, %s is still to validate "
+                         "it whole", self.name, root, self.roots_in_flight[root],
+                         self.product)
+        for root in fresh:
+            paths = roots[root][0]
+            if len({ancestor(p, 1) for p in paths}) == 1:
+                # One path, or files of one folder (an upgrade's new and old file): the
+                # server merges those into one validation itself; sent as they are, its
+                # log names them.
+                sends += paths.items()
+            else:
+                # Each would be a validation of the whole folder of its own.
+                sends.append((root, "Modified"))
+        if sends:
+            self.media_updated(sends)
+            self.roots_reported += fresh
+        # Delivered all the same when their library folder is already being validated:
+        # verify() looks for them after verify_after, and they are sent again if unseen.
+        for keys in [k for _, k in updates.values()] + [k for _, k in roots.values()]:
+            for key in keys:
+                outcomes[key] = Outcome(key, Result.SYNCED)
         return [outcomes[t.key] for t in batch]
+
+    def landing_root(self, path: str, target: Target, libraries: Sequence[Library]
+                     ) -> str | None:
+        """The library folder the server validates whole for a report of `path`, or None
+        when the report lands on an item below it (a show the server knows).
+
+        The server walks a reported path up to the nearest item it knows. Movies are
+        their files and movie folders are no items: a new, moved or removed movie file
+        lands on its library folder. An episode's (or a show's) path lands on its show
+        (or season) when the show is known; a new show lands on the library folder.
+        """
+        show = target.series_folder if target.item.kind in ("episode", "series") else None
+        if show and is_under(path, show) and self.has_series(show, libraries):
+            return None
+        for library in libraries:
+            for location in library.locations:
+                if is_under(path, location):
+                    return location
+        return None
 
     def refresh(self, item_id: str) -> bool:
         """Queue a metadata/image refresh; False when the item no longer exists."""
