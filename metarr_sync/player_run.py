@@ -279,11 +279,11 @@ class _Pass:
 
     def share_roots(self) -> None:
         """Tell the adapter which library folders earlier runs made the player rescan
-        whole within its verify_after: their new items are delivered without another
-        rescan, and verified (then retried) like the rest. Only when verifying: nobody
-        would look for them otherwise."""
+        whole within its verify_after, that rescan not seen yet: their new items are
+        delivered without another rescan, and verified (then retried) like the rest. Only
+        when verifying: nobody would look for them otherwise."""
         if self.verifying and not self.dry_run:
-            self.adapter.roots_in_flight = self.state.roots_reported(
+            self.adapter.roots_in_flight = self.state.roots_in_flight(
                 self.player.name, self.adapter.verify_after)
 
     def record_roots(self) -> None:

@@ -35,7 +35,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,11 +121,13 @@ MIGRATIONS: list[str] = [
         AND i.stamp = player_sync_status.stamp AND i.removed = player_sync_status.removed);
     """,
     # 3: when each player was last made to rescan a whole library folder (Jellyfin: a
-    # report that walks up to the library root), so that runs within its verify_after
-    # do not make it rescan that folder again.
+    # report that walks up to the library root), and for which items (JSON list of item
+    # keys), so that runs within its verify_after do not make it rescan that folder again
+    # while none of those items has been seen yet.
     """
     CREATE TABLE player_roots (
         player TEXT NOT NULL, root TEXT NOT NULL, reported_at TEXT NOT NULL,
+        items TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (player, root)
     ) WITHOUT ROWID;
     """,
@@ -464,21 +466,36 @@ class State:
             (player, cutoff, MAX_REMOVAL_DELIVERIES)).fetchall()
         return [row_item(r) for r in rows]
 
-    def roots_reported(self, player: str, within: float) -> dict[str, str]:
+    def roots_in_flight(self, player: str, within: float) -> dict[str, str]:
         """Library folders `player` was made to rescan whole less than `within` seconds
-        ago (folder -> when)."""
+        ago whose rescan has not been seen yet: every item reported with the folder is
+        still waiting to be verified (one seen, or judged, and the rescan has run).
+        Folder -> when it was reported."""
         rows = self.conn.execute(
-            "SELECT root, reported_at FROM player_roots WHERE player = ? AND reported_at > ?",
-            (player, stamp_ago(within))).fetchall()
-        return {r["root"]: r["reported_at"] for r in rows}
+            "SELECT root, reported_at, items FROM player_roots WHERE player = ? "
+            "AND reported_at > ?", (player, stamp_ago(within))).fetchall()
+        waiting = {r["item_key"] for r in self.conn.execute(
+            "SELECT item_key FROM sync_queue WHERE player = ? AND status = 'sent'",
+            (player,))} if rows else set()
+        found = {}
+        for row in rows:
+            try:
+                keys = json.loads(row["items"])
+            except ValueError:
+                continue
+            if isinstance(keys, list) and keys and all(k in waiting for k in keys):
+                found[row["root"]] = row["reported_at"]
+        return found
 
-    def record_roots(self, player: str, roots: Iterable[str]) -> None:
-        """`player` was just made to rescan these library folders whole."""
+    def record_roots(self, player: str, roots: Mapping[str, Sequence[str]]) -> None:
+        """`player` was just made to rescan these library folders whole, for these
+        items (folder -> item keys)."""
         stamp_now = now_stamp()
         with self.transaction():
             self.conn.executemany(
-                "INSERT OR REPLACE INTO player_roots (player, root, reported_at) "
-                "VALUES (?, ?, ?)", [(player, root, stamp_now) for root in roots])
+                "INSERT OR REPLACE INTO player_roots (player, root, reported_at, items) "
+                "VALUES (?, ?, ?, ?)", [(player, root, stamp_now, json.dumps(list(keys)))
+                                        for root, keys in roots.items()])
 
     def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
         sql = "SELECT * FROM sync_queue WHERE 1"

@@ -6,8 +6,7 @@ and the code of tools that talk to it: Radarr/Sonarr Connect, autoscan):
   X-Emby-Token is rejected with a 401 that looks exactly like a revoked key. Emby still
   wants X-Emby-Token.
 - `POST /Library/Media/Updated` takes a list: all new/removed paths of a batch go in one
-  request. Jellyfin stores movies by *file* path; a movie *folder* walks up to the library
-  root and rescans the whole library, so we always report the file.
+  request. Jellyfin stores movies by *file* path; movie folders are no items.
 - Items it already has are refreshed with `POST /Items/{id}/Refresh`, whose parameters are
   query-string only and default to None/None (a bare call does almost nothing).
 - Jellyfin cannot search by path or provider id: we list each library once per run
@@ -32,6 +31,45 @@ more as Deleted, in one request: both lead to the folder that holds them. It doe
 refresh the old item it may find by provider ids (it is about to go), and verify() counts
 the item only when the new file is listed at its exact path and no old file that is gone
 from disk is still listed.
+
+Reports that rescan a whole library folder. Read in Jellyfin's source at commit
+c3ed1407ca698b0905de99da87b67415e6a62dbd (2026-08-22), not measured on a server:
+- Jellyfin.Api/Controllers/LibraryController.cs, PostUpdatedMedia: each reported Path
+  goes to `ILibraryMonitor.ReportFileSystemChanged`, UpdateType unread.
+- Emby.Server.Implementations/IO/LibraryMonitor.cs, CreateRefresher: a path joins a
+  pending FileRefresher when it is that refresher's path, inside it, its parent, or a
+  sibling (same parent folder: the refresher moves up to that parent). Files in two
+  different movie folders are none of these: each gets a FileRefresher of its own.
+- IO/FileRefresher.cs: a refresher waits `LibraryMonitorDelay` (ServerConfiguration,
+  default 60 s; every added path restarts the wait), then GetAffectedBaseItem walks each
+  path up until `LibraryManager.FindByPath` knows an item there; an item whose file or
+  folder is gone is replaced by its owner or parent. The items found (distinct within one
+  refresher only) get `ChangedExternally()`, skipping the AggregateFolder.
+- MediaBrowser.Controller/Entities/BaseItem.cs ChangedExternally queues a refresh
+  (ProviderManager.QueueRefresh: a priority queue, no de-duplication);
+  MediaBrowser.Providers/Manager/ProviderManager.cs RefreshItem validates a Folder's
+  children (`Folder.ValidateChildren`, recursive = true by default).
+- The library folder (a location of a library, a child of the root AggregateFolder:
+  CollectionFolder.GetPhysicalFolders) is such a Folder item.
+What a report therefore does:
+- a new movie: its file is no item, its movie folder neither, so it lands on the library
+  folder, which is validated whole (every folder listed, every new item read);
+- a removed movie: its item's file is gone, so its parent, the library folder, likewise;
+- a renamed/upgraded movie: both paths share a folder, one refresher, one validation of
+  the library folder;
+- a new episode of a known show: lands on its season or show folder: only that show;
+- a new show: its folder is no item yet: the library folder, whole.
+Three new movies reported in one request were three queued validations of the library
+folder. So apply() sends every path that lands on a library folder (landing_root) at most
+once per folder and run: as it is when they share one folder (the server merges them),
+else the library folder itself (`Modified`; it is the item those paths would reach, and
+paths reported within the next 60 s join its refresher). Paths landing on a show stay
+targeted. A folder reported by an earlier run less than `verify_after` ago
+(Player.roots_in_flight, kept in the state) is not reported again while none of the items
+reported with it has been seen (one seen: the validation has run, and a later new file
+needs a report of its own): its items count as delivered, are looked for after
+verify_after, and are sent again (rescanning the folder once more) if still not listed.
+Emby is closed source; it shares this code's ancestry and is treated the same.
 """
 
 from __future__ import annotations
@@ -567,7 +605,9 @@ class JellyfinPlayer(Player):
                 sends.append((root, "Modified"))
         if sends:
             self.media_updated(sends)
-            self.roots_reported += fresh
+        for root, (_, keys) in roots.items():
+            if root in fresh or root in self.roots_reported:  # this run's rescan of it
+                self.roots_reported.setdefault(root, []).extend(keys)
         # Delivered all the same when their library folder is already being validated:
         # verify() looks for them after verify_after, and they are sent again if unseen.
         for keys in [k for _, k in updates.values()] + [k for _, k in roots.values()]:
