@@ -107,6 +107,27 @@ def test_new_shows_land_on_the_library_folder_once(jf: Server) -> None:
     assert player.roots_reported == {"/media/tv": ["episode:1", "series:2", "episode:3"]}
 
 
+def test_a_removed_show_lands_on_the_library_folder_a_removed_episode_on_its_show(
+        jf: Server) -> None:
+    jf.standard()
+    dark = jf_item("Series", "/media/tv/Dark")
+    jf.has(TV_ID, jf_item("Series", "/media/tv/Andor"), dark)
+    jf.library_items[dark["Id"]] = [  # the show's episodes, listed by its id
+        jf_item("Episode", "/media/tv/Dark/Season 01/Dark S01E01.mkv")]
+    player = make_player()
+    removed_show = Item("series", 20, "/data/tv/Andor", title="Andor",
+                        series_path="/data/tv/Andor", removed=True)
+    removed_ep = Item("episode", 21, "/data/tv/Dark/Season 01/Dark S01E01.mkv", title="Dark",
+                      series_path="/data/tv/Dark", season=1, episode=1, removed=True)
+    player.apply(targets(removed_show, removed_ep))
+    # The show's folder is gone: Jellyfin goes on to its parent, the library folder. The
+    # episode's file is gone: its season (or show) folder is still there.
+    assert jf.updates() == [[
+        {"Path": "/media/tv/Dark/Season 01/Dark S01E01.mkv", "UpdateType": "Deleted"},
+        {"Path": "/media/tv/Andor", "UpdateType": "Deleted"}]]
+    assert player.roots_reported == {"/media/tv": ["series:20"]}
+
+
 def test_a_movie_upgrade_alone_goes_as_its_files(jf: Server, tmp_path: Path) -> None:
     # Paths of one folder are siblings: Jellyfin merges them into one refresher itself.
     jf.standard()

@@ -529,7 +529,7 @@ class JellyfinPlayer(Player):
 
         def report(path: str, kind: str, key: str, target: Target,
                    libraries: Sequence[Library]) -> None:
-            root = self.landing_root(path, target, libraries)
+            root = self.landing_root(path, target, libraries, gone=kind == "Deleted")
             if root is None:
                 updates.setdefault(path, (kind, []))[1].append(key)
             else:
@@ -615,18 +615,21 @@ class JellyfinPlayer(Player):
                 outcomes[key] = Outcome(key, Result.SYNCED)
         return [outcomes[t.key] for t in batch]
 
-    def landing_root(self, path: str, target: Target, libraries: Sequence[Library]
-                     ) -> str | None:
-        """The library folder the server validates whole for a report of `path`, or None
-        when the report lands on an item below it (a show the server knows).
+    def landing_root(self, path: str, target: Target, libraries: Sequence[Library], *,
+                     gone: bool = False) -> str | None:
+        """The library folder the server validates whole for a report of `path` (`gone`:
+        no longer on disk), or None when the report lands on an item below it (a show
+        the server knows).
 
-        The server walks a reported path up to the nearest item it knows. Movies are
-        their files and movie folders are no items: a new, moved or removed movie file
-        lands on its library folder. An episode's (or a show's) path lands on its show
-        (or season) when the show is known; a new show lands on the library folder.
+        The server walks a reported path up to the nearest item it knows, and from an
+        item whose file or folder is gone to its parent. Movies are their files and movie
+        folders are no items: a new, moved or removed movie file lands on its library
+        folder. An episode's path lands on its season or show when the show is known; a
+        new show, and a removed one, land on the library folder.
         """
         show = target.series_folder if target.item.kind in ("episode", "series") else None
-        if show and is_under(path, show) and self.has_series(show, libraries):
+        if show and is_under(path, show) and not (gone and is_under(show, path)) \
+                and self.has_series(show, libraries):
             return None
         for library in libraries:
             for location in library.locations:

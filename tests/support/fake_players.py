@@ -1882,6 +1882,9 @@ class FakeJellyfin(FakePlayer):
         for item_id, item in list(self.items.items()):
             if item.type != "Series" and under(item.path, path) and item.path not in present:
                 del self.items[item_id]
+            elif item.type == "Series" and under(item.path, path) and \
+                    not any(under(f, item.path) for f in present):
+                del self.items[item_id]  # its folder is gone (validated from above it)
         known = {i.path for i in self.items.values()}
         sep = sep_of(location)
         for file in sorted(present):
@@ -1914,6 +1917,8 @@ class FakeJellyfin(FakePlayer):
         current = path.rstrip("/\\")
         while True:
             item = known.get(current)
+            if item is not None and item.type == "Series" and not self.files_under(item.path):
+                item = None  # its folder is gone: on to its parent, the library folder
             if item is not None:
                 if item.type == "Series":
                     return item.path
