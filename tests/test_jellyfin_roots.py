@@ -382,3 +382,36 @@ def test_a_seen_validation_ends_the_window(world) -> None:
     world.run()
     fourth_file = world.player_path(world.metarr.file_of("movies", fourth))
     assert world.reports()[1:] == [[{"Path": fourth_file, "UpdateType": "Created"}]]
+
+
+# --- what the state remembers ----------------------------------------------------------
+
+def test_a_library_folder_is_in_flight_until_its_window_ends_or_an_item_is_seen(
+        tmp_path: Path) -> None:
+    from metarr_sync.players.base import Outcome, Result
+    from metarr_sync.state import State
+
+    state = State(tmp_path)
+    try:
+        items = [movie(1, "Heat", 1995), movie(2, "Alien", 1979), movie(3, "Dune", 2021)]
+        state.enqueue(items, ["jelly", "den"], "run")
+        state.record("jelly", items, [Outcome(i.key, Result.SENT) for i in items], None)
+        state.record_roots("jelly", {"/media/movies": ["movie:1", "movie:2"],
+                                     "/media/tv": []})
+        # Reported just now, both items waiting: in flight for this player only. A
+        # report without items (nothing to see) never holds anything back.
+        assert set(state.roots_in_flight("jelly", 600)) == {"/media/movies"}
+        assert state.roots_in_flight("den", 600) == {}
+        # The window is over.
+        state.conn.execute("UPDATE player_roots SET reported_at = '2000-01-01T00:00:00.000Z'")
+        assert state.roots_in_flight("jelly", 600) == {}
+        # Reported again; then one of its items is seen: that validation has run.
+        state.record_roots("jelly", {"/media/movies": ["movie:1", "movie:2"]})
+        assert set(state.roots_in_flight("jelly", 600)) == {"/media/movies"}
+        state.record("jelly", items[:1], [Outcome("movie:1", Result.VERIFIED)], None)
+        assert state.roots_in_flight("jelly", 600) == {}
+        # A player removed from the configuration takes its folders along.
+        state.forget_players(["den"])
+        assert state.conn.execute("SELECT count(*) FROM player_roots").fetchone()[0] == 0
+    finally:
+        state.close()

@@ -70,6 +70,11 @@ reported with it has been seen (one seen: the validation has run, and a later ne
 needs a report of its own): its items count as delivered, are looked for after
 verify_after, and are sent again (rescanning the folder once more) if still not listed.
 Emby is closed source; it shares this code's ancestry and is treated the same.
+Not modelled: a folder between the library folder and the movie folders (`Movies/Marvel/
+Iron Man (2008)/...`) is a plain Folder item in Jellyfin (MovieResolver.FindMovie finds
+no single movie in it), where a new movie's walk would stop; the adapter lists only
+movies and shows, so it takes such paths for library-folder ones (it may send the
+library folder where Jellyfin would have validated that sub-folder only).
 """
 
 from __future__ import annotations
