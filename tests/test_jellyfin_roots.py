@@ -415,3 +415,17 @@ def test_a_library_folder_is_in_flight_until_its_window_ends_or_an_item_is_seen(
         assert state.conn.execute("SELECT count(*) FROM player_roots").fetchone()[0] == 0
     finally:
         state.close()
+
+
+def test_a_dry_run_shows_the_folder_report_and_remembers_nothing(world) -> None:
+    world.configure(verify_after=600)
+    for title, year in (("Heat", 1995), ("Alien", 1979)):
+        world.new_movie(title, year)
+    dry = world.cli("run", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "/Library/Media/Updated" in dry.stdout and "/media/movies" in dry.stdout
+    assert world.reports() == []
+    with world.cli.state() as state:
+        assert state.execute("SELECT count(*) FROM player_roots").fetchone()[0] == 0
+    world.run()  # the real run is not held back by the rehearsal
+    assert world.reports() == [[{"Path": "/media/movies", "UpdateType": "Modified"}]]
