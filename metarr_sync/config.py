@@ -141,6 +141,7 @@ class PlayerConfig:
     max_trash_items: int = kinds.SETTINGS["max_trash_items"].default
     concurrency: int = kinds.SETTINGS["concurrency"].default
     scan_timeout: float = kinds.SETTINGS["scan_timeout"].default
+    verify_after: float = kinds.SETTINGS["verify_after"].default
     # Removal guard and mount safety; None: the [sync] value. Anchors add to [sync]'s.
     max_removals: int | None = None
     max_removal_percent: float | None = None

@@ -276,7 +276,11 @@ class _Pass:
             if not self.sync.targeted_updates and plan.targets:
                 self.scan_all(plan.targets)
             else:
-                self.apply(plan.batches)
+                self.share_roots()
+                try:
+                    self.apply(plan.batches)
+                finally:
+                    self.record_roots()
                 self.finish()
                 if self.verifying and adapter.verify_after == 0 and self.delivered:
                     self.verify(self.delivered)
@@ -302,6 +306,21 @@ class _Pass:
                                            max(1, len(removing))).targets
         self.verify(delivered_before if not wait else
                     self.state.awaiting_verification(name, wait))
+
+    def share_roots(self) -> None:
+        """Tell the adapter which library folders earlier runs made the player rescan
+        whole within its verify_after, that rescan not seen yet: their new items are
+        delivered without another rescan, and verified (then retried) like the rest. Only
+        when verifying: nobody would look for them otherwise."""
+        if self.verifying and not self.dry_run:
+            self.adapter.roots_in_flight = self.state.roots_in_flight(
+                self.player.name, self.adapter.verify_after)
+
+    def record_roots(self) -> None:
+        """Remember the library folders this run made the player rescan whole (also
+        when a later batch failed: those reports went)."""
+        if self.adapter.roots_reported and not self.dry_run:
+            self.state.record_roots(self.player.name, self.adapter.roots_reported)
 
     def defer_updates(self) -> None:
         """Someone is watching: updates wait for the next run, never dropped, but no longer

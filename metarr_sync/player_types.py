@@ -78,6 +78,18 @@ def _concurrency(value: int) -> str | None:
     return None
 
 
+#: Seconds: the longest `verify_after` accepted (a day; a delivery unseen after that is
+#: not waiting for a scan any more).
+MAX_VERIFY_AFTER = 86400
+
+
+def _verify_after(value: float) -> str | None:
+    if not 0 < value <= MAX_VERIFY_AFTER:  # also refuses nan and inf
+        return (f"must be a positive number of seconds, at most {MAX_VERIFY_AFTER}, "
+                f"not {value:g}")
+    return None
+
+
 def _refresh_mode(value: str) -> str | None:
     return None if value in REFRESH_MODES else f"must be one of {', '.join(REFRESH_MODES)}"
 
@@ -97,6 +109,13 @@ SETTINGS: dict[str, Setting] = {
     "max_trash_items": Setting((int,), 10, _not_negative),
     # jellyfin/emby/plex: item refreshes in flight at once
     "concurrency": Setting((int,), 4, _concurrency),
+    # jellyfin/emby: seconds after a report before its items are looked for (and before
+    # the same library folder is reported again). A new or removed movie makes Jellyfin
+    # validate its whole library folder, recursively, after its 60 s monitor delay: every
+    # folder listed (slow on a network share), every new item's NFO and images read. On a
+    # big library that takes minutes to tens of minutes; too short a wait costs a wrong
+    # `unverified` and another whole-folder validation, too long only delays `verified`.
+    "verify_after": Setting((int, float), 1800.0, _verify_after),
 }
 
 
@@ -164,11 +183,11 @@ TYPES: dict[str, PlayerType] = {t.name: t for t in (
                settings=("scan_timeout",), credentials=LOGIN, default_port=8080,
                shares_library=True),
     PlayerType("jellyfin", "Jellyfin", "metarr_sync.players.jellyfin:JellyfinPlayer",
-               settings=("refresh_mode", "concurrency"), credentials=API_TOKEN,
-               default_port=8096, skip_active=False),
+               settings=("refresh_mode", "concurrency", "verify_after"),
+               credentials=API_TOKEN, default_port=8096, skip_active=False),
     PlayerType("emby", "Emby", "metarr_sync.players.jellyfin:EmbyPlayer",
-               settings=("refresh_mode", "concurrency"), credentials=API_TOKEN,
-               default_port=8096, skip_active=False),
+               settings=("refresh_mode", "concurrency", "verify_after"),
+               credentials=API_TOKEN, default_port=8096, skip_active=False),
     PlayerType("plex", "Plex", "metarr_sync.players.plex:PlexPlayer",
                settings=("analyze", "scan_delay", "max_trash_items", "concurrency"),
                credentials=API_TOKEN, default_port=32400, skip_active=False),

@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # sent: delivered, waiting to be verified on the player (kept until it is seen there).
 # held: a removal not sent, by the mass-removal guard or because the disk could not tell
 # whether its media is gone (re-examined by every run; the cause is in last_error).
@@ -121,6 +121,17 @@ MIGRATIONS: list[str] = [
     UPDATE player_sync_status SET path = (
         SELECT i.path FROM items i WHERE i.item_key = player_sync_status.item_key
         AND i.stamp = player_sync_status.stamp AND i.removed = player_sync_status.removed);
+    """,
+    # 3: when each player was last made to rescan a whole library folder (Jellyfin: a
+    # report that walks up to the library root), and for which items (JSON list of item
+    # keys), so that runs within its verify_after do not make it rescan that folder again
+    # while none of those items has been seen yet.
+    """
+    CREATE TABLE player_roots (
+        player TEXT NOT NULL, root TEXT NOT NULL, reported_at TEXT NOT NULL,
+        items TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (player, root)
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -446,7 +457,7 @@ class State:
         marks = ", ".join("?" for _ in keep) or "NULL"
         with self.transaction():
             for table, column in (("sync_queue", "player"), ("player_sync_status", "player"),
-                                  ("players", "name")):
+                                  ("players", "name"), ("player_roots", "player")):
                 self.conn.execute(f"DELETE FROM {table} WHERE {column} NOT IN ({marks})",
                                   tuple(keep))
 
@@ -503,6 +514,37 @@ class State:
             " OR (status = 'unverified' AND removed AND attempts >= ?)) ORDER BY kind, path",
             (player, cutoff, MAX_REMOVAL_DELIVERIES)).fetchall()
         return [row_item(r) for r in rows]
+
+    def roots_in_flight(self, player: str, within: float) -> dict[str, str]:
+        """Library folders `player` was made to rescan whole less than `within` seconds
+        ago whose rescan has not been seen yet: every item reported with the folder is
+        still waiting to be verified (one seen, or judged, and the rescan has run).
+        Folder -> when it was reported."""
+        rows = self.conn.execute(
+            "SELECT root, reported_at, items FROM player_roots WHERE player = ? "
+            "AND reported_at > ?", (player, stamp_ago(within))).fetchall()
+        waiting = {r["item_key"] for r in self.conn.execute(
+            "SELECT item_key FROM sync_queue WHERE player = ? AND status = 'sent'",
+            (player,))} if rows else set()
+        found = {}
+        for row in rows:
+            try:
+                keys = json.loads(row["items"])
+            except ValueError:
+                continue
+            if isinstance(keys, list) and keys and all(k in waiting for k in keys):
+                found[row["root"]] = row["reported_at"]
+        return found
+
+    def record_roots(self, player: str, roots: Mapping[str, Sequence[str]]) -> None:
+        """`player` was just made to rescan these library folders whole, for these
+        items (folder -> item keys)."""
+        stamp_now = now_stamp()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO player_roots (player, root, reported_at, items) "
+                "VALUES (?, ?, ?, ?)", [(player, root, stamp_now, json.dumps(list(keys)))
+                                        for root, keys in roots.items()])
 
     def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
         sql = "SELECT * FROM sync_queue WHERE 1"

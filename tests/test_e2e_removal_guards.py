@@ -125,6 +125,9 @@ def test_an_empty_metarr_database_removes_nothing_anywhere(world, tmp_path):
 
 def test_thirty_removals_are_held_on_every_player_until_released(world):
     deliver_everything(world)
+    # Jellyfin's and Plex's scans of that delivery are seen: the next reports are due.
+    assert world.cli("verify").returncode == 0
+    world.reset()
     world.configure(max_removals=20, max_removal_percent=100)
     gone = world.movies[:30]
     for movie in gone:
@@ -149,10 +152,14 @@ def test_thirty_removals_are_held_on_every_player_until_released(world):
     assert len(kodi_files) == 10
     report = {p["name"]: p for p in json.loads(released.stdout)["players"]}
     assert report["kodi"]["verified"] == 30
-    # Jellyfin: each file reported deleted; Plex: each folder rescanned, no trash emptied
-    # in the run that sent them (Plex marks them missing in the background).
-    assert sorted(sent["jelly"]) == sorted(
-        f"Deleted {world.player_file('jelly', m)}" for m in gone)
+    # Jellyfin: each removed file walks up to the library folder, which is validated whole;
+    # thirty such reports would be thirty validations: the folder is reported once. Plex:
+    # each folder rescanned, no trash emptied in the run that sent them (Plex marks them
+    # missing in the background).
+    assert sent["jelly"] == ["Modified /media/movies"]
+    assert world.fakes["jelly"].library_files() == {
+        world.player_file("jelly", m) for m in world.movies[30:]}
+    assert world.fakes["jelly"].root_validations == ["/media/movies"]
     assert len([s for s in sent["plex"] if s.endswith("/refresh")]) == 30
     assert not [s for s in sent["plex"] if s.endswith("/emptyTrash")]
 

@@ -452,17 +452,19 @@ def test_one_media_report_per_batch_with_files_and_new_show_folders(jf: Server) 
     )
     outcomes = make_player().apply(batch)
     assert [o.result for o in outcomes] == ["synced"] * 7
+    # The episode of a known show lands on that show: sent as it is. The three movie
+    # paths each land on /media/movies (movie folders are no items), which Jellyfin then
+    # validates whole: that folder goes once instead of three validations. The new show
+    # lands on /media/tv: alone there, it goes as it is.
     assert jf.updates() == [[
-        {"Path": "/media/movies/Heat (1995)/Heat (1995).mkv", "UpdateType": "Created"},
-        {"Path": "/media/movies/Alien (1979)/Alien (1979).mkv", "UpdateType": "Created"},
-        {"Path": "/media/movies/Old (1990)/Old (1990).mkv", "UpdateType": "Deleted"},
         {"Path": "/media/tv/Severance/Season 02/Severance S02E01.mkv",
          "UpdateType": "Created"},
+        {"Path": "/media/movies", "UpdateType": "Modified"},
         {"Path": "/media/tv/Andor", "UpdateType": "Created"},
     ]]
-    # a movie folder would make Jellyfin rescan the whole library: never sent
+    # a movie folder would land on the library folder just the same: never sent
     sent = [u["Path"] for u in jf.updates()[0]]
-    assert "/media/movies/Heat (1995)" not in sent and "/media/movies" not in sent
+    assert "/media/movies/Heat (1995)" not in sent
     assert jf.sent("POST", "/Library/Media/Updated")[0].headers["Content-Type"] == \
         "application/json"
 
@@ -762,9 +764,8 @@ def test_emby_finds_by_path_then_provider_id_and_refreshes_recursively(emby: Ser
         ("102", {"Recursive": ["true"], "MetadataRefreshMode": ["Default"],
                  "ImageRefreshMode": ["Default"], "ReplaceAllMetadata": ["false"],
                  "ReplaceAllImages": ["false"]})]
-    assert emby.updates() == [[
-        {"Path": "/media/movies/Alien (1979)/Alien (1979).mkv", "UpdateType": "Modified"},
-        {"Path": "/media/movies/Dune (2021)/Dune (2021).mkv", "UpdateType": "Created"}]]
+    # Alien's new path and Dune's file both land on /media/movies: that folder, once.
+    assert emby.updates() == [[{"Path": "/media/movies", "UpdateType": "Modified"}]]
 
 
 def test_emby_message_goes_in_the_query_string(emby: Server) -> None:

@@ -96,7 +96,8 @@ def test_player_config_defaults_are_the_catalogues():
     player = PlayerConfig(name="p", type="kodi", url="http://k")
     assert {key: getattr(player, key) for key in kinds.SETTINGS} == {
         "analyze": False, "refresh_mode": "default", "scan_delay": 0.0,
-        "scan_timeout": 600.0, "max_trash_items": 10, "concurrency": 4}
+        "scan_timeout": 600.0, "max_trash_items": 10, "concurrency": 4,
+        "verify_after": 1800.0}
 
 
 def test_every_builtin_adapter_target_names_a_player_class():

@@ -291,6 +291,14 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 # password = {{ env = "KODI_PASSWORD" }}
 # mappings = [ {{ metarr = "/data/media/movies", player = "smb://nas/movies" }} ]
 # libraries = ["Movies"]          # only these Metarr libraries (names or ids); default: all
+#
+# [players.jelly]
+# type = "jellyfin"
+# url = "http://jellyfin:8096"
+# token = {{ env = "JELLYFIN_TOKEN" }}
+# verify_after = 1800             # seconds before its items are looked for: a new movie makes
+#                                 # Jellyfin rescan its whole library folder, and that folder
+#                                 # is not reported again meanwhile
 """
 
 

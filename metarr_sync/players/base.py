@@ -260,6 +260,14 @@ class Player(ABC):
         #: them before the refresh: images another box may still show from its own cache.
         #: The engine hands them to the other members of a shared library.
         self.cached_art: dict[str, list[str]] = {}
+        #: Library folders (as the player names them) that an earlier run made the player
+        #: rescan whole less than verify_after ago and whose rescan has not been seen yet
+        #: (folder -> when), set by the engine before apply() when it verifies: reporting
+        #: them again would only queue another rescan (Jellyfin).
+        self.roots_in_flight: Mapping[str, str] = {}
+        #: Library folders this run made the player rescan whole, with the keys of the
+        #: items reported with them; the engine records them.
+        self.roots_reported: dict[str, list[str]] = {}
 
     def use_client(self, client: PlayerClient) -> None:
         """Count requests and record commands in the client the adapter talks through

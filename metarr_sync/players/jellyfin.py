@@ -6,8 +6,7 @@ and the code of tools that talk to it: Radarr/Sonarr Connect, autoscan):
   X-Emby-Token is rejected with a 401 that looks exactly like a revoked key. Emby still
   wants X-Emby-Token.
 - `POST /Library/Media/Updated` takes a list: all new/removed paths of a batch go in one
-  request. Jellyfin stores movies by *file* path; a movie *folder* walks up to the library
-  root and rescans the whole library, so we always report the file.
+  request. Jellyfin stores movies by *file* path; movie folders are no items.
 - Items it already has are refreshed with `POST /Items/{id}/Refresh`, whose parameters are
   query-string only and default to None/None (a bare call does almost nothing).
 - Jellyfin cannot search by path or provider id: we list each library once per run
@@ -32,6 +31,50 @@ more as Deleted, in one request: both lead to the folder that holds them. It doe
 refresh the old item it may find by provider ids (it is about to go), and verify() counts
 the item only when the new file is listed at its exact path and no old file that is gone
 from disk is still listed.
+
+Reports that rescan a whole library folder. Read in Jellyfin's source at commit
+c3ed1407ca698b0905de99da87b67415e6a62dbd (2026-08-22), not measured on a server:
+- Jellyfin.Api/Controllers/LibraryController.cs, PostUpdatedMedia: each reported Path
+  goes to `ILibraryMonitor.ReportFileSystemChanged`, UpdateType unread.
+- Emby.Server.Implementations/IO/LibraryMonitor.cs, CreateRefresher: a path joins a
+  pending FileRefresher when it is that refresher's path, inside it, its parent, or a
+  sibling (same parent folder: the refresher moves up to that parent). Files in two
+  different movie folders are none of these: each gets a FileRefresher of its own.
+- IO/FileRefresher.cs: a refresher waits `LibraryMonitorDelay` (ServerConfiguration,
+  default 60 s; every added path restarts the wait), then GetAffectedBaseItem walks each
+  path up until `LibraryManager.FindByPath` knows an item there; an item whose file or
+  folder is gone is replaced by its owner or parent. The items found (distinct within one
+  refresher only) get `ChangedExternally()`, skipping the AggregateFolder.
+- MediaBrowser.Controller/Entities/BaseItem.cs ChangedExternally queues a refresh
+  (ProviderManager.QueueRefresh: a priority queue, no de-duplication);
+  MediaBrowser.Providers/Manager/ProviderManager.cs RefreshItem validates a Folder's
+  children (`Folder.ValidateChildren`, recursive = true by default).
+- The library folder (a location of a library, a child of the root AggregateFolder:
+  CollectionFolder.GetPhysicalFolders) is such a Folder item.
+What a report therefore does:
+- a new movie: its file is no item, its movie folder neither, so it lands on the library
+  folder, which is validated whole (every folder listed, every new item read);
+- a removed movie: its item's file is gone, so its parent, the library folder, likewise;
+- a renamed/upgraded movie: both paths share a folder, one refresher, one validation of
+  the library folder;
+- a new episode of a known show: lands on its season or show folder: only that show;
+- a new show: its folder is no item yet: the library folder, whole.
+Three new movies reported in one request were three queued validations of the library
+folder. So apply() sends every path that lands on a library folder (landing_root) at most
+once per folder and run: as it is when they share one folder (the server merges them),
+else the library folder itself (`Modified`; it is the item those paths would reach, and
+paths reported within the next 60 s join its refresher). Paths landing on a show stay
+targeted. A folder reported by an earlier run less than `verify_after` ago
+(Player.roots_in_flight, kept in the state) is not reported again while none of the items
+reported with it has been seen (one seen: the validation has run, and a later new file
+needs a report of its own): its items count as delivered, are looked for after
+verify_after, and are sent again (rescanning the folder once more) if still not listed.
+Emby is closed source; it shares this code's ancestry and is treated the same.
+Not modelled: a folder between the library folder and the movie folders (`Movies/Marvel/
+Iron Man (2008)/...`) is a plain Folder item in Jellyfin (MovieResolver.FindMovie finds
+no single movie in it), where a new movie's walk would stop; the adapter lists only
+movies and shows, so it takes such paths for library-folder ones (it may send the
+library folder where Jellyfin would have validated that sub-folder only).
 """
 
 from __future__ import annotations
@@ -49,8 +92,9 @@ from urllib.parse import quote
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.paths import collapse_folders, is_under, strip_trailing
+from metarr_sync.paths import ancestor, collapse_folders, is_under, strip_trailing
 from metarr_sync.plan import OldFile, Target
+from metarr_sync.player_types import SETTINGS
 from metarr_sync.players.base import (
     AuthFailed,
     Outcome,
@@ -210,11 +254,13 @@ class JellyfinPlayer(Player):
     type_name: ClassVar[str] = "jellyfin"
     product: ClassVar[str] = "Jellyfin"
     #: Jellyfin reports debounce media paths (~60 s) and scans in the background:
-    #: deliveries are checked on a later run, once this many seconds have passed.
-    verify_after = 180.0
+    #: deliveries are checked on a later run, once this many seconds have passed (the
+    #: player's `verify_after`; this is its default, see player_types.SETTINGS).
+    verify_after = float(SETTINGS["verify_after"].default)
 
     def __init__(self, config: PlayerConfig, sync: SyncConfig, *, dry_run: bool = False):
         super().__init__(config, sync, dry_run=dry_run)
+        self.verify_after = config.verify_after
         self.http = HttpClient(config, sync, dry_run=dry_run, headers=self.auth_headers())
         self.use_client(self.http)
         self._libraries: list[Library] | None = None
@@ -482,9 +528,19 @@ class JellyfinPlayer(Player):
     def apply(self, batch: Sequence[Target]) -> list[Outcome]:
         outcomes: dict[str, Outcome] = {}
         updates: dict[str, tuple[str, list[str]]] = {}  # path -> (UpdateType, item keys)
+        # Paths that land on a library folder, which the server then validates whole:
+        # library folder -> {path: UpdateType}, item keys (reported once, see module doc).
+        roots: dict[str, tuple[dict[str, str], list[str]]] = {}
 
-        def report(path: str, kind: str, key: str) -> None:
-            updates.setdefault(path, (kind, []))[1].append(key)
+        def report(path: str, kind: str, key: str, target: Target,
+                   libraries: Sequence[Library]) -> None:
+            root = self.landing_root(path, target, libraries, gone=kind == "Deleted")
+            if root is None:
+                updates.setdefault(path, (kind, []))[1].append(key)
+            else:
+                paths, keys = roots.setdefault(root, ({}, []))
+                paths.setdefault(path, kind)
+                keys.append(key)
 
         # What the server has for each target: (target, its libraries, item ids, found at
         # its exact path, where its refreshes start in `refreshes`).
@@ -511,7 +567,7 @@ class JellyfinPlayer(Player):
         for target, libraries, items, exact, first in found:
             if target.item.removed:
                 if exact:
-                    report(target.path, "Deleted", target.key)
+                    report(target.path, "Deleted", target.key, target, libraries)
                 else:  # the server never had it there: reporting it would only cost a scan
                     outcomes[target.key] = Outcome(target.key, Result.SYNCED)
                 continue
@@ -521,24 +577,70 @@ class JellyfinPlayer(Player):
             elif items:
                 # Gone since we listed it, or known only by its ids at another path (a
                 # renamed or upgraded file): let the server look at the file itself too.
-                report(target.path, "Modified", target.key)
+                report(target.path, "Modified", target.key, target, libraries)
             elif target.item.kind == "episode" and target.series_folder and \
                     not self.has_series(target.series_folder, libraries):
                 # A new show: reporting the show folder adds the show with its episodes.
-                report(target.series_folder, "Created", target.key)
+                report(target.series_folder, "Created", target.key, target,
+                       libraries)
             else:
-                report(target.path, "Created", target.key)
+                report(target.path, "Created", target.key, target, libraries)
             for old in self._replaced(target):
                 if self.libraries_of(old.path):
                     # Walks up to the folder that held it: its item goes.
-                    report(old.path, "Deleted", target.key)
+                    report(old.path, "Deleted", target.key, target, libraries)
 
-        if updates:
-            self.media_updated(_collapse(updates))
-            for _, keys in updates.values():
-                for key in keys:
-                    outcomes[key] = Outcome(key, Result.SYNCED)
+        sends = _collapse(updates) if updates else []
+        fresh = [root for root in roots if root not in self.roots_reported
+                 and root not in self.roots_in_flight]
+        for root in roots:
+            if root in self.roots_in_flight:
+                log.info("%s: %s not reported again: reported %s, %s is still to validate "
+                         "it whole", self.name, root, self.roots_in_flight[root],
+                         self.product)
+        for root in fresh:
+            paths = roots[root][0]
+            if len({ancestor(p, 1) for p in paths}) == 1:
+                # One path, or files of one folder (an upgrade's new and old file): the
+                # server merges those into one validation itself; sent as they are, its
+                # log names them.
+                sends += paths.items()
+            else:
+                # Each would be a validation of the whole folder of its own.
+                sends.append((root, "Modified"))
+        if sends:
+            self.media_updated(sends)
+        for root, (_, keys) in roots.items():
+            if root in fresh or root in self.roots_reported:  # this run's rescan of it
+                self.roots_reported.setdefault(root, []).extend(keys)
+        # Delivered all the same when their library folder is already being validated:
+        # verify() looks for them after verify_after, and they are sent again if unseen.
+        for keys in [k for _, k in updates.values()] + [k for _, k in roots.values()]:
+            for key in keys:
+                outcomes[key] = Outcome(key, Result.SYNCED)
         return [outcomes[t.key] for t in batch]
+
+    def landing_root(self, path: str, target: Target, libraries: Sequence[Library], *,
+                     gone: bool = False) -> str | None:
+        """The library folder the server validates whole for a report of `path` (`gone`:
+        no longer on disk), or None when the report lands on an item below it (a show
+        the server knows).
+
+        The server walks a reported path up to the nearest item it knows, and from an
+        item whose file or folder is gone to its parent. Movies are their files and movie
+        folders are no items: a new, moved or removed movie file lands on its library
+        folder. An episode's path lands on its season or show when the show is known; a
+        new show, and a removed one, land on the library folder.
+        """
+        show = target.series_folder if target.item.kind in ("episode", "series") else None
+        if show and is_under(path, show) and not (gone and is_under(show, path)) \
+                and self.has_series(show, libraries):
+            return None
+        for library in libraries:
+            for location in library.locations:
+                if is_under(path, location):
+                    return location
+        return None
 
     def refresh(self, item_id: str) -> bool:
         """Queue a metadata/image refresh; False when the item no longer exists."""

@@ -209,7 +209,8 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     - refreshes: one per changed item the player already has;
     - scans: one per distinct folder after collapsing (Kodi: each only once its library
       is idle, after listing the folder's parent once, PLAYERS.md); for Jellyfin one
-      /Library/Media/Updated per batch that holds an item it lacks;
+      /Library/Media/Updated per batch that holds an item it lacks, except a batch whose
+      new items all land on a library folder an earlier batch reported;
     - artwork (Kodi only: Jellyfin and Plex re-read an item's images with its refresh):
       Kodi shows images from its own texture cache, which a refresh does not renew; per
       refreshed item its art is read before the refresh (its details, and a show's
@@ -269,8 +270,18 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         bound["listings"] = pages
         bound["refreshes"] = len(have)
         lacking = {t.key for t in lack}
-        bound["scans"] = sum(1 for batch in batches(found, batch_size)
-                             if any(t.key in lacking for t in batch))
+        # A batch sends one /Library/Media/Updated when it holds a new item of a show the
+        # player has (reported as it is) or one landing on a library folder (a movie, a
+        # new show) not reported by an earlier batch of the run (each goes once a run).
+        scans, reported = 0, set[str]()
+        for batch in batches(found, batch_size):
+            new = [t for t in batch if t.key in lacking]
+            folders = {"movies" if t.kind == "movie" else "tv" for t in new
+                       if t.kind == "movie" or not t.show_present}
+            if folders - reported or any(t.kind != "movie" and t.show_present for t in new):
+                scans += 1
+            reported |= folders
+        bound["scans"] = scans
         bound["verification"] = 0
     else:
         bound["discovery"] = 3  # /identity, /library/sections, /status/sessions

@@ -1668,6 +1668,16 @@ class JellyfinItem:
         return self.path.rstrip("/\\").rsplit("/", 1)[-1]
 
 
+@dataclass
+class JellyfinRefresher:
+    """A pending FileRefresher of Jellyfin's library monitor: the paths it will walk up,
+    and when its wait ends (None: when the test says)."""
+
+    path: str
+    paths: list[str]
+    due: float | None
+
+
 _CREATED = itertools.count()
 _MEDIABROWSER_TOKEN = re.compile(r'(?i)\bToken="([^"]*)"')
 
@@ -1675,7 +1685,7 @@ _MEDIABROWSER_TOKEN = re.compile(r'(?i)\bToken="([^"]*)"')
 class FakeJellyfin(FakePlayer):
     """Jellyfin: `Authorization: MediaBrowser ... Token="..."` (legacy X-Emby-Token and
     api_key are refused, as Jellyfin 12 does), /System/Info/Public without auth,
-    POST /Library/Media/Updated (204; the reported paths are scanned), POST
+    POST /Library/Media/Updated (204; the reported paths are scanned later), POST
     /Items/{id}/Refresh with query parameters (204, 404 unknown), paged /Items listings.
     With `emby=True` it takes X-Emby-Token instead, as Emby does.
 
@@ -1686,15 +1696,33 @@ class FakeJellyfin(FakePlayer):
     without a sort, or with a sort it does not know, gets 400.
     `enableTotalRecordCount=false` makes TotalRecordCount the page's own size, as
     Jellyfin's QueryResult does. `between_pages`, when set, is called after each listing
-    page is answered (the library changing while it is listed)."""
+    page is answered (the library changing while it is listed).
+
+    Media reports go through a model of Jellyfin's library monitor (LibraryMonitor.cs,
+    FileRefresher.cs): the answer comes first and changes nothing. A reported path joins a
+    pending refresher when it is that refresher's path, lies inside it, holds it, or is its
+    sibling (the refresher moves up to the common parent); otherwise it gets a refresher
+    of its own. A refresher waits `monitor_delay` seconds (Jellyfin: LibraryMonitorDelay,
+    60 s; every path joining restarts the wait; 0: it has run before the next request;
+    None: only when the test calls `finish_validations()`), then walks each of its paths
+    up to the nearest item the server knows (see _affected) and validates each distinct
+    folder found once. A folder reached that is a library folder is a validation of the
+    whole library folder: counted in `root_validations`. Nothing a report finds is
+    listed before its refresher has run."""
 
     kind = "jellyfin"
 
     def __init__(self, *, token: str = "jellyfin-api-key-fake",
                  libraries: list[JellyfinLibrary] | None = None, version: str = "10.11.11",
-                 emby: bool = False, admin: bool = True, **kw: Any):
+                 emby: bool = False, admin: bool = True, monitor_delay: float | None = 0.0,
+                 **kw: Any):
         super().__init__(**kw)
         self.token = token
+        self.monitor_delay = monitor_delay
+        self.refreshers: list[JellyfinRefresher] = []
+        #: Every folder validated, in order, and those that were a library folder whole.
+        self.validations: list[str] = []
+        self.root_validations: list[str] = []
         self.version = version
         self.emby = emby
         self.admin = admin
@@ -1733,6 +1761,7 @@ class FakeJellyfin(FakePlayer):
     def handle(self, request: Recorded) -> Reply:
         path, method = request.path, request.method
         lower = path.lower()
+        self._run_refreshers(request.at)  # what the monitor did before this request came
         if lower == "/system/info/public" and method == "GET":
             return json_reply({"LocalAddress": self.url, "ServerName": "fake-jellyfin",
                                "Version": self.version,
@@ -1762,7 +1791,7 @@ class FakeJellyfin(FakePlayer):
                              {"Content-Type": "application/json"})
             for update in updates:
                 self.updates.append(dict(update))
-                self._rescan(str(update.get("Path", "")))
+                self._report(str(update.get("Path", "")), request.at)
             return Reply(200 if self.emby else 204)
         if lower == "/items" and method == "GET":
             reply = self._items(request)
@@ -1791,13 +1820,62 @@ class FakeJellyfin(FakePlayer):
             return Reply(204)
         return Reply(404)
 
+    def _report(self, path: str, at: float) -> None:
+        """LibraryMonitor.CreateRefresher: the path joins a pending refresher or starts
+        one; joining restarts the refresher's wait."""
+        if not path:
+            return
+        due = None if self.monitor_delay is None else at + self.monitor_delay
+        parent = path.rstrip("/\\").rsplit(sep_of(path), 1)[0]
+        for refresher in self.refreshers:
+            other_parent = refresher.path.rstrip("/\\").rsplit(sep_of(refresher.path), 1)[0]
+            if under(path, refresher.path):  # the same path, or inside it
+                refresher.paths.append(path)
+            elif under(refresher.path, path):  # the new path holds it
+                refresher.path = path
+                refresher.paths.append(path)
+            elif parent == other_parent:  # siblings: the refresher moves up to the parent
+                refresher.path = parent
+                refresher.paths += [parent, path]
+            else:
+                continue
+            refresher.due = due
+            return
+        self.refreshers.append(JellyfinRefresher(path, [path], due))
+
+    def _run_refreshers(self, now: float | None) -> None:
+        """Run the refreshers whose wait ended by `now` (None: all): each walks its
+        paths up and validates each distinct folder found once (FileRefresher)."""
+        with self.lock:
+            ready = [r for r in self.refreshers
+                     if now is None or (r.due is not None and r.due <= now)]
+            self.refreshers = [r for r in self.refreshers if r not in ready]
+            for refresher in ready:
+                scopes: list[str] = []
+                for path in dict.fromkeys(refresher.paths):
+                    place = self._library_of(path)
+                    scope = self._affected(path, place[1]) if place else None
+                    if scope is not None and scope not in scopes:
+                        scopes.append(scope)
+                for scope in scopes:
+                    self._rescan(scope)
+
+    def reset_log(self) -> None:
+        super().reset_log()
+        with self.lock:
+            self.validations.clear()
+            self.root_validations.clear()
+
+    def finish_validations(self) -> None:
+        """Jellyfin's library monitor has run every refresher pending."""
+        self._run_refreshers(None)
+
     def _rescan(self, path: str) -> None:
-        """What the library monitor does with a reported path (without its ~60 s debounce,
-        FileRefresher in Jellyfin's source): the path walks up to the nearest item the
-        server knows (the parent of an item whose file is gone); an item whose file is
-        there is only refreshed, a folder is validated: items below it whose files are
-        gone are deleted, new files added (a renamed file is a new item: ids come from
-        paths)."""
+        """Validate what a reported path lands on, at once: the path walks up to the
+        nearest item the server knows (the parent of an item whose file is gone); an item
+        whose file is there is only refreshed, a folder is validated: items below it whose
+        files are gone are deleted, new files added (a renamed file is a new item: ids
+        come from paths)."""
         place = self._library_of(path)
         if place is None:
             return
@@ -1806,10 +1884,16 @@ class FakeJellyfin(FakePlayer):
         if scope is None:
             return  # a known item whose file is there: a metadata refresh, nothing more
         path = scope
+        self.validations.append(path)
+        if path.rstrip("/\\") == location.rstrip("/\\"):
+            self.root_validations.append(location)
         present = set(self.files_under(path)) | ({path} if path in self.files else set())
         for item_id, item in list(self.items.items()):
             if item.type != "Series" and under(item.path, path) and item.path not in present:
                 del self.items[item_id]
+            elif item.type == "Series" and under(item.path, path) and \
+                    not any(under(f, item.path) for f in present):
+                del self.items[item_id]  # its folder is gone (validated from above it)
         known = {i.path for i in self.items.values()}
         sep = sep_of(location)
         for file in sorted(present):
@@ -1842,6 +1926,8 @@ class FakeJellyfin(FakePlayer):
         current = path.rstrip("/\\")
         while True:
             item = known.get(current)
+            if item is not None and item.type == "Series" and not self.files_under(item.path):
+                item = None  # its folder is gone: on to its parent, the library folder
             if item is not None:
                 if item.type == "Series":
                     return item.path
@@ -1894,6 +1980,8 @@ class FakeJellyfin(FakePlayer):
                            "StartIndex": start})
 
     def library_files(self) -> set[str]:
+        """What the server lists now (refreshers whose wait has ended have run)."""
+        self._run_refreshers(time.monotonic())
         with self.lock:
             return {i.path for i in self.items.values()}
 
