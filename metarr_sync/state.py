@@ -20,7 +20,7 @@ Tables
   goes with the entry when the player confirms the new file, so two renames before a
   delivery still get the first file's entry removed. An extra path costs nothing: the
   adapters look each one up exactly and act only on what the player really lists.
-  `deferred_since` (a column added without a schema step: ADDED_COLUMNS) is when the
+  `deferred_since` (schema 3) is when the
   entry was first deferred because someone was watching; `max_defer` counts from it.
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
   since schema 2 the path).
@@ -125,8 +125,11 @@ MIGRATIONS: list[str] = [
     # 3: when each player was last made to rescan a whole library folder (Jellyfin: a
     # report that walks up to the library root), and for which items (JSON list of item
     # keys), so that runs within its verify_after do not make it rescan that folder again
-    # while none of those items has been seen yet.
+    # while none of those items has been seen yet; and when a queued update was first
+    # deferred because someone was watching (max_defer counts from it; cleared when it is
+    # delivered).
     """
+    ALTER TABLE sync_queue ADD COLUMN deferred_since TEXT;
     CREATE TABLE player_roots (
         player TEXT NOT NULL, root TEXT NOT NULL, reported_at TEXT NOT NULL,
         items TEXT NOT NULL DEFAULT '[]',
@@ -134,17 +137,6 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
 ]
-
-#: Columns added after schema 2 without a schema step, in order: each is nullable and only
-#: read by the versions that know it, so an older metarr-sync still opens the state file
-#: (a schema step makes it refuse the file as "from a newer metarr-sync"). _migrate adds
-#: the ones a file lacks.
-ADDED_COLUMNS: list[tuple[str, str, str]] = [
-    # When an update waiting in the queue was first deferred because someone was watching
-    # (max_defer counts from it); cleared when it is delivered.
-    ("sync_queue", "deferred_since", "TEXT"),
-]
-
 
 class StateError(Exception):
     """The state database cannot be opened or is from a newer metarr-sync."""
@@ -279,17 +271,8 @@ class State:
             self.conn.executescript(
                 f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
                 " COMMIT;")
-        for table, column, kind in ADDED_COLUMNS:
-            if column in self._columns(table):
-                continue
-            with self.transaction():  # looked at again: another process may have added it
-                if column not in self._columns(table):
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         with suppress(OSError):
             os.chmod(self.path, 0o600)
-
-    def _columns(self, table: str) -> set[str]:
-        return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
 
     def close(self) -> None:
         self.conn.close()

@@ -333,10 +333,10 @@ def columns(path: Path) -> set[str]:
         return {r[1] for r in conn.execute("PRAGMA table_info(sync_queue)")}
 
 
-def test_first_deferral_is_kept_until_delivery_in_a_file_older_versions_still_open(
+def test_first_deferral_is_kept_until_delivery_in_a_file_migrated_from_schema_2(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A state file as the version before this one wrote it: no deferred_since.
-    monkeypatch.setattr(state_module, "ADDED_COLUMNS", [])
+    # A state file as the version before this one wrote it (schema 2): no deferred_since.
+    monkeypatch.setattr(state_module, "MIGRATIONS", MIGRATIONS[:2])
     State(tmp_path).close()
     monkeypatch.undo()
     path = tmp_path / "state.sqlite"
@@ -345,10 +345,8 @@ def test_first_deferral_is_kept_until_delivery_in_a_file_older_versions_still_op
     state = State(tmp_path)
     try:
         assert "deferred_since" in columns(path)
-        # No schema step: an older metarr-sync refuses only a user_version above the
-        # number of its migrations, which is unchanged.
         version = state.conn.execute("PRAGMA user_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == len(MIGRATIONS) == 2
+        assert version == SCHEMA_VERSION == len(MIGRATIONS) == 3
         item = Item(kind="movie", id=1, path="/data/movies/M1/M1.mkv", title="M1",
                     stamp="2026-11-01T10:00:00.000Z")
         state.enqueue([item], ["plex"], "run")
@@ -364,7 +362,7 @@ def test_first_deferral_is_kept_until_delivery_in_a_file_older_versions_still_op
         assert state.deferred_since("plex") == {}
     finally:
         state.close()
-    State(tmp_path).close()  # opened again: nothing to add twice
+    State(tmp_path).close()  # opened again: nothing to migrate twice
 
 
 @pytest.mark.parametrize(("seconds", "said"), [
