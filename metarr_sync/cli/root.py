@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync import __version__
 from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status
+from metarr_sync.version import __version__
 
 app = typer.Typer(
     name="metarr-sync",

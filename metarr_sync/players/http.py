@@ -29,7 +29,6 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 from urllib3.util.retry import Retry
 
-from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.logs import redact
 from metarr_sync.players.base import (
@@ -41,6 +40,7 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
+from metarr_sync.version import __version__
 
 log = logging.getLogger("metarr_sync.http")
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
