@@ -354,11 +354,13 @@ def _drop_art(ctx: Context, player: PlayerConfig, worker: PlayerResult,
     result.status = "partial" if left else "synced"
     result.synced, result.failed = len(outcomes) - len(left), len(left)
     if left:
-        _requeue(ctx, player, union, [Outcome(o.item_key, Result.RETRY, redact(o.error))
-                                      for o in left])
+        # An adapter may leave the cause out: say so rather than fail the whole run.
+        causes = [redact(o.error) if o.error else "no cause given" for o in left]
+        _requeue(ctx, player, union, [Outcome(o.item_key, Result.RETRY, cause)
+                                      for o, cause in zip(left, causes, strict=True)])
         result.error = (f"shared library: synced through {worker.name}, but the cached "
                         f"artwork of {len(left)} item(s) could not be dropped here (first: "
-                        f"{redact(left[0].error)}); they stay queued for {player.name}")
+                        f"{causes[0]}); they stay queued for {player.name}")
     else:
         result.error = None
     return result
