@@ -326,6 +326,7 @@ class State:
                     enqueued[player] = self._enqueue_from(player, "temp.changed", "", (),
                                                           stamp_now, "run")
                     continue
+                params: tuple[str, ...]
                 if lookback is None:
                     where, params = "WHERE t.removed = 0", ()
                 elif lookback == 0:

@@ -151,7 +151,7 @@ def retry_command(
                                 + (f" of {', '.join(names)}" if names else "")
                                 + " (see `metarr-sync queue list`)")
             moved = 0
-            for name in names or [None]:
+            for name in names if names else [None]:  # None: every player
                 moved += state.retry_failed(name, items or None)
         finally:
             state.close()
@@ -192,7 +192,7 @@ def clear_command(
             if count and not yes:
                 _confirm(count, status, names)
             removed = 0
-            for name in names or [None]:
+            for name in names if names else [None]:  # None: every player
                 removed += state.clear_queue(name, status)
             count = removed
         finally:
