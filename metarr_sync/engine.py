@@ -27,9 +27,12 @@ from pathlib import Path
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
-from metarr_sync.player_run import Context, PlayerResult, Progress, Request, run_player
+from metarr_sync.player_run import Context, PlayerResult, run_player
+from metarr_sync.player_run import Progress as Progress  # re-exported: the CLI's words
+from metarr_sync.player_run import Request as Request  # re-exported: the CLI's words
 from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, Result, signal_name
-from metarr_sync.state import RunLock, State, now_stamp
+from metarr_sync.stamps import now_stamp
+from metarr_sync.state import RunLock, State
 
 log = logging.getLogger("metarr_sync.engine")
 

@@ -555,7 +555,8 @@ class State:
     def library_size(self) -> int:
         """Items Metarr lists now (at the last collection), removed ones left out: the
         library the removal guard measures a run's removals against."""
-        return self.conn.execute("SELECT count(*) FROM items WHERE removed = 0").fetchone()[0]
+        return int(self.conn.execute("SELECT count(*) FROM items WHERE removed = 0"
+                                     ).fetchone()[0])
 
     def retry_failed(self, player: str | None = None,
                      keys: Sequence[str] | None = None) -> int:

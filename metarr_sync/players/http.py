@@ -334,7 +334,7 @@ def check_status(response: requests.Response, base: str) -> None:
     except PlayerError as exc:
         # The HTTP status, for adapters that must tell one item's 404 from a 403 that
         # concerns the whole player (e.g. Jellyfin: item gone vs. token lacks rights).
-        exc.status = response.status_code  # type: ignore[attr-defined]
+        exc.status = response.status_code
         raise
 
 

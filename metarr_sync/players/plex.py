@@ -280,7 +280,8 @@ def _distinct_sections(sections: Iterable[Section]) -> list[Section]:
 def _container(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("MediaContainer"), dict):
         raise ProtocolError(f"{what} is not a Plex answer (no MediaContainer)")
-    return data["MediaContainer"]
+    container: dict[str, Any] = data["MediaContainer"]  # a dict: checked above
+    return container
 
 
 # --- the adapter -------------------------------------------------------------------------
