@@ -37,12 +37,15 @@ def test_ruff_reports_nothing() -> None:
 def test_mypy_with_the_projects_settings_fails_on_a_type_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def half(n: int) -> int:\n    return n / 2\n\n\ndef untyped(x):\n"
-                   "    return x\n", encoding="utf-8")
+                   "    return x\n\n\nSILENCED: int = 'one'  # type: ignore\n",
+                   encoding="utf-8")
     result = run_check("mypy", "--config-file", str(ROOT / "pyproject.toml"), str(bad))
     assert result.returncode == 1
     assert "bad.py:2: error: Incompatible return value type" in result.stdout
     # disallow_untyped_defs: a function without annotations is an error too.
     assert "bad.py:5: error: Function is missing a type annotation" in result.stdout
+    # An ignore must name the error it silences.
+    assert "bad.py:9: error: \"type: ignore\" comment without error code" in result.stdout
 
 
 def test_ruff_with_the_projects_settings_fails_on_an_unused_import(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def register(app: Any) -> None:
                 # Click's UsageError (Typer may bundle its own Click, so matched by shape).
                 if (getattr(exc, "exit_code", None) == common.EXIT_USAGE
                         and hasattr(exc, "show")):
-                    exc.exit_code = 3  # type: ignore[attr-defined]
+                    exc.exit_code = 3  # type: ignore[attr-defined]  # matched by shape
                 raise
 
     def status_command(
