@@ -1,6 +1,8 @@
 """metarr-sync: tell media players exactly what Metarr changed."""
 
-__version__ = "0.1.0"
+from metarr_sync.version import __version__
+
+__all__ = ["__version__", "main"]
 
 
 def main() -> None:

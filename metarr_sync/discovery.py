@@ -12,6 +12,7 @@ Adapters are imported only inside probe_player: `status` and friends never load 
 
 from __future__ import annotations
 
+from collections import abc  # abc.Mapping: `Mapping` is a path mapping here
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -190,7 +191,7 @@ class Proposal:
 
 def propose_mappings(libraries: Sequence[Library], roots: Sequence[str],
                      existing: Sequence[Mapping],
-                     items: dict[int, Sequence[str]] | None = None,
+                     items: abc.Mapping[int, Sequence[str]] | None = None,
                      samples: Sequence[str] = ()) -> list[Proposal]:
     """Proposals by library roots, merged with those the items give (see match_items).
 

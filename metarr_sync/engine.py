@@ -28,9 +28,12 @@ from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.libraries import Served, served_by
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
-from metarr_sync.player_run import Context, PlayerResult, Progress, Request, run_player
+from metarr_sync.player_run import Context, PlayerResult, PlayerStatus, run_player
+from metarr_sync.player_run import Progress as Progress  # re-exported: the CLI's words
+from metarr_sync.player_run import Request as Request  # re-exported: the CLI's words
 from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, Result, signal_name
-from metarr_sync.state import RunLock, State, now_stamp
+from metarr_sync.stamps import now_stamp
+from metarr_sync.state import RunLock, State
 
 log = logging.getLogger("metarr_sync.engine")
 
@@ -63,15 +66,17 @@ class RunReport:
         return 1 if any(p.is_failure for p in self.players) else 0
 
     @property
-    def status(self) -> str:
+    def status(self) -> PlayerStatus:
+        """The run's result, in the words of the players' results."""
         if self.interrupted is not None:
-            return "interrupted"
+            return PlayerStatus.INTERRUPTED
         if any(p.is_failure for p in self.players):
             # "failed": every player failed as a whole (offline, auth, ...); items that
             # failed on a player that works make the run "partial".
-            return "failed" if all(p.is_failure and p.status not in ("partial", "held")
-                                   for p in self.players) else "partial"
-        return "synced"
+            return PlayerStatus.FAILED if all(
+                p.is_failure and p.status not in (PlayerStatus.PARTIAL, PlayerStatus.HELD)
+                for p in self.players) else PlayerStatus.PARTIAL
+        return PlayerStatus.SYNCED
 
 
 def bulk_items(source: MetarrSource, library_ids: Sequence[int] | None,
@@ -242,8 +247,8 @@ STOP_GRACE = 5.0
 
 
 def _interrupted(player: PlayerConfig, items: Sequence[Item], why: str) -> PlayerResult:
-    return PlayerResult(player.name, player.type, "interrupted", items=len(items), error=why,
-                        error_kind="interrupted")
+    return PlayerResult(player.name, player.type, PlayerStatus.INTERRUPTED, items=len(items),
+                        error=why, error_kind="interrupted")
 
 
 def _run_group(ctx: Context, name: str, members: list[PlayerConfig],
@@ -261,7 +266,7 @@ def _run_group(ctx: Context, name: str, members: list[PlayerConfig],
     stop_reason: str | None = None
     for player in members:
         if stop_reason:
-            results.append(PlayerResult(player.name, player.type, "skipped",
+            results.append(PlayerResult(player.name, player.type, PlayerStatus.SKIPPED,
                                         items=len(work[player.name]), error=stop_reason))
             continue
         if STOP.is_set():
@@ -324,14 +329,14 @@ def _run_shared(ctx: Context, members: list[PlayerConfig],
                 tried.error = f"{why}; {_stale_art(ctx, player, art, union, worker, why)}"
             continue
         if not player.enabled:
-            results.append(PlayerResult(player.name, player.type, "disabled",
+            results.append(PlayerResult(player.name, player.type, PlayerStatus.DISABLED,
                                         items=len(work[player.name])))
         elif worker is not None and art:
             results.append(_drop_art(ctx, player, worker, art, union,
                                      len(work[player.name])))
         elif worker is not None:
             results.append(PlayerResult(
-                player.name, player.type, "skipped", items=len(work[player.name]),
+                player.name, player.type, PlayerStatus.SKIPPED, items=len(work[player.name]),
                 error=f"shared library: synced through {worker.name}"))
         else:  # the run was stopped before this member's turn
             results.append(_interrupted(player, work[player.name], (
@@ -345,11 +350,11 @@ def _drop_art(ctx: Context, player: PlayerConfig, worker: PlayerResult,
     """Have one more member of a shared library drop its cached copies of the artwork of
     the items `worker` refreshed. Whatever goes wrong stays with this member: its result
     says so (not as a failure of the group) and the items stay queued for it."""
-    result = PlayerResult(player.name, player.type, "skipped", items=queued,
+    result = PlayerResult(player.name, player.type, PlayerStatus.SKIPPED, items=queued,
                           error=f"shared library: synced through {worker.name}")
     if STOP.is_set():
         why = f"stopped by {signal_name(STOP.signal)}"
-        result.status, result.error_kind = "interrupted", "interrupted"
+        result.status, result.error_kind = PlayerStatus.INTERRUPTED, "interrupted"
         result.error = f"{result.error}; {_stale_art(ctx, player, art, union, worker, why)}"
         return result
     from metarr_sync.players import adapter_class
@@ -377,14 +382,16 @@ def _drop_art(ctx: Context, player: PlayerConfig, worker: PlayerResult,
         result.error = f"{result.error}; {_stale_art(ctx, player, art, union, worker, why)}"
         return result
     left = [o for o in outcomes if o.result != Result.SYNCED]
-    result.status = "partial" if left else "synced"
+    result.status = PlayerStatus.PARTIAL if left else PlayerStatus.SYNCED
     result.synced, result.failed = len(outcomes) - len(left), len(left)
     if left:
-        _requeue(ctx, player, union, [Outcome(o.item_key, Result.RETRY, redact(o.error))
-                                      for o in left])
+        # An adapter may leave the cause out: say so rather than fail the whole run.
+        causes = [redact(o.error) if o.error else "no cause given" for o in left]
+        _requeue(ctx, player, union, [Outcome(o.item_key, Result.RETRY, cause)
+                                      for o, cause in zip(left, causes, strict=True)])
         result.error = (f"shared library: synced through {worker.name}, but the cached "
                         f"artwork of {len(left)} item(s) could not be dropped here (first: "
-                        f"{redact(left[0].error)}); they stay queued for {player.name}")
+                        f"{causes[0]}); they stay queued for {player.name}")
     else:
         result.error = None
     return result

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from metarr_sync.stamps import ago
-from metarr_sync.state import QueueSummary, SyncMetrics
+from metarr_sync.state import QueueStatus, QueueSummary, SyncMetrics
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -56,10 +56,10 @@ def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],
             continue
         if overdue.get(name):
             warning.append(f"{overdue[name]} item(s) for {name} waiting longer than {warn_age}")
-        if summary.counts.get("failed"):
-            warning.append(f"{summary.counts['failed']} item(s) failed on {name} and need a "
-                           "person (`metarr-sync queue list --status failed`)")
-        unverified = summary.counts.get("unverified", 0)
+        if summary.counts.get(QueueStatus.FAILED):
+            warning.append(f"{summary.counts[QueueStatus.FAILED]} item(s) failed on {name} "
+                           "and need a person (`metarr-sync queue list --status failed`)")
+        unverified = summary.counts.get(QueueStatus.UNVERIFIED, 0)
         if summary.stuck:
             warning.append(f"{summary.stuck} item(s) delivered to {name} but never seen there "
                            "(`metarr-sync queue list --status unverified`)")
@@ -67,13 +67,14 @@ def evaluate(metrics: SyncMetrics, queue: Mapping[str, QueueSummary],
             warning.append(f"{unverified} item(s) sent to {name} but not seen there yet; "
                            "they are sent again on the next runs "
                            "(`metarr-sync queue list --status unverified`)")
-        if summary.counts.get("held"):
-            warning.append(f"{summary.counts['held']} removal(s) held for {name}, not sent "
+        if summary.counts.get(QueueStatus.HELD):
+            held = summary.counts[QueueStatus.HELD]
+            warning.append(f"{held} removal(s) held for {name}, not sent "
                            f"(`metarr-sync queue list --status held --player {name}` says why;"
                            " if their media really is gone, `metarr-sync run "
                            "--allow-removals N` sends them)")
-        if summary.counts.get("deferred"):
-            warning.append(f"{summary.counts['deferred']} item(s) deferred on {name}: "
+        if summary.counts.get(QueueStatus.DEFERRED):
+            warning.append(f"{summary.counts[QueueStatus.DEFERRED]} item(s) deferred on {name}: "
                            "someone was watching")
     if critical:
         health = Health(CRITICAL, critical + warning)

@@ -22,10 +22,10 @@ from metarr_sync.config import (
     Mapping,
     PlayerConfig,
     Secret,
-    is_absolute_any,
     validate_url,
 )
 from metarr_sync.metarr import MetarrPlayer, MetarrPlayerGroup, PlayerSetup
+from metarr_sync.paths import is_absolute_any
 
 
 @dataclass

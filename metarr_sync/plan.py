@@ -15,8 +15,8 @@ from urllib.parse import unquote
 
 from metarr_sync.config import Mapping
 from metarr_sync.metarr import Item
+from metarr_sync.paths import MappingError as MappingError  # re-exported: map_path raises it
 from metarr_sync.paths import (
-    MappingError,
     PathStyle,
     components,
     is_local_absolute,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from metarr_sync.config import Config, PlayerConfig
@@ -34,7 +35,7 @@ from metarr_sync.players.base import (
     signal_name,
 )
 from metarr_sync.stamps import parse_stamp, spoken
-from metarr_sync.state import State
+from metarr_sync.state import QueueStatus, State
 
 # The engine's logger: log lines read as before the pass had a module of its own.
 log = logging.getLogger("metarr_sync.engine")
@@ -69,7 +70,7 @@ class ItemFailure:
     title: str
     #: The item's queue status now: failed (needs a person), unverified (sent, not seen on
     #: the player), held (a removal not sent) or pending (tried, sent again next run).
-    result: str
+    result: QueueStatus
     cause: str
 
 
@@ -89,8 +90,21 @@ class SentWhileWatching:
 
 
 #: Outcomes a run lists below its table, and the queue status each leaves an item in.
-UNDONE = {Result.FAILED: "failed", Result.UNVERIFIED: "unverified", Result.HELD: "held",
-          Result.RETRY: "pending"}
+UNDONE = {Result.FAILED: QueueStatus.FAILED, Result.UNVERIFIED: QueueStatus.UNVERIFIED,
+          Result.HELD: QueueStatus.HELD, Result.RETRY: QueueStatus.PENDING}
+
+
+class PlayerStatus(StrEnum):
+    """What one player's pass came to, as the run's table, --json and history say it."""
+
+    SYNCED = "synced"
+    PARTIAL = "partial"  # some items failed on a player that works
+    HELD = "held"  # removals held for a person
+    FAILED = "failed"  # the player as a whole (offline, auth, ...)
+    DEFERRED = "deferred"  # someone was watching
+    SKIPPED = "skipped"  # a shared library synced through another member
+    DISABLED = "disabled"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -99,8 +113,7 @@ class PlayerResult:
 
     name: str
     type: str
-    # synced|partial|held|failed|deferred|skipped|disabled|interrupted
-    status: str = "synced"
+    status: PlayerStatus = PlayerStatus.SYNCED
     items: int = 0
     synced: int = 0
     failed: int = 0
@@ -128,8 +141,8 @@ class PlayerResult:
     @property
     def is_failure(self) -> bool:
         # Held removals wait for a person: the run says so with exit 1.
-        return self.status in ("failed", "partial", "held") or (
-            self.status == "disabled" and self.error_kind == "auth_failed")
+        return self.status in (PlayerStatus.FAILED, PlayerStatus.PARTIAL, PlayerStatus.HELD) or (
+            self.status == PlayerStatus.DISABLED and self.error_kind == "auth_failed")
 
 
 class Context:
@@ -169,7 +182,7 @@ def run_player(ctx: Context, player: PlayerConfig, items: list[Item],
         return _sync_player(ctx, player, items, also_record)
     except Exception as exc:  # noqa: BLE001 - a bug in one adapter must not stop others
         log.exception("unexpected error while syncing %s", player.name)
-        return PlayerResult(player.name, player.type, "failed", items=len(items),
+        return PlayerResult(player.name, player.type, PlayerStatus.FAILED, items=len(items),
                             failed=len(items), error=f"internal error: {redact(str(exc))}",
                             error_kind="internal")
 
@@ -179,7 +192,7 @@ def _sync_player(ctx: Context, player: PlayerConfig, items: list[Item],
     """One player's pass, timed; its state connection and adapter are always closed."""
     result = PlayerResult(player.name, player.type, items=len(items))
     if not player.enabled:
-        result.status = "disabled"
+        result.status = PlayerStatus.DISABLED
         return result
     dry_run = ctx.request.dry_run
     state = State(ctx.state_dir)
@@ -211,13 +224,13 @@ def _ready(ctx: Context, player: PlayerConfig, items: list[Item], state: State,
     to be bad, something to do, no stop requested. When not, `result` says why."""
     wrong = ctx.served.errors.get(player.name)
     if wrong:  # which items are its work is unknown: nothing is sent, all stays queued
-        result.status, result.error_kind, result.error = "failed", "config", wrong
+        result.status, result.error_kind, result.error = PlayerStatus.FAILED, "config", wrong
         return False
     missing = missing_anchors(ctx.config.sync.anchors + player.anchors)
     if missing:
         # A share is not mounted: a scan would make the player drop what is on it,
         # and no removal can be trusted. Nothing is sent; nothing counts as tried.
-        result.status, result.error_kind = "failed", "anchor_missing"
+        result.status, result.error_kind = PlayerStatus.FAILED, "anchor_missing"
         result.error = (f"anchor file {missing[0]} is missing"
                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                         + ": is its share mounted? Nothing was sent to this player; "
@@ -225,14 +238,14 @@ def _ready(ctx: Context, player: PlayerConfig, items: list[Item], state: State,
         return False
     reason = state.disabled_reason(player.name)
     if reason:
-        result.status, result.error, result.error_kind = "disabled", (
+        result.status, result.error, result.error_kind = PlayerStatus.DISABLED, (
             f"{reason}; fix the credentials, then run `metarr-sync players test "
             f"{player.name}`"), "auth_failed"
         return False
     if not items and not (verifying and state.awaiting_verification(player.name)):
         return False
     if STOP.is_set():
-        result.status, result.error_kind = "interrupted", "interrupted"
+        result.status, result.error_kind = PlayerStatus.INTERRUPTED, "interrupted"
         result.error = (f"not tried: stopped by {signal_name(STOP.signal)}; "
                         "its work stays queued")
         return False
@@ -553,18 +566,18 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
         return 0.0
 
 
-def _status_of(result: PlayerResult) -> str:
+def _status_of(result: PlayerResult) -> PlayerStatus:
     if result.error_kind == "interrupted":
-        return "interrupted"
+        return PlayerStatus.INTERRUPTED
     if result.error_kind:
-        return "failed"
+        return PlayerStatus.FAILED
     if result.failed:
-        return "partial"
+        return PlayerStatus.PARTIAL
     if result.held:
-        return "held"
+        return PlayerStatus.HELD
     if result.deferred:
-        return "deferred"
-    return "synced"
+        return PlayerStatus.DEFERRED
+    return PlayerStatus.SYNCED
 
 
 class _Recorder:
@@ -601,7 +614,7 @@ class _Recorder:
         for key, cause in given_up.items():
             failure = self.result.failures.get(key)
             if failure is not None:  # its last try: now failed, for a person
-                failure.result, failure.cause = "failed", cause
+                failure.result, failure.cause = QueueStatus.FAILED, cause
         # Members of a shared library got the update through this player: for them it is
         # delivered (verification stays with the member that did the work).
         delivered = (Result.SYNCED, Result.SENT, Result.VERIFIED)

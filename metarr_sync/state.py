@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,10 +53,23 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.players.base import Outcome
 
 SCHEMA_VERSION = 3
-# sent: delivered, waiting to be verified on the player (kept until it is seen there).
-# held: a removal not sent, by the mass-removal guard or because the disk could not tell
-# whether its media is gone (re-examined by every run; the cause is in last_error).
-QUEUE_STATUSES = ("pending", "deferred", "failed", "unverified", "sent", "held")
+
+
+class QueueStatus(StrEnum):
+    """The state of a queue entry (sync_queue.status, `queue list`, --json)."""
+
+    PENDING = "pending"  # sent at the next run
+    DEFERRED = "deferred"  # someone was watching: not tried, sent at the next run
+    FAILED = "failed"  # needs a person (`queue retry`)
+    UNVERIFIED = "unverified"  # sent, not seen on the player
+    # Delivered, waiting to be verified on the player (kept until it is seen there).
+    SENT = "sent"
+    # A removal not sent, by the mass-removal guard or because the disk could not tell
+    # whether its media is gone (re-examined by every run; the cause is in last_error).
+    HELD = "held"
+
+
+QUEUE_STATUSES = tuple(QueueStatus)
 # An item not seen on its player after this many deliveries stays `unverified` for a
 # person to look at (`queue retry` sends it again), instead of being resent forever.
 MAX_DELIVERIES = 3
@@ -191,7 +205,7 @@ def _item_class() -> type[Item]:
 class QueueEntry:
     player: str
     item: Item
-    status: str
+    status: QueueStatus
     attempts: int
     last_error: str | None
     enqueued_at: str
@@ -205,7 +219,10 @@ class FinishedPlayer(Protocol):
 
     name: str
     type: str
-    status: str
+
+    @property
+    def status(self) -> str: ...  # a player_run.PlayerStatus
+
     items: int
     synced: int
     failed: int
@@ -345,6 +362,7 @@ class State:
                                                           stamp_now, "run",
                                                           served.get(player))
                     continue
+                params: tuple[str, ...]
                 if lookback is None:
                     where, params = "WHERE t.removed = 0", ()
                 elif lookback == 0:
@@ -529,7 +547,8 @@ class State:
                 "VALUES (?, ?, ?, ?)", [(player, root, stamp_now, json.dumps(list(keys)))
                                         for root, keys in roots.items()])
 
-    def queue(self, player: str | None = None, status: str | None = None) -> list[QueueEntry]:
+    def queue(self, player: str | None = None, status: QueueStatus | None = None
+              ) -> list[QueueEntry]:
         sql = "SELECT * FROM sync_queue WHERE 1"
         params: list[Any] = []
         if player:
@@ -539,7 +558,7 @@ class State:
             sql += " AND status = ?"
             params.append(status)
         rows = self.conn.execute(sql + " ORDER BY player, kind, path", params).fetchall()
-        return [QueueEntry(r["player"], row_item(r), r["status"], r["attempts"],
+        return [QueueEntry(r["player"], row_item(r), QueueStatus(r["status"]), r["attempts"],
                            r["last_error"], r["enqueued_at"],
                            r["updated_at"], r["source"]) for r in rows]
 
@@ -598,19 +617,19 @@ class State:
                         "updated_at = ? WHERE player = ? AND item_key = ?",
                         (outcome.error, stamp_now, player, item.key))
                     continue
-                status = {Result.FAILED: "failed", Result.DEFERRED: "deferred",
-                          Result.HELD: "held"}.get(outcome.result, "pending")
+                status = {Result.FAILED: QueueStatus.FAILED, Result.DEFERRED: QueueStatus.DEFERRED,
+                          Result.HELD: QueueStatus.HELD}.get(outcome.result, QueueStatus.PENDING)
                 # Deferred and held items were not tried: no attempt is counted.
                 tried = 0 if outcome.result in (Result.DEFERRED, Result.HELD) else 1
                 error = outcome.error
-                if status == "pending" and max_attempts:
+                if status == QueueStatus.PENDING and max_attempts:
                     row = self.conn.execute(
                         "SELECT attempts FROM sync_queue WHERE player = ? AND item_key = ?",
                         (player, item.key)).fetchone()
                     runs = (row[0] if row else 0) + tried
                     if runs >= max_attempts:
                         # The last allowed attempt failed: for a person, with its cause.
-                        status, error = "failed", gave_up(error, runs)
+                        status, error = QueueStatus.FAILED, gave_up(error, runs)
                         given_up[item.key] = error
                 # An upsert: finish() may re-judge an item an earlier batch of this run
                 # recorded as synced (its queue row is gone); the item must come back.
@@ -639,7 +658,8 @@ class State:
     def library_size(self) -> int:
         """Items Metarr lists now (at the last collection), removed ones left out: the
         library the removal guard measures a run's removals against."""
-        return self.conn.execute("SELECT count(*) FROM items WHERE removed = 0").fetchone()[0]
+        return int(self.conn.execute("SELECT count(*) FROM items WHERE removed = 0"
+                                     ).fetchone()[0])
 
     def retry_failed(self, player: str | None = None,
                      keys: Sequence[str] | None = None) -> int:
@@ -655,7 +675,7 @@ class State:
         with self.transaction():
             return self.conn.execute(sql, params).rowcount
 
-    def clear_queue(self, player: str | None = None, status: str | None = None) -> int:
+    def clear_queue(self, player: str | None = None, status: QueueStatus | None = None) -> int:
         sql, params = "DELETE FROM sync_queue WHERE 1", []
         if player:
             sql += " AND player = ?"
@@ -743,7 +763,7 @@ class State:
                 "SUM(status = 'unverified' AND attempts >= ?) "
                 "FROM sync_queue GROUP BY player, status", (MAX_DELIVERIES,)):
             entry = summary.setdefault(row[0], QueueSummary())
-            entry.counts[row[1]] = row[2]
+            entry.counts[QueueStatus(row[1])] = row[2]
             entry.stuck += row[4] or 0
             if row[1] in WAITING_STATUSES and (entry.oldest_waiting is None
                                                or row[3] < entry.oldest_waiting):
@@ -826,7 +846,7 @@ def gave_up(error: str | None, runs: int) -> str:
 
 
 # Statuses of queue entries still to be delivered (`sent` ones wait for verification).
-WAITING_STATUSES = ("pending", "unverified")
+WAITING_STATUSES = (QueueStatus.PENDING, QueueStatus.UNVERIFIED)
 _SECONDS = "(julianday(finished_at) - julianday(started_at)) * 86400.0"
 _SYNC_RUNS = "runs.command != 'verify'"
 
@@ -837,7 +857,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 @dataclass
 class QueueSummary:
-    counts: dict[str, int] = field(default_factory=dict)  # status -> entries
+    counts: dict[QueueStatus, int] = field(default_factory=dict)  # status -> entries
     oldest_waiting: str | None = None  # enqueued_at of the oldest pending/unverified entry
     stuck: int = 0  # unverified after MAX_DELIVERIES deliveries: needs a person
 

@@ -199,6 +199,22 @@ def test_a_member_that_keeps_some_cached_art_is_partial_with_the_cause(cli, meta
     assert [r[0] for r in queued(cli)] == ["second"]
 
 
+def test_a_member_that_keeps_cached_art_without_saying_why_is_partial_not_a_crash(cli,
+                                                                                  metarr):
+    configure(cli, metarr, mode="parallel", shared=True)
+    cli.behave("first", "art")
+    cli.behave("second", "art_reject_quietly", "Matrix")
+    movie = metarr.add_movie("The Matrix", 1999)
+    metarr.add_movie("Heat", 1995)
+    result = cli("run", "--json")
+    assert result.returncode == 1, result.stderr
+    assert "internal error" not in result.stderr
+    second = rows(result)["second"]
+    assert (second["status"], second["synced"], second["failed"]) == ("partial", 1, 1)
+    assert "could not be dropped here (first: no cause given)" in second["error"]
+    assert queued(cli) == [("second", f"movie:{movie}", "pending", 1, "no cause given")]
+
+
 def test_dry_run_shows_each_members_texture_drops_and_records_nothing(cli, metarr):
     configure(cli, metarr, mode="parallel", shared=True)
     cli.behave("first", "art")

@@ -782,18 +782,12 @@ def test_players_test_warns_when_the_real_kodi_has_several_profiles(cli, kodi_ve
         server.close()
 
 
-# A Kodi in the kids' room with the movies only: the TV is not mapped and not its work.
-MOVIES_ONLY_CONFIG = CONFIG.replace(
-    ',\n             {{ metarr = "/data/media/tv", player = "{tv}" }} ]',
-    ' ]\nlibraries = ["Movies"]')
-
-
 def test_a_movies_only_kodi_gets_the_new_movie_and_a_new_episode_is_not_its_work(
         cli, metarr, kodi):
-    assert 'libraries = ["Movies"]' in MOVIES_ONLY_CONFIG and "/data/media/tv" not in \
-        MOVIES_ONLY_CONFIG
-    cli.write_config(MOVIES_ONLY_CONFIG.format(db=metarr.path, url=kodi.url,
-                                               user=kodi.username, movies=kodi.movies))
+    # A Kodi in the kids' room with the movies only: the TV is not mapped and not its work.
+    cli.write_config(kodi_config(metarr, kodi_player(
+        "lounge", kodi, mappings=[("/data/media/movies", str(kodi.movies))],
+        libraries=["Movies"])))
     cli.env["KODI_TEST_PASSWORD"] = kodi.password
     movie_file = publish_movie(kodi, "Paddington", 2014, imdb="tt1109624")
     kodi.write_show(kodi.tv / "Bluey", "Bluey", "2018-10-01")

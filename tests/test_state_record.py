@@ -6,6 +6,7 @@ Outcomes are given as their string values (an Outcome StrEnum keeps the same val
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from metarr_sync.metarr import Item
 from metarr_sync.players.base import Outcome
-from metarr_sync.state import State, gave_up
+from metarr_sync.state import QueueStatus, State, gave_up
 
 PLAYER = "lounge"
 STAMP = "2026-11-01T10:00:00.000Z"
@@ -162,3 +163,17 @@ def test_without_a_limit_retries_keep_the_item_pending(state: State) -> None:
     for _ in range(MAX_ATTEMPTS + 2):
         state.record(PLAYER, [heat()], [Outcome("movie:7", "retry", "offline")], run_id=1)
     assert queue_row(state) == Row("pending", MAX_ATTEMPTS + 2, "offline")
+
+
+def test_statuses_are_stored_as_their_words_and_read_back_as_the_type(state: State) -> None:
+    state.enqueue([heat()], [PLAYER], source="run")
+    state.record(PLAYER, [heat()], [Outcome("movie:7", "failed", "rejected")], run_id=1)
+    # The column holds the plain word (older versions and `sqlite3` read it as such).
+    assert tuple(state.conn.execute("SELECT typeof(status), status FROM sync_queue").fetchone()) \
+        == ("text", "failed")
+    (entry,) = state.queue(status=QueueStatus.FAILED)
+    assert entry.status is QueueStatus.FAILED
+    assert (str(entry.status), f"{entry.status}", json.dumps(entry.status)) == \
+        ("failed", "failed", '"failed"')
+    assert state.queue(status=QueueStatus.PENDING) == []
+    assert state.queue_summary()[PLAYER].counts == {QueueStatus.FAILED: 1}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metarr_sync.config import ConfigError  # re-exported: commands raise it for exit 3
+from metarr_sync.config import ConfigError as ConfigError  # re-exported: commands raise it
 
 # Typer is imported where it is used: every command module imports it anyway, but the plain
 # forms of `status` run without it (see cli/__init__.py).

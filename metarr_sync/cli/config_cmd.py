@@ -76,7 +76,7 @@ def path_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                                                                          secrets=False))
         except ConfigError as exc:
             problem, database_from = exc.problems[0], "unknown: the configuration does not load"
-    doc = {
+    doc: dict[str, Any] = {
         "config": {"path": str(config_file), "source": _source(ctx, "config"),
                    "exists": config_file.exists()},
         "state_dir": {"path": str(state_dir), "source": _source(ctx, "state_dir"),
@@ -320,6 +320,8 @@ def init_command(
     if path.exists() or path.is_symlink():
         raise common.ConfigError.one(f"{path} exists already: nothing was written. See it with "
                     "`metarr-sync config show`; to start afresh, move it away first")
+    found: Path | None
+    looked: list[Path]
     found, looked = (None, [])
     note = ""
     if database is not None:

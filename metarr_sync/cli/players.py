@@ -65,7 +65,7 @@ def list_command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 # --- add / remove / enable / disable ------------------------------------------------
 
 def _parse_map(value: str) -> tuple[str, str]:
-    from metarr_sync.config import is_absolute_any
+    from metarr_sync.paths import is_absolute_any
 
     metarr, sep, player = value.partition("=")
     example = "e.g. --map /data/media/movies=smb://nas/movies"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from metarr_sync.cli.options import (
     PlayerOpt,
     SeriesOpt,
 )
+
+if TYPE_CHECKING:  # the state is imported when a command runs, not when the app is built
+    from metarr_sync.state import QueueStatus
 
 QUEUE_EXIT_HELP = (
     "Exit codes: 0 done (or nothing to do); 1 queue clear was not confirmed; 2 bad command "
@@ -33,7 +36,7 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="queue")
 
 
-def _statuses() -> tuple[str, ...]:
+def _statuses() -> tuple[QueueStatus, ...]:
     from metarr_sync.state import QUEUE_STATUSES
 
     return QUEUE_STATUSES
@@ -53,6 +56,7 @@ def list_command(
 ) -> None:
     """What waits for each player, why (the last error) and tries so far."""
     from metarr_sync import render
+    from metarr_sync.state import QueueStatus
 
     if status is not None and status not in _statuses():
         raise common.UsageError(f"--status must be one of {', '.join(_statuses())}, not {status!r}")
@@ -62,7 +66,8 @@ def list_command(
     entries = []
     if state is not None:
         try:
-            entries = [e for e in state.queue(status=status) if e.player in names]
+            entries = [e for e in state.queue(status=QueueStatus(status) if status else None)
+                       if e.player in names]
         finally:
             state.close()
     if json_out:
@@ -77,7 +82,7 @@ def list_command(
                 + (f" for {', '.join(names)}" if player else "") + ".")
         return
     render.console().print(render.queue_table(entries))
-    if any(e.status == "failed" for e in entries):
+    if any(e.status == QueueStatus.FAILED for e in entries):
         # Everything else goes at the next run; a failed item waits for a person.
         common.say("Failed items are sent again only after `metarr-sync queue retry`.")
 
@@ -138,6 +143,8 @@ def retry_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Send failed items (and unverified ones given up on) again at the next run."""
+    from metarr_sync.state import QueueStatus
+
     for item in items or []:
         if not ITEM_RE.match(item):
             raise common.UsageError(f"{item!r} is not an item like movie:42, series:3 or episode:7 "
@@ -151,7 +158,8 @@ def retry_command(
         moved = 0
     else:
         try:
-            retryable = [e for e in state.queue() if e.status in ("failed", "unverified")
+            retryable = [e for e in state.queue()
+                         if e.status in (QueueStatus.FAILED, QueueStatus.UNVERIFIED)
                          and (names is None or e.player in names)]
             keys = {e.item.key for e in retryable}
             for item in items or []:
@@ -160,7 +168,7 @@ def retry_command(
                                 + (f" of {', '.join(names)}" if names else "")
                                 + " (see `metarr-sync queue list`)")
             moved = 0
-            for name in names or [None]:
+            for name in names if names else [None]:  # None: every player
                 moved += state.retry_failed(name, items or None)
         finally:
             state.close()
@@ -185,11 +193,13 @@ def clear_command(
 ) -> None:
     """Drop queued work. Cleared items are not sent unless they change again in Metarr or
     are named with `sync` / `queue add`. Asks first unless --yes."""
+    from metarr_sync.state import QueueStatus
+
     if failed and held:
         raise common.UsageError("--failed and --held exclude each other: clear one kind at a time")
     config = common.load(ctx, secrets=False)
     names = [p.name for p in common.selected(config, player)] if player else None
-    status = "failed" if failed else "held" if held else None
+    status = QueueStatus.FAILED if failed else QueueStatus.HELD if held else None
     state = common.open_state(ctx)
     if state is None:
         count = 0
@@ -201,7 +211,7 @@ def clear_command(
             if count and not yes:
                 _confirm(count, status, names)
             removed = 0
-            for name in names or [None]:
+            for name in names if names else [None]:  # None: every player
                 removed += state.clear_queue(name, status)
             count = removed
         finally:

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync import __version__
 from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status
+from metarr_sync.version import __version__
 
 app = typer.Typer(
     name="metarr-sync",
@@ -84,7 +84,8 @@ def invoke() -> int:
         # Click turns Ctrl-C into Abort: the same message and exit code as any interrupt.
         raise KeyboardInterrupt from None
     except typer.TyperException as exc:
-        # Usage errors (exit 2) and other command-line errors: Click's own message.
+        # Usage errors (exit 2) and other command-line errors: Click's own message. (The
+        # ones raised are the ClickExceptions of the Click Typer bundles, which have show().)
         exc.show()  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", common.EXIT_USAGE))
     except Exception as exc:  # noqa: BLE001 - looked up in the one table, else re-raised

@@ -18,6 +18,8 @@ from metarr_sync.cli.options import (
 
 if TYPE_CHECKING:
     from metarr_sync.config import Config
+    from metarr_sync.engine import Request
+    from metarr_sync.metarr import Item, MetarrSource
 
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print nothing unless something failed (for cron)")]
@@ -169,11 +171,9 @@ def _check_trigger(trigger: str) -> str:
     return trigger
 
 
-def _bulk(source: object, libraries: list[str], since: str | None) -> list:
+def _bulk(source: MetarrSource, libraries: list[str], since: str | None) -> list[Item]:
     from metarr_sync import engine
-    from metarr_sync.metarr import MetarrSource
 
-    assert isinstance(source, MetarrSource)
     ids = None
     if libraries:
         known = {lib.name: lib.id for lib in source.libraries()}
@@ -204,18 +204,17 @@ def _check_names(config: Config, players: list[str] | None, groups: list[str] | 
             raise common.UsageError(f"unknown group {name!r} (groups: {known})")
 
 
-def _execute(ctx: typer.Context, config: object, request: object, json_out: bool,
+def _execute(ctx: typer.Context, config: Config, request: Request, json_out: bool,
              quiet: bool) -> None:
     from metarr_sync import engine, render
 
-    assert isinstance(request, engine.Request)
-    source = common.open_metarr(config)  # type: ignore[arg-type]
+    source = common.open_metarr(config)
     # Progress bars for a person at a terminal; never with --json, --quiet (cron) or -v
     # (log lines on stderr would tear through the bars).
     progress = (None if json_out or quiet or common.globals_of(ctx).verbose
                 else render.run_progress())
     try:
-        report = engine.run(config, source, common.state_dir(ctx), request,  # type: ignore[arg-type]
+        report = engine.run(config, source, common.state_dir(ctx), request,
                             progress=progress)
     finally:
         if progress is not None:

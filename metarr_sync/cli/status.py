@@ -14,7 +14,10 @@ needs its annotations evaluated there, where Typer's names are.)
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+if TYPE_CHECKING:  # the Click Typer bundles (its commands' hooks take its Context)
+    from typer._click import Context as ClickContext
 
 STATUS_EXIT_HELP = (
     "Exit codes (monitoring-plugin convention, for Nagios, Icinga, Uptime Kuma): 0 OK; "
@@ -36,14 +39,14 @@ def register(app: Any) -> None:
     class StatusCommand(TyperCommand):
         """Bad options exit 3 (UNKNOWN), as monitoring plugins do, not 2 (CRITICAL)."""
 
-        def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        def parse_args(self, ctx: "ClickContext", args: list[str]) -> list[str]:
             try:
                 return super().parse_args(ctx, args)
             except Exception as exc:
                 # Click's UsageError (Typer may bundle its own Click, so matched by shape).
                 if (getattr(exc, "exit_code", None) == common.EXIT_USAGE
                         and hasattr(exc, "show")):
-                    exc.exit_code = 3  # type: ignore[attr-defined]
+                    exc.exit_code = 3  # type: ignore[attr-defined]  # matched by shape
                 raise
 
     def status_command(

@@ -20,4 +20,5 @@ def adapter_class(player_type: str) -> type[Player]:
     if kind is None:
         raise KeyError(player_type)
     module_name, _, class_name = kind.adapter.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    adapter: type[Player] = getattr(importlib.import_module(module_name), class_name)
+    return adapter

@@ -34,6 +34,8 @@ class PlayerError(Exception):
         #: (answered, or sent and perhaps carried out): the engine records them instead of
         #: keeping those targets pending like the rest.
         self.settled: list[Outcome] = []
+        #: The HTTP status of the answer that failed, if any (set by players/http.py).
+        self.status: int | None = None
 
 
 class PlayerOffline(PlayerError):

@@ -18,18 +18,19 @@ import logging
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import requests
 import urllib3
+from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
+from requests.exceptions import RequestException
 from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 from urllib3.util.retry import Retry
 
-from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.logs import redact
 from metarr_sync.players.base import (
@@ -41,6 +42,7 @@ from metarr_sync.players.base import (
     ProtocolError,
     Rejected,
 )
+from metarr_sync.version import __version__
 
 log = logging.getLogger("metarr_sync.http")
 TRANSIENT_STATUS = (429, 500, 502, 503, 504)
@@ -167,7 +169,7 @@ class HttpClient:
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json_body: Any = None, mutating: bool = False,
                 auth: tuple[str, str] | None = None,
-                resend: bool = True) -> requests.Response | None:
+                resend: bool = True) -> Response | None:
         """Send one request; return the response of a 2xx answer, raise PlayerError else.
 
         A mutating request under --dry-run is only recorded (and None returned).
@@ -214,7 +216,7 @@ class HttpClient:
         check_status(response, self.base)
         return response
 
-    def _once_session(self) -> requests.Session:
+    def _once_session(self) -> Session:
         """The session for requests that must not run twice, made on first use (most
         players never send one) with the main session's headers and cookie jar."""
         with self._lock:
@@ -226,7 +228,7 @@ class HttpClient:
             return self._once
 
     def _prepare(self, method: str, path: str, params: dict[str, Any] | None,
-                 json_body: Any, auth: tuple[str, str] | None) -> requests.PreparedRequest:
+                 json_body: Any, auth: tuple[str, str] | None) -> PreparedRequest:
         """The request Session.request would prepare, at a fraction of the CPU.
 
         Session.request merges the session's settings into every request and parses the
@@ -244,11 +246,13 @@ class HttpClient:
                            for item in (value if isinstance(value, (list, tuple)) else (value,))
                            if item is not None]) if params else ""
         prepared.url = requote_uri(f"{url}?{query}" if query else url)
-        prepared.headers = CaseInsensitiveDict(self.session.headers)
+        # make_session sets text headers only (the stubs allow bytes too)
+        prepared.headers = CaseInsensitiveDict(cast("dict[str, str]", self.session.headers))
         prepared.hooks = default_hooks()
         # The jar goes with the request (Session.send reads it when it meets a redirect);
         # a Cookie header only when a player set cookies, which none of them does.
-        prepared._cookies = self.session.cookies
+        # (a private attribute of requests, hence not in its type stubs)
+        prepared._cookies = self.session.cookies  # type: ignore[attr-defined]
         if self.session.cookies:
             prepared.prepare_cookies(self.session.cookies)
         prepared.prepare_body(None, None, json_body)
@@ -256,7 +260,7 @@ class HttpClient:
             prepared.prepare_auth(auth)
         return prepared
 
-    def _failure(self, exc: requests.exceptions.RequestException) -> PlayerError:
+    def _failure(self, exc: RequestException) -> PlayerError:
         """The PlayerError, in the user's words, for a request that got no usable answer."""
         if isinstance(exc, requests.exceptions.SSLError):
             return ProtocolError(
@@ -330,7 +334,7 @@ def check_status(response: requests.Response, base: str) -> None:
     except PlayerError as exc:
         # The HTTP status, for adapters that must tell one item's 404 from a 403 that
         # concerns the whole player (e.g. Jellyfin: item gone vs. token lacks rights).
-        exc.status = response.status_code  # type: ignore[attr-defined]
+        exc.status = response.status_code
         raise
 
 

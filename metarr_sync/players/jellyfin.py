@@ -89,7 +89,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
 from metarr_sync.paths import ancestor, collapse_folders, is_under, strip_trailing
@@ -108,6 +107,7 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient
+from metarr_sync.version import __version__
 
 log = logging.getLogger("metarr_sync.jellyfin")
 

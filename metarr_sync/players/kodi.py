@@ -642,7 +642,8 @@ class KodiPlayer(Player):
                 if not isinstance(rows, dict if key != "seasons" else list):
                     raise ProtocolError(f"{self.where} answered {method} without "
                                         f"{key}: is this Kodi's web server?")
-                details, urls = found.get(item_key) or ({}, [])  # type: ignore[misc]
+                earlier = found.get(item_key)  # not a KodiRejected: see above
+                details, urls = earlier if isinstance(earlier, tuple) else ({}, [])
                 for row in rows if isinstance(rows, list) else [rows]:
                     if isinstance(row, dict):
                         urls += [u for u in own_art(row.get("art"))

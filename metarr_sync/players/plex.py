@@ -83,7 +83,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
 from metarr_sync.paths import (
@@ -108,6 +107,7 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient
+from metarr_sync.version import __version__
 
 log = logging.getLogger("metarr_sync.plex")
 
@@ -280,7 +280,8 @@ def _distinct_sections(sections: Iterable[Section]) -> list[Section]:
 def _container(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("MediaContainer"), dict):
         raise ProtocolError(f"{what} is not a Plex answer (no MediaContainer)")
-    return data["MediaContainer"]
+    container: dict[str, Any] = data["MediaContainer"]  # a dict: checked above
+    return container
 
 
 # --- the adapter -------------------------------------------------------------------------

@@ -16,7 +16,8 @@ to behave through files in $RECORDER_DIR (so a test can change it between runs):
   item's art URL `art:<path>` is in `cached_art` (for the other members of a shared
   library), and drop_cached_art() logs what it is asked to drop (op "drop_art"), failing
   like probe() with `<player>.fail`; `<player>.art_reject`: items whose path contains this
-  text keep their cached art (outcome "retry").
+  text keep their cached art (outcome "retry"); `<player>.art_reject_quietly`: the same
+  without a cause (an adapter may leave Outcome.error empty).
 """
 
 from __future__ import annotations
@@ -125,9 +126,11 @@ class RecorderPlayer(base.Player):
             self.commands.extend(f"drop {url}" for url in urls)
         if not self.dry_run:
             self._log(op="drop_art", art=dict(art))
-        reject = self._file("art_reject")
-        needle = reject.read_text().strip() if reject.exists() else None
-        return [base.Outcome(key, "retry", "recorder kept its cached art")
+        reject, quietly = self._file("art_reject"), self._file("art_reject_quietly")
+        needle = (reject.read_text().strip() if reject.exists() else
+                  quietly.read_text().strip() if quietly.exists() else None)
+        cause = None if quietly.exists() else "recorder kept its cached art"
+        return [base.Outcome(key, "retry", cause)
                 if needle and any(needle in url for url in urls) else
                 base.Outcome(key, "synced") for key, urls in art.items()]
 
