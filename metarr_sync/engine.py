@@ -148,7 +148,7 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
             with state.rehearsal():
                 report.changed = _collect(config, source, state, everyone, request, served)
                 for player in chosen:
-                    _drop_unserved(state, player.name, served)
+                    _drop_unserved(state, player.name, served, dry_run=True)
                     work[player.name] = state.work(player.name, keys, shared)
         else:
             state.forget_players(everyone)
@@ -179,14 +179,17 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
         state.close()
 
 
-def _drop_unserved(state: State, player: str, served: Served) -> None:
-    """Entries queued for `player` before its `libraries` left them out are not its work."""
+def _drop_unserved(state: State, player: str, served: Served, dry_run: bool = False
+                   ) -> None:
+    """Entries queued for `player` before its `libraries` left them out are not its work
+    (in a dry run the state is rolled back afterwards, so they only would leave)."""
     ids = served.ids.get(player)
     if ids is None:
         return
+    verb = "would leave" if dry_run else "left"
     for item in state.drop_unserved(player, ids):
-        log.info("%s: %s (%s) left its queue: library %s is not among its libraries",
-                 player, item.key, item.label(),
+        log.info("%s: %s (%s) %s its queue: library %s is not among its libraries",
+                 player, item.key, item.label(), verb,
                  served.names.get(item.library_id or 0, f"id {item.library_id}"))
 
 

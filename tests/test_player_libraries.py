@@ -135,6 +135,10 @@ def test_entries_queued_before_the_setting_leave_the_queue_quietly(world):
     assert queue(w.cli)[("kids", f"episode:{episode}")] == "failed"
 
     w.cli.write_config(w.config(["Movies"]))
+    rehearsal = w.cli("-v", "run", "--dry-run")
+    assert (f"kids: episode:{episode} (Severance S01E01) would leave its queue: library "
+            "TV Shows is not among its libraries") in rehearsal.stderr
+    assert queue(w.cli)[("kids", f"episode:{episode}")] == "failed"  # a dry run changes nothing
     result = w.cli("-v", "run", "--json")
     assert result.returncode == 0, result.stderr
     assert not [k for k in queue(w.cli) if k[0] == "kids"]
