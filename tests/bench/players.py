@@ -202,7 +202,8 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     """The fewest requests `name` needs for these changes, by what they are for (for Kodi:
     JSON-RPC calls, several of which travel in one HTTP request as a batch).
 
-    - discovery: reachable, credentials, its libraries, and whether someone is watching;
+    - discovery: reachable, credentials, its libraries, and (Kodi only: skip_active is on
+      by default for Kodi alone) whether someone is watching;
     - listings: each library listed once per run (in pages of the adapter's page size),
       and, for a changed show's episodes, that show's episodes once (a TV library's
       episodes are never listed as a whole where the player can list one show's);
@@ -258,7 +259,7 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
             + (_pages(len(library.series), KODI_PAGE) if tv else 0) + len(delivered_shows)
             + _shown(found) if found and not dry_run else 0)
     elif name == "jellyfin":
-        bound["discovery"] = 4  # /System/Info/Public, /System/Info, VirtualFolders, Sessions
+        bound["discovery"] = 3  # /System/Info/Public, /System/Info, VirtualFolders
         held = holdings(name, library, presence)
         pages = 0
         if movies:
@@ -284,7 +285,7 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         bound["scans"] = scans
         bound["verification"] = 0
     else:
-        bound["discovery"] = 3  # /identity, /library/sections, /status/sessions
+        bound["discovery"] = 2  # /identity, /library/sections
         held = holdings(name, library, presence)
         pages = 0
         if movies:
