@@ -49,7 +49,7 @@ from urllib.parse import quote
 from metarr_sync import __version__
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.paths import collapse_folders, is_under, strip_trailing
+from metarr_sync.paths import PLATFORM, collapse_folders, is_under, match_key, strip_trailing
 from metarr_sync.plan import OldFile, Target
 from metarr_sync.players.base import (
     AuthFailed,
@@ -132,7 +132,7 @@ class Library:
     collection_type: str | None
 
     def holds(self, path: str) -> bool:
-        return any(is_under(path, loc) for loc in self.locations)
+        return any(is_under(path, loc, PLATFORM) for loc in self.locations)
 
     def describe(self) -> str:
         return f"{self.name!r} ({', '.join(self.locations) or 'no folders'})"
@@ -179,7 +179,7 @@ class Index:
         self.types.append(_TYPE_CODES.get(kind, _OTHER_TYPE if kind else 0))
         path = item.get("Path")
         if isinstance(path, str) and path:
-            self._paths.add(strip_trailing(path), number)
+            self._paths.add(match_key(path), number)
         providers = item.get("ProviderIds")
         for key, value in (providers.items() if isinstance(providers, dict) else ()):
             if value:
@@ -189,10 +189,11 @@ class Index:
         return bool(self._ids.get(item_id))
 
     def at_path(self, path: str, kind: str) -> list[str]:
-        """Ids of the items of `kind` whose Path is exactly `path` (case-sensitive, as
-        stored); an item the server sent without a Type matches any kind."""
+        """Ids of the items of `kind` whose Path is `path`, compared as its file system
+        does (paths.match_key: a Windows or SMB server ignores case; NFC everywhere); an
+        item the server sent without a Type matches any kind."""
         wanted = (_TYPE_CODES.get(kind, _OTHER_TYPE), 0)
-        return _unique(self.ids[n] for n in self._paths.get(strip_trailing(path))
+        return _unique(self.ids[n] for n in self._paths.get(match_key(path))
                        if self.types[n] in wanted)
 
     def with_ids(self, ids: dict[str, str], kind: str) -> list[str]:
@@ -693,7 +694,7 @@ class EmbyPlayer(JellyfinPlayer):
             return self._found[(kind, path)]
         base = {"Recursive": "true", "IncludeItemTypes": kind, "Fields": "Path,ProviderIds"}
         found = [i for i in self._items({**base, "Path": path})
-                 if strip_trailing(str(i.get("Path") or "")) == strip_trailing(path)]
+                 if match_key(str(i.get("Path") or "")) == match_key(path)]
         exact = bool(found)
         wanted = [f"{p}.{v}" for p, v in sorted(ids.items()) if p.lower() in PROVIDERS and v]
         if not found and wanted:
