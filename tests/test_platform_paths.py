@@ -1,0 +1,233 @@
+"""Paths compared as the player's platform compares them, end to end: the installed
+`metarr-sync` against a fake Kodi and a fake Jellyfin whose disks behave like a Windows
+server or an SMB share (names in any case reach a file, and are reported as written),
+with names macOS wrote decomposed (NFD) while Metarr holds them composed (NFC), and
+with UNC paths on both sides of a mapping.
+
+Each scenario runs twice: the first run finds the items the player has (refreshing them
+by id, never scanning their folders) and adds the new one, all verified; the second run
+sends nothing and leaves nothing unverified (before, every such item looked new: a scan
+and an `unverified` on every run)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from support.fake_players import FakeJellyfin, FakeKodi, JellyfinLibrary
+
+#: "Amélie" as macOS writes it (e + U+0301) and as Metarr holds it (U+00E9).
+NFD = "Ame\u0301lie"
+NFC = "Am\u00e9lie"
+
+CONFIG = """
+[metarr]
+database = "{db}"
+
+[sync]
+initial_lookback = "all"
+
+{players}
+"""
+
+
+def movie_files(root: str, sep: str) -> dict[str, str]:
+    """title -> the movie's file as the player's disk spells it."""
+    return {title: f"{root}{sep}{name} ({year}){sep}{name} ({year}).mkv"
+            for title, name, year in (("Heat", "Heat", 1995), (NFC, NFD, 2001),
+                                      ("Up", "Up", 2009))}
+
+
+def add_movies(metarr, folder_of=None) -> dict[str, int]:
+    """Metarr's three movies (Amélie in NFC), optionally in folders of its own spelling."""
+    ids = {}
+    for title, year in (("Heat", 1995), (NFC, 2001), ("Up", 2009)):
+        folder = folder_of(f"{title} ({year})") if folder_of else None
+        ids[title] = metarr.add_movie(title, year, folder=folder)
+    return ids
+
+
+def player_row(result) -> dict:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    (row,) = json.loads(result.stdout)["players"]
+    return row
+
+
+def queue(cli) -> list[tuple[str, str]]:
+    with cli.state() as state:
+        return [(r["item_key"], r["status"]) for r in state.execute(
+            "SELECT item_key, status FROM sync_queue ORDER BY item_key")]
+
+
+def kodi_sent(kodi: FakeKodi, method: str) -> list[dict]:
+    """The params of every call of `method` Kodi received, batches included."""
+    with kodi.lock:
+        docs = [r.json for r in kodi.requests if r.path == "/jsonrpc"]
+    return [call.get("params") for doc in docs for call in _calls(doc)
+            if call.get("method") == method]
+
+
+def scanned(kodi: FakeKodi) -> list[str]:
+    return [p["directory"] for p in kodi_sent(kodi, "VideoLibrary.Scan")]
+
+
+def _calls(doc) -> list[dict]:
+    return [c for c in (doc if isinstance(doc, list) else [doc]) if isinstance(c, dict)]
+
+
+def kodi_library(kodi: FakeKodi, root: str, files: dict[str, str]) -> None:
+    """Heat and Amélie on Kodi's disk and in its library (scanned before metarr-sync ever
+    ran); Up on the disk only: new, as Radarr just put it there."""
+    kodi.add_file(files["Heat"], files[NFC])
+    kodi.rpc_VideoLibrary_Scan({"directory": root})
+    kodi.add_file(files["Up"])
+    assert kodi.library_files() == {files["Heat"], files[NFC]}
+    kodi.reset_log()
+
+
+@pytest.fixture
+def smb_kodi() -> Iterator[FakeKodi]:
+    """A Kodi reading an SMB share: its source is spelled `smb://NAS/Movies/`, the share
+    ignores case and keeps the names as macOS wrote them."""
+    fake = FakeKodi(sources={"smb://NAS/Movies/": "movies"})
+    fake.ignore_case = True
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def test_kodi_on_an_smb_share_matches_a_mapping_typed_in_another_case_and_nfd_names(
+        cli, metarr, smb_kodi):
+    files = movie_files("smb://NAS/Movies", "/")
+    kodi_library(smb_kodi, "smb://NAS/Movies/", files)
+    heat_id, amelie_id = (next(i for i, f in smb_kodi.movies.items() if f == files[t])
+                          for t in ("Heat", NFC))
+    ids = add_movies(metarr)
+    cli.write_config(CONFIG.format(db=metarr.path, players=smb_kodi.toml(
+        "lounge", [("/data/media/movies", "smb://nas/movies")])))
+
+    first = player_row(cli("run", "--json"))
+    assert (first["synced"], first["verified"], first["failed"]) == (3, 3, 0)
+    assert first["failures"] == []
+    # The two Kodi has are refreshed by their ids; only the new one's folder is scanned,
+    # spelled as the mapping says (the share ignores case).
+    assert sorted(p["movieid"] for p in kodi_sent(smb_kodi, "VideoLibrary.RefreshMovie")) \
+        == sorted([heat_id, amelie_id])
+    assert scanned(smb_kodi) == ["smb://nas/movies/Up (2009)/"]
+    assert len(smb_kodi.library_files()) == 3
+    assert queue(cli) == []
+
+    smb_kodi.reset_log()
+    second = player_row(cli("run", "--json"))
+    assert (second["synced"], second["failed"], second["failures"]) == (0, 0, [])
+    for method in ("VideoLibrary.Scan", "VideoLibrary.RefreshMovie",
+                   "VideoLibrary.RemoveMovie", "VideoLibrary.Clean"):
+        assert kodi_sent(smb_kodi, method) == [], method
+    assert queue(cli) == [] and sorted(ids) == sorted(["Heat", NFC, "Up"])
+
+
+def test_kodi_is_sent_its_own_spelling_of_a_new_nfd_folder(cli, metarr):
+    """A POSIX share (case and every byte count): macOS wrote `Amélie (2001)` in NFD and
+    Metarr holds it in NFC. Kodi lists its parent folder before the scan; the scan goes
+    to the folder as Kodi listed it, since the NFC spelling names no folder on that disk."""
+    kodi = FakeKodi(sources={"/mnt/movies/": "movies"}).start()
+    try:
+        files = movie_files("/mnt/movies", "/")
+        kodi.add_file(files[NFC])
+        metarr.add_movie(NFC, 2001)
+        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+            "lounge", [("/data/media/movies", "/mnt/movies")])))
+        first = player_row(cli("run", "--json"))
+        assert (first["synced"], first["verified"], first["failed"]) == (1, 1, 0)
+        assert scanned(kodi) == [f"/mnt/movies/{NFD} (2001)/"]
+        assert kodi.library_files() == {files[NFC]}
+        kodi.reset_log()
+        second = player_row(cli("run", "--json"))
+        assert (second["synced"], second["failures"]) == (0, [])
+        assert kodi_sent(kodi, "VideoLibrary.Scan") == []
+        assert kodi_sent(kodi, "VideoLibrary.RefreshMovie") == []
+        assert queue(cli) == []
+    finally:
+        kodi.stop()
+
+
+def test_kodi_case_still_counts_on_a_posix_share(cli, metarr):
+    """The other way round: on a POSIX disk `/mnt/Movies` is not `/mnt/movies`, so a
+    mapping typed in another case reaches nothing and says so."""
+    kodi = FakeKodi(sources={"/mnt/movies/": "movies"}).start()
+    try:
+        kodi.add_file("/mnt/movies/Heat (1995)/Heat (1995).mkv")
+        kodi.rpc_VideoLibrary_Scan({"directory": "/mnt/movies/"})
+        kodi.reset_log()
+        metarr.add_movie("Heat", 1995)
+        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+            "lounge", [("/data/media/movies", "/mnt/Movies")])))
+        result = cli("run", "--json")
+        assert result.returncode == 1
+        (row,) = json.loads(result.stdout)["players"]
+        assert row["verified"] == 0
+        assert kodi_sent(kodi, "VideoLibrary.RefreshMovie") == []
+        assert [f["item"] for f in row["failures"]] == ["movie:1"]
+    finally:
+        kodi.stop()
+
+
+def test_kodi_with_unc_paths_on_both_sides(cli, metarr):
+    """A Metarr on Windows reading `\\\\nas\\media\\movies`, a Kodi on Windows whose source
+    is the UNC share `\\\\SERVER\\Films\\`; the mapping is typed in lower case on both sides."""
+    kodi = FakeKodi(sources={"\\\\SERVER\\Films\\": "movies"})
+    kodi.ignore_case = True
+    kodi.start()
+    try:
+        files = movie_files("\\\\SERVER\\Films", "\\")
+        kodi_library(kodi, "\\\\SERVER\\Films\\", files)
+        add_movies(metarr, lambda name: f"\\\\NAS\\Media\\Movies\\{name}")
+        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+            "lounge", [("\\\\nas\\media\\movies", "\\\\server\\films")])))
+        first = player_row(cli("run", "--json"))
+        assert (first["synced"], first["verified"], first["failed"]) == (3, 3, 0)
+        assert len(kodi_sent(kodi, "VideoLibrary.RefreshMovie")) == 2
+        assert scanned(kodi) == ["\\\\server\\films\\Up (2009)\\"]
+        kodi.reset_log()
+        second = player_row(cli("run", "--json"))
+        assert (second["synced"], second["failures"]) == (0, [])
+        assert kodi_sent(kodi, "VideoLibrary.Scan") == []
+        assert kodi_sent(kodi, "VideoLibrary.RefreshMovie") == []
+        assert queue(cli) == []
+    finally:
+        kodi.stop()
+
+
+def test_jellyfin_on_windows_matches_backslashed_paths_in_another_case_and_nfd_names(
+        cli, metarr):
+    jellyfin = FakeJellyfin(libraries=[
+        JellyfinLibrary("Movies", "movies", ["D:\\Media\\Movies"])])
+    jellyfin.ignore_case = True
+    jellyfin.start()
+    try:
+        files = movie_files("D:\\Media\\Movies", "\\")
+        jellyfin.add_file(files["Heat"], files[NFC])
+        jellyfin._rescan("D:\\Media\\Movies")  # its own library scan, before metarr-sync
+        known = {i.path: i.id for i in jellyfin.items.values()}
+        assert set(known) == {files["Heat"], files[NFC]}
+        jellyfin.add_file(files["Up"])
+        add_movies(metarr)
+        cli.write_config(CONFIG.format(db=metarr.path, players=jellyfin.toml(
+            "den", [("/data/media/movies", "d:/media/movies")])))
+
+        first = player_row(cli("run", "--json"))
+        assert (first["synced"], first["failed"], first["failures"]) == (3, 0, [])
+        # Found by path (no provider ids here): refreshed by id, never reported as new.
+        assert sorted(i for i, _ in jellyfin.refreshed) == sorted(known.values())
+        assert [u["Path"] for u in jellyfin.updates] == [
+            "d:/media/movies\\Up (2009)\\Up (2009).mkv"]
+        assert files["Up"] in jellyfin.library_files()
+        jellyfin.reset_log()
+        refreshed, updates = len(jellyfin.refreshed), len(jellyfin.updates)
+        second = player_row(cli("run", "--json"))
+        assert (second["synced"], second["failures"]) == (0, [])
+        assert (len(jellyfin.refreshed), len(jellyfin.updates)) == (refreshed, updates)
+        assert [key for key, status in queue(cli) if status != "sent"] == []
+    finally:
+        jellyfin.stop()
