@@ -231,3 +231,46 @@ def test_jellyfin_on_windows_matches_backslashed_paths_in_another_case_and_nfd_n
         assert [key for key, status in queue(cli) if status != "sent"] == []
     finally:
         jellyfin.stop()
+
+
+# --- mappings detect, and Plex's keys ---------------------------------------------------
+
+def test_mappings_detect_finds_metarrs_nfc_item_from_a_players_nfd_name(metarr):
+    """The player samples a name macOS wrote (NFD); Metarr holds it in NFC: the item is
+    looked up by both spellings and the two match, on a UNC share in another case."""
+    from metarr_sync.config import Mapping
+    from metarr_sync.discovery import library_item_paths, match_items
+    from metarr_sync.metarr import open_sqlite
+
+    for n in range(3):
+        metarr.add_movie(f"Other {n}", 2000)
+    metarr.add_movie(NFC, 2001)
+    sample = f"\\\\HTPC\\Films\\{NFD} (2001)\\{NFD} (2001).mkv"
+    source = open_sqlite(metarr.path)
+    try:
+        libraries = source.libraries()
+        found = library_item_paths(source, libraries, per_library=1, samples=[sample])
+    finally:
+        source.close()
+    amelie = f"/data/media/movies/{NFC} (2001)/{NFC} (2001).mkv"
+    assert amelie in found[metarr.movie_lib]
+    movies = next(lib for lib in libraries if lib.id == metarr.movie_lib)
+    match = match_items(movies, [amelie], [sample])
+    assert match is not None and match.mapping == Mapping("/data/media/movies",
+                                                          "\\\\HTPC\\Films")
+
+
+@pytest.mark.parametrize(("listed", "asked", "found"), [
+    (f"/mnt/movies/{NFD} (2001)/{NFD} (2001).mkv",
+     f"/mnt/movies/{NFC} (2001)/{NFC} (2001).mkv", True),
+    ("D:\\Movies\\Heat (1995)\\Heat (1995).mkv", "d:\\movies\\heat (1995)\\HEAT (1995).mkv",
+     True),
+    ("/mnt/Movies/Heat (1995)/Heat (1995).mkv", "/mnt/movies/Heat (1995)/Heat (1995).mkv",
+     False),
+])
+def test_plex_finds_an_item_by_its_file_as_the_servers_file_system_does(listed, asked, found):
+    from metarr_sync.players.plex import Listing
+
+    listing = Listing()
+    listing.add({"ratingKey": "7", "Media": [{"Part": [{"file": listed}]}]})
+    assert listing.by_path(asked) == (["7"] if found else [])
