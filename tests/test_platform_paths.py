@@ -274,3 +274,23 @@ def test_plex_finds_an_item_by_its_file_as_the_servers_file_system_does(listed, 
     listing = Listing()
     listing.add({"ratingKey": "7", "Media": [{"Part": [{"file": listed}]}]})
     assert listing.by_path(asked) == (["7"] if found else [])
+
+
+@pytest.mark.parametrize(("url", "file"), [
+    ("image://%2fmnt%2fmovies%2fHeat%2fposter.png/", "/mnt/movies/Heat/poster.png"),
+    ("image://D%3a%5cMovies%5cHeat%5cposter.png/", "D:\\Movies\\Heat\\poster.png"),
+    ("image://smb%3a%2f%2fnas%2fmovies%2fposter.png/", "smb://nas/movies/poster.png"),
+    # A Kodi on Windows with a UNC source: a file like any other.
+    ("image://%5c%5cnas%5cshare%5cHeat%5cposter.png/", "\\\\nas\\share\\Heat\\poster.png"),
+    # Not files: a skin placeholder, an extracted thumbnail, a transformed image, and
+    # anything relative.
+    ("image://DefaultVideo.png/", None),
+    ("image://video@%2fmnt%2fmovies%2fHeat.mkv/", None),
+    ("image://%2fmnt%2fposter.png/transform?size=thumb", None),
+    ("image://poster.png/", None),
+    ("image://%5cposter.png/", None),
+])
+def test_a_kodi_art_file_is_an_absolute_path_in_any_players_style(url, file):
+    from metarr_sync.players.kodi import art_file
+
+    assert art_file(url) == file
