@@ -111,10 +111,10 @@ def test_kodi_on_an_smb_share_matches_a_mapping_typed_in_another_case_and_nfd_na
     assert (first["synced"], first["verified"], first["failed"]) == (3, 3, 0)
     assert first["failures"] == []
     # The two Kodi has are refreshed by their ids; only the new one's folder is scanned,
-    # spelled as the mapping says (the share ignores case).
+    # below the source as Kodi spells it (where Kodi keeps the source's content settings).
     assert sorted(p["movieid"] for p in kodi_sent(smb_kodi, "VideoLibrary.RefreshMovie")) \
         == sorted([heat_id, amelie_id])
-    assert scanned(smb_kodi) == ["smb://nas/movies/Up (2009)/"]
+    assert scanned(smb_kodi) == ["smb://NAS/Movies/Up (2009)/"]
     assert len(smb_kodi.library_files()) == 3
     assert queue(cli) == []
 
@@ -188,7 +188,7 @@ def test_kodi_with_unc_paths_on_both_sides(cli, metarr):
         first = player_row(cli("run", "--json"))
         assert (first["synced"], first["verified"], first["failed"]) == (3, 3, 0)
         assert len(kodi_sent(kodi, "VideoLibrary.RefreshMovie")) == 2
-        assert scanned(kodi) == ["\\\\server\\films\\Up (2009)\\"]
+        assert scanned(kodi) == ["\\\\SERVER\\Films\\Up (2009)\\"]
         kodi.reset_log()
         second = player_row(cli("run", "--json"))
         assert (second["synced"], second["failures"]) == (0, [])

@@ -18,8 +18,10 @@ kodi_artwork.md beside this module):
   per run, as the file system holding it compares names (paths.match_key: case ignored
   for Windows drive, UNC and `smb://` paths, names in NFC everywhere, since Kodi lists a
   name as the file system has it, NFD when macOS wrote it). What is sent back is Kodi's
-  own spelling where Kodi listed it (an item's id, a folder found in its parent's
-  listing), else the mapped path (plan.map_path).
+  own spelling where Kodi gave one: an item's id, a new folder as the listing of its
+  parent spells it, the source holding a folder as Kodi lists its sources (a scan below
+  a source spelled in another case could miss the source's content settings, which
+  Kodi keeps under the path as typed); else the mapped path (plan.map_path).
 - A JSON-RPC batch (an array of calls in one POST) is answered call by call. Look-ups,
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
@@ -71,8 +73,10 @@ from metarr_sync.paths import (
     PLATFORM,
     PathStyle,
     collapse_folders,
+    components_below,
     is_absolute_any,
     is_under,
+    join,
     match_key,
     nfc,
     parent,
@@ -741,6 +745,27 @@ class KodiPlayer(Player):
         self.library.forget_movies()
         return Outcome(target.key, Result.SYNCED)
 
+    def _as_kodi_spells(self, folder: str, style: PathStyle) -> str:
+        """`folder` with the Kodi source holding it spelled as Kodi lists that source.
+
+        Kodi keeps a source's settings (content type, scraper) under the source's path as
+        it was typed; a mapping typed in another case (on an SMB share or a Windows Kodi,
+        where that is the same folder) must not lead a scan past them. Below the source,
+        and whenever no source holds the folder, it is spelled as it was (plan.map_path).
+        """
+        best: tuple[int, str] | None = None
+        for source in self.sources or ():
+            if PathStyle.of(source).encoded:
+                continue  # its names are %-escaped; ours are spelled the mapping's way
+            rest = components_below(folder, source, PLATFORM)
+            if rest is not None and (best is None or len(rest) < best[0]):
+                best = (len(rest), source)
+        if best is None:
+            return folder
+        source = best[1]
+        rest = components_below(folder, source, PLATFORM) or []
+        return join(source, rest, style) if rest else strip_trailing(source)
+
     def _scan_folder(self, target: Target) -> str:
         """The folder whose scan adds the item: a new show is added through its show
         folder (a season folder scan only works for a show Kodi knows)."""
@@ -783,7 +808,8 @@ class KodiPlayer(Player):
             if listing is None or (isinstance(listing, dict) and _key(folder) not in listing):
                 # Listed once per run, and again when a folder is missing from it (new
                 # since): that listing also clears Kodi's stale cache of the parent.
-                listing = self.parents[above] = self._listing(with_trailing(above, style))
+                listing = self.parents[above] = self._listing(
+                    with_trailing(self._as_kodi_spells(above, style), style))
             if isinstance(listing, KodiRejected):
                 for t in members:
                     outcomes[t.key] = Outcome(
@@ -795,7 +821,8 @@ class KodiPlayer(Player):
             # Kodi's spelling of the folder when its parent's listing has it: a name macOS
             # wrote in NFD is another file than Metarr's NFC spelling on a POSIX share.
             key = _key(folder)
-            spelled = (listing[key] or key) if key in listing else folder
+            spelled = (listing[key] or key) if key in listing else \
+                self._as_kodi_spells(folder, style)
             self.kodi.wait_idle()
             try:
                 self.kodi.call("VideoLibrary.Scan",

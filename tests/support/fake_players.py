@@ -935,6 +935,12 @@ class FakeKodi(FakePlayer):
         if source is None:
             return []  # outside every source: "OK", and nothing happens
         root, content = source
+        if not under(directory, root):
+            # Spelled in another case than the source (a disk ignoring case reaches the
+            # folder): Kodi looks a folder's content settings up by the source's path as
+            # stored, so a real Kodi may find none and add nothing. Not measured (no
+            # Windows Kodi or SMB share here): the fake takes the stricter reading.
+            return []
         new_shows: set[str] = set()
         additions: list[tuple[str, str]] = []
         for file in self.files_under(directory):
