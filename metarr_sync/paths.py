@@ -41,8 +41,8 @@ The rules every function here follows:
   comparisons: a path sent to a player or read from the disk is never normalised (on
   Linux the NFC and NFD spellings name two different files). A mapped path sent to a
   player is the mapping's player side as configured + the names below the Metarr side as
-  Metarr holds them (plan.map_path); where the player listed the item itself, its own
-  spelling is what is sent back.
+  Metarr holds them (plan.map_path); where the player gave its own spelling (an item's
+  id, Kodi's sources and its listing of a folder), that is what is sent back.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def components_below(path: str, root: str, case: CaseRule = EXACT) -> list[str] 
     `s:/movies/x`), and compare in NFC."""
     fold = case(root)
     head, names = split(folded(root, case)), split(path)
-    here = [nfc(n.casefold()) if fold else nfc(n) for n in names]
+    here = [folded(n, _always) if fold else nfc(n) for n in names]
     if not _starts_with(here, head):
         return None
     return names[len(head):]

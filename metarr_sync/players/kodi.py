@@ -736,7 +736,9 @@ class KodiPlayer(Player):
         try:
             self.kodi.call("VideoLibrary.Clean",
                            {"showdialogs": False, "content": "movies",
-                            "directory": with_trailing(target.folder, target.style)},
+                            "directory": with_trailing(
+                                self._as_kodi_spells(target.folder, target.style),
+                                target.style)},
                            mutating=True)
         except KodiRejected as exc:
             return Outcome(target.key, Result.FAILED, exc.message)
@@ -1082,7 +1084,8 @@ class KodiPlayer(Player):
         hint = self._mapping_hint(target)
         if not any(is_under(target.path, root, PLATFORM) for root in self.video_sources()):
             return f"Kodi has no source containing {folder} — check the mapping for {hint}"
-        listing = self._listing(folder)
+        listing = self._listing(with_trailing(
+            self._as_kodi_spells(target.folder, target.style), target.style))
         if isinstance(listing, KodiRejected):
             return (f"Kodi cannot open {folder} ({listing.detail}) — is the share "
                     f"reachable from Kodi, and does the mapping for {hint} point at it?")
