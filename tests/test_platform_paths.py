@@ -152,6 +152,40 @@ def test_kodi_is_sent_its_own_spelling_of_a_new_nfd_folder(cli, metarr):
         kodi.stop()
 
 
+def test_kodi_scans_a_new_episode_below_the_nfd_show_folder_it_has(cli, metarr):
+    """A show macOS named in NFD, which Kodi has; Metarr holds its name in NFC. The new
+    episode's season folder is scanned below the show folder as Kodi lists the show."""
+    kodi = FakeKodi(sources={"/mnt/tv/": "tvshows"}).start()
+    try:
+        show = f"/mnt/tv/{NFD} Diaries"
+        first_file, new_file = (f"{show}/Season 01/{NFD} Diaries - S01E0{n}.mkv"
+                                for n in (1, 2))
+        kodi.add_file(first_file)
+        kodi.rpc_VideoLibrary_Scan({"directory": "/mnt/tv/"})
+        kodi.add_file(new_file)
+        assert kodi.library_files() == {f"{show}/", first_file}
+        series = metarr.add_series(f"{NFC} Diaries")
+        metarr.add_episode(series, metarr.add_season(series, 1), 1, 2)
+        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+            "lounge", [("/data/media/tv", "/mnt/tv")])))
+        kodi.reset_log()
+        first = player_row(cli("run", "--json"))
+        # The show (Kodi has it: refreshed by its id) and the new episode.
+        assert (first["synced"], first["verified"], first["failures"]) == (2, 2, [])
+        (show_id,) = (i for i, folder in kodi.shows.items() if folder == f"{show}/")
+        assert [p["tvshowid"] for p in kodi_sent(kodi, "VideoLibrary.RefreshTVShow")] \
+            == [show_id]
+        assert scanned(kodi) == [f"{show}/Season 01/"]
+        assert new_file in kodi.library_files()
+        kodi.reset_log()
+        second = player_row(cli("run", "--json"))
+        assert (second["synced"], second["failures"]) == (0, [])
+        assert kodi_sent(kodi, "VideoLibrary.Scan") == []
+        assert queue(cli) == []
+    finally:
+        kodi.stop()
+
+
 def test_kodi_case_still_counts_on_a_posix_share(cli, metarr):
     """The other way round: on a POSIX disk `/mnt/Movies` is not `/mnt/movies`, so a
     mapping typed in another case reaches nothing and says so."""

@@ -212,6 +212,8 @@ class _Library:
     def __init__(self) -> None:
         self.movies: dict[str, int] | None = None
         self.shows: dict[str, int] | None = None
+        #: A show folder's key -> Kodi's spelling of it, where the two differ (rare).
+        self.show_spellings: dict[str, str] = {}
         self.episodes: dict[int, dict[str, int]] = {}
         #: Paths of items refreshed in this run: Kodi has them under an id not known here.
         self.stale: set[str] = set()
@@ -337,8 +339,14 @@ class KodiPlayer(Player):
 
     def _shows(self) -> dict[str, int]:
         if self.library.shows is None:
-            self.library.shows = {_key(file): show_id for file, show_id in
-                                  self.kodi.paged("VideoLibrary.GetTVShows", "tvshows", "tvshowid")}
+            shows: dict[str, int] = {}
+            for file, show_id in self.kodi.paged("VideoLibrary.GetTVShows", "tvshows",
+                                                 "tvshowid"):
+                key = _key(file)
+                shows[key] = show_id
+                if strip_trailing(file) != key:
+                    self.library.show_spellings[key] = strip_trailing(file)
+            self.library.shows = shows
         return self.library.shows
 
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
@@ -748,13 +756,22 @@ class KodiPlayer(Player):
         return Outcome(target.key, Result.SYNCED)
 
     def _as_kodi_spells(self, folder: str, style: PathStyle) -> str:
-        """`folder` with the Kodi source holding it spelled as Kodi lists that source.
+        """`folder` with the Kodi source holding it spelled as Kodi lists that source, or the
+        show holding it as Kodi lists that show.
 
         Kodi keeps a source's settings (content type, scraper) under the source's path as
         it was typed; a mapping typed in another case (on an SMB share or a Windows Kodi,
         where that is the same folder) must not lead a scan past them. Below the source,
         and whenever no source holds the folder, it is spelled as it was (plan.map_path).
         """
+        if self.library.shows is not None:
+            # Below a show Kodi has: its folder as Kodi spells it (an NFD show folder).
+            show = _holder(folder, style, self.library.shows, _key)
+            if show is not None:
+                kodi_show = self.library.show_spellings.get(show, show)
+                rest = components_below(folder, kodi_show, PLATFORM)
+                if rest is not None:
+                    return join(kodi_show, rest, style) if rest else kodi_show
         best: tuple[int, str] | None = None
         for source in self.sources or ():
             if PathStyle.of(source).encoded:
