@@ -328,3 +328,29 @@ def test_a_kodi_art_file_is_an_absolute_path_in_any_players_style(url, file):
     from metarr_sync.players.kodi import art_file
 
     assert art_file(url) == file
+
+
+def test_mappings_add_and_remove_name_a_windows_or_unc_folder_in_any_case(cli, metarr):
+    import tomllib
+
+    cli.write_config(CONFIG.format(db=metarr.path, players=(
+        '[players.lounge]\ntype = "recorder"\nurl = "http://127.0.0.1:9"\n'
+        "mappings = [ { metarr = '\\\\NAS\\Media\\Movies', player = 'smb://nas/movies' },"
+        " { metarr = '/data/Movies', player = '/mnt/movies' } ]\n")))
+    # The same UNC folder typed in another case: refused, naming the mapping in place.
+    again = cli("mappings", "add", "lounge", "\\\\nas\\media\\movies\\", "smb://nas/other")
+    assert again.returncode == 2
+    assert again.stderr.splitlines()[0] == (
+        "metarr-sync: lounge maps \\\\NAS\\Media\\Movies already (to smb://nas/movies); "
+        "remove it first: metarr-sync mappings remove lounge \\\\NAS\\Media\\Movies")
+    # A POSIX folder in another case is another folder.
+    other = cli("mappings", "add", "lounge", "/data/movies", "/mnt/other")
+    assert other.returncode == 0, other.stderr
+    removed = cli("mappings", "remove", "lounge", "\\\\Nas\\MEDIA\\movies", "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout)["removed"] == [
+        {"metarr": "\\\\NAS\\Media\\Movies", "player": "smb://nas/movies"}]
+    players = tomllib.loads(cli.config.read_text())["players"]
+    assert players["lounge"]["mappings"] == [
+        {"metarr": "/data/Movies", "player": "/mnt/movies"},
+        {"metarr": "/data/movies", "player": "/mnt/other"}]
