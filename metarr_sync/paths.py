@@ -57,6 +57,7 @@ from urllib.parse import quote
 # DOTALL: a file name may hold a newline, and must not turn a URL into a plain path.
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]?$")
+_DRIVE_START = re.compile(r"^[A-Za-z]:")
 _SEPARATORS = re.compile(r"[\\/]")
 _WINDOWS_BAD = re.compile(r'[<>:"|?*\x00-\x1f]')
 _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -76,7 +77,7 @@ def is_url(path: str) -> bool:
 
 def is_windows(path: str) -> bool:
     """Windows-spelled: a `\\` anywhere (UNC included) or a leading drive letter."""
-    return "\\" in path or bool(re.match(r"^[A-Za-z]:", path))
+    return "\\" in path or bool(_DRIVE_START.match(path))
 
 
 def is_local_absolute(path: str) -> bool:
@@ -188,6 +189,8 @@ def is_under(path: str, root: str, case: CaseRule = EXACT) -> bool:
     """
     if _starts_with(components(path), components(root)):
         return True
+    if path.isascii() and root.isascii() and not (case(path) or case(root)):
+        return False  # nothing to fold or compose: the comparison above was the one
     a, b = folded(path, case), folded(root, case)
     return (a, b) != (path, root) and _starts_with(components(a), components(b))
 
