@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from metarr_sync import player_types as kinds
 from metarr_sync import stamps
-from metarr_sync.paths import is_absolute_any
+from metarr_sync.paths import is_absolute_any, match_key
 from metarr_sync.player_types import MAX_TIMEOUT
 
 #: The built-in player types (METARR_SYNC_PLUGINS may add more: player_types()).
@@ -387,10 +387,10 @@ def _parse_mappings(value: Any, key: str, problems: list[str]) -> list[Mapping]:
                 f"not {player!r}"
             )
             continue
-        if metarr in seen:
+        if match_key(metarr) in seen:  # as its file system compares: `D:\X` is `d:\x`
             problems.append(f"{where}.metarr: {metarr!r} is mapped twice")
             continue
-        seen.add(metarr)
+        seen.add(match_key(metarr))
         result.append(Mapping(metarr=metarr, player=player))
     return result
 

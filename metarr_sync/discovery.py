@@ -24,6 +24,7 @@ from metarr_sync.paths import (
     ancestor,
     common_tail,
     is_under,
+    nfc,
     same_place,
     split,
     strip_trailing,
@@ -275,7 +276,10 @@ def library_item_paths(source: MetarrSource, libraries: Sequence[Library],
     for library_id in sorted(wanted):
         for kind in ("movie", "episode"):
             take(source.present_items(kind, library_id=library_id), per_library)
-    names = dict.fromkeys(p for p in (split(s)[-1] for s in samples if split(s)) if p)
+    # Both Unicode spellings: the player lists a name as its disk has it (NFD when macOS
+    # wrote it), Metarr may hold the other.
+    names = dict.fromkeys(v for p in (split(s)[-1] for s in samples if split(s)) if p
+                          for v in (p, nfc(p)))
     for name in names:
         for kind in ("movie", "episode"):
             for sep in ("/", "\\"):

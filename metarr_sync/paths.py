@@ -23,23 +23,32 @@ The rules every function here follows:
   know no URLs: they cut one at its separators (`smb:`, `host`, ...), which is all Plex
   needs, its paths being local.
 - Case: which paths compare without regard to case is a *case rule*, chosen by the
-  caller in one of the named rules below (`EXACT`, `WINDOWS`, `WINDOWS_OR_URL`) — the one
-  place where a rule per player platform will go. Today:
-    * mapping Metarr paths to player paths, batching, collapsing folders, and matching
-      Kodi's and Jellyfin's items compare exactly (EXACT: case matters, but for a URL's
-      scheme);
-    * Plex matching folds the case of Windows-spelled paths (WINDOWS: a Windows server's
-      file system ignores case), POSIX ones compare exactly;
-    * `players test` and `mappings detect` also fold the case of URLs (WINDOWS_OR_URL:
-      SMB shares ignore case), and `common_tail` (pairing library folders by name) always
-      ignores case.
-  Case is folded with str.casefold. Unicode is never normalised (NFC and NFD spellings of
-  a name differ).
+  caller in one of the named rules below. `PLATFORM` compares as the file system holding
+  the path does, and is the rule of every comparison of a player's path with the one
+  expected (Kodi's, Jellyfin's and Plex's matching and verification, the choice of a
+  mapping): a Windows drive path (`D:\\Movies`) and a UNC path (`\\\\nas\\share`) ignore
+  case (NTFS, SMB servers), as does an `smb://` URL (Kodi's own SMB client: the server
+  decides, and SMB servers ignore case); a POSIX path (`/mnt/movies`) and any other URL
+  (`nfs://`: the server's POSIX file system) compare exactly, but for a URL's scheme.
+  The others: `EXACT` (case matters; batching and collapsing folders, which compare
+  Metarr's own spellings), `WINDOWS` (Windows-spelled paths only), `WINDOWS_OR_URL`
+  (`players test` and `mappings detect`, which guess and so also ignore the case of every
+  URL); `common_tail` (pairing library folders by name) always ignores case. Case is
+  folded with str.casefold.
+- Unicode: every comparison normalises names to NFC first, whatever the case rule: macOS
+  writes names decomposed (NFD: `e` + U+0301), Metarr and most Linux tools hold them
+  composed (NFC: U+00E9), and a player lists them as the file system has them. Only
+  comparisons: a path sent to a player or read from the disk is never normalised (on
+  Linux the NFC and NFD spellings name two different files). A mapped path sent to a
+  player is the mapping's player side as configured + the names below the Metarr side as
+  Metarr holds them (plan.map_path); where the player gave its own spelling (an item's
+  id, Kodi's sources and its listing of a folder), that is what is sent back.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +57,7 @@ from urllib.parse import quote
 # DOTALL: a file name may hold a newline, and must not turn a URL into a plain path.
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]?$")
+_DRIVE_START = re.compile(r"^[A-Za-z]:")
 _SEPARATORS = re.compile(r"[\\/]")
 _WINDOWS_BAD = re.compile(r'[<>:"|?*\x00-\x1f]')
 _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -67,12 +77,13 @@ def is_url(path: str) -> bool:
 
 def is_windows(path: str) -> bool:
     """Windows-spelled: a `\\` anywhere (UNC included) or a leading drive letter."""
-    return "\\" in path or bool(re.match(r"^[A-Za-z]:", path))
+    return "\\" in path or bool(_DRIVE_START.match(path))
 
 
 def is_local_absolute(path: str) -> bool:
-    """An absolute local path as Metarr writes them: `/...` or a drive `C:\\...`, `C:/...`."""
-    return path.startswith("/") or bool(re.match(r"^[A-Za-z]:[\\/]", path))
+    """An absolute path as Metarr writes them: `/...`, a drive `C:\\...`, `C:/...`, or a
+    UNC share `\\\\nas\\share\\...` (a Metarr on Windows reading a NAS)."""
+    return path.startswith(("/", "\\\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", path))
 
 
 def is_absolute_any(path: str) -> bool:
@@ -86,13 +97,16 @@ def is_absolute_any(path: str) -> bool:
 
 
 # --- case rules ------------------------------------------------------------------------
-#: Whether a path compares without regard to case. Issue 18 will choose one per player
-#: platform; today each use has its own (see the module docstring).
+#: Whether a path compares without regard to case (see the module docstring).
 CaseRule = Callable[[str], bool]
 
 
 def _never(path: str) -> bool:
     return False
+
+
+def _always(path: str) -> bool:
+    return True
 
 
 EXACT: CaseRule = _never
@@ -106,9 +120,40 @@ def _windows_or_url(path: str) -> bool:
 WINDOWS_OR_URL: CaseRule = _windows_or_url
 
 
+def is_smb(path: str) -> bool:
+    """An `smb://` URL (any case of the scheme)."""
+    return path[:6].lower() == "smb://"
+
+
+def _platform(path: str) -> bool:
+    return is_windows(path) or is_smb(path)
+
+
+PLATFORM: CaseRule = _platform
+
+
+def nfc(text: str) -> str:
+    """`text` in Unicode's composed form (NFC), for comparing only; ASCII as it is."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
 def folded(path: str, case: CaseRule) -> str:
-    """`path` case-folded when `case` says it compares without regard to case."""
-    return path.casefold() if case(path) else path
+    """`path` as compared: NFC, and case-folded when `case` says it ignores case."""
+    path = nfc(path)
+    # Folding can decompose (`İ`): composed again, so both sides end in the same form.
+    return nfc(path.casefold()) if case(path) else path
+
+
+def match_key(path: str, case: CaseRule = PLATFORM) -> str:
+    """One string per place, for indexing a player's listing by path: `folded`, without
+    trailing separator, a Windows path's `/` turned into `\\` (both separate there) and a
+    URL's scheme in lower case. Two spellings of one file get the same key; the key is a
+    path in the original's style, so `parent` still walks it up."""
+    key = folded(strip_trailing(path), case)
+    match = _URL_RE.match(key)
+    if match:
+        return match.group(1).lower() + match.group(2)
+    return key.replace("/", "\\") if is_windows(key) else key
 
 
 # --- splitting and comparing ------------------------------------------------------------
@@ -128,9 +173,8 @@ def components(path: str) -> list[str]:
 
 
 def compare_key(path: str, case: CaseRule = EXACT) -> tuple[str, ...]:
-    """A path's identity for equality: its names (`split`), case-folded by `case`."""
-    parts = split(path)
-    return tuple(p.casefold() for p in parts) if case(path) else tuple(parts)
+    """A path's identity for equality: its names (`split`) in NFC, case-folded by `case`."""
+    return tuple(split(folded(path, case)))
 
 
 def _starts_with(parts: Sequence[str], head: Sequence[str]) -> bool:
@@ -145,8 +189,8 @@ def is_under(path: str, root: str, case: CaseRule = EXACT) -> bool:
     """
     if _starts_with(components(path), components(root)):
         return True
-    if case is EXACT:
-        return False
+    if path.isascii() and root.isascii() and not (case(path) or case(root)):
+        return False  # nothing to fold or compose: the comparison above was the one
     a, b = folded(path, case), folded(root, case)
     return (a, b) != (path, root) and _starts_with(components(a), components(b))
 
@@ -159,20 +203,18 @@ def same_place(a: str, b: str, case: CaseRule = EXACT) -> bool:
 def components_below(path: str, root: str, case: CaseRule = EXACT) -> list[str] | None:
     """The names of `path` below `root` (as `path` spells them), or None when it is not
     inside it. Both sides fold case when `case` says so for `root` (`S:\\Movies` holds
-    `s:/movies/x`)."""
+    `s:/movies/x`), and compare in NFC."""
     fold = case(root)
-    head, names = split(root), split(path)
-    here = [n.casefold() for n in names] if fold else names
-    if fold:
-        head = [n.casefold() for n in head]
+    head, names = split(folded(root, case)), split(path)
+    here = [folded(n, _always) if fold else nfc(n) for n in names]
     if not _starts_with(here, head):
         return None
     return names[len(head):]
 
 
 def common_tail(a: str, b: str) -> int:
-    """How many trailing names two paths share, without regard to case."""
-    pa, pb = [p.casefold() for p in split(a)], [p.casefold() for p in split(b)]
+    """How many trailing names two paths share, without regard to case (and in NFC)."""
+    pa, pb = split(folded(a, _always)), split(folded(b, _always))
     count = 0
     while count < min(len(pa), len(pb)) and pa[-1 - count] == pb[-1 - count]:
         count += 1

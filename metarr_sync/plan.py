@@ -15,8 +15,8 @@ from urllib.parse import unquote
 
 from metarr_sync.config import Mapping
 from metarr_sync.metarr import Item
-from metarr_sync.paths import MappingError as MappingError  # re-exported: map_path raises it
 from metarr_sync.paths import (
+    PLATFORM,
     PathStyle,
     components,
     is_local_absolute,
@@ -29,6 +29,7 @@ from metarr_sync.paths import (
     split,
     strip_trailing,
 )
+from metarr_sync.paths import MappingError as MappingError  # re-exported: map_path raises it
 
 KIND_ORDER = {"movie": 0, "series": 1, "episode": 2}
 
@@ -36,22 +37,33 @@ KIND_ORDER = {"movie": 0, "series": 1, "episode": 2}
 def best_mapping(path: str, mappings: Sequence[Mapping], side: str = "metarr"
                  ) -> Mapping | None:
     """The mapping whose `side` ("metarr" or "player") is the longest whole-component
-    prefix of `path`."""
+    prefix of `path`, compared as that side's file system does (paths.PLATFORM: a
+    Windows or SMB prefix typed in another case still covers the path)."""
     best: Mapping | None = None
     best_len = -1
     for mapping in mappings:
         root = getattr(mapping, side)
-        if is_under(path, root):
+        if is_under(path, root, PLATFORM):
             length = len(components(root))
             if length > best_len:
                 best, best_len = mapping, length
     return best
 
 
+def _root_of(path: str) -> str:
+    """The root of an unmapped Metarr path: `/`, a drive `C:\\`, or a UNC share."""
+    if path.startswith("\\\\"):
+        return "\\\\" + "\\".join(split(path)[:2])
+    return "/" if path.startswith("/") else path[:3]
+
+
 def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
     """(player path, player root) for a Metarr-side absolute path.
 
-    With no mappings the player sees Metarr's paths as they are.
+    The player path is the mapping's player side as configured, then the names below its
+    Metarr side as Metarr holds them: nothing is case-folded or Unicode-normalised, since
+    on a POSIX file system another spelling is another file. With no mappings the player
+    sees Metarr's paths as they are.
     """
     if not path or not is_local_absolute(path):
         raise MappingError(f"Metarr path {path!r} is not absolute")
@@ -59,7 +71,7 @@ def map_path(path: str, mappings: Sequence[Mapping]) -> tuple[str, str]:
         # `..` would lead the player outside the root the mapping claims.
         raise MappingError(f"Metarr path {path!r} contains '.' or '..'")
     if not mappings:
-        return strip_trailing(path), "/" if path.startswith("/") else path[:3]
+        return strip_trailing(path), _root_of(path)
     mapping = best_mapping(path, mappings)
     if mapping is None:
         roots = ", ".join(m.metarr for m in mappings)

@@ -78,6 +78,11 @@ CORPUS: list[tuple[str, str, list[str]]] = [
     ("mapping-twice", DB + KODI + 'mappings = [ { metarr = "/data", player = "/a" }, '
      '{ metarr = "/data", player = "/b" } ]\n',
      ["players.tv.mappings[1].metarr", "mapped twice"]),
+    # A Windows Metarr folder in another case is the same folder (its file system
+    # ignores case); a POSIX one is not (not in this corpus: it is a valid config).
+    ("mapping-twice-windows-case", DB + KODI + "mappings = [ { metarr = 'D:\\Media', "
+     "player = '/a' }, { metarr = 'd:/media/', player = '/b' } ]\n",
+     ["players.tv.mappings[1].metarr", "mapped twice"]),
     ("mapping-unknown-key", DB + KODI +
      'mappings = [ { metarr = "/data", player = "/a", plyer = "/b" } ]\n',
      ["players.tv.mappings[0].plyer", "did you mean 'player'"]),

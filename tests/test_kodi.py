@@ -645,15 +645,21 @@ def test_only_the_last_few_shows_episode_listings_are_kept(kodi):
                                                             "ignorenfo": False}
 
 
-def test_like_lookalikes_are_not_taken_for_the_item(kodi):
-    # Kodi's path filter is LIKE: case-insensitive, `_` a wildcard. Only exact files count.
-    kodi.add_movie(1, "smb://nas/movies/heat_(1995)/heat_(1995).mkv")
-    kodi.add_movie(2, "smb://nas/movies/HeatX(1995)/HeatX(1995).mkv")
-    kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat_(1995)/")
-    make_player().apply(targets([movie("Heat_(1995)")]))
-    assert kodi.sent("VideoLibrary.RefreshMovie") == []
-    assert kodi.sent("VideoLibrary.Scan") == [
-        {"directory": "smb://nas/movies/Heat_(1995)/", "showdialogs": False}]
+@pytest.mark.parametrize("root", ["smb://nas/movies", "/srv/movies"])
+def test_like_lookalikes_are_not_taken_for_the_item(kodi, root):
+    # Kodi's path filter is LIKE: case-insensitive, `_` a wildcard. Only the same file
+    # counts: `_` is no wildcard anywhere, and case matters on a POSIX path (an SMB share
+    # ignores case: tests/test_platform_paths.py).
+    mappings = [Mapping("/data/media/movies", root)]
+    kodi.add_movie(1, f"{root}/heat_(1995)/heat_(1995).mkv")
+    kodi.add_movie(2, f"{root}/HeatX(1995)/HeatX(1995).mkv")
+    kodi.listing(f"{root}/", f"{root}/Heat_(1995)/")
+    make_player(mappings).apply(targets([movie("Heat_(1995)")], mappings))
+    assert kodi.sent("VideoLibrary.RefreshMovie") == ([] if root.startswith("/") else
+                                                      [{"movieid": 1, "ignorenfo": False}])
+    assert kodi.sent("VideoLibrary.Scan") == ([
+        {"directory": f"{root}/Heat_(1995)/", "showdialogs": False}]
+        if root.startswith("/") else [])
 
 
 def test_stacked_movie_is_found_by_any_of_its_parts(kodi):
@@ -1071,10 +1077,11 @@ def test_whole_library_listings_come_in_pages(kodi, monkeypatch):
     # 4 shows fill two pages exactly: Kodi's total says there is no third.
     assert kodi.sent("VideoLibrary.GetTVShows") == [
         {"properties": ["file"], "limits": {"start": s, "end": s + 2}} for s in (0, 2)]
-    # Only file -> id is kept, for every row of every page.
-    assert player.library.movies == {f"smb://nas/movies/M{n}/M{n}.mkv": 100 + n
+    # Only file -> id is kept, for every row of every page (keyed as an SMB share
+    # compares names: case folded).
+    assert player.library.movies == {f"smb://nas/movies/m{n}/m{n}.mkv": 100 + n
                                      for n in range(4)}  # M4 refreshed: dropped
-    assert player.library.shows == {f"smb://nas/tv/S{n}": 200 + n for n in range(4)}
+    assert player.library.shows == {f"smb://nas/tv/s{n}": 200 + n for n in range(4)}
     assert kodi.sent("VideoLibrary.RefreshMovie") == [{"movieid": 104, "ignorenfo": False}]
 
 

@@ -293,7 +293,8 @@ def test_paged_listings_and_a_batch_against_the_real_kodi(kodi, monkeypatch):
         assert player._movies() == expected
         assert player.requests == -(-len(expected) // 2)  # one request per page of two
         folders = player._listing(f"{kodi.movies}/")
-        assert {str(Path(f).parent) for f in files} <= folders
+        assert not isinstance(folders, kodi_rpc.KodiRejected)
+        assert {str(Path(f).parent) for f in files} <= folders.keys()
 
         before = player.requests
         answers = player.kodi.call_many([
@@ -813,3 +814,32 @@ def test_a_movies_only_kodi_gets_the_new_movie_and_a_new_episode_is_not_its_work
     # The next run has nothing to do for it: no request at all.
     code, report = run(cli)
     assert code == 0 and report["items"] == 0 and report["players"][0]["requests"] == 0
+
+
+def test_an_nfd_named_movie_folder_is_found_and_verified_with_metarrs_nfc_name(setup, tmp_path):
+    """macOS wrote `Amélie (2001)` decomposed (NFD: e + U+0301) onto the share; Metarr holds
+    the composed name (NFC: U+00E9). On Kodi's Linux disk these are two different names:
+    the scan must go to the folder as Kodi lists it, and the item is then matched, verified
+    and later refreshed by its id although the two spellings differ."""
+    cli, db, kodi = setup
+    nfd, nfc = "Ame\u0301lie", "Am\u00e9lie"
+    video = publish_movie(kodi, nfd, 2001, nfo_title=nfc, imdb="tt0211915")
+    assert not (kodi.movies / f"{nfc} (2001)").exists()  # the disk tells them apart
+    movie = db.add_movie(nfc, 2001)
+    log = tmp_path / "first.log"
+    code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    assert report["players"][0]["verified"] == 1, explain(cli, report)
+    assert [p for m, p in sent_methods(log) if m == "VideoLibrary.Scan"] == [
+        {"directory": f"{kodi.movies}/{nfd} (2001)/", "showdialogs": False}]
+    kodi.wait_until(lambda: video in kodi.movies_by_file(), "the NFD-named movie")
+    movie_id = kodi.movies_by_file()[video]["movieid"]
+
+    # Metarr republishes it: Kodi's entry (its NFD file) is Metarr's NFC item, refreshed.
+    db.republish_movie(movie)
+    log = tmp_path / "second.log"
+    code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    assert report["players"][0]["verified"] == 1, explain(cli, report)
+    assert sent_methods(log) == [("VideoLibrary.RefreshMovie",
+                                  {"movieid": movie_id, "ignorenfo": False})]

@@ -7,6 +7,7 @@ import pytest
 
 from metarr_sync.paths import (
     EXACT,
+    PLATFORM,
     WINDOWS,
     WINDOWS_OR_URL,
     MappingError,
@@ -24,6 +25,7 @@ from metarr_sync.paths import (
     is_url,
     is_windows,
     join,
+    match_key,
     order_key,
     parent,
     same_place,
@@ -254,7 +256,7 @@ def test_folder_of(path, folder):
     ("C:\\x", False, True, True, True),
     ("C:/x", False, True, True, True),
     ("C:x", False, True, False, False),  # relative to the drive's current folder
-    ("\\\\nas\\share", False, True, False, True),
+    ("\\\\nas\\share", False, True, True, True),  # UNC: a Metarr on Windows reads a NAS
     ("smb://nas/x", True, False, False, True),
     ("data/x", False, False, False, False),
     ("a\\b", False, True, False, False),
@@ -275,3 +277,147 @@ def test_collapse_keeps_outermost_folders_by_whole_components():
 def test_order_key_sorts_component_by_component():
     paths = ["/a b/x", "/a/x", "/a-b/x", "/a/x/y"]
     assert sorted(paths, key=order_key) == ["/a/x", "/a/x/y", "/a b/x", "/a-b/x"]
+
+
+# --- comparing as the player's platform does (PLATFORM, NFC) -----------------------------
+#: "Amélie" as macOS writes it (NFD: e + combining acute) and as Metarr holds it (NFC).
+NFD = "Ame\u0301lie (2001)"
+NFC = "Am\u00e9lie (2001)"
+
+
+def test_the_two_spellings_of_a_name_differ_as_text():
+    assert NFD != NFC and len(NFD) == len(NFC) + 1  # else the tables below prove nothing
+
+
+@pytest.mark.parametrize(("path", "root", "under"), [
+    # Windows drive paths ignore case, whichever side is typed otherwise.
+    ("D:\\Movies\\Heat\\Heat.mkv", "d:\\movies", True),
+    ("d:/movies/Heat", "D:\\Movies", True),
+    ("D:\\MOVIES", "d:\\movies\\", True),
+    # Whole components still: no false "is under".
+    ("D:\\Movies\\Heat", "D:\\Movie", False),
+    ("d:\\movies\\Heat", "D:\\Movie", False),
+    ("D:\\Movies4K\\x", "d:\\movies", False),
+    ("E:\\Movies\\x", "D:\\Movies", False),
+    # UNC shares ignore case, host and share included.
+    ("\\\\NAS\\Media\\Movies\\x.mkv", "\\\\nas\\media\\movies", True),
+    ("\\\\nas\\media\\Movies2\\x", "\\\\NAS\\Media\\Movies", False),
+    ("\\\\other\\media\\x", "\\\\nas\\media", False),
+    # smb:// URLs ignore case (the SMB server's); other URLs only in their scheme.
+    ("smb://NAS/Movies/Heat/Heat.mkv", "smb://nas/movies", True),
+    ("SMB://nas/movies/x", "smb://NAS/Movies", True),
+    ("smb://nas/Movies2/x", "smb://nas/movies", False),
+    ("nfs://nas/Movies/x", "nfs://nas/movies", False),
+    ("NFS://nas/movies/x", "nfs://nas/movies", True),
+    # POSIX paths stay case-sensitive.
+    ("/Media/Movies/x", "/media/movies", False),
+    ("/media/movies/x", "/media/Movies", False),
+    ("/media/movies/x", "/media/movies", True),
+    # NFC and NFD spellings are one name, everywhere.
+    (f"/media/movies/{NFD}/x.mkv", f"/media/movies/{NFC}", True),
+    (f"/media/movies/{NFC}/x.mkv", f"/media/movies/{NFD}", True),
+    (f"D:\\Movies\\{NFD.upper()}\\x.mkv", f"d:\\movies\\{NFC}", True),
+    (f"smb://nas/movies/{NFD}", f"smb://NAS/Movies/{NFC.upper()}", True),
+    (f"/media/movies/{NFD.upper()}", f"/media/movies/{NFC}", False),  # POSIX: case counts
+])
+def test_platform_compares_as_the_file_system_holding_the_path(path, root, under):
+    assert is_under(path, root, PLATFORM) is under
+
+
+@pytest.mark.parametrize(("path", "root"), [
+    (f"/m/{NFD}/x", f"/m/{NFC}"),
+    (f"S:\\{NFC}\\x", f"S:\\{NFD}"),
+])
+def test_every_rule_compares_names_in_nfc(path, root):
+    for case in (EXACT, WINDOWS, WINDOWS_OR_URL, PLATFORM):
+        assert is_under(path, root, case)
+        assert compare_key(path, case)[:2] == compare_key(root, case)
+    assert common_tail(f"/a/{NFD}", f"/b/{NFC}") == 1
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("D:\\Movies\\Heat\\Heat.mkv", "d:/movies/heat/HEAT.MKV", True),
+    ("D:\\Movies\\", "d:\\movies", True),
+    ("\\\\NAS\\Share\\Movies\\x.mkv", "\\\\nas\\share\\movies\\X.MKV", True),
+    ("\\\\nas\\share\\x", "D:\\share\\x", False),
+    ("smb://NAS/Movies/x.mkv", "smb://nas/movies/X.mkv", True),
+    ("SMB://nas/movies/x.mkv", "smb://nas/movies/x.mkv", True),
+    ("nfs://nas/Movies/x.mkv", "nfs://nas/movies/x.mkv", False),
+    ("/media/Movies/x.mkv", "/media/movies/x.mkv", False),
+    ("/media/movies/x.mkv", "/media/movies/x.mkv/", True),
+    (f"/media/{NFD}/x.mkv", f"/media/{NFC}/x.mkv", True),
+    (f"D:\\{NFD}", f"d:\\{NFC.upper()}", True),
+    ("D:\\Movie\\x", "D:\\Movies\\x", False),
+])
+def test_match_key_is_one_string_per_place(a, b, same):
+    assert (match_key(a) == match_key(b)) is same
+
+
+@pytest.mark.parametrize(("path", "key", "above"), [
+    ("/media/Movies/", "/media/Movies", "/media"),  # POSIX: as it is, no trailing `/`
+    ("D:/Movies/Heat/", "d:\\movies\\heat", "d:\\movies"),  # Windows: folded, `\` only
+    ("\\\\NAS\\Share\\", "\\\\nas\\share", "\\\\nas"),  # UNC keeps its leading `\\`
+    ("SMB://NAS/Movies/", "smb://nas/movies", "smb://nas"),
+    ("NFS://NAS/Movies", "nfs://NAS/Movies", "nfs://NAS"),  # only the scheme folds
+])
+def test_match_key_keeps_the_style_of_the_path(path, key, above):
+    assert match_key(path) == key
+    assert parent(key, PathStyle.of(path)) == above  # a key walks up like a path
+
+
+@pytest.mark.parametrize(("path", "root", "below"), [
+    (f"/m/{NFD}/x.mkv", f"/m/{NFC}", ["x.mkv"]),
+    (f"S:\\MOVIES\\{NFD}\\x.mkv", "s:\\movies", [NFD, "x.mkv"]),  # the path's spelling kept
+    ("\\\\NAS\\Share\\Movies\\x", "\\\\nas\\share", ["Movies", "x"]),
+    ("/Media/x", "/media", None),
+])
+def test_components_below_compares_in_nfc_and_keeps_the_spelling(path, root, below):
+    assert components_below(path, root, PLATFORM) == below
+
+
+@pytest.mark.parametrize(("metarr_root", "player_root", "item", "sent"), [
+    # The player side as configured + the names below as Metarr holds them: an NFD name
+    # stays NFD and a Windows prefix typed in lower case still covers the item.
+    ("/data/movies", "smb://nas/Movies", f"/data/movies/{NFD}/x.mkv",
+     f"smb://nas/Movies/{NFD}/x.mkv"),
+    ("D:\\Media\\Movies", "\\\\nas\\share\\movies", f"d:\\media\\movies\\{NFC}\\x.mkv",
+     f"\\\\nas\\share\\movies\\{NFC}\\x.mkv"),
+    # UNC on both sides: split at `\`, joined with `\`.
+    ("\\\\NAS\\Media\\Movies", "\\\\srv\\films", "\\\\nas\\media\\movies\\Heat\\Heat.mkv",
+     "\\\\srv\\films\\Heat\\Heat.mkv"),
+    ("\\\\nas\\media", "/mnt/media", "\\\\nas\\media\\Movies\\Heat\\Heat.mkv",
+     "/mnt/media/Movies/Heat/Heat.mkv"),
+])
+def test_a_mapped_path_is_the_configured_prefix_and_metarrs_names(
+        metarr_root, player_root, item, sent):
+    from metarr_sync.config import Mapping
+    from metarr_sync.plan import map_path, unmap_path
+
+    mappings = [Mapping(metarr_root, player_root)]
+    assert map_path(item, mappings)[0] == sent
+    # And back: the Metarr side as configured + the player's names as it spells them.
+    back = unmap_path(sent.upper() if is_windows(player_root) else sent, mappings)
+    assert back is not None and match_key(back) == match_key(item)
+
+
+@pytest.mark.parametrize(("item", "mapped"), [
+    ("/data/Movies/x.mkv", False),  # POSIX Metarr: the case of the prefix counts
+    ("D:\\MEDIA\\x.mkv", True),
+])
+def test_a_mapping_covers_what_its_file_system_calls_the_same(item, mapped):
+    from metarr_sync.config import Mapping
+    from metarr_sync.plan import map_path
+
+    mappings = [Mapping("/data/movies", "/m"), Mapping("d:\\media", "/w")]
+    if mapped:
+        assert map_path(item, mappings)[0] == "/w/x.mkv"
+    else:
+        with pytest.raises(MappingError, match="no path mapping covers"):
+            map_path(item, mappings)
+
+
+def test_an_unmapped_unc_path_is_its_own_root():
+    from metarr_sync.plan import map_path
+
+    assert map_path("\\\\nas\\share\\Movies\\x.mkv", []) == (
+        "\\\\nas\\share\\Movies\\x.mkv", "\\\\nas\\share")

@@ -70,7 +70,7 @@ def add_command(
 ) -> None:
     """Add a path mapping to a player."""
     from metarr_sync.config import Mapping
-    from metarr_sync.paths import is_absolute_any, strip_trailing
+    from metarr_sync.paths import is_absolute_any, match_key, strip_trailing
 
     _absolute_metarr(metarr_path, "METARR_PATH")
     if not player_path.strip() or not is_absolute_any(player_path):
@@ -80,7 +80,7 @@ def add_command(
     config = common.load_for_edit(ctx)
     target = common.player_of(config, player)
     for mapping in target.mappings:
-        if strip_trailing(mapping.metarr) == strip_trailing(metarr_path):
+        if match_key(mapping.metarr) == match_key(metarr_path):  # `D:\X` is `d:\x`
             raise common.UsageError(
                 f"{player} maps {mapping.metarr} already (to {mapping.player}); "
                 f"remove it first: metarr-sync mappings remove {player} "
@@ -108,13 +108,13 @@ def remove_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove a player's path mapping (named by its Metarr side)."""
-    from metarr_sync.paths import strip_trailing
+    from metarr_sync.paths import match_key
 
     _absolute_metarr(metarr_path, "METARR_PATH")
     config = common.load_for_edit(ctx)
     target = common.player_of(config, player)
     keep = [m for m in target.mappings
-            if strip_trailing(m.metarr) != strip_trailing(metarr_path)]
+            if match_key(m.metarr) != match_key(metarr_path)]
     if len(keep) == len(target.mappings):
         mapped = ", ".join(m.metarr for m in target.mappings) or "none"
         raise common.UsageError(

@@ -91,7 +91,14 @@ from urllib.parse import quote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
-from metarr_sync.paths import ancestor, collapse_folders, is_under, strip_trailing
+from metarr_sync.paths import (
+    PLATFORM,
+    ancestor,
+    collapse_folders,
+    is_under,
+    match_key,
+    strip_trailing,
+)
 from metarr_sync.plan import OldFile, Target
 from metarr_sync.player_types import SETTINGS
 from metarr_sync.players.base import (
@@ -176,7 +183,7 @@ class Library:
     collection_type: str | None
 
     def holds(self, path: str) -> bool:
-        return any(is_under(path, loc) for loc in self.locations)
+        return any(is_under(path, loc, PLATFORM) for loc in self.locations)
 
     def describe(self) -> str:
         return f"{self.name!r} ({', '.join(self.locations) or 'no folders'})"
@@ -223,7 +230,7 @@ class Index:
         self.types.append(_TYPE_CODES.get(kind, _OTHER_TYPE if kind else 0))
         path = item.get("Path")
         if isinstance(path, str) and path:
-            self._paths.add(strip_trailing(path), number)
+            self._paths.add(match_key(path), number)
         providers = item.get("ProviderIds")
         for key, value in (providers.items() if isinstance(providers, dict) else ()):
             if value:
@@ -233,10 +240,11 @@ class Index:
         return bool(self._ids.get(item_id))
 
     def at_path(self, path: str, kind: str) -> list[str]:
-        """Ids of the items of `kind` whose Path is exactly `path` (case-sensitive, as
-        stored); an item the server sent without a Type matches any kind."""
+        """Ids of the items of `kind` whose Path is `path`, compared as its file system
+        does (paths.match_key: a Windows or SMB server ignores case; NFC everywhere); an
+        item the server sent without a Type matches any kind."""
         wanted = (_TYPE_CODES.get(kind, _OTHER_TYPE), 0)
-        return _unique(self.ids[n] for n in self._paths.get(strip_trailing(path))
+        return _unique(self.ids[n] for n in self._paths.get(match_key(path))
                        if self.types[n] in wanted)
 
     def with_ids(self, ids: dict[str, str], kind: str) -> list[str]:
@@ -633,12 +641,13 @@ class JellyfinPlayer(Player):
         new show, and a removed one, land on the library folder.
         """
         show = target.series_folder if target.item.kind in ("episode", "series") else None
-        if show and is_under(path, show) and not (gone and is_under(show, path)) \
+        if show and is_under(path, show, PLATFORM) \
+                and not (gone and is_under(show, path, PLATFORM)) \
                 and self.has_series(show, libraries):
             return None
         for library in libraries:
             for location in library.locations:
-                if is_under(path, location):
+                if is_under(path, location, PLATFORM):
                     return location
         return None
 
@@ -795,7 +804,7 @@ class EmbyPlayer(JellyfinPlayer):
             return self._found[(kind, path)]
         base = {"Recursive": "true", "IncludeItemTypes": kind, "Fields": "Path,ProviderIds"}
         found = [i for i in self._items({**base, "Path": path})
-                 if strip_trailing(str(i.get("Path") or "")) == strip_trailing(path)]
+                 if match_key(str(i.get("Path") or "")) == match_key(path)]
         exact = bool(found)
         wanted = [f"{p}.{v}" for p, v in sorted(ids.items()) if p.lower() in PROVIDERS and v]
         if not found and wanted:

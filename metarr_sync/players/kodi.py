@@ -14,7 +14,14 @@ kodi_artwork.md beside this module):
 - Removal is surgical (`Remove*` by id); a folder-scoped `Clean` is used only for movie
   folders (it is unreliable for TV), and a whole-library clean never.
 - The `path` filter of `Get*` is SQL LIKE (case-insensitive, `_`/`%` wildcards), so items
-  are matched here by comparing Kodi's `file` exactly, from one listing per run.
+  are matched here by comparing Kodi's `file` with the expected path, from one listing
+  per run, as the file system holding it compares names (paths.match_key: case ignored
+  for Windows drive, UNC and `smb://` paths, names in NFC everywhere, since Kodi lists a
+  name as the file system has it, NFD when macOS wrote it). What is sent back is Kodi's
+  own spelling where Kodi gave one: an item's id, a new folder as the listing of its
+  parent spells it, the source holding a folder as Kodi lists its sources (a scan below
+  a source spelled in another case could miss the source's content settings, which
+  Kodi keeps under the path as typed); else the mapped path (plan.map_path).
 - A JSON-RPC batch (an array of calls in one POST) is answered call by call. Look-ups,
   refreshes and removals of a batch of targets travel together (one round trip instead of
   one per item); scans, cleans and the idle checks before them never do, since Kodi drops
@@ -56,17 +63,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
 from metarr_sync.paths import (
+    PLATFORM,
     PathStyle,
     collapse_folders,
+    components_below,
+    is_absolute_any,
     is_under,
+    join,
+    match_key,
+    nfc,
     parent,
     strip_trailing,
     with_trailing,
@@ -118,7 +130,6 @@ _SHOWN = {"movie": ("title",), "series": ("title",),
 #: files in 9.3 s): verify() waits this much longer per refresh the run sent, since a
 #: refresh is answered at once and carried out afterwards.
 REFRESH_SECONDS = 0.1
-_ABSOLUTE = re.compile(r"^(/|[A-Za-z]:[\\/]|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 def art_file(url: Any) -> str | None:
@@ -131,7 +142,9 @@ def art_file(url: Any) -> str | None:
     if "/" in inner:
         return None  # options after the wrapped path (`.../transform?size=thumb`)
     path = unquote(inner)
-    return path if _ABSOLUTE.match(path) else None
+    # Absolute in any style Kodi keeps a file under (paths.is_absolute_any): POSIX, a drive,
+    # a URL, and a UNC path, which a Kodi on Windows lists for a `\\\\nas\\share` source.
+    return path if is_absolute_any(path) else None
 
 
 def own_art(art: Any) -> list[str]:
@@ -156,8 +169,9 @@ def image_hash(path: str) -> str | None:
 
 
 def _key(path: str) -> str:
-    """Folder paths compare without their trailing separator; everything else exactly."""
-    return strip_trailing(path)
+    """What a path of Kodi's is compared by: its paths.match_key (no trailing separator,
+    NFC, case-folded where the file system ignores case)."""
+    return match_key(path)
 
 
 def _stack_parts(file: str) -> list[str]:
@@ -174,12 +188,15 @@ def _expand_source(path: str) -> list[str]:
     return [unquote(part) for part in path[len("multipath://"):].split("/") if part]
 
 
-def _holder(folder: str, style: PathStyle, folders: Container[str]) -> str | None:
-    """The folder of `folders` that holds `folder` (or is it), found by walking up."""
+def _holder(folder: str, style: PathStyle, folders: Container[str],
+            key: Callable[[str], str] = strip_trailing) -> str | None:
+    """The key in `folders` of the folder that holds `folder` (or is it), found by walking
+    up; `key` is how `folders` is keyed (our own spelling, or Kodi's `_key`)."""
+    folder = strip_trailing(folder)
     while True:
-        if folder in folders:
-            return folder
-        above = _key(parent(folder, style))
+        if key(folder) in folders:
+            return key(folder)
+        above = strip_trailing(parent(folder, style))
         if above == folder:
             return None
         folder = above
@@ -195,6 +212,8 @@ class _Library:
     def __init__(self) -> None:
         self.movies: dict[str, int] | None = None
         self.shows: dict[str, int] | None = None
+        #: A show folder's key -> Kodi's spelling of it, where the two differ (rare).
+        self.show_spellings: dict[str, str] = {}
         self.episodes: dict[int, dict[str, int]] = {}
         #: Paths of items refreshed in this run: Kodi has them under an id not known here.
         self.stale: set[str] = set()
@@ -219,7 +238,7 @@ class KodiPlayer(Player):
         #: An item below one of them was added by that scan (with its NFO and artwork).
         self.scanned: dict[str, bool] = {}
         #: Parent folder -> its entries as Kodi listed them in this run (or why not).
-        self.parents: dict[str, set[str] | KodiRejected] = {}
+        self.parents: dict[str, dict[str, str] | KodiRejected] = {}
         #: Refreshes sent in this run: Kodi carries them out after answering (verify()).
         self.refreshes = 0
         #: Item key -> the Kodi id it had when its refresh was sent. Kodi re-adds a
@@ -269,7 +288,8 @@ class KodiPlayer(Player):
             "video sources", bool(result.roots), ", ".join(result.roots)
             or "Kodi has no video sources: add the library folders as sources in Kodi"))
         for mapping in self.config.mappings:
-            covered = any(is_under(mapping.player, r) or is_under(r, mapping.player)
+            covered = any(is_under(mapping.player, r, PLATFORM)
+                          or is_under(r, mapping.player, PLATFORM)
                           for r in result.roots)
             result.steps.append(ProbeStep(
                 f"mapping {mapping.metarr}", covered,
@@ -313,14 +333,20 @@ class KodiPlayer(Player):
             found: dict[str, int] = {}
             for file, movie_id in self.kodi.paged("VideoLibrary.GetMovies", "movies", "movieid"):
                 for part in _stack_parts(file):
-                    found[part] = movie_id
+                    found[_key(part)] = movie_id
             self.library.movies = found
         return self.library.movies
 
     def _shows(self) -> dict[str, int]:
         if self.library.shows is None:
-            self.library.shows = {_key(file): show_id for file, show_id in
-                                  self.kodi.paged("VideoLibrary.GetTVShows", "tvshows", "tvshowid")}
+            shows: dict[str, int] = {}
+            for file, show_id in self.kodi.paged("VideoLibrary.GetTVShows", "tvshows",
+                                                 "tvshowid"):
+                key = _key(file)
+                shows[key] = show_id
+                if strip_trailing(file) != key:
+                    self.library.show_spellings[key] = strip_trailing(file)
+            self.library.shows = shows
         return self.library.shows
 
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
@@ -342,7 +368,7 @@ class KodiPlayer(Player):
                 if isinstance(answer, KodiRejected):
                     raise answer
                 rows = listed_rows(self.where, method, answer, "episodes")[0]
-                episodes[show] = {part: episode_id for file, episode_id
+                episodes[show] = {_key(part): episode_id for file, episode_id
                                   in listed_ids(self.where, method, rows, "episodeid")
                                   for part in _stack_parts(file)}
         for show in dict.fromkeys(show_ids):
@@ -397,28 +423,28 @@ class KodiPlayer(Player):
         self._list_episodes([s for s in shows if s is not None and s not in gone])
 
     def find(self, target: Target) -> int | None:
-        """Kodi's current id of the target's item, matched by its exact path."""
+        """Kodi's current id of the target's item, matched by its path (`_key`)."""
         if target.path in self.library.stale:
             self.library = _Library()  # rare: asked again about a refreshed item
         kind = target.item.kind
         if kind == "movie":
-            return self._movies().get(target.path)
+            return self._movies().get(_key(target.path))
         show = self._show_of(target)
         if kind == "series" or show is None:
             return show
-        return self._episodes(show).get(target.path)
+        return self._episodes(show).get(_key(target.path))
 
     def _old_entry(self, target: Target, old: OldFile) -> tuple[int, int | None] | None:
         """(Kodi's id, its show's id) of the movie or episode whose file is exactly the old
         file, or None. An old episode is looked for in the show whose folder holds it."""
         if target.item.kind == "movie":
-            movie_id = self._movies().get(old.path)
+            movie_id = self._movies().get(_key(old.path))
             return None if movie_id is None else (movie_id, None)
-        show = _holder(_key(parent(old.path, target.style)), target.style, self._shows())
+        show = _holder(parent(old.path, target.style), target.style, self._shows(), _key)
         if show is None:
             return None
         show_id = self._shows()[show]
-        episode_id = self._episodes(show_id).get(old.path)
+        episode_id = self._episodes(show_id).get(_key(old.path))
         return None if episode_id is None else (episode_id, show_id)
 
     def _replace_old(self, target: Target) -> list[tuple[Target, str, dict[str, Any]]]:
@@ -441,7 +467,7 @@ class KodiPlayer(Player):
             entries = self.library.movies if show_id is None else \
                 self.library.episodes.get(show_id)
             if entries is not None:
-                entries.pop(old.path, None)  # its id is about to go
+                entries.pop(_key(old.path), None)  # its id is about to go
         return removals
 
     def _forget(self, target: Target, *, removed: bool) -> None:
@@ -463,7 +489,7 @@ class KodiPlayer(Player):
             show = self._show_of(target)
             entries = self.library.episodes.get(show) if show is not None else None
         if entries is not None:
-            entries.pop(target.path, None)
+            entries.pop(_key(target.path), None)
         if not removed:
             self.library.stale.add(target.path)
 
@@ -711,15 +737,17 @@ class KodiPlayer(Player):
         whose files are gone. Never for TV (unreliable there) and never library-wide."""
         if target.item.kind != "movie" or target.folder_is_root:
             return False
-        folder = with_trailing(target.folder, target.style)
-        return any(file.startswith(folder) for file in self._movies())
+        folder = with_trailing(_key(target.folder), target.style)
+        return any(file.startswith(folder) for file in self._movies())  # keys, both
 
     def _clean(self, target: Target, outcomes: dict[str, Outcome]) -> Outcome:
         self.kodi.wait_idle()
         try:
             self.kodi.call("VideoLibrary.Clean",
                            {"showdialogs": False, "content": "movies",
-                            "directory": with_trailing(target.folder, target.style)},
+                            "directory": with_trailing(
+                                self._as_kodi_spells(target.folder, target.style),
+                                target.style)},
                            mutating=True)
         except KodiRejected as exc:
             return Outcome(target.key, Result.FAILED, exc.message)
@@ -727,6 +755,36 @@ class KodiPlayer(Player):
             raise self._sent([target], exc, outcomes) from None
         self.library.forget_movies()
         return Outcome(target.key, Result.SYNCED)
+
+    def _as_kodi_spells(self, folder: str, style: PathStyle) -> str:
+        """`folder` with the Kodi source holding it spelled as Kodi lists that source, or the
+        show holding it as Kodi lists that show.
+
+        Kodi keeps a source's settings (content type, scraper) under the source's path as
+        it was typed; a mapping typed in another case (on an SMB share or a Windows Kodi,
+        where that is the same folder) must not lead a scan past them. Below the source,
+        and whenever no source holds the folder, it is spelled as it was (plan.map_path).
+        """
+        if self.library.shows is not None:
+            # Below a show Kodi has: its folder as Kodi spells it (an NFD show folder).
+            show = _holder(folder, style, self.library.shows, _key)
+            if show is not None:
+                kodi_show = self.library.show_spellings.get(show, show)
+                rest = components_below(folder, kodi_show, PLATFORM)
+                if rest is not None:
+                    return join(kodi_show, rest, style) if rest else kodi_show
+        best: tuple[int, str] | None = None
+        for source in self.sources or ():
+            if PathStyle.of(source).encoded:
+                continue  # its names are %-escaped; ours are spelled the mapping's way
+            rest = components_below(folder, source, PLATFORM)
+            if rest is not None and (best is None or len(rest) < best[0]):
+                best = (len(rest), source)
+        if best is None:
+            return folder
+        source = best[1]
+        rest = components_below(folder, source, PLATFORM) or []
+        return join(source, rest, style) if rest else strip_trailing(source)
 
     def _scan_folder(self, target: Target) -> str:
         """The folder whose scan adds the item: a new show is added through its show
@@ -740,7 +798,7 @@ class KodiPlayer(Player):
         wanted: dict[str, list[Target]] = {}
         for target in targets:
             folder = self._scan_folder(target)
-            if _key(folder) == _key(target.root) or is_under(target.root, folder):
+            if _key(folder) == _key(target.root) or is_under(target.root, folder, PLATFORM):
                 outcomes[target.key] = Outcome(
                     target.key, Result.FAILED,
                     f"Kodi does not have {target.path}, and adding it would mean scanning "
@@ -748,7 +806,7 @@ class KodiPlayer(Player):
                     "metarr-sync only scans an item's own folder: give it a folder of its "
                     f"own below {target.root}")
                 continue
-            wanted.setdefault(_key(folder), []).append(target)
+            wanted.setdefault(strip_trailing(folder), []).append(target)
         for folder in list(wanted):
             earlier = _holder(folder, wanted[folder][0].style, self.scanned)
             if earlier is None:
@@ -767,10 +825,11 @@ class KodiPlayer(Player):
             style: PathStyle = members[0].style
             above = parent(folder, style)
             listing = self.parents.get(above)
-            if listing is None or (isinstance(listing, set) and folder not in listing):
+            if listing is None or (isinstance(listing, dict) and _key(folder) not in listing):
                 # Listed once per run, and again when a folder is missing from it (new
                 # since): that listing also clears Kodi's stale cache of the parent.
-                listing = self.parents[above] = self._listing(with_trailing(above, style))
+                listing = self.parents[above] = self._listing(
+                    with_trailing(self._as_kodi_spells(above, style), style))
             if isinstance(listing, KodiRejected):
                 for t in members:
                     outcomes[t.key] = Outcome(
@@ -779,10 +838,15 @@ class KodiPlayer(Player):
                         f"({listing.detail}): is that share reachable from Kodi, "
                         f"and does the mapping for {self._mapping_hint(t)} point at it?")
                 continue
+            # Kodi's spelling of the folder when its parent's listing has it: a name macOS
+            # wrote in NFD is another file than Metarr's NFC spelling on a POSIX share.
+            key = _key(folder)
+            spelled = (listing[key] or key) if key in listing else \
+                self._as_kodi_spells(folder, style)
             self.kodi.wait_idle()
             try:
                 self.kodi.call("VideoLibrary.Scan",
-                               {"directory": with_trailing(folder, style), "showdialogs": False},
+                               {"directory": with_trailing(spelled, style), "showdialogs": False},
                                mutating=True)
             except KodiRejected as exc:
                 for t in members:
@@ -792,7 +856,7 @@ class KodiPlayer(Player):
                 raise self._sent(members, exc, outcomes) from None
             # Kodi's listings stay valid: a scan only adds items (found again below
             # self.scanned), it never renumbers the ones listed.
-            seen = self.scanned[folder] = folder in listing
+            seen = self.scanned[folder] = key in listing
             for t in members:
                 outcomes[t.key] = Outcome(t.key, Result.SYNCED) if seen else \
                     self._unseen(t, folder)
@@ -804,8 +868,10 @@ class KodiPlayer(Player):
                        f"that folder in {with_trailing(parent(folder, style), style)}: check "
                        f"the mapping for {self._mapping_hint(target)}")
 
-    def _listing(self, folder: str) -> set[str] | KodiRejected:
-        """List `folder` in Kodi (refreshing Kodi's cache of it); the entries, or why not."""
+    def _listing(self, folder: str) -> dict[str, str] | KodiRejected:
+        """List `folder` in Kodi (refreshing Kodi's cache of it), or why not: each entry's
+        `_key` -> Kodi's spelling of it ("" when that is the key itself, as nearly always:
+        a whole library folder's worth of names is not held twice)."""
         method = "Files.GetDirectory"
         try:
             answer = self.kodi.call(method, {"directory": folder}, rows=True)
@@ -813,8 +879,12 @@ class KodiPlayer(Player):
             return exc
         # A parent listing can be a whole library folder (50,000 movie folders): one
         # answer, parsed row by row into the folder names only (rows=True: see Row).
-        return {_key(row.file) for row in listed_rows(self.where, method, answer, "files")[0]
-                if isinstance(row, Row)}
+        entries: dict[str, str] = {}
+        for row in listed_rows(self.where, method, answer, "files")[0]:
+            if isinstance(row, Row):
+                key, spelled = _key(row.file), strip_trailing(row.file)
+                entries[key] = "" if spelled == key else spelled
+        return entries
 
     def _mapping_hint(self, target: Target) -> str:
         mapping = best_mapping(target.item.path, self.config.mappings)
@@ -838,7 +908,7 @@ class KodiPlayer(Player):
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
         """Check that Kodi shows what Metarr published, after its scans and refreshes.
 
-        An item counts as shown when Kodi lists it at its exact path, shows Metarr's title
+        An item counts as shown when Kodi lists it at its path (`_key`), shows Metarr's title
         for it (the title Metarr writes into the NFO) and holds no cached copy of its
         artwork older than the file (a cached copy's `imagehash` against the file as
         metarr-sync reads it). Kodi works through scans and refreshes in a background job
@@ -958,13 +1028,14 @@ class KodiPlayer(Player):
     def _differs(target: Target, shown: dict[str, Any]) -> str | None:
         """How what Kodi shows for an item differs from what Metarr published, if it does."""
         item = target.item
-        title = item.title.strip()
+        # In NFC, both: a title read from a name macOS wrote (NFD) reads the same.
+        title = nfc(item.title.strip())
         if item.kind != "episode":
-            seen = str(shown.get("title") or "").strip()
+            seen = nfc(str(shown.get("title") or "").strip())
             if title and seen != title:
                 return f"Kodi shows the title {seen!r}, Metarr published {title!r}"
             return None
-        seen = str(shown.get("showtitle") or "").strip()
+        seen = nfc(str(shown.get("showtitle") or "").strip())
         if title and seen != title:
             return f"Kodi shows it under the show {seen!r}, Metarr published it under {title!r}"
         if item.season is not None and item.episode is not None and (
@@ -1029,9 +1100,10 @@ class KodiPlayer(Player):
         """An actionable cause for an item Kodi does not list after delivery."""
         folder = with_trailing(target.folder, target.style)
         hint = self._mapping_hint(target)
-        if not any(is_under(target.path, root) for root in self.video_sources()):
+        if not any(is_under(target.path, root, PLATFORM) for root in self.video_sources()):
             return f"Kodi has no source containing {folder} — check the mapping for {hint}"
-        listing = self._listing(folder)
+        listing = self._listing(with_trailing(
+            self._as_kodi_spells(target.folder, target.style), target.style))
         if isinstance(listing, KodiRejected):
             return (f"Kodi cannot open {folder} ({listing.detail}) — is the share "
                     f"reachable from Kodi, and does the mapping for {hint} point at it?")

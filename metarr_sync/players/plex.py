@@ -86,7 +86,7 @@ from typing import Any
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
 from metarr_sync.paths import (
-    WINDOWS,
+    PLATFORM,
     PathStyle,
     collapse_folders,
     compare_key,
@@ -152,9 +152,9 @@ def client_identifier(player_name: str, machine: str | None = None) -> str:
 # --- paths as Plex spells them -----------------------------------------------------------
 
 def path_key(path: str) -> tuple[str, ...]:
-    """A path's identity for comparison: its components, case-folded on Windows (its file
-    systems ignore case)."""
-    return compare_key(path, WINDOWS)
+    """A path's identity for comparison: its components in NFC, case-folded on Windows
+    (its file systems ignore case; paths.PLATFORM)."""
+    return compare_key(path, PLATFORM)
 
 
 def same_path(a: str, b: str) -> bool:
@@ -179,7 +179,7 @@ class Section:
         location `S:\\` gives `S:\\Movies`, never `S:\\\\Movies`.
         """
         for location in self.locations:
-            rest = components_below(folder, location, WINDOWS)
+            rest = components_below(folder, location, PLATFORM)
             if rest is not None:
                 return join(location, rest, PathStyle.of(location))
         return None
@@ -191,8 +191,8 @@ class Section:
 def file_key(path: str) -> str:
     """`path_key` as one string (components joined by "/"): the index key of a listing."""
     if path.startswith("/") and "//" not in path and "\\" not in path \
-            and not path.endswith("/"):
-        return path  # a plain POSIX path is its own key
+            and not path.endswith("/") and path.isascii():
+        return path  # a plain POSIX path is its own key (NFC when ASCII)
     return "/" + "/".join(path_key(path))
 
 

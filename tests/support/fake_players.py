@@ -160,6 +160,17 @@ def under(path: str, folder: str) -> bool:
     return path.rstrip("/\\") == base or path.startswith(base + sep)
 
 
+def windows(path: str, like: str) -> str:
+    """`path` with `/` read as `\\` when `like` is a Windows path, as Windows reads it."""
+    return path.replace("/", "\\") if sep_of(like) == "\\" else path
+
+
+def same_file(a: str, b: str, ignore_case: bool) -> bool:
+    """One file for a file system that ignores case (a Windows server, an SMB share) or
+    not; never Unicode-normalised: NTFS and Linux keep NFC and NFD spellings apart."""
+    return a.casefold() == b.casefold() if ignore_case else a == b
+
+
 def is_video(path: str) -> bool:
     return path.lower().endswith(VIDEO_EXTENSIONS)
 
@@ -211,6 +222,11 @@ class FakePlayer:
     """The HTTP plumbing, recording and fault injection shared by the three fakes."""
 
     kind = "fake"
+    #: The disk's case rule. True models a Windows server or an SMB share: names keep the
+    #: spelling they were written with (and are reported so), and any spelling in another
+    #: case reaches them. Names are never Unicode-normalised (NTFS and ext4 both keep the
+    #: NFC and NFD spellings of a name apart).
+    ignore_case = False
 
     def __init__(self, *, latency: float = 0.0, tls: ssl.SSLContext | None = None,
                  port: int = 0):
@@ -355,7 +371,13 @@ class FakePlayer:
 
     def files_under(self, folder: str) -> list[str]:
         with self.lock:
-            return sorted(f for f in self.files if under(f, folder))
+            return sorted(f for f in self.files if self.under(f, folder))
+
+    def under(self, path: str, folder: str) -> bool:
+        """`under` as this disk compares names (see ignore_case)."""
+        if self.ignore_case:
+            return under(windows(path, folder).casefold(), folder.casefold())
+        return under(path, folder)
 
     # --- serving -----------------------------------------------------------------------
 
@@ -710,7 +732,7 @@ class FakeKodi(FakePlayer):
 
     def _source_of(self, path: str) -> tuple[str, str] | None:
         for root, content in self.sources.items():
-            if under(path, root):
+            if self.under(path, root):
                 return root, content
         return None
 
@@ -915,9 +937,20 @@ class FakeKodi(FakePlayer):
         if source is None:
             return []  # outside every source: "OK", and nothing happens
         root, content = source
+        if not under(directory, root):
+            # Spelled in another case than the source (a disk ignoring case reaches the
+            # folder): Kodi looks a folder's content settings up by the source's path as
+            # stored, so a real Kodi may find none and add nothing. Not measured (no
+            # Windows Kodi or SMB share here): the fake takes the stricter reading.
+            return []
         new_shows: set[str] = set()
         additions: list[tuple[str, str]] = []
         for file in self.files_under(directory):
+            if self.ignore_case:
+                # Kodi builds the paths it stores from the folder as it was asked for and
+                # the names the server lists below it.
+                base = trailing(directory, sep_of(directory))
+                file = base + file[len(base):]
             if not is_video(file):
                 continue
             if content == "movies":
@@ -998,12 +1031,12 @@ class FakeKodi(FakePlayer):
         directory = str(params.get("directory") or "")
         sep = sep_of(directory)
         base = trailing(directory, sep)
-        if self._source_of(base) is None and not any(under(r, base) for r in self.sources):
+        if self._source_of(base) is None and not any(self.under(r, base) for r in self.sources):
             raise _InvalidParams("directory", f"{directory} is not inside a source")
         entries: dict[str, str] = {}
         for file in self.files_under(base):
-            if not file.startswith(base):  # the folder itself, were it a file
-                continue
+            if not same_file(file[:len(base)], base, self.ignore_case):
+                continue  # the folder itself, were it a file
             name, more, _ = file[len(base):].partition(sep)
             if more:
                 entries[base + name + sep] = "directory"
@@ -1754,9 +1787,12 @@ class FakeJellyfin(FakePlayer):
     def _library_of(self, path: str) -> tuple[JellyfinLibrary, str] | None:
         for library in self.libraries:
             for location in library.locations:
-                if under(path, location):
+                if self.under(path, location):
                     return library, location
         return None
+
+    def _fold(self, path: str) -> str:
+        return path.casefold() if self.ignore_case else path
 
     def handle(self, request: Recorded) -> Reply:
         path, method = request.path, request.method
@@ -1880,6 +1916,8 @@ class FakeJellyfin(FakePlayer):
         if place is None:
             return
         library, location = place
+        if self.ignore_case:
+            path = windows(path, location)
         scope = self._affected(path, location)
         if scope is None:
             return  # a known item whose file is there: a metadata refresh, nothing more
@@ -1888,16 +1926,18 @@ class FakeJellyfin(FakePlayer):
         if path.rstrip("/\\") == location.rstrip("/\\"):
             self.root_validations.append(location)
         present = set(self.files_under(path)) | ({path} if path in self.files else set())
+        held = {self._fold(f) for f in present}
         for item_id, item in list(self.items.items()):
-            if item.type != "Series" and under(item.path, path) and item.path not in present:
+            if item.type != "Series" and self.under(item.path, path) \
+                    and self._fold(item.path) not in held:
                 del self.items[item_id]
-            elif item.type == "Series" and under(item.path, path) and \
-                    not any(under(f, item.path) for f in present):
+            elif item.type == "Series" and self.under(item.path, path) and \
+                    not any(self.under(f, item.path) for f in present):
                 del self.items[item_id]  # its folder is gone (validated from above it)
-        known = {i.path for i in self.items.values()}
+        known = {self._fold(i.path) for i in self.items.values()}
         sep = sep_of(location)
         for file in sorted(present):
-            if not is_video(file) or file in known:
+            if not is_video(file) or self._fold(file) in known:
                 continue
             if library.collection_type == "movies":
                 new = uuid.uuid4().hex
@@ -1921,21 +1961,22 @@ class FakeJellyfin(FakePlayer):
         here (movies are their files; the fake keeps no seasons): a movie walks up to its
         library folder, an episode to its show's folder."""
         sep = sep_of(location)
-        known = {i.path.rstrip("/\\"): i for i in self.items.values()}
+        known = {self._fold(i.path.rstrip("/\\")): i for i in self.items.values()}
+        files = {self._fold(f) for f in self.files}
         top = location.rstrip("/\\")
         current = path.rstrip("/\\")
         while True:
-            item = known.get(current)
+            item = known.get(self._fold(current))
             if item is not None and item.type == "Series" and not self.files_under(item.path):
                 item = None  # its folder is gone: on to its parent, the library folder
             if item is not None:
                 if item.type == "Series":
                     return item.path
-                if current in self.files:
+                if self._fold(current) in files:
                     return None
                 show = self.items.get(item.series_id or "")
                 return show.path if show is not None else location
-            if current == top or not under(current, location):
+            if same_file(current, top, self.ignore_case) or not self.under(current, location):
                 return location
             current = current.rsplit(sep, 1)[0]
 
