@@ -1964,7 +1964,8 @@ class FakeJellyfin(FakePlayer):
         known = {self._fold(i.path.rstrip("/\\")): i for i in self.items.values()}
         files = {self._fold(f) for f in self.files}
         top = location.rstrip("/\\")
-        current = path.rstrip("/\\")
+        # A Windows server reads `/` as `\` (a mapping may be typed either way).
+        current = windows(path, location).rstrip("/\\")
         while True:
             item = known.get(self._fold(current))
             if item is not None and item.type == "Series" and not self.files_under(item.path):
@@ -1976,9 +1977,11 @@ class FakeJellyfin(FakePlayer):
                     return None
                 show = self.items.get(item.series_id or "")
                 return show.path if show is not None else location
-            if same_file(current, top, self.ignore_case) or not self.under(current, location):
+            parent = current.rsplit(sep, 1)[0]
+            if (same_file(current, top, self.ignore_case) or parent == current
+                    or not self.under(current, location)):
                 return location
-            current = current.rsplit(sep, 1)[0]
+            current = parent
 
     def _dto(self, item: JellyfinItem, fields: set[str]) -> dict[str, Any]:
         dto: dict[str, Any] = {"Id": item.id, "Type": item.type, "ServerId": self.server_id,
