@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import responses
+from support.configs import config_with, player
 from support.fake_players import FakeJellyfin
 from support.metarr_factory import MetarrDB
 from test_jellyfin import (
@@ -178,9 +179,8 @@ def test_verify_after_is_the_players_setting(tmp_path: Path) -> None:
     assert make_player().verify_after == JellyfinPlayer.verify_after == 1800.0
     assert make_player(verify_after=90.0).verify_after == 90.0
     config = tmp_path / "config.toml"
-    config.write_text('[metarr]\ndatabase = "/nonexistent.sqlite"\n\n'
-                      '[players.den]\ntype = "emby"\nurl = "http://127.0.0.1:8096"\n'
-                      'token = "t"\nverify_after = 600\n')
+    config.write_text(config_with(metarr="/nonexistent.sqlite", players=[
+        player("emby", "den", url="http://127.0.0.1:8096", token="t", verify_after=600)]))
     den = load_config(config).players["den"]
     assert den.verify_after == 600.0 and isinstance(den.verify_after, float)
 
@@ -206,19 +206,6 @@ def test_bad_verify_after_is_refused_clearly(tmp_path: Path, kind: str, value: s
 
 # --- end to end: the installed command against the fake Jellyfin -------------------------
 
-CONFIG = """
-[metarr]
-database = "{db}"
-
-[sync]
-timeout = 5
-retry_attempts = 1
-initial_lookback = "all"
-
-{players}
-"""
-
-
 class World:
     """Metarr's media on disk under tmp/media, seen by the fake Jellyfin as /media."""
 
@@ -228,8 +215,11 @@ class World:
         metarr.use_disk(self.root)
 
     def configure(self, verify_after: float) -> None:
-        self.cli.write_config(CONFIG.format(db=self.metarr.path, players=self.jelly.toml(
-            "jelly", [(str(self.root), "/media")], verify_after=verify_after)))
+        self.cli.write_config(config_with(
+            metarr=self.metarr.path,
+            sync={"timeout": 5, "retry_attempts": 1, "initial_lookback": "all"},
+            players=[self.jelly.player("jelly", [(str(self.root), "/media")],
+                                       verify_after=verify_after)]))
 
     def player_path(self, path: str) -> str:
         return "/media" + path[len(str(self.root)):]

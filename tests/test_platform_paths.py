@@ -16,21 +16,17 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from support.configs import config_with, recorder
 from support.fake_players import FakeJellyfin, FakeKodi, JellyfinLibrary
 
 #: "Amélie" as macOS writes it (e + U+0301) and as Metarr holds it (U+00E9).
 NFD = "Ame\u0301lie"
 NFC = "Am\u00e9lie"
 
-CONFIG = """
-[metarr]
-database = "{db}"
 
-[sync]
-initial_lookback = "all"
 
-{players}
-"""
+def config(metarr, *players: dict[str, object]) -> str:
+    return config_with(metarr=metarr.path, sync={"initial_lookback": "all"}, players=players)
 
 
 def movie_files(root: str, sep: str) -> dict[str, str]:
@@ -105,7 +101,7 @@ def test_kodi_on_an_smb_share_matches_a_mapping_typed_in_another_case_and_nfd_na
     heat_id, amelie_id = (next(i for i, f in smb_kodi.movies.items() if f == files[t])
                           for t in ("Heat", NFC))
     add_movies(metarr)
-    cli.write_config(CONFIG.format(db=metarr.path, players=smb_kodi.toml(
+    cli.write_config(config(metarr, smb_kodi.player(
         "lounge", [("/data/media/movies", "smb://nas/movies")])))
 
     first = player_row(cli("run", "--json"))
@@ -137,7 +133,7 @@ def test_kodi_is_sent_its_own_spelling_of_a_new_nfd_folder(cli, metarr):
         files = movie_files("/mnt/movies", "/")
         kodi.add_file(files[NFC])
         metarr.add_movie(NFC, 2001)
-        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+        cli.write_config(config(metarr, kodi.player(
             "lounge", [("/data/media/movies", "/mnt/movies")])))
         first = player_row(cli("run", "--json"))
         assert (first["synced"], first["verified"], first["failed"]) == (1, 1, 0)
@@ -167,7 +163,7 @@ def test_kodi_scans_a_new_episode_below_the_nfd_show_folder_it_has(cli, metarr):
         assert kodi.library_files() == {f"{show}/", first_file}
         series = metarr.add_series(f"{NFC} Diaries")
         metarr.add_episode(series, metarr.add_season(series, 1), 1, 2)
-        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+        cli.write_config(config(metarr, kodi.player(
             "lounge", [("/data/media/tv", "/mnt/tv")])))
         kodi.reset_log()
         first = player_row(cli("run", "--json"))
@@ -196,7 +192,7 @@ def test_kodi_case_still_counts_on_a_posix_share(cli, metarr):
         kodi.rpc_VideoLibrary_Scan({"directory": "/mnt/movies/"})
         kodi.reset_log()
         metarr.add_movie("Heat", 1995)
-        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+        cli.write_config(config(metarr, kodi.player(
             "lounge", [("/data/media/movies", "/mnt/Movies")])))
         result = cli("run", "--json")
         assert result.returncode == 1
@@ -218,7 +214,7 @@ def test_kodi_with_unc_paths_on_both_sides(cli, metarr):
         files = movie_files("\\\\SERVER\\Films", "\\")
         kodi_library(kodi, "\\\\SERVER\\Films\\", files)
         add_movies(metarr, lambda name: f"\\\\NAS\\Media\\Movies\\{name}")
-        cli.write_config(CONFIG.format(db=metarr.path, players=kodi.toml(
+        cli.write_config(config(metarr, kodi.player(
             "lounge", [("\\\\nas\\media\\movies", "\\\\server\\films")])))
         first = player_row(cli("run", "--json"))
         assert (first["synced"], first["verified"], first["failed"]) == (3, 3, 0)
@@ -248,7 +244,7 @@ def test_jellyfin_on_windows_matches_backslashed_paths_in_another_case_and_nfd_n
         assert set(known) == {files["Heat"], files[NFC]}
         jellyfin.add_file(files["Up"])
         add_movies(metarr)
-        cli.write_config(CONFIG.format(db=metarr.path, players=jellyfin.toml(
+        cli.write_config(config(metarr, jellyfin.player(
             "den", [("/data/media/movies", "d:/media/movies")])))
 
         first = player_row(cli("run", "--json"))
@@ -339,10 +335,9 @@ def test_a_kodi_art_file_is_an_absolute_path_in_any_players_style(url, file):
 def test_mappings_add_and_remove_name_a_windows_or_unc_folder_in_any_case(cli, metarr):
     import tomllib
 
-    cli.write_config(CONFIG.format(db=metarr.path, players=(
-        '[players.lounge]\ntype = "recorder"\nurl = "http://127.0.0.1:9"\n'
-        "mappings = [ { metarr = '\\\\NAS\\Media\\Movies', player = 'smb://nas/movies' },"
-        " { metarr = '/data/Movies', player = '/mnt/movies' } ]\n")))
+    cli.write_config(config(metarr, recorder("lounge", mappings=[
+        ("\\\\NAS\\Media\\Movies", "smb://nas/movies"),
+        ("/data/Movies", "/mnt/movies")])))
     # The same UNC folder typed in another case: refused, naming the mapping in place.
     again = cli("mappings", "add", "lounge", "\\\\nas\\media\\movies\\", "smb://nas/other")
     assert again.returncode == 2
