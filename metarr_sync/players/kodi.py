@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -104,6 +105,13 @@ log = logging.getLogger("metarr_sync.kodi")
 VERIFY_GRACE = 3.0
 #: Shows whose episode listings are kept between batches (see KodiPlayer._trim).
 SHOWS_KEPT = 8
+#: Up to this many targets (a batch in apply(), the run in verify()), Kodi's items are
+#: looked up by their folder (one call each, all in one POST) instead of listing the
+#: library (one call per PAGE rows, each row built and sent by Kodi): a small run then
+#: costs what it changes. With [sync] batch_size 100, 50 look-ups are one POST of ~50
+#: short answers, against listing pages of 5,000 rows each; above it the listing, read
+#: once per run, is shared by every batch. The measured filter facts: kodi_lookup.md.
+SMALL_RUN = 50
 #: How long a notification stays on screen; Kodi rejects less than 1500 ms.
 NOTIFICATION_MS = 5000
 _REFRESH = {
@@ -181,6 +189,16 @@ def _stack_parts(file: str) -> list[str]:
     return [part.replace(",,", ",") for part in file[len("stack://"):].split(" , ")]
 
 
+def _like(folder: str) -> str:
+    """A folder as the value of a `path` filter, which Kodi matches with SQL LIKE: `_` and
+    `%` are wildcards there and cannot be escaped (a backslash is taken literally), and
+    only ASCII letters match in either case, while non-ASCII names must match byte for
+    byte (NFC does not find an NFD folder). So each run of non-ASCII characters becomes
+    `%`, the answer is a superset of the folder's items, and each row is confirmed by
+    `_key` (exact, NFC, case as the file system holding it) before it is used."""
+    return re.sub(r"[^\x00-\x7f]+", "%", folder)
+
+
 def _expand_source(path: str) -> list[str]:
     """A source's folders: a multipath source lists several, URL-encoded."""
     if not path.startswith("multipath://"):
@@ -217,9 +235,16 @@ class _Library:
         self.episodes: dict[int, dict[str, int]] = {}
         #: Paths of items refreshed in this run: Kodi has them under an id not known here.
         self.stale: set[str] = set()
+        #: A small run's look-ups by folder (SMALL_RUN): the rows Kodi answered, by `_key`,
+        #: and the folders asked about ("movie"/"show", folder key).
+        self.some_movies: dict[str, int] = {}
+        self.some_shows: dict[str, int] = {}
+        self.looked: set[tuple[str, str]] = set()
 
     def forget_movies(self) -> None:
         self.movies = None
+        self.some_movies = {}
+        self.looked = {key for key in self.looked if key[0] != "movie"}
 
 
 class KodiPlayer(Player):
@@ -252,6 +277,9 @@ class KodiPlayer(Player):
         #: The same for the reads around them (art, textures, details): a Kodi working
         #: through refreshes answers those slower too.
         self.read_sizer = BatchSizer(sync.timeout, max(1, sync.batch_size))
+        #: Whether items are looked up by folder rather than listed (up to small_run).
+        self.small_run = SMALL_RUN
+        self.narrow = False
 
     @property
     def where(self) -> str:
@@ -349,6 +377,77 @@ class KodiPlayer(Player):
             self.library.shows = shows
         return self.library.shows
 
+    def _movie_ids(self, paths: Iterable[str], style: PathStyle) -> Mapping[str, int]:
+        """`_key` of a file -> its movie id: the whole listing when there is one or the run
+        is not small, else the movies of these files' folders, looked up."""
+        if self.library.movies is not None or not self.narrow:
+            return self._movies()
+        self._look_up_folders([(parent(p, style), style) for p in paths], [])
+        return self.library.some_movies
+
+    def _show_ids(self, folders: Iterable[str], style: PathStyle) -> Mapping[str, int]:
+        """`_key` of a show folder -> its show id, as _movie_ids() for movies."""
+        if self.library.shows is not None or not self.narrow:
+            return self._shows()
+        self._look_up_folders([], [(f, style) for f in folders])
+        return self.library.some_shows
+
+    def _look_up_folders(self, movies: Sequence[tuple[str, PathStyle]],
+                         shows: Sequence[tuple[str, PathStyle]]) -> None:
+        """Ask Kodi for the movies in these folders and the shows at these folders, each
+        folder once per listing state, every call in one POST per [sync] batch_size:
+        `GetMovies`/`GetTVShows` filtered on `path` `is` the folder (with its trailing
+        separator: Kodi's `strPath`), see _like() and kodi_lookup.md."""
+        calls: list[tuple[str, str, str]] = []  # (kind, folder key, LIKE value)
+        for kind, folders in (("movie", movies), ("show", shows)):
+            for folder, style in folders:
+                key = (kind, _key(folder))
+                if key not in self.library.looked:
+                    self.library.looked.add(key)
+                    calls.append((kind, key[1], _like(with_trailing(folder, style))))
+        size = max(1, self.sync.batch_size)
+        for at in range(0, len(calls), size):
+            chunk = calls[at:at + size]
+            answers = self.kodi.call_many(
+                [("VideoLibrary.GetMovies" if kind == "movie" else "VideoLibrary.GetTVShows",
+                  {"properties": ["file"], "filter": {"field": "path", "operator": "is",
+                                                      "value": value}})
+                 for kind, _, value in chunk], rows=True)
+            for (kind, _, _), answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, KodiRejected):
+                    raise answer
+                method, rows_key, field = (("VideoLibrary.GetMovies", "movies", "movieid")
+                                      if kind == "movie" else
+                                      ("VideoLibrary.GetTVShows", "tvshows", "tvshowid"))
+                rows = listed_rows(self.where, method, answer, rows_key)[0]
+                for file, item_id in listed_ids(self.where, method, rows, field):
+                    if kind == "movie":
+                        for part in _stack_parts(file):
+                            self.library.some_movies[_key(part)] = item_id
+                    else:
+                        self.library.some_shows[_key(file)] = item_id
+                        if strip_trailing(file) != _key(file):
+                            self.library.show_spellings[_key(file)] = strip_trailing(file)
+
+    def _prefetch(self, targets: Sequence[Target]) -> None:
+        """What finding these targets needs, in as few POSTs as possible: the whole
+        listings of their kinds, or (a small run) their folders looked up together."""
+        movies = [t for t in targets if t.item.kind == "movie"]
+        tv = [t for t in targets if t.item.kind != "movie"]
+        if not self.narrow:
+            if movies:
+                self._movies()
+            if tv:
+                self._shows()
+            return
+        movie_folders = [] if self.library.movies is not None else [
+            (parent(p, t.style), t.style) for t in movies
+            for p in [t.path, *(old.path for old in t.previous)]]
+        show_folders = [] if self.library.shows is not None else [
+            (f, t.style) for t in tv
+            if (f := t.path if t.item.kind == "series" else t.series_folder)]
+        self._look_up_folders(movie_folders, show_folders)
+
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
         """Have these shows' episodes listed: those not listed yet in one POST (a JSON-RPC
         batch) per [sync] batch_size shows, whatever their number.
@@ -404,7 +503,7 @@ class KodiPlayer(Player):
 
     def _show_of(self, target: Target) -> int | None:
         folder = target.path if target.item.kind == "series" else target.series_folder
-        return self._shows().get(_key(folder)) if folder else None
+        return self._show_ids([folder], target.style).get(_key(folder)) if folder else None
 
     def _look_up(self, targets: Sequence[Target]) -> None:
         """List everything finding these targets needs, in as few requests as possible:
@@ -412,8 +511,8 @@ class KodiPlayer(Player):
         targets need, in one batch. find() then sends nothing."""
         if any(t.path in self.library.stale for t in targets):
             self.library = _Library()  # rare: asked again about a refreshed item
-        if any(t.item.kind == "movie" for t in targets):
-            self._movies()
+        self.narrow = len(targets) <= self.small_run
+        self._prefetch(targets)
         tv = [t for t in targets if t.item.kind != "movie"]
         if not tv:
             return
@@ -428,7 +527,7 @@ class KodiPlayer(Player):
             self.library = _Library()  # rare: asked again about a refreshed item
         kind = target.item.kind
         if kind == "movie":
-            return self._movies().get(_key(target.path))
+            return self._movie_ids([target.path], target.style).get(_key(target.path))
         show = self._show_of(target)
         if kind == "series" or show is None:
             return show
@@ -438,12 +537,17 @@ class KodiPlayer(Player):
         """(Kodi's id, its show's id) of the movie or episode whose file is exactly the old
         file, or None. An old episode is looked for in the show whose folder holds it."""
         if target.item.kind == "movie":
-            movie_id = self._movies().get(_key(old.path))
+            movie_id = self._movie_ids([old.path], target.style).get(_key(old.path))
             return None if movie_id is None else (movie_id, None)
-        show = _holder(parent(old.path, target.style), target.style, self._shows(), _key)
+        shows = self._show_ids([target.series_folder] if target.series_folder else [],
+                               target.style)
+        show = _holder(parent(old.path, target.style), target.style, shows, _key)
+        if show is None and shows is not self.library.shows:
+            shows = self._shows()  # rare: an old file outside the item's show folder
+            show = _holder(parent(old.path, target.style), target.style, shows, _key)
         if show is None:
             return None
-        show_id = self._shows()[show]
+        show_id = shows[show]
         episode_id = self._episodes(show_id).get(_key(old.path))
         return None if episode_id is None else (episode_id, show_id)
 
@@ -464,10 +568,10 @@ class KodiPlayer(Player):
             kodi_id, show_id = found
             method, field = _REMOVE[target.item.kind]
             removals.append((target, method, {field: kodi_id}))
-            entries = self.library.movies if show_id is None else \
-                self.library.episodes.get(show_id)
-            if entries is not None:
-                entries.pop(_key(old.path), None)  # its id is about to go
+            for entries in ((self.library.movies, self.library.some_movies)
+                            if show_id is None else (self.library.episodes.get(show_id),)):
+                if entries is not None:
+                    entries.pop(_key(old.path), None)  # its id is about to go
         return removals
 
     def _forget(self, target: Target, *, removed: bool) -> None:
@@ -479,17 +583,21 @@ class KodiPlayer(Player):
         kind = target.item.kind
         if kind == "series":
             show = self._show_of(target)
-            if removed and show is not None and self.library.shows is not None:
+            if removed and show is not None:
                 self.library.episodes.pop(show, None)
-                self.library.shows.pop(_key(target.path), None)
+                self.library.some_shows.pop(_key(target.path), None)
+                if self.library.shows is not None:
+                    self.library.shows.pop(_key(target.path), None)
             return
+        held: tuple[dict[str, int] | None, ...]
         if kind == "movie":
-            entries = self.library.movies
+            held = (self.library.movies, self.library.some_movies)
         else:
             show = self._show_of(target)
-            entries = self.library.episodes.get(show) if show is not None else None
-        if entries is not None:
-            entries.pop(_key(target.path), None)
+            held = (self.library.episodes.get(show) if show is not None else None,)
+        for entries in held:
+            if entries is not None:
+                entries.pop(_key(target.path), None)
         if not removed:
             self.library.stale.add(target.path)
 
@@ -765,9 +873,11 @@ class KodiPlayer(Player):
         where that is the same folder) must not lead a scan past them. Below the source,
         and whenever no source holds the folder, it is spelled as it was (plan.map_path).
         """
-        if self.library.shows is not None:
+        shows = self.library.shows if self.library.shows is not None else \
+            self.library.some_shows
+        if shows:
             # Below a show Kodi has: its folder as Kodi spells it (an NFD show folder).
-            show = _holder(folder, style, self.library.shows, _key)
+            show = _holder(folder, style, shows, _key)
             if show is not None:
                 kodi_show = self.library.show_spellings.get(show, show)
                 rest = components_below(folder, kodi_show, PLATFORM)
@@ -932,6 +1042,7 @@ class KodiPlayer(Player):
         while True:
             self.kodi.wait_idle()
             self.library = _Library()  # scans and refreshes since the last listing
+            self.narrow = len(waiting) <= self.small_run
             late, ids = self._not_landed(waiting)
             missing = {t.key for t in late}
             present = [t for t in waiting if t.key not in missing and not t.item.removed]
@@ -993,8 +1104,7 @@ class KodiPlayer(Player):
         looked up with the whole-library listings and the episodes of [sync] batch_size
         shows per POST (each group of shows dropped once checked: verifying a run over
         1,000 shows holds a hundred at most)."""
-        if any(t.item.kind == "movie" for t in targets):
-            self._movies()
+        self._prefetch(targets)
         by_show: dict[int, list[Target]] = {}
         late: list[Target] = []
         ids: dict[str, int] = {}
