@@ -124,6 +124,12 @@ _REMOVE = {
     "series": ("VideoLibrary.RemoveTVShow", "tvshowid"),
     "episode": ("VideoLibrary.RemoveEpisode", "episodeid"),
 }
+#: What a look-up by folder asks of Kodi for each kind: (method, rows key, id field).
+_LOOK_UP = {
+    "movie": ("VideoLibrary.GetMovies", "movies", "movieid"),
+    "show": ("VideoLibrary.GetTVShows", "tvshows", "tvshowid"),
+    "episode": ("VideoLibrary.GetEpisodes", "episodes", "episodeid"),
+}
 _DETAILS = {
     "movie": ("VideoLibrary.GetMovieDetails", "movieid", "moviedetails"),
     "series": ("VideoLibrary.GetTVShowDetails", "tvshowid", "tvshowdetails"),
@@ -206,6 +212,14 @@ def _expand_source(path: str) -> list[str]:
     return [unquote(part) for part in path[len("multipath://"):].split("/") if part]
 
 
+def _source_roots(answer: Any) -> list[str]:
+    """The folders of Kodi's video sources, from its answer to Files.GetSources."""
+    roots: list[str] = []
+    for source in (answer or {}).get("sources") or []:
+        roots.extend(_expand_source(str(source.get("file", ""))))
+    return [r for r in roots if r]
+
+
 def _holder(folder: str, style: PathStyle, folders: Container[str],
             key: Callable[[str], str] = strip_trailing) -> str | None:
     """The key in `folders` of the folder that holds `folder` (or is it), found by walking
@@ -236,9 +250,10 @@ class _Library:
         #: Paths of items refreshed in this run: Kodi has them under an id not known here.
         self.stale: set[str] = set()
         #: A small run's look-ups by folder (SMALL_RUN): the rows Kodi answered, by `_key`,
-        #: and the folders asked about ("movie"/"show", folder key).
+        #: and the folders asked about ("movie"/"show"/"episode", folder key).
         self.some_movies: dict[str, int] = {}
         self.some_shows: dict[str, int] = {}
+        self.some_episodes: dict[str, int] = {}
         self.looked: set[tuple[str, str]] = set()
 
     def forget_movies(self) -> None:
@@ -293,22 +308,33 @@ class KodiPlayer(Player):
         if pong != "pong":
             raise ProtocolError(f"{self.where} answered JSONRPC.Ping with {pong!r} instead "
                                 "of 'pong': is this Kodi?")
+        # The rest in one POST (a JSON-RPC batch, answered call by call): discovery is most
+        # of a small run's requests. Ping alone first: what answers it tells what the server
+        # is (not Kodi, wrong password) as clearly as a lone call can.
+        version, app, sources = self.kodi.call_many([
+            ("JSONRPC.Version", None),
+            ("Application.GetProperties", {"properties": ["version", "name"]}),
+            ("Files.GetSources", {"media": "video"})])
         result.steps.append(ProbeStep("JSON-RPC", True, f"{self.where}/jsonrpc answers"))
-        version = self.kodi.call("JSONRPC.Version")
+        if isinstance(version, KodiRejected):
+            raise version
         try:
             api = version["version"]
             result.api_version = f"{api['major']}.{api.get('minor', 0)}.{api.get('patch', 0)}"
         except (TypeError, KeyError):
             raise ProtocolError(f"{self.where} sent no usable JSONRPC.Version") from None
         try:
-            app = self.kodi.call("Application.GetProperties",
-                                 {"properties": ["version", "name"]})
+            if isinstance(app, KodiRejected):
+                raise app
             ver = app["version"]
             tag = ver.get("tag", "")
             result.version = f"{ver['major']}.{ver['minor']}" + (
                 f" ({tag})" if tag and tag != "stable" else "")
         except (KodiRejected, TypeError, KeyError):
             result.version = ""  # informative only; the API version is what matters
+        if isinstance(sources, KodiRejected):
+            raise sources
+        self.sources = _source_roots(sources)
         result.steps.append(ProbeStep(
             "version", True, f"Kodi {result.version or '?'}, JSON-RPC API {result.api_version}"))
         result.roots = self.video_sources()
@@ -343,11 +369,7 @@ class KodiPlayer(Player):
 
     def video_sources(self) -> list[str]:
         if self.sources is None:
-            answer = self.kodi.call("Files.GetSources", {"media": "video"}) or {}
-            roots: list[str] = []
-            for source in answer.get("sources") or []:
-                roots.extend(_expand_source(str(source.get("file", ""))))
-            self.sources = [r for r in roots if r]
+            self.sources = _source_roots(self.kodi.call("Files.GetSources", {"media": "video"}))
         return self.sources
 
     def is_playing(self) -> bool:
@@ -393,13 +415,15 @@ class KodiPlayer(Player):
         return self.library.some_shows
 
     def _look_up_folders(self, movies: Sequence[tuple[str, PathStyle]],
-                         shows: Sequence[tuple[str, PathStyle]]) -> None:
-        """Ask Kodi for the movies in these folders and the shows at these folders, each
-        folder once per listing state, every call in one POST per [sync] batch_size:
-        `GetMovies`/`GetTVShows` filtered on `path` `is` the folder (with its trailing
-        separator: Kodi's `strPath`), see _like() and kodi_lookup.md."""
+                         shows: Sequence[tuple[str, PathStyle]],
+                         episodes: Sequence[tuple[str, PathStyle]] = ()) -> None:
+        """Ask Kodi for the movies in these folders, the shows at these folders and the
+        episodes in these folders, each folder once per listing state, every call in one
+        POST per [sync] batch_size: `GetMovies`/`GetTVShows`/`GetEpisodes` filtered on
+        `path` `is` the folder (with its trailing separator: Kodi's `strPath`), see
+        _like() and kodi_lookup.md."""
         calls: list[tuple[str, str, str]] = []  # (kind, folder key, LIKE value)
-        for kind, folders in (("movie", movies), ("show", shows)):
+        for kind, folders in (("movie", movies), ("show", shows), ("episode", episodes)):
             for folder, style in folders:
                 key = (kind, _key(folder))
                 if key not in self.library.looked:
@@ -409,21 +433,21 @@ class KodiPlayer(Player):
         for at in range(0, len(calls), size):
             chunk = calls[at:at + size]
             answers = self.kodi.call_many(
-                [("VideoLibrary.GetMovies" if kind == "movie" else "VideoLibrary.GetTVShows",
+                [(_LOOK_UP[kind][0],
                   {"properties": ["file"], "filter": {"field": "path", "operator": "is",
                                                       "value": value}})
                  for kind, _, value in chunk], rows=True)
             for (kind, _, _), answer in zip(chunk, answers, strict=True):
                 if isinstance(answer, KodiRejected):
                     raise answer
-                method, rows_key, field = (("VideoLibrary.GetMovies", "movies", "movieid")
-                                      if kind == "movie" else
-                                      ("VideoLibrary.GetTVShows", "tvshows", "tvshowid"))
+                method, rows_key, field = _LOOK_UP[kind]
                 rows = listed_rows(self.where, method, answer, rows_key)[0]
                 for file, item_id in listed_ids(self.where, method, rows, field):
-                    if kind == "movie":
+                    if kind != "show":
+                        found = self.library.some_movies if kind == "movie" else \
+                            self.library.some_episodes
                         for part in _stack_parts(file):
-                            self.library.some_movies[_key(part)] = item_id
+                            found[_key(part)] = item_id
                     else:
                         self.library.some_shows[_key(file)] = item_id
                         if strip_trailing(file) != _key(file):
@@ -446,7 +470,10 @@ class KodiPlayer(Player):
         show_folders = [] if self.library.shows is not None else [
             (f, t.style) for t in tv
             if (f := t.path if t.item.kind == "series" else t.series_folder)]
-        self._look_up_folders(movie_folders, show_folders)
+        episode_folders = [(parent(p, t.style), t.style) for t in tv
+                           if t.item.kind == "episode"
+                           for p in [t.path, *(old.path for old in t.previous)]]
+        self._look_up_folders(movie_folders, show_folders, episode_folders)
 
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
         """Have these shows' episodes listed: those not listed yet in one POST (a JSON-RPC
@@ -517,6 +544,8 @@ class KodiPlayer(Player):
         if not tv:
             return
         # A show removed with these targets takes its episodes along: no need to list them.
+        if self.narrow:
+            return  # the episodes were looked up by their folders with the shows
         gone = {self._show_of(t) for t in tv if t.item.kind == "series" and t.item.removed}
         shows = [self._show_of(t) for t in tv if t.item.kind == "episode"]
         self._list_episodes([s for s in shows if s is not None and s not in gone])
@@ -531,7 +560,15 @@ class KodiPlayer(Player):
         show = self._show_of(target)
         if kind == "series" or show is None:
             return show
-        return self._episodes(show).get(_key(target.path))
+        return self._episode_ids(show, target.path, target.style).get(_key(target.path))
+
+    def _episode_ids(self, show: int, path: str, style: PathStyle) -> Mapping[str, int]:
+        """`_key` of a file -> its episode id: the show's episodes when they are listed
+        or the run is not small, else the episodes of the file's folder, looked up."""
+        if show in self.library.episodes or not self.narrow:
+            return self._episodes(show)
+        self._look_up_folders([], [], [(parent(path, style), style)])
+        return self.library.some_episodes
 
     def _old_entry(self, target: Target, old: OldFile) -> tuple[int, int | None] | None:
         """(Kodi's id, its show's id) of the movie or episode whose file is exactly the old
@@ -548,7 +585,7 @@ class KodiPlayer(Player):
         if show is None:
             return None
         show_id = shows[show]
-        episode_id = self._episodes(show_id).get(_key(old.path))
+        episode_id = self._episode_ids(show_id, old.path, target.style).get(_key(old.path))
         return None if episode_id is None else (episode_id, show_id)
 
     def _replace_old(self, target: Target) -> list[tuple[Target, str, dict[str, Any]]]:
@@ -569,7 +606,8 @@ class KodiPlayer(Player):
             method, field = _REMOVE[target.item.kind]
             removals.append((target, method, {field: kodi_id}))
             for entries in ((self.library.movies, self.library.some_movies)
-                            if show_id is None else (self.library.episodes.get(show_id),)):
+                            if show_id is None else (self.library.episodes.get(show_id),
+                                                     self.library.some_episodes)):
                 if entries is not None:
                     entries.pop(_key(old.path), None)  # its id is about to go
         return removals
@@ -594,7 +632,8 @@ class KodiPlayer(Player):
             held = (self.library.movies, self.library.some_movies)
         else:
             show = self._show_of(target)
-            held = (self.library.episodes.get(show) if show is not None else None,)
+            held = (self.library.episodes.get(show) if show is not None else None,
+                    self.library.some_episodes)
         for entries in held:
             if entries is not None:
                 entries.pop(_key(target.path), None)
@@ -1109,7 +1148,9 @@ class KodiPlayer(Player):
         late: list[Target] = []
         ids: dict[str, int] = {}
         for target in targets:
-            show = self._show_of(target) if target.item.kind == "episode" else None
+            # A small run looked each episode up by its folder (_prefetch): no show listed.
+            show = self._show_of(target) if target.item.kind == "episode" and \
+                not self.narrow else None
             if show is not None:
                 by_show.setdefault(show, []).append(target)
             elif not self._landed(target, ids):
