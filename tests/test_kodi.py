@@ -1373,6 +1373,21 @@ def test_verify_finds_delivered_items_by_exact_path(kodi):
     assert kodi.mutating == []
 
 
+def test_a_small_verify_asks_about_scanning_with_its_look_ups_and_waits_when_kodi_scans(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    kodi.scanning = [True, True, False]  # the look-ups' POST, then two idle checks
+    out = make_player().verify(targets([movie("Heat (1995)")]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    look_up = ("VideoLibrary.GetMovies", {"properties": ["file"], "filter": {
+        "field": "path", "operator": "is", "value": "smb://nas/movies/Heat (1995)/"}})
+    idle = ("XBMC.GetInfoBooleans", {"booleans": ["Library.IsScanningVideo"]})
+    # Asked together; Kodi was scanning, so its answer was dropped and asked again once
+    # the scan was over.
+    assert kodi.batches[0] == [idle, look_up]
+    assert kodi.methods[2:6] == ["XBMC.GetInfoBooleans", "XBMC.GetInfoBooleans",
+                                 "VideoLibrary.GetMovies", "VideoLibrary.GetMovieDetails"]
+
+
 def test_verify_lists_again_after_the_run_changed_the_library(kodi):
     kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
     player = make_player()

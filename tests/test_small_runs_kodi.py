@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from support.configs import config_with
 from support.fake_players import FakeKodi
+from support.images import png
 
 SOURCES = {"/mnt/movies/": "movies", "/mnt/tv/": "tvshows"}
 #: Every listing method: a call of one of these without a filter lists a whole library.
@@ -48,6 +49,7 @@ def add_movie(kodi: FakeKodi, folder: str, title: str) -> str:
     file = f"/mnt/movies/{folder}/{folder}.mkv"
     kodi.add_file(file)
     kodi.write(f"/mnt/movies/{folder}/movie.nfo", f"<movie><title>{title}</title></movie>")
+    kodi.write(f"/mnt/movies/{folder}/poster.png", png(2, 3))  # its cached copy is dropped
     with kodi.lock:
         kodi._add([("movie", file)])
     return file
@@ -112,6 +114,7 @@ def one_episode_run(cli, metarr, shows: int) -> tuple[int, list[str], FakeKodi]:
         episode = "/mnt/tv/Dark/Season 01/Dark - S01E01.mkv"
         kodi.add_file(episode)
         kodi.write("/mnt/tv/Dark/tvshow.nfo", "<tvshow><title>Dark</title></tvshow>")
+        kodi.write("/mnt/tv/Dark/Season 01/Dark - S01E01-thumb.png", png(4, 3))
         kodi.write("/mnt/tv/Dark/Season 01/Dark - S01E01.nfo",
                    "<episodedetails><title>Secrets</title><season>1</season>"
                    "<episode>1</episode></episodedetails>")

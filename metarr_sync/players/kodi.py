@@ -416,12 +416,18 @@ class KodiPlayer(Player):
 
     def _look_up_folders(self, movies: Sequence[tuple[str, PathStyle]],
                          shows: Sequence[tuple[str, PathStyle]],
-                         episodes: Sequence[tuple[str, PathStyle]] = ()) -> None:
+                         episodes: Sequence[tuple[str, PathStyle]] = (), *,
+                         idle_check: bool = False) -> bool:
         """Ask Kodi for the movies in these folders, the shows at these folders and the
         episodes in these folders, each folder once per listing state, every call in one
         POST per [sync] batch_size: `GetMovies`/`GetTVShows`/`GetEpisodes` filtered on
         `path` `is` the folder (with its trailing separator: Kodi's `strPath`), see
-        _like() and kodi_lookup.md."""
+        _like() and kodi_lookup.md.
+
+        With `idle_check`, Kodi's "is the library scanning" question travels first in the
+        same POST (verify() saves a request); returns whether Kodi said it was idle, False
+        when nothing was sent. Scanning: what it answered is dropped (Kodi is adding items).
+        """
         calls: list[tuple[str, str, str]] = []  # (kind, folder key, LIKE value)
         for kind, folders in (("movie", movies), ("show", shows), ("episode", episodes)):
             for folder, style in folders:
@@ -430,13 +436,25 @@ class KodiPlayer(Player):
                     self.library.looked.add(key)
                     calls.append((kind, key[1], _like(with_trailing(folder, style))))
         size = max(1, self.sync.batch_size)
+        idle = False
         for at in range(0, len(calls), size):
             chunk = calls[at:at + size]
-            answers = self.kodi.call_many(
-                [(_LOOK_UP[kind][0],
-                  {"properties": ["file"], "filter": {"field": "path", "operator": "is",
-                                                      "value": value}})
-                 for kind, _, value in chunk], rows=True)
+            ask: list[tuple[str, dict[str, Any] | None]] = [
+                (_LOOK_UP[kind][0],
+                 {"properties": ["file"], "filter": {"field": "path", "operator": "is",
+                                                     "value": value}})
+                for kind, _, value in chunk]
+            if idle_check and at == 0 and not self.kodi.dry_run:
+                first, *answers = self.kodi.call_many(
+                    [("XBMC.GetInfoBooleans", {"booleans": ["Library.IsScanningVideo"]}),
+                     *ask], rows=True)
+                idle = isinstance(first, dict) and first.get("Library.IsScanningVideo") \
+                    is False
+                if not idle:
+                    self.library = _Library()
+                    return False
+            else:
+                answers = self.kodi.call_many(ask, rows=True)
             for (kind, _, _), answer in zip(chunk, answers, strict=True):
                 if isinstance(answer, KodiRejected):
                     raise answer
@@ -452,10 +470,12 @@ class KodiPlayer(Player):
                         self.library.some_shows[_key(file)] = item_id
                         if strip_trailing(file) != _key(file):
                             self.library.show_spellings[_key(file)] = strip_trailing(file)
+        return idle
 
-    def _prefetch(self, targets: Sequence[Target]) -> None:
+    def _prefetch(self, targets: Sequence[Target], *, idle_check: bool = False) -> bool:
         """What finding these targets needs, in as few POSTs as possible: the whole
-        listings of their kinds, or (a small run) their folders looked up together."""
+        listings of their kinds, or (a small run) their folders looked up together (with
+        `idle_check`, see _look_up_folders: whether Kodi said it was idle)."""
         movies = [t for t in targets if t.item.kind == "movie"]
         tv = [t for t in targets if t.item.kind != "movie"]
         if not self.narrow:
@@ -463,7 +483,7 @@ class KodiPlayer(Player):
                 self._movies()
             if tv:
                 self._shows()
-            return
+            return False
         movie_folders = [] if self.library.movies is not None else [
             (parent(p, t.style), t.style) for t in movies
             for p in [t.path, *(old.path for old in t.previous)]]
@@ -473,7 +493,8 @@ class KodiPlayer(Player):
         episode_folders = [(parent(p, t.style), t.style) for t in tv
                            if t.item.kind == "episode"
                            for p in [t.path, *(old.path for old in t.previous)]]
-        self._look_up_folders(movie_folders, show_folders, episode_folders)
+        return self._look_up_folders(movie_folders, show_folders, episode_folders,
+                                     idle_check=idle_check)
 
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
         """Have these shows' episodes listed: those not listed yet in one POST (a JSON-RPC
@@ -1079,9 +1100,12 @@ class KodiPlayer(Player):
         causes: dict[str, str] = {}
         behind = len(targets) + 1
         while True:
-            self.kodi.wait_idle()
             self.library = _Library()  # scans and refreshes since the last listing
             self.narrow = len(waiting) <= self.small_run
+            # A small run asks whether Kodi is scanning in the POST of its look-ups.
+            if not (self.narrow and self._prefetch(waiting, idle_check=True)):
+                self.kodi.wait_idle()
+                self.library = _Library()
             late, ids = self._not_landed(waiting)
             missing = {t.key for t in late}
             present = [t for t in waiting if t.key not in missing and not t.item.removed]
