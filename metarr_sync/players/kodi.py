@@ -13,9 +13,12 @@ kodi_artwork.md beside this module):
   re-adds it, usually under a new id, so Kodi ids are never kept past the call that used them.
 - Removal is surgical (`Remove*` by id); a folder-scoped `Clean` is used only for movie
   folders (it is unreliable for TV), and a whole-library clean never.
-- The `path` filter of `Get*` is SQL LIKE (case-insensitive, `_`/`%` wildcards), so items
-  are matched here by comparing Kodi's `file` with the expected path, from one listing
-  per run, as the file system holding it compares names (paths.match_key: case ignored
+- The `path` filter of `Get*` is SQL LIKE on the item's folder with its trailing separator
+  (ASCII case ignored, non-ASCII byte for byte, `_`/`%` wildcards that cannot be escaped;
+  measured on 20.1 and 21.2, kodi_lookup.md beside this module). A small run (SMALL_RUN)
+  looks its items up by folder with it; a bigger one lists each library once per run.
+  Either way items are matched here by comparing Kodi's `file` with the expected path,
+  as the file system holding it compares names (paths.match_key: case ignored
   for Windows drive, UNC and `smb://` paths, names in NFC everywhere, since Kodi lists a
   name as the file system has it, NFD when macOS wrote it). What is sent back is Kodi's
   own spelling where Kodi gave one: an item's id, a new folder as the listing of its
