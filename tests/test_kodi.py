@@ -1178,6 +1178,19 @@ def test_removed_movie_left_under_another_name_gets_a_folder_scoped_clean(kodi):
     assert kodi.methods[-2:] == ["XBMC.GetInfoBooleans", "VideoLibrary.Clean"]
     assert kodi.sent("VideoLibrary.Clean") == [
         {"showdialogs": False, "content": "movies", "directory": "smb://nas/movies/Heat (1995)/"}]
+    # A small run: the folder looked up, then what Kodi holds below it; no listing.
+    assert [p.get("filter") for p in kodi.sent("VideoLibrary.GetMovies")] == [
+        {"field": "path", "operator": "is", "value": "smb://nas/movies/Heat (1995)/"},
+        {"field": "path", "operator": "startswith", "value": "smb://nas/movies/Heat (1995)/"}]
+
+
+def test_a_removed_movie_is_not_cleaned_for_a_look_alike_folder(kodi):
+    # LIKE reads `_` as any character: Kodi answers the look-up with HeatX1995's movie,
+    # which is not in the removed movie's folder, so there is nothing to clean.
+    kodi.add_movie(11, "smb://nas/movies/HeatX1995/heat.old.mkv")
+    out = make_player().apply(targets([movie("Heat_1995", removed=True)]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert "VideoLibrary.Clean" not in kodi.methods and kodi.mutating == []
 
 
 def test_removal_is_skipped_when_clean_deleted_is_off(kodi):

@@ -909,7 +909,19 @@ class KodiPlayer(Player):
         if target.item.kind != "movie" or target.folder_is_root:
             return False
         folder = with_trailing(_key(target.folder), target.style)
-        return any(file.startswith(folder) for file in self._movies())  # keys, both
+        if self.library.movies is None and self.narrow:
+            # A small run: the movies at or below that folder (LIKE, confirmed by key).
+            method = "VideoLibrary.GetMovies"
+            answer = self.kodi.call(method, {"properties": ["file"], "filter": {
+                "field": "path", "operator": "startswith",
+                "value": _like(with_trailing(target.folder, target.style))}}, rows=True)
+            rows = listed_rows(self.where, method, answer, "movies")[0]
+            files: Iterable[str] = [_key(part) for file, _ in
+                                    listed_ids(self.where, method, rows, "movieid")
+                                    for part in _stack_parts(file)]
+        else:
+            files = self._movies()
+        return any(file.startswith(folder) for file in files)  # keys, both
 
     def _clean(self, target: Target, outcomes: dict[str, Outcome]) -> Outcome:
         self.kodi.wait_idle()
