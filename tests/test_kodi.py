@@ -282,7 +282,9 @@ def kodi(rsps) -> FakeKodi:
 
 def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
                 url: str = URL, timeout: float = 5, scan_timeout: float = 600,
-                **sync: Any) -> KodiPlayer:
+                small_run: int | None = None, **sync: Any) -> KodiPlayer:
+    """A Kodi player on the fake; `small_run=0`: always list whole libraries (the tests of
+    that path), else a batch of up to SMALL_RUN targets looks its folders up."""
     config = PlayerConfig(name="lounge", type="kodi", url=url, username="kodi",
                           password_value=PASSWORD, scan_timeout=scan_timeout,
                           mappings=SMB if mappings is None else mappings)
@@ -291,6 +293,8 @@ def make_player(mappings: list[Mapping] | None = None, *, dry_run: bool = False,
     now = [0.0]  # a fake clock that only sleeping moves: waits take no real time
     player.kodi.clock = lambda: now[0]
     player.kodi.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    if small_run is not None:
+        player.small_run = small_run
     return player
 
 
@@ -339,7 +343,8 @@ def test_probe_reports_versions_sources_and_mappings(kodi):
     assert [(s.name, s.ok) for s in result.steps] == [
         ("JSON-RPC", True), ("version", True), ("video sources", True),
         ("mapping /data/media/movies", True), ("mapping /data/media/tv", True)]
-    assert player.requests == 4 and player.commands == []
+    # Ping alone, the other three in one POST: discovery is most of a small run's requests.
+    assert player.requests == 2 and player.commands == []
 
 
 def test_every_request_is_jsonrpc_2_with_an_id_json_and_basic_auth(kodi):
@@ -415,7 +420,7 @@ def test_is_playing_follows_active_players(kodi):
 
 def test_new_movie_lists_parent_waits_then_scans_its_folder(kodi):
     kodi.listing("smb://nas/movies/", "smb://nas/movies/Heat (1995)/")
-    player = make_player()
+    player = make_player(small_run=0)
     out = player.apply(targets([movie("Heat (1995)")]))
     assert results(out) == {"movie:1": ("synced", None)}
     assert kodi.methods == ["VideoLibrary.GetMovies", "Files.GetDirectory",
@@ -541,7 +546,7 @@ def test_new_episode_of_a_known_show_scans_its_season_folder(kodi):
         10: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
     kodi.listing("smb://nas/tv/Severance/", "smb://nas/tv/Severance/Season 01/",
                  "smb://nas/tv/Severance/Season 02/")
-    out = make_player().apply(targets([episode("Severance", 2, 1, id=5),
+    out = make_player(small_run=0).apply(targets([episode("Severance", 2, 1, id=5),
                                        episode("Severance", 2, 2, id=6)]))
     assert [r for r, _ in results(out).values()] == ["synced", "synced"]
     assert kodi.sent("VideoLibrary.GetEpisodes") == [{"tvshowid": 3, "properties": ["file"]}]
@@ -603,7 +608,7 @@ def test_changed_items_kodi_has_are_refreshed_with_their_nfo(kodi):
     kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
     kodi.add_show(3, "smb://nas/tv/Severance/", {
         21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
-    player = make_player()
+    player = make_player(small_run=0)
     out = player.apply(targets([movie("Heat (1995)"), series("Severance", id=3),
                                 episode("Severance", 1, 1, id=9)]))
     assert all(r == "synced" for r, _ in results(out).values())
@@ -620,7 +625,7 @@ def test_changed_items_kodi_has_are_refreshed_with_their_nfo(kodi):
 def test_many_changed_movies_cost_one_listing(kodi):
     for n in range(50):
         kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
-    make_player().apply(targets([movie(f"M{n}", id=n) for n in range(50)]))
+    make_player(small_run=0).apply(targets([movie(f"M{n}", id=n) for n in range(50)]))
     assert kodi.methods.count("VideoLibrary.GetMovies") == 1
     assert len(kodi.sent("VideoLibrary.RefreshMovie")) == 50
 
@@ -635,7 +640,7 @@ def test_only_the_last_few_shows_episode_listings_are_kept(kodi):
         kodi.add_show(100 + n, f"smb://nas/tv/{title}/", {
             200 + n: f"smb://nas/tv/{title}/Season 01/{title} - S01E01.mkv",
             300 + n: f"smb://nas/tv/{title}/Season 01/{title} - S01E02.mkv"})
-    player = make_player()
+    player = make_player(small_run=0)
     player.apply(targets([episode(title, 1, 1, id=n) for n, title in enumerate(titles)]))
     assert len(player.library.episodes) == SHOWS_KEPT
     player.apply(targets([episode(titles[0], 1, 2, id=99)]))
@@ -688,7 +693,7 @@ def test_a_refresh_batch_answered_503_is_sent_once_and_keeps_the_batch_pending(k
     kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
     kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
     kodi.http_status["VideoLibrary.RefreshMovie"] = (503, {"Retry-After": "1"})
-    player = make_player(retry_attempts=2)
+    player = make_player(small_run=0, retry_attempts=2)
     with pytest.raises(PlayerError) as caught:
         player.apply(targets([movie("A", id=1), movie("B", id=2)]))
     assert "503 Service Unavailable" in caught.value.message
@@ -739,7 +744,7 @@ def test_a_scan_keeps_the_runs_listings_and_what_it_added_is_not_sent_again(kodi
         10: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv"})
     kodi.listing("smb://nas/movies/", "smb://nas/movies/A/", "smb://nas/movies/C/")
     kodi.listing("smb://nas/tv/Severance/", "smb://nas/tv/Severance/Season 02/")
-    player = make_player()
+    player = make_player(small_run=0)
     player.apply(targets([movie("A", id=1), episode("Severance", 2, 1, id=5)]))
     kodi.add_movie(5, "smb://nas/movies/A/A.mkv")  # what the scans added
     kodi.episodes[3].append({"episodeid": 11, "label": "x",
@@ -793,7 +798,7 @@ def test_a_batchs_removals_and_refreshes_travel_together_removals_first(kodi):
     kodi.add_show(3, "smb://nas/tv/Severance/", {
         21: "smb://nas/tv/Severance/Season 01/Severance - S01E01.mkv",
         22: "smb://nas/tv/Severance/Season 01/Severance - S01E02.mkv"})
-    player = make_player()
+    player = make_player(small_run=0)
     out = player.apply(targets([
         movie("A", id=1), movie("B", id=2, removed=True), movie("C", id=3),
         series("Severance", id=3), episode("Severance", 1, 1, id=9),
@@ -832,7 +837,7 @@ def test_the_episodes_of_every_show_a_batch_needs_are_listed_in_one_post(kodi):
     for n in range(4):
         kodi.add_show(100 + n, f"smb://nas/tv/S{n}/", {
             200 + n: f"smb://nas/tv/S{n}/Season 01/S{n} - S01E01.mkv"})
-    player = make_player()
+    player = make_player(small_run=0)
     player.apply(targets([episode(f"S{n}", 1, 1, id=n) for n in range(4)]))
     listing = [p for p in kodi.posts if isinstance(p, list)
                and p[0]["method"] == "VideoLibrary.GetEpisodes"]
@@ -848,7 +853,7 @@ def test_the_episodes_of_every_show_a_batch_needs_are_listed_in_one_post(kodi):
 def test_a_big_batch_is_sent_in_posts_of_batch_size_calls(kodi):
     for n in range(5):
         kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
-    player = make_player(batch_size=2)
+    player = make_player(small_run=0, batch_size=2)
     out = player.apply(targets([movie(f"M{n}", id=n) for n in range(5)]))
     assert all(r == "synced" for r, _ in results(out).values())
     changes = [calls_of(p) for p in kodi.posts[1:]]
@@ -964,7 +969,7 @@ def test_scans_cleans_and_idle_checks_are_never_batched(kodi):
     kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
     kodi.add_movie(13, "smb://nas/movies/Gone/gone.old.mkv")
     kodi.listing("smb://nas/movies/", "smb://nas/movies/N1/", "smb://nas/movies/N2/")
-    player = make_player()
+    player = make_player(small_run=0)
     player.apply(targets([movie("A", id=1), movie("B", id=2), movie("N1", id=3),
                           movie("N2", id=4), movie("Gone", id=5, removed=True)]))
     lone = {"XBMC.GetInfoBooleans", "VideoLibrary.Scan", "VideoLibrary.Clean",
@@ -1036,7 +1041,7 @@ def test_dry_run_records_each_batched_call_as_its_own_command(kodi):
     kodi.add_movie(11, "smb://nas/movies/A/A.mkv")
     kodi.add_movie(12, "smb://nas/movies/B/B.mkv")
     kodi.add_movie(13, "smb://nas/movies/C/C.mkv")
-    player = make_player(dry_run=True)
+    player = make_player(small_run=0, dry_run=True)
     out = player.apply(targets([movie("A", id=1), movie("B", id=2), movie("C", id=3,
                                                                           removed=True)]))
     assert all(r == "synced" for r, _ in results(out).values())
@@ -1070,7 +1075,7 @@ def test_whole_library_listings_come_in_pages(kodi, monkeypatch):
         kodi.add_movie(100 + n, f"smb://nas/movies/M{n}/M{n}.mkv")
     for n in range(4):
         kodi.add_show(200 + n, f"smb://nas/tv/S{n}/")
-    player = make_player()
+    player = make_player(small_run=0)
     player.apply(targets([movie("M4", id=4), series("S3", id=3)]))
     assert kodi.sent("VideoLibrary.GetMovies") == [
         {"properties": ["file"], "limits": {"start": s, "end": s + 2}} for s in (0, 2, 4)]
@@ -1119,7 +1124,7 @@ def test_verify_lists_the_episodes_of_batch_size_shows_per_post(kodi):
     for n in range(3):
         kodi.add_show(100 + n, f"smb://nas/tv/S{n}/", {
             200 + n: f"smb://nas/tv/S{n}/Season 01/S{n} - S01E01.mkv"})
-    player = make_player(batch_size=2)
+    player = make_player(small_run=0, batch_size=2)
     out = player.verify(targets([episode(f"S{n}", 1, 1, id=n) for n in range(3)]
                                 + [episode("S0", 1, 2, id=7)]))
     assert results(out)["episode:7"][0] == "unverified"
@@ -1173,6 +1178,19 @@ def test_removed_movie_left_under_another_name_gets_a_folder_scoped_clean(kodi):
     assert kodi.methods[-2:] == ["XBMC.GetInfoBooleans", "VideoLibrary.Clean"]
     assert kodi.sent("VideoLibrary.Clean") == [
         {"showdialogs": False, "content": "movies", "directory": "smb://nas/movies/Heat (1995)/"}]
+    # A small run: the folder looked up, then what Kodi holds below it; no listing.
+    assert [p.get("filter") for p in kodi.sent("VideoLibrary.GetMovies")] == [
+        {"field": "path", "operator": "is", "value": "smb://nas/movies/Heat (1995)/"},
+        {"field": "path", "operator": "startswith", "value": "smb://nas/movies/Heat (1995)/"}]
+
+
+def test_a_removed_movie_is_not_cleaned_for_a_look_alike_folder(kodi):
+    # LIKE reads `_` as any character: Kodi answers the look-up with HeatX1995's movie,
+    # which is not in the removed movie's folder, so there is nothing to clean.
+    kodi.add_movie(11, "smb://nas/movies/HeatX1995/heat.old.mkv")
+    out = make_player().apply(targets([movie("Heat_1995", removed=True)]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    assert "VideoLibrary.Clean" not in kodi.methods and kodi.mutating == []
 
 
 def test_removal_is_skipped_when_clean_deleted_is_off(kodi):
@@ -1232,8 +1250,10 @@ def test_upgrade_removes_the_old_entry_by_its_exact_id_and_scans_the_new_file(ko
     assert kodi.sent("VideoLibrary.RemoveMovie") == [{"movieid": 11}]
     assert kodi.sent("VideoLibrary.Scan") == [
         {"directory": "smb://nas/movies/Heat_1995/", "showdialogs": False}]
-    # The old entry is looked up in the whole-library listing, never with a filter.
-    assert all("filter" not in (params or {}) for params in kodi.sent("VideoLibrary.GetMovies"))
+    # A small run looks the folders up (a LIKE filter, answered with both look-alikes
+    # here): only the exact old file's entry was removed, above.
+    assert [p.get("filter") for p in kodi.sent("VideoLibrary.GetMovies")] == [
+        {"field": "path", "operator": "is", "value": "smb://nas/movies/Heat_1995/"}]
 
 
 def test_upgraded_episode_kodi_found_already_is_refreshed_and_its_old_entry_removed(
@@ -1246,8 +1266,8 @@ def test_upgraded_episode_kodi_found_already_is_refreshed_and_its_old_entry_remo
                           "tv/Dark/Season 01/Dark - S01E01 - 720p.mkv")
     out = make_player(media.mappings).apply(targets([item], media.mappings))
     assert results(out) == {"episode:1": ("synced", None)}
-    # Both in one POST, the removal first.
-    assert kodi.batches == [[("VideoLibrary.RemoveEpisode", {"episodeid": 21}),
+    # Both in one POST, the removal first (after the look-ups of the show and its folder).
+    assert kodi.batches[1:] == [[("VideoLibrary.RemoveEpisode", {"episodeid": 21}),
                              ("VideoLibrary.RefreshEpisode",
                               {"episodeid": 22, "ignorenfo": False})]]
     assert "VideoLibrary.Scan" not in kodi.methods
@@ -1364,6 +1384,21 @@ def test_verify_finds_delivered_items_by_exact_path(kodi):
                             "episode:9": ("synced", None), "movie:2": ("synced", None)}
     assert kodi.methods[0] == "XBMC.GetInfoBooleans"  # scans must have finished
     assert kodi.mutating == []
+
+
+def test_a_small_verify_asks_about_scanning_with_its_look_ups_and_waits_when_kodi_scans(kodi):
+    kodi.add_movie(11, "smb://nas/movies/Heat (1995)/Heat (1995).mkv")
+    kodi.scanning = [True, True, False]  # the look-ups' POST, then two idle checks
+    out = make_player().verify(targets([movie("Heat (1995)")]))
+    assert results(out) == {"movie:1": ("synced", None)}
+    look_up = ("VideoLibrary.GetMovies", {"properties": ["file"], "filter": {
+        "field": "path", "operator": "is", "value": "smb://nas/movies/Heat (1995)/"}})
+    idle = ("XBMC.GetInfoBooleans", {"booleans": ["Library.IsScanningVideo"]})
+    # Asked together; Kodi was scanning, so its answer was dropped and asked again once
+    # the scan was over.
+    assert kodi.batches[0] == [idle, look_up]
+    assert kodi.methods[2:6] == ["XBMC.GetInfoBooleans", "XBMC.GetInfoBooleans",
+                                 "VideoLibrary.GetMovies", "VideoLibrary.GetMovieDetails"]
 
 
 def test_verify_lists_again_after_the_run_changed_the_library(kodi):

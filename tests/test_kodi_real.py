@@ -843,3 +843,54 @@ def test_an_nfd_named_movie_folder_is_found_and_verified_with_metarrs_nfc_name(s
     assert report["players"][0]["verified"] == 1, explain(cli, report)
     assert sent_methods(log) == [("VideoLibrary.RefreshMovie",
                                   {"movieid": movie_id, "ignorenfo": False})]
+
+
+def test_a_small_run_looks_a_movie_and_an_episode_up_by_folder_without_listing_the_library(
+        setup, tmp_path):
+    """One changed movie and one changed episode: the run finds them in Kodi by their
+    folders (a `path` filter, SQL LIKE in Kodi, so a `_` in the folder also matches the
+    look-alike `HeatXWave`, which must be left alone), refreshes exactly those two, verifies
+    them, and never lists a whole library: every GetMovies/GetTVShows/GetEpisodes that went
+    over the wire (recorded by a proxy) carried a filter."""
+    from datetime import UTC, datetime
+
+    cli, db, kodi = setup
+    publish_movie(kodi, "Heat_Wave", 2001, imdb="tt0000101")
+    publish_movie(kodi, "HeatXWave", 2001, imdb="tt0000102")
+    kodi.write_show(kodi.tv / "Dark_Side", "Dark_Side", "2017-12-01")
+    episode_file = publish_episode(kodi, "Dark_Side", 1, 1, "Secrets")
+    movie = db.add_movie("Heat_Wave", 2001)
+    db.add_movie("HeatXWave", 2001)
+    show = db.add_series("Dark_Side")
+    episode = db.add_episode(show, db.add_season(show, 1), 1, 1, title="Secrets")
+    code, report = run(cli)
+    assert code == 0 and report["players"][0]["verified"] == 4, explain(cli, report)
+    kodi.wait_until(lambda: episode_file in kodi.episodes_by_file(), "the episode")
+    movies = kodi.movies_by_file()
+    heat = movies[f"{kodi.movies}/Heat_Wave (2001)/Heat_Wave (2001).mkv"]["movieid"]
+    look_alike = movies[f"{kodi.movies}/HeatXWave (2001)/HeatXWave (2001).mkv"]["movieid"]
+    episode_id = kodi.episodes_by_file()[episode_file]["episodeid"]
+
+    db.republish_movie(movie)
+    now = datetime.now(UTC)
+    db._exec("UPDATE episodes SET updated_at = ? WHERE id = ?",
+             (db._stored("episodes", "updated_at", now, iso=True), episode))
+    log = tmp_path / "small.log"
+    with RecordingProxy(kodi.url) as proxy:
+        write_real_config(cli, db, proxy.url, kodi)
+        code, report = run(cli, log)
+    assert code == 0, explain(cli, report)
+    (row,) = report["players"]
+    assert (row["items"], row["synced"], row["verified"]) == (2, 2, 2), explain(cli, report)
+    assert sorted(m for m, _ in sent_methods(log) if m.startswith("VideoLibrary.Refresh")) == [
+        "VideoLibrary.RefreshEpisode", "VideoLibrary.RefreshMovie"]
+    assert [p for m, p in sent_methods(log) if m == "VideoLibrary.RefreshMovie"] == [
+        {"movieid": heat, "ignorenfo": False}]
+    assert [p for m, p in sent_methods(log) if m == "VideoLibrary.RefreshEpisode"] == [
+        {"episodeid": episode_id, "ignorenfo": False}]
+    assert look_alike in {m["movieid"] for m in kodi.movies_by_file().values()}
+    calls = [c for body in proxy.bodies for c in (body if isinstance(body, list) else [body])]
+    listings = [c for c in calls if c["method"] in (
+        "VideoLibrary.GetMovies", "VideoLibrary.GetTVShows", "VideoLibrary.GetEpisodes")]
+    assert listings and all("filter" in c["params"] for c in listings), listings
+    assert len(proxy.bodies) <= 12, [b if isinstance(b, dict) else len(b) for b in proxy.bodies]

@@ -13,9 +13,12 @@ kodi_artwork.md beside this module):
   re-adds it, usually under a new id, so Kodi ids are never kept past the call that used them.
 - Removal is surgical (`Remove*` by id); a folder-scoped `Clean` is used only for movie
   folders (it is unreliable for TV), and a whole-library clean never.
-- The `path` filter of `Get*` is SQL LIKE (case-insensitive, `_`/`%` wildcards), so items
-  are matched here by comparing Kodi's `file` with the expected path, from one listing
-  per run, as the file system holding it compares names (paths.match_key: case ignored
+- The `path` filter of `Get*` is SQL LIKE on the item's folder with its trailing separator
+  (ASCII case ignored, non-ASCII byte for byte, `_`/`%` wildcards that cannot be escaped;
+  measured on 20.1 and 21.2, kodi_lookup.md beside this module). A small run (SMALL_RUN)
+  looks its items up by folder with it; a bigger one lists each library once per run.
+  Either way items are matched here by comparing Kodi's `file` with the expected path,
+  as the file system holding it compares names (paths.match_key: case ignored
   for Windows drive, UNC and `smb://` paths, names in NFC everywhere, since Kodi lists a
   name as the file system has it, NFD when macOS wrote it). What is sent back is Kodi's
   own spelling where Kodi gave one: an item's id, a new folder as the listing of its
@@ -63,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -104,6 +108,13 @@ log = logging.getLogger("metarr_sync.kodi")
 VERIFY_GRACE = 3.0
 #: Shows whose episode listings are kept between batches (see KodiPlayer._trim).
 SHOWS_KEPT = 8
+#: Up to this many targets (a batch in apply(), the run in verify()), Kodi's items are
+#: looked up by their folder (one call each, all in one POST) instead of listing the
+#: library (one call per PAGE rows, each row built and sent by Kodi): a small run then
+#: costs what it changes. With [sync] batch_size 100, 50 look-ups are one POST of ~50
+#: short answers, against listing pages of 5,000 rows each; above it the listing, read
+#: once per run, is shared by every batch. The measured filter facts: kodi_lookup.md.
+SMALL_RUN = 50
 #: How long a notification stays on screen; Kodi rejects less than 1500 ms.
 NOTIFICATION_MS = 5000
 _REFRESH = {
@@ -115,6 +126,12 @@ _REMOVE = {
     "movie": ("VideoLibrary.RemoveMovie", "movieid"),
     "series": ("VideoLibrary.RemoveTVShow", "tvshowid"),
     "episode": ("VideoLibrary.RemoveEpisode", "episodeid"),
+}
+#: What a look-up by folder asks of Kodi for each kind: (method, rows key, id field).
+_LOOK_UP = {
+    "movie": ("VideoLibrary.GetMovies", "movies", "movieid"),
+    "show": ("VideoLibrary.GetTVShows", "tvshows", "tvshowid"),
+    "episode": ("VideoLibrary.GetEpisodes", "episodes", "episodeid"),
 }
 _DETAILS = {
     "movie": ("VideoLibrary.GetMovieDetails", "movieid", "moviedetails"),
@@ -181,11 +198,29 @@ def _stack_parts(file: str) -> list[str]:
     return [part.replace(",,", ",") for part in file[len("stack://"):].split(" , ")]
 
 
+def _like(folder: str) -> str:
+    """A folder as the value of a `path` filter, which Kodi matches with SQL LIKE: `_` and
+    `%` are wildcards there and cannot be escaped (a backslash is taken literally), and
+    only ASCII letters match in either case, while non-ASCII names must match byte for
+    byte (NFC does not find an NFD folder). So each run of non-ASCII characters becomes
+    `%`, the answer is a superset of the folder's items, and each row is confirmed by
+    `_key` (exact, NFC, case as the file system holding it) before it is used."""
+    return re.sub(r"[^\x00-\x7f]+", "%", folder)
+
+
 def _expand_source(path: str) -> list[str]:
     """A source's folders: a multipath source lists several, URL-encoded."""
     if not path.startswith("multipath://"):
         return [path]
     return [unquote(part) for part in path[len("multipath://"):].split("/") if part]
+
+
+def _source_roots(answer: Any) -> list[str]:
+    """The folders of Kodi's video sources, from its answer to Files.GetSources."""
+    roots: list[str] = []
+    for source in (answer or {}).get("sources") or []:
+        roots.extend(_expand_source(str(source.get("file", ""))))
+    return [r for r in roots if r]
 
 
 def _holder(folder: str, style: PathStyle, folders: Container[str],
@@ -217,9 +252,17 @@ class _Library:
         self.episodes: dict[int, dict[str, int]] = {}
         #: Paths of items refreshed in this run: Kodi has them under an id not known here.
         self.stale: set[str] = set()
+        #: A small run's look-ups by folder (SMALL_RUN): the rows Kodi answered, by `_key`,
+        #: and the folders asked about ("movie"/"show"/"episode", folder key).
+        self.some_movies: dict[str, int] = {}
+        self.some_shows: dict[str, int] = {}
+        self.some_episodes: dict[str, int] = {}
+        self.looked: set[tuple[str, str]] = set()
 
     def forget_movies(self) -> None:
         self.movies = None
+        self.some_movies = {}
+        self.looked = {key for key in self.looked if key[0] != "movie"}
 
 
 class KodiPlayer(Player):
@@ -252,6 +295,9 @@ class KodiPlayer(Player):
         #: The same for the reads around them (art, textures, details): a Kodi working
         #: through refreshes answers those slower too.
         self.read_sizer = BatchSizer(sync.timeout, max(1, sync.batch_size))
+        #: Whether items are looked up by folder rather than listed (up to small_run).
+        self.small_run = SMALL_RUN
+        self.narrow = False
 
     @property
     def where(self) -> str:
@@ -265,22 +311,33 @@ class KodiPlayer(Player):
         if pong != "pong":
             raise ProtocolError(f"{self.where} answered JSONRPC.Ping with {pong!r} instead "
                                 "of 'pong': is this Kodi?")
+        # The rest in one POST (a JSON-RPC batch, answered call by call): discovery is most
+        # of a small run's requests. Ping alone first: what answers it tells what the server
+        # is (not Kodi, wrong password) as clearly as a lone call can.
+        version, app, sources = self.kodi.call_many([
+            ("JSONRPC.Version", None),
+            ("Application.GetProperties", {"properties": ["version", "name"]}),
+            ("Files.GetSources", {"media": "video"})])
         result.steps.append(ProbeStep("JSON-RPC", True, f"{self.where}/jsonrpc answers"))
-        version = self.kodi.call("JSONRPC.Version")
+        if isinstance(version, KodiRejected):
+            raise version
         try:
             api = version["version"]
             result.api_version = f"{api['major']}.{api.get('minor', 0)}.{api.get('patch', 0)}"
         except (TypeError, KeyError):
             raise ProtocolError(f"{self.where} sent no usable JSONRPC.Version") from None
         try:
-            app = self.kodi.call("Application.GetProperties",
-                                 {"properties": ["version", "name"]})
+            if isinstance(app, KodiRejected):
+                raise app
             ver = app["version"]
             tag = ver.get("tag", "")
             result.version = f"{ver['major']}.{ver['minor']}" + (
                 f" ({tag})" if tag and tag != "stable" else "")
         except (KodiRejected, TypeError, KeyError):
             result.version = ""  # informative only; the API version is what matters
+        if isinstance(sources, KodiRejected):
+            raise sources
+        self.sources = _source_roots(sources)
         result.steps.append(ProbeStep(
             "version", True, f"Kodi {result.version or '?'}, JSON-RPC API {result.api_version}"))
         result.roots = self.video_sources()
@@ -315,11 +372,7 @@ class KodiPlayer(Player):
 
     def video_sources(self) -> list[str]:
         if self.sources is None:
-            answer = self.kodi.call("Files.GetSources", {"media": "video"}) or {}
-            roots: list[str] = []
-            for source in answer.get("sources") or []:
-                roots.extend(_expand_source(str(source.get("file", ""))))
-            self.sources = [r for r in roots if r]
+            self.sources = _source_roots(self.kodi.call("Files.GetSources", {"media": "video"}))
         return self.sources
 
     def is_playing(self) -> bool:
@@ -348,6 +401,103 @@ class KodiPlayer(Player):
                     self.library.show_spellings[key] = strip_trailing(file)
             self.library.shows = shows
         return self.library.shows
+
+    def _movie_ids(self, paths: Iterable[str], style: PathStyle) -> Mapping[str, int]:
+        """`_key` of a file -> its movie id: the whole listing when there is one or the run
+        is not small, else the movies of these files' folders, looked up."""
+        if self.library.movies is not None or not self.narrow:
+            return self._movies()
+        self._look_up_folders([(parent(p, style), style) for p in paths], [])
+        return self.library.some_movies
+
+    def _show_ids(self, folders: Iterable[str], style: PathStyle) -> Mapping[str, int]:
+        """`_key` of a show folder -> its show id, as _movie_ids() for movies."""
+        if self.library.shows is not None or not self.narrow:
+            return self._shows()
+        self._look_up_folders([], [(f, style) for f in folders])
+        return self.library.some_shows
+
+    def _look_up_folders(self, movies: Sequence[tuple[str, PathStyle]],
+                         shows: Sequence[tuple[str, PathStyle]],
+                         episodes: Sequence[tuple[str, PathStyle]] = (), *,
+                         idle_check: bool = False) -> bool:
+        """Ask Kodi for the movies in these folders, the shows at these folders and the
+        episodes in these folders, each folder once per listing state, every call in one
+        POST per [sync] batch_size: `GetMovies`/`GetTVShows`/`GetEpisodes` filtered on
+        `path` `is` the folder (with its trailing separator: Kodi's `strPath`), see
+        _like() and kodi_lookup.md.
+
+        With `idle_check`, Kodi's "is the library scanning" question travels first in the
+        same POST (verify() saves a request); returns whether Kodi said it was idle, False
+        when nothing was sent. Scanning: what it answered is dropped (Kodi is adding items).
+        """
+        calls: list[tuple[str, str, str]] = []  # (kind, folder key, LIKE value)
+        for kind, folders in (("movie", movies), ("show", shows), ("episode", episodes)):
+            for folder, style in folders:
+                key = (kind, _key(folder))
+                if key not in self.library.looked:
+                    self.library.looked.add(key)
+                    calls.append((kind, key[1], _like(with_trailing(folder, style))))
+        size = max(1, self.sync.batch_size)
+        idle = False
+        for at in range(0, len(calls), size):
+            chunk = calls[at:at + size]
+            ask: list[tuple[str, dict[str, Any] | None]] = [
+                (_LOOK_UP[kind][0],
+                 {"properties": ["file"], "filter": {"field": "path", "operator": "is",
+                                                     "value": value}})
+                for kind, _, value in chunk]
+            if idle_check and at == 0 and not self.kodi.dry_run:
+                first, *answers = self.kodi.call_many(
+                    [("XBMC.GetInfoBooleans", {"booleans": ["Library.IsScanningVideo"]}),
+                     *ask], rows=True)
+                idle = isinstance(first, dict) and first.get("Library.IsScanningVideo") \
+                    is False
+                if not idle:
+                    self.library = _Library()
+                    return False
+            else:
+                answers = self.kodi.call_many(ask, rows=True)
+            for (kind, _, _), answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, KodiRejected):
+                    raise answer
+                method, rows_key, field = _LOOK_UP[kind]
+                rows = listed_rows(self.where, method, answer, rows_key)[0]
+                for file, item_id in listed_ids(self.where, method, rows, field):
+                    if kind != "show":
+                        found = self.library.some_movies if kind == "movie" else \
+                            self.library.some_episodes
+                        for part in _stack_parts(file):
+                            found[_key(part)] = item_id
+                    else:
+                        self.library.some_shows[_key(file)] = item_id
+                        if strip_trailing(file) != _key(file):
+                            self.library.show_spellings[_key(file)] = strip_trailing(file)
+        return idle
+
+    def _prefetch(self, targets: Sequence[Target], *, idle_check: bool = False) -> bool:
+        """What finding these targets needs, in as few POSTs as possible: the whole
+        listings of their kinds, or (a small run) their folders looked up together (with
+        `idle_check`, see _look_up_folders: whether Kodi said it was idle)."""
+        movies = [t for t in targets if t.item.kind == "movie"]
+        tv = [t for t in targets if t.item.kind != "movie"]
+        if not self.narrow:
+            if movies:
+                self._movies()
+            if tv:
+                self._shows()
+            return False
+        movie_folders = [] if self.library.movies is not None else [
+            (parent(p, t.style), t.style) for t in movies
+            for p in [t.path, *(old.path for old in t.previous)]]
+        show_folders = [] if self.library.shows is not None else [
+            (f, t.style) for t in tv
+            if (f := t.path if t.item.kind == "series" else t.series_folder)]
+        episode_folders = [(parent(p, t.style), t.style) for t in tv
+                           if t.item.kind == "episode"
+                           for p in [t.path, *(old.path for old in t.previous)]]
+        return self._look_up_folders(movie_folders, show_folders, episode_folders,
+                                     idle_check=idle_check)
 
     def _list_episodes(self, show_ids: Sequence[int]) -> None:
         """Have these shows' episodes listed: those not listed yet in one POST (a JSON-RPC
@@ -404,7 +554,7 @@ class KodiPlayer(Player):
 
     def _show_of(self, target: Target) -> int | None:
         folder = target.path if target.item.kind == "series" else target.series_folder
-        return self._shows().get(_key(folder)) if folder else None
+        return self._show_ids([folder], target.style).get(_key(folder)) if folder else None
 
     def _look_up(self, targets: Sequence[Target]) -> None:
         """List everything finding these targets needs, in as few requests as possible:
@@ -412,12 +562,14 @@ class KodiPlayer(Player):
         targets need, in one batch. find() then sends nothing."""
         if any(t.path in self.library.stale for t in targets):
             self.library = _Library()  # rare: asked again about a refreshed item
-        if any(t.item.kind == "movie" for t in targets):
-            self._movies()
+        self.narrow = len(targets) <= self.small_run
+        self._prefetch(targets)
         tv = [t for t in targets if t.item.kind != "movie"]
         if not tv:
             return
         # A show removed with these targets takes its episodes along: no need to list them.
+        if self.narrow:
+            return  # the episodes were looked up by their folders with the shows
         gone = {self._show_of(t) for t in tv if t.item.kind == "series" and t.item.removed}
         shows = [self._show_of(t) for t in tv if t.item.kind == "episode"]
         self._list_episodes([s for s in shows if s is not None and s not in gone])
@@ -428,23 +580,36 @@ class KodiPlayer(Player):
             self.library = _Library()  # rare: asked again about a refreshed item
         kind = target.item.kind
         if kind == "movie":
-            return self._movies().get(_key(target.path))
+            return self._movie_ids([target.path], target.style).get(_key(target.path))
         show = self._show_of(target)
         if kind == "series" or show is None:
             return show
-        return self._episodes(show).get(_key(target.path))
+        return self._episode_ids(show, target.path, target.style).get(_key(target.path))
+
+    def _episode_ids(self, show: int, path: str, style: PathStyle) -> Mapping[str, int]:
+        """`_key` of a file -> its episode id: the show's episodes when they are listed
+        or the run is not small, else the episodes of the file's folder, looked up."""
+        if show in self.library.episodes or not self.narrow:
+            return self._episodes(show)
+        self._look_up_folders([], [], [(parent(path, style), style)])
+        return self.library.some_episodes
 
     def _old_entry(self, target: Target, old: OldFile) -> tuple[int, int | None] | None:
         """(Kodi's id, its show's id) of the movie or episode whose file is exactly the old
         file, or None. An old episode is looked for in the show whose folder holds it."""
         if target.item.kind == "movie":
-            movie_id = self._movies().get(_key(old.path))
+            movie_id = self._movie_ids([old.path], target.style).get(_key(old.path))
             return None if movie_id is None else (movie_id, None)
-        show = _holder(parent(old.path, target.style), target.style, self._shows(), _key)
+        shows = self._show_ids([target.series_folder] if target.series_folder else [],
+                               target.style)
+        show = _holder(parent(old.path, target.style), target.style, shows, _key)
+        if show is None and shows is not self.library.shows:
+            shows = self._shows()  # rare: an old file outside the item's show folder
+            show = _holder(parent(old.path, target.style), target.style, shows, _key)
         if show is None:
             return None
-        show_id = self._shows()[show]
-        episode_id = self._episodes(show_id).get(_key(old.path))
+        show_id = shows[show]
+        episode_id = self._episode_ids(show_id, old.path, target.style).get(_key(old.path))
         return None if episode_id is None else (episode_id, show_id)
 
     def _replace_old(self, target: Target) -> list[tuple[Target, str, dict[str, Any]]]:
@@ -464,10 +629,11 @@ class KodiPlayer(Player):
             kodi_id, show_id = found
             method, field = _REMOVE[target.item.kind]
             removals.append((target, method, {field: kodi_id}))
-            entries = self.library.movies if show_id is None else \
-                self.library.episodes.get(show_id)
-            if entries is not None:
-                entries.pop(_key(old.path), None)  # its id is about to go
+            for entries in ((self.library.movies, self.library.some_movies)
+                            if show_id is None else (self.library.episodes.get(show_id),
+                                                     self.library.some_episodes)):
+                if entries is not None:
+                    entries.pop(_key(old.path), None)  # its id is about to go
         return removals
 
     def _forget(self, target: Target, *, removed: bool) -> None:
@@ -479,17 +645,22 @@ class KodiPlayer(Player):
         kind = target.item.kind
         if kind == "series":
             show = self._show_of(target)
-            if removed and show is not None and self.library.shows is not None:
+            if removed and show is not None:
                 self.library.episodes.pop(show, None)
-                self.library.shows.pop(_key(target.path), None)
+                self.library.some_shows.pop(_key(target.path), None)
+                if self.library.shows is not None:
+                    self.library.shows.pop(_key(target.path), None)
             return
+        held: tuple[dict[str, int] | None, ...]
         if kind == "movie":
-            entries = self.library.movies
+            held = (self.library.movies, self.library.some_movies)
         else:
             show = self._show_of(target)
-            entries = self.library.episodes.get(show) if show is not None else None
-        if entries is not None:
-            entries.pop(_key(target.path), None)
+            held = (self.library.episodes.get(show) if show is not None else None,
+                    self.library.some_episodes)
+        for entries in held:
+            if entries is not None:
+                entries.pop(_key(target.path), None)
         if not removed:
             self.library.stale.add(target.path)
 
@@ -738,7 +909,19 @@ class KodiPlayer(Player):
         if target.item.kind != "movie" or target.folder_is_root:
             return False
         folder = with_trailing(_key(target.folder), target.style)
-        return any(file.startswith(folder) for file in self._movies())  # keys, both
+        if self.library.movies is None and self.narrow:
+            # A small run: the movies at or below that folder (LIKE, confirmed by key).
+            method = "VideoLibrary.GetMovies"
+            answer = self.kodi.call(method, {"properties": ["file"], "filter": {
+                "field": "path", "operator": "startswith",
+                "value": _like(with_trailing(target.folder, target.style))}}, rows=True)
+            rows = listed_rows(self.where, method, answer, "movies")[0]
+            files: Iterable[str] = [_key(part) for file, _ in
+                                    listed_ids(self.where, method, rows, "movieid")
+                                    for part in _stack_parts(file)]
+        else:
+            files = self._movies()
+        return any(file.startswith(folder) for file in files)  # keys, both
 
     def _clean(self, target: Target, outcomes: dict[str, Outcome]) -> Outcome:
         self.kodi.wait_idle()
@@ -765,9 +948,11 @@ class KodiPlayer(Player):
         where that is the same folder) must not lead a scan past them. Below the source,
         and whenever no source holds the folder, it is spelled as it was (plan.map_path).
         """
-        if self.library.shows is not None:
+        shows = self.library.shows if self.library.shows is not None else \
+            self.library.some_shows
+        if shows:
             # Below a show Kodi has: its folder as Kodi spells it (an NFD show folder).
-            show = _holder(folder, style, self.library.shows, _key)
+            show = _holder(folder, style, shows, _key)
             if show is not None:
                 kodi_show = self.library.show_spellings.get(show, show)
                 rest = components_below(folder, kodi_show, PLATFORM)
@@ -930,8 +1115,12 @@ class KodiPlayer(Player):
         causes: dict[str, str] = {}
         behind = len(targets) + 1
         while True:
-            self.kodi.wait_idle()
             self.library = _Library()  # scans and refreshes since the last listing
+            self.narrow = len(waiting) <= self.small_run
+            # A small run asks whether Kodi is scanning in the POST of its look-ups.
+            if not (self.narrow and self._prefetch(waiting, idle_check=True)):
+                self.kodi.wait_idle()
+                self.library = _Library()
             late, ids = self._not_landed(waiting)
             missing = {t.key for t in late}
             present = [t for t in waiting if t.key not in missing and not t.item.removed]
@@ -993,13 +1182,14 @@ class KodiPlayer(Player):
         looked up with the whole-library listings and the episodes of [sync] batch_size
         shows per POST (each group of shows dropped once checked: verifying a run over
         1,000 shows holds a hundred at most)."""
-        if any(t.item.kind == "movie" for t in targets):
-            self._movies()
+        self._prefetch(targets)
         by_show: dict[int, list[Target]] = {}
         late: list[Target] = []
         ids: dict[str, int] = {}
         for target in targets:
-            show = self._show_of(target) if target.item.kind == "episode" else None
+            # A small run looked each episode up by its folder (_prefetch): no show listed.
+            show = self._show_of(target) if target.item.kind == "episode" and \
+                not self.narrow else None
             if show is not None:
                 by_show.setdefault(show, []).append(target)
             elif not self._landed(target, ids):

@@ -18,6 +18,8 @@ from fast_fakes import BenchJellyfin, BenchKodi, BenchPlex
 from scenario import MOVIES_ROOT, TV_ROOT, Changes, Library
 from support.fake_players import FakePlayer, JellyfinLibrary, PlexSection
 
+from metarr_sync.players.kodi import SMALL_RUN as KODI_SMALL_RUN
+
 NAMES = ("kodi", "jellyfin", "plex")
 METARR_ROOT = "/data/media"
 ROOTS = {"kodi": "smb://nas/media", "jellyfin": "/media", "plex": "/share/media"}
@@ -240,9 +242,15 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         bound["discovery"] = 5  # Ping, Version, GetProperties, GetSources, GetActivePlayers
         held = holdings(name, library, presence)
         shows_listed = {t.series_id for t in tv if t.kind == "episode" and t.show_present}
-        bound["listings"] = ((_pages(held["movies"], KODI_PAGE) if movies else 0)
-                             + (_pages(held["shows"], KODI_PAGE) if tv else 0)
-                             + len(shows_listed))
+        # A small run (one batch of at most kodi.SMALL_RUN targets) looks each movie folder,
+        # show folder and season folder up once (GetMovies/GetTVShows/GetEpisodes with a
+        # path filter) instead of listing; the verification looks them up once more.
+        small = len(found) <= min(KODI_SMALL_RUN, batch_size)
+        look_ups = (len({t.folder for t in movies}) + len({t.show for t in tv})
+                    + len({t.folder for t in tv if t.kind == "episode"}))
+        bound["listings"] = look_ups if small else (
+            (_pages(held["movies"], KODI_PAGE) if movies else 0)
+            + (_pages(held["shows"], KODI_PAGE) if tv else 0) + len(shows_listed))
         bound["refreshes"] = len(have)
         # Read before the refresh, looked up and removed after it: see the docstring.
         bound["artwork"] = (len(have) + sum(1 for t in have if t.kind == "series")
@@ -254,10 +262,10 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
         bound["scans"] = (1 if dry_run else 2) * len(folders) + len(parents)
         # After the run Kodi holds every movie and show (the scans added those it lacked).
         delivered_shows = {t.series_id for t in tv if t.kind == "episode"}
-        bound["verification"] = (
-            1 + (_pages(len(library.movies), KODI_PAGE) if movies else 0)
-            + (_pages(len(library.series), KODI_PAGE) if tv else 0) + len(delivered_shows)
-            + _shown(found) if found and not dry_run else 0)
+        listed = look_ups if small else (
+            (_pages(len(library.movies), KODI_PAGE) if movies else 0)
+            + (_pages(len(library.series), KODI_PAGE) if tv else 0) + len(delivered_shows))
+        bound["verification"] = (1 + listed + _shown(found) if found and not dry_run else 0)
     elif name == "jellyfin":
         bound["discovery"] = 3  # /System/Info/Public, /System/Info, VirtualFolders
         held = holdings(name, library, presence)

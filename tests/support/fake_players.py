@@ -160,6 +160,28 @@ def under(path: str, folder: str) -> bool:
     return path.rstrip("/\\") == base or path.startswith(base + sep)
 
 
+def item_folder(file: str) -> str:
+    """What Kodi's `path` filter compares for an item: its folder (`strPath`) with the
+    trailing separator; a show's `file` is that folder, a stack's folder is its first
+    part's."""
+    if file.startswith("stack://"):
+        file = file[len("stack://"):].split(" , ")[0]
+    cut = max(file.rfind("/"), file.rfind("\\"))
+    return file[:cut + 1]
+
+
+def sql_like(pattern: str, text: str) -> bool:
+    """SQLite's LIKE as Kodi's `path` filter applies it (measured on Kodi 20.1 and 21.2):
+    `%` any run of characters, `_` exactly one, no escape character (`\\_` is a backslash
+    and any character), ASCII letters in either case, any other character only as itself
+    (an NFC name does not match its NFD spelling)."""
+    def fold(t: str) -> str:
+        return "".join(c.lower() if c.isascii() else c for c in t)
+    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c)
+                 for c in fold(pattern))
+    return re.fullmatch(rx, fold(text), re.S) is not None
+
+
 def windows(path: str, like: str) -> str:
     """`path` with `/` read as `\\` when `like` is a Windows path, as Windows reads it."""
     return path.replace("/", "\\") if sep_of(like) == "\\" else path
@@ -970,12 +992,14 @@ class FakeKodi(FakePlayer):
 
     def _listed(self, items: list[dict[str, Any]], params: dict[str, Any]) -> list[dict]:
         flt = params.get("filter")
-        if isinstance(flt, dict) and flt.get("field") == "path":
-            value = str(flt.get("value", "")).lower()
-            if flt.get("operator") == "startswith":
-                items = [i for i in items if i["file"].lower().startswith(value)]
-            elif flt.get("operator") == "is":
-                items = [i for i in items if i["file"].lower() == value]
+        if flt is not None:
+            if not isinstance(flt, dict) or flt.get("field") != "path" or \
+                    flt.get("operator") not in ("is", "startswith"):
+                raise _InvalidParams("filter", "only path/is and path/startswith are "
+                                     "modelled by the fake")
+            value = str(flt.get("value", ""))
+            pattern = value + ("%" if flt["operator"] == "startswith" else "")
+            items = [i for i in items if sql_like(pattern, item_folder(i["file"]))]
         limits = params.get("limits")
         if isinstance(limits, dict):
             start, end = int(limits.get("start", 0)), limits.get("end")
