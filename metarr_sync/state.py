@@ -683,6 +683,11 @@ class State:
                 f"k.provider_key = ? AND i.{scope} = ?", (player, key, value))]
         return found
 
+    def index_library_of(self, player: str, item_id: str) -> str | None:
+        row = self.conn.execute("SELECT library FROM player_index WHERE player = ? AND "
+                                "item_id = ?", (player, item_id)).fetchone()
+        return str(row[0]) if row else None
+
     def index_show_is_complete(self, player: str, series_id: str) -> bool:
         row = self.conn.execute("SELECT complete FROM player_index WHERE player = ? AND "
                                 "item_id = ?", (player, series_id)).fetchone()
