@@ -574,7 +574,8 @@ class JellyfinPlayer(Player):
             log.info("%s: %d indexed item(s) no longer listed by %s: dropped from the index",
                      self.name, len(gone), self.product)
             self._store.forget_index_items(self.name, gone)
-        return [i for i in ids if i in self._listed or i in there]
+        self._listed |= there  # asked once per run
+        return [i for i in ids if i in self._listed]
 
     def series_index(self, series_id: str) -> Index | StoredIndex:
         """The episodes of one show, listed once per run.
