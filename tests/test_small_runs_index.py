@@ -288,3 +288,39 @@ def test_a_removal_is_proven_against_the_server_not_the_index(world: World) -> N
     # The server said it has no such item: nothing to report, no scan of the folder.
     assert world.jelly.updates == []
     assert any(r.param("ids") == gone for r in world.requests())
+
+
+def test_emby_looks_each_change_up_by_path_at_any_library_size(tmp_path: Path) -> None:
+    """Emby keeps no index: `/Items?Path=` finds the item, whatever the library's size."""
+    from conftest import Cli
+
+    found = []
+    for size, (movies, shows) in enumerate(((60, 5), (1300, 40))):
+        root = tmp_path / f"size{size}"
+        root.mkdir()
+        metarr = MetarrDB(root / "metarr.sqlite")
+        try:
+            with FakeJellyfin(emby=True) as emby:
+                world = World(Cli(root), metarr, emby, movies, shows)
+                world.configure()
+                assert world.run()["items"] == 0
+                sent = []
+                for kind in ("movie", "episode"):
+                    emby.reset_log()
+                    emby.refreshed.clear()
+                    if kind == "movie":
+                        world.change_movie(movies // 2)
+                    else:
+                        world.change_episode(len(world.episodes) - 1)
+                    report = world.run()
+                    assert (report["synced"], report["failed"]) == (1, 0), report
+                    assert len(emby.refreshed) == 1 and emby.updates == []
+                    assert not any(r.param("Limit") or r.param("limit")
+                                   for r in world.requests())  # no listing
+                    sent.append([shape(r) for r in world.requests()])
+                assert world.index_rows() == 0
+                found.append(sent)
+        finally:
+            metarr.close()
+    assert found[0] == found[1]
+    assert all(len(requests) <= 10 for requests in found[0]), found[0]
