@@ -174,6 +174,7 @@ MIGRATIONS: list[str] = [
         player TEXT NOT NULL, provider_key TEXT NOT NULL, item_id TEXT NOT NULL,
         PRIMARY KEY (player, provider_key, item_id)
     ) WITHOUT ROWID;
+    CREATE INDEX player_index_ids_item ON player_index_ids (player, item_id);
     """,
 ]
 
@@ -618,13 +619,16 @@ class State:
             c.execute(f"DELETE FROM player_index WHERE {where}", args)
             c.execute(f"DELETE FROM player_index_libraries WHERE {where}", args)
 
-    def index_items(self, player: str, library: str, rows: Sequence[IndexRow]) -> None:
-        """Add or replace items of `player`'s index (a series keeps its `complete`)."""
+    def index_items(self, player: str, library: str, rows: Sequence[IndexRow], *,
+                    fresh: bool = False) -> None:
+        """Add or replace items of `player`'s index (a series keeps its `complete`);
+        `fresh`: a library being listed whole after drop_index, nothing to replace."""
         if not rows:
             return
         with self.transaction() as c:
-            ids = [(player, r.item_id) for r in rows]
-            c.executemany("DELETE FROM player_index_ids WHERE player = ? AND item_id = ?", ids)
+            if not fresh:
+                c.executemany("DELETE FROM player_index_ids WHERE player = ? AND item_id = ?",
+                              [(player, r.item_id) for r in rows])
             c.executemany(
                 "INSERT INTO player_index (player, item_id, library, path_key, type, "
                 "series_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (player, item_id) DO "

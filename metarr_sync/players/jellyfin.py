@@ -518,7 +518,7 @@ class JellyfinPlayer(Player):
         indexed = store.indexed_libraries(self.name).get(library.item_id)
         if indexed is None:
             store.drop_index(self.name, library.item_id)
-            with self._storing(library.item_id) as sink:
+            with self._storing(library.item_id, fresh=True) as sink:
                 listed = self._listing(library.item_id, types, sink=sink)
             store.index_library(self.name, library.item_id, self.server_id,
                                 library.locations, since, built=True)
@@ -534,10 +534,11 @@ class JellyfinPlayer(Player):
         return view
 
     @contextmanager
-    def _storing(self, library_id: str, *, listed: bool = False
+    def _storing(self, library_id: str, *, listed: bool = False, fresh: bool = False
                  ) -> Iterator[Callable[[dict[str, Any]], None]]:
         """A sink for a listing's items, written to the index a few thousand at a time
-        (`listed`: also remembered as listed this run)."""
+        (`listed`: also remembered as listed this run; `fresh`: the library's index was
+        just emptied)."""
         store = self._store
         assert store is not None
         rows: list[IndexRow] = []
@@ -550,11 +551,11 @@ class JellyfinPlayer(Player):
             if listed:
                 self._listed.add(row.item_id)
             if len(rows) >= INDEX_FLUSH:
-                store.index_items(self.name, library_id, rows)
+                store.index_items(self.name, library_id, rows, fresh=fresh)
                 rows.clear()
 
         yield sink
-        store.index_items(self.name, library_id, rows)
+        store.index_items(self.name, library_id, rows, fresh=fresh)
 
     def confirmed(self, ids: list[str], path: str | None) -> list[str]:
         """Those of `ids` the server has (at `path`, when given): ids it listed in this
