@@ -327,3 +327,23 @@ def test_emby_looks_each_change_up_by_path_at_any_library_size(tmp_path: Path) -
     assert found[0] == [["GET /System/Info/Public", "GET /System/Info",
                          "GET /Library/VirtualFolders/Query", "GET /Items",
                          "POST /Items/{id}/Refresh"]] * 2
+
+
+@pytest.mark.parametrize("change", ["server", "folders"])
+def test_another_server_or_other_library_folders_throw_the_index_away(
+        world: World, change: str) -> None:
+    if change == "server":  # the same address now answers as another install
+        world.jelly.server_id = "0" * 32
+    else:  # a folder added to the library: its items are in no index
+        world.jelly.libraries[0].locations.append("/media/more-movies")
+    world.change_movie(12)
+    report = world.run()
+    assert (report["synced"], report["failed"]) == (1, 0)
+    assert len(full_listings(world)) == 1
+    assert [i for i, _ in world.jelly.refreshed] == [movie_id(world, 12)]
+    with world.cli.state() as state:
+        built = state.execute("SELECT server_id, locations FROM player_index_libraries "
+                              "WHERE library = ?", (world.jelly.libraries[0].item_id,)
+                              ).fetchone()
+    assert built[0] == world.jelly.server_id
+    assert json.loads(built[1]) == world.jelly.libraries[0].locations
