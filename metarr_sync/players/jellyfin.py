@@ -86,9 +86,11 @@ server):
   is `DateLastSaved != null && DateLastSaved >= minDateLastSaved`;
 - Emby.Server.Implementations/Library/LibraryManager.cs UpdateItemsAsync sets
   `DateLastSaved = DateTime.UtcNow` on every save of an item (metadata refresh, image
-  update, edit); CreateItems does not, so a new item is found by its first metadata save,
-  which the scan that adds it queues (ProviderManager → MetadataService →
-  UpdateToRepositoryAsync);
+  update, edit); CreateItems does not, so a new item is found by its first metadata save:
+  MediaBrowser.Providers/Manager/MetadataService.cs RefreshMetadata saves an item on its
+  first refresh (`isFirstRefresh` → SaveItemAsync → UpdateToRepositoryAsync), which the
+  scan that adds it runs. A later refresh saves only when something changed (updateType
+  above None): a refreshed item may keep its old DateLastSaved;
 - a moved or renamed file is a new item (its id comes from its path, GetNewItemId): it
   is created and saved like any new one; the old item is deleted;
 - a deleted item is in no answer: the index may keep ids the server no longer has.
