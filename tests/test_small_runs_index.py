@@ -347,3 +347,26 @@ def test_another_server_or_other_library_folders_throw_the_index_away(
                               ).fetchone()
     assert built[0] == world.jelly.server_id
     assert json.loads(built[1]) == world.jelly.libraries[0].locations
+
+
+def test_the_update_asks_from_the_servers_clock_not_ours(world: World) -> None:
+    # The server's clock is an hour behind ours: it stamps its saves an hour earlier.
+    # Asked from our own clock minus the 15-minute margin, the update would miss them;
+    # the index's stamp follows the server's Date header instead.
+    world.jelly.clock = -3600.0
+    world.change_movie(13)
+    assert world.run()["synced"] == 1  # stamps the index in the server's time
+    world.jelly.reset_log()
+    world.jelly.refreshed.clear()
+    world.change_movie(14)
+    assert world.run()["synced"] == 1
+    update = next(r for r in world.requests() if r.param("minDateLastSaved"))
+    asked = datetime.fromisoformat(str(update.param("minDateLastSaved")).replace("Z",
+                                                                                "+00:00"))
+    server_now = world.jelly.now()
+    # From the server's clock minus the 15-minute margin, not from ours.
+    assert timedelta(minutes=14) < server_now - asked < timedelta(minutes=17)
+    # So the movie the run before refreshed (saved "an hour ago" in our time) is in it.
+    refreshed_before = movie_id(world, 13)
+    saved = world.jelly.items[refreshed_before].saved
+    assert saved is not None and saved >= asked

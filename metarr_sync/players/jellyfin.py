@@ -76,8 +76,10 @@ holds). Jellyfin cannot look an item up by path, so the first run that needs a l
 lists it whole (movies and shows; a show's episodes when one of them is first needed) and
 keeps what matching reads (path -> id, type, show, provider ids) in the state (schema 4).
 Later runs bring it up to date with `GET /Items?parentId=<library>&minDateLastSaved=<t>`:
-the items the server saved since the last update, minus INDEX_MARGIN for clock skew
-between the hosts (Jellyfin's /System/Info carries no clock, so the stamp is ours). What
+the items the server saved since the last update, minus INDEX_MARGIN. The stamp is the
+server's time: ours moved by what its HTTP `Date` header (ASP.NET Core's Kestrel sends
+one on every answer; /System/Info carries no clock) said at discovery; the margin covers
+the header's whole seconds and the time between that answer and the listing. What
 sets DateLastSaved, read in Jellyfin's source at commit c3ed1407 (not measured on a
 server):
 - both specs (10.11.11, 12.0.0): `minDateLastSaved` on GET /Items, "The minimum last saved
@@ -121,6 +123,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -149,7 +153,7 @@ from metarr_sync.players.base import (
     Result,
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
-from metarr_sync.players.http import HttpClient
+from metarr_sync.players.http import HttpClient, parse_json
 from metarr_sync.stamps import stamp_ago
 from metarr_sync.version import __version__
 
@@ -371,6 +375,8 @@ class JellyfinPlayer(Player):
         #: dropped from the index by apply()).
         self._gone: list[str] = []
         self._verifying = False
+        #: Seconds the server's clock is ahead of ours (its HTTP Date header), 0 unknown.
+        self._clock_ahead = 0.0
         self._recent_shows: list[str] = []  # series ids whose episode index is kept
         self.device = device_id(config.name)
 
@@ -392,7 +398,9 @@ class JellyfinPlayer(Player):
 
     def probe(self) -> ProbeResult:
         result = ProbeResult()
-        public = self._get("/System/Info/Public")
+        answer = self.http.request("GET", "/System/Info/Public")
+        public = parse_json(answer, self.http.base) if answer is not None else None
+        self._clock_ahead = _ahead(answer.headers.get("Date") if answer is not None else None)
         if not isinstance(public, dict):
             raise ProtocolError(f"{self.http.base} does not answer like a {self.product} "
                                 "server (/System/Info/Public is not a JSON object)")
@@ -516,7 +524,8 @@ class JellyfinPlayer(Player):
             return self._listing(library.item_id, types)
         if library.item_id in self._indexes:
             return self._indexes[library.item_id]
-        since = stamp_ago(INDEX_MARGIN)  # before the listing: saves during it come again
+        # The server's time, before the listing: saves during it come again.
+        since = stamp_ago(INDEX_MARGIN - self._clock_ahead)
         indexed = store.indexed_libraries(self.name).get(library.item_id)
         if indexed is None:
             store.drop_index(self.name, library.item_id)
@@ -1069,6 +1078,20 @@ class EmbyPlayer(JellyfinPlayer):
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
         self._found = {}
         return super().verify(targets)
+
+
+def _ahead(date: str | None) -> float:
+    """Seconds a server whose HTTP `Date` header says `date` is ahead of this host's clock
+    (0 when it sent none, or one that cannot be read)."""
+    if not date:
+        return 0.0
+    try:
+        moment = parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return 0.0
+    if moment.tzinfo is None:
+        return 0.0
+    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _unique(ids: Iterable[str]) -> list[str]:

@@ -56,7 +56,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -216,6 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _any(self) -> None:
         self.server.fake._serve(self)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header from the fake's own clock (FakePlayer.clock: a host whose clock
+        # is off).
+        return super().date_time_string(
+            (time.time() if timestamp is None else timestamp) + self.server.fake.clock)
+
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _any
 
 
@@ -223,6 +229,9 @@ class FakePlayer:
     """The HTTP plumbing, recording and fault injection shared by the three fakes."""
 
     kind = "fake"
+    #: Seconds this server's clock is ahead of the test host's (its Date header and
+    #: whatever it stamps).
+    clock = 0.0
     #: The disk's case rule. True models a Windows server or an SMB share: names keep the
     #: spelling they were written with (and are reported so), and any spelling in another
     #: case reaches them. Names are never Unicode-normalised (NTFS and ext4 both keep the
@@ -1847,7 +1856,7 @@ class FakeJellyfin(FakePlayer):
                 return Reply(403)
             if match.group(1) not in self.items:
                 return Reply(404)
-            self.items[match.group(1)].saved = datetime.now(UTC)  # the refresh saves it
+            self.items[match.group(1)].saved = self.now()  # the refresh saves it
             self.refreshed.append((match.group(1), {k: v[0] for k, v in request.query.items()}))
             return Reply(204)
         match = re.fullmatch(r"/Items/([^/]+)", path, flags=re.IGNORECASE)
@@ -1948,7 +1957,8 @@ class FakeJellyfin(FakePlayer):
                 continue
             if library.collection_type == "movies":
                 new = uuid.uuid4().hex
-                self.items[new] = JellyfinItem(new, "Movie", file, library.item_id)
+                self.items[new] = JellyfinItem(new, "Movie", file, library.item_id,
+                                                   saved=self.now())
                 continue
             rest = file[len(trailing(location, sep)):]
             show_folder = trailing(location, sep) + rest.split(sep)[0]
@@ -1957,10 +1967,10 @@ class FakeJellyfin(FakePlayer):
             if series is None:
                 new = uuid.uuid4().hex
                 series = self.items[new] = JellyfinItem(new, "Series", show_folder,
-                                                        library.item_id)
+                                                        library.item_id, saved=self.now())
             new = uuid.uuid4().hex
             self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
-                                           series_id=series.id)
+                                           series_id=series.id, saved=self.now())
 
     def _affected(self, path: str, location: str) -> str | None:
         """The folder the server validates for a reported path, or None when the path is
@@ -2044,6 +2054,10 @@ class FakeJellyfin(FakePlayer):
                            "TotalRecordCount": len(rows) if counted else len(page),
                            "StartIndex": start})
 
+    def now(self) -> datetime:
+        """The server's clock (FakePlayer.clock ahead of the test host's)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock)
+
     def put(self, kind: str, path: str, *, series_id: str | None = None,
             saved: datetime | None = None, provider_ids: dict[str, str] | None = None
             ) -> str:
@@ -2055,9 +2069,7 @@ class FakeJellyfin(FakePlayer):
             self.add_file(path)
         new = uuid.uuid4().hex
         item = JellyfinItem(new, kind, path, place[0].item_id, series_id=series_id,
-                            provider_ids=dict(provider_ids or {}))
-        if saved is not None:
-            item.saved = saved
+                            provider_ids=dict(provider_ids or {}), saved=saved or self.now())
         with self.lock:
             self.items[new] = item
         return new
@@ -2073,7 +2085,8 @@ class FakeJellyfin(FakePlayer):
             new = uuid.uuid4().hex
             self.items[new] = JellyfinItem(new, item.type, new_path, item.library,
                                            series_id=item.series_id,
-                                           provider_ids=dict(item.provider_ids))
+                                           provider_ids=dict(item.provider_ids),
+                                           saved=self.now())
         return new
 
     def rebuild_library(self, name: str) -> None:
