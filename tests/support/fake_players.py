@@ -1856,7 +1856,7 @@ class FakeJellyfin(FakePlayer):
                 return Reply(403)
             if match.group(1) not in self.items:
                 return Reply(404)
-            self.items[match.group(1)].saved = self.now()  # the refresh saves it
+            self.items[match.group(1)].saved = self.server_time()  # the refresh saves it
             self.refreshed.append((match.group(1), {k: v[0] for k, v in request.query.items()}))
             return Reply(204)
         match = re.fullmatch(r"/Items/([^/]+)", path, flags=re.IGNORECASE)
@@ -1958,7 +1958,7 @@ class FakeJellyfin(FakePlayer):
             if library.collection_type == "movies":
                 new = uuid.uuid4().hex
                 self.items[new] = JellyfinItem(new, "Movie", file, library.item_id,
-                                                   saved=self.now())
+                                                   saved=self.server_time())
                 continue
             rest = file[len(trailing(location, sep)):]
             show_folder = trailing(location, sep) + rest.split(sep)[0]
@@ -1967,10 +1967,10 @@ class FakeJellyfin(FakePlayer):
             if series is None:
                 new = uuid.uuid4().hex
                 series = self.items[new] = JellyfinItem(new, "Series", show_folder,
-                                                        library.item_id, saved=self.now())
+                                                        library.item_id, saved=self.server_time())
             new = uuid.uuid4().hex
             self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
-                                           series_id=series.id, saved=self.now())
+                                           series_id=series.id, saved=self.server_time())
 
     def _affected(self, path: str, location: str) -> str | None:
         """The folder the server validates for a reported path, or None when the path is
@@ -2054,7 +2054,7 @@ class FakeJellyfin(FakePlayer):
                            "TotalRecordCount": len(rows) if counted else len(page),
                            "StartIndex": start})
 
-    def now(self) -> datetime:
+    def server_time(self) -> datetime:
         """The server's clock (FakePlayer.clock ahead of the test host's)."""
         return datetime.now(UTC) + timedelta(seconds=self.clock)
 
@@ -2069,7 +2069,8 @@ class FakeJellyfin(FakePlayer):
             self.add_file(path)
         new = uuid.uuid4().hex
         item = JellyfinItem(new, kind, path, place[0].item_id, series_id=series_id,
-                            provider_ids=dict(provider_ids or {}), saved=saved or self.now())
+                            provider_ids=dict(provider_ids or {}),
+                            saved=saved or self.server_time())
         with self.lock:
             self.items[new] = item
         return new
@@ -2086,7 +2087,7 @@ class FakeJellyfin(FakePlayer):
             self.items[new] = JellyfinItem(new, item.type, new_path, item.library,
                                            series_id=item.series_id,
                                            provider_ids=dict(item.provider_ids),
-                                           saved=self.now())
+                                           saved=self.server_time())
         return new
 
     def rebuild_library(self, name: str) -> None:
