@@ -280,6 +280,8 @@ class _Pass:
         adapter = self.adapter
         try:
             adapter.probe()
+            if not self.dry_run:  # a rehearsal keeps nothing it learnt
+                adapter.keep_index(self.state)
             if self.verifying:
                 self.verify_earlier()
             if self.player.skips_active(self.sync) and adapter.is_playing():

@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class QueueStatus(StrEnum):
@@ -150,7 +150,55 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (player, root)
     ) WITHOUT ROWID;
     """,
+    # 4: each Jellyfin player's index of its libraries (path -> item id, type, show,
+    # provider ids), so that a small run need not list whole libraries (players/
+    # jellyfin.py, "The index"). player_index_libraries: per library (its ItemId), the
+    # server and folders the index was built for, when it was listed whole and since when
+    # the server's later saves have been read (minDateLastSaved of the next update).
+    # A series row's `complete`: its episodes are all in the index.
+    """
+    CREATE TABLE player_index_libraries (
+        player TEXT NOT NULL, library TEXT NOT NULL, server_id TEXT NOT NULL,
+        locations TEXT NOT NULL, built_at TEXT NOT NULL, saved_since TEXT NOT NULL,
+        PRIMARY KEY (player, library)
+    ) WITHOUT ROWID;
+    CREATE TABLE player_index (
+        player TEXT NOT NULL, item_id TEXT NOT NULL, library TEXT NOT NULL,
+        path_key TEXT NOT NULL, type TEXT NOT NULL, series_id TEXT,
+        complete INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (player, item_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX player_index_path ON player_index (player, path_key);
+    CREATE INDEX player_index_series ON player_index (player, series_id);
+    CREATE TABLE player_index_ids (
+        player TEXT NOT NULL, provider_key TEXT NOT NULL, item_id TEXT NOT NULL,
+        PRIMARY KEY (player, provider_key, item_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX player_index_ids_item ON player_index_ids (player, item_id);
+    """,
 ]
+
+@dataclass(frozen=True)
+class IndexedLibrary:
+    """What a library's index was built for (State.indexed_libraries)."""
+
+    server_id: str
+    locations: list[str]
+    built_at: str
+    saved_since: str
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One item of a player's index: its id, path (paths.match_key), type, show, and
+    provider keys (as the adapter forms them)."""
+
+    item_id: str
+    path_key: str
+    type: str
+    series_id: str | None
+    providers: tuple[str, ...] = ()
+
 
 class StateError(Exception):
     """The state database cannot be opened or is from a newer metarr-sync."""
@@ -458,7 +506,9 @@ class State:
         marks = ", ".join("?" for _ in keep) or "NULL"
         with self.transaction():
             for table, column in (("sync_queue", "player"), ("player_sync_status", "player"),
-                                  ("players", "name"), ("player_roots", "player")):
+                                  ("players", "name"), ("player_roots", "player"),
+                                  ("player_index_libraries", "player"),
+                                  ("player_index", "player"), ("player_index_ids", "player")):
                 self.conn.execute(f"DELETE FROM {table} WHERE {column} NOT IN ({marks})",
                                   tuple(keep))
 
@@ -546,6 +596,106 @@ class State:
                 "INSERT OR REPLACE INTO player_roots (player, root, reported_at, items) "
                 "VALUES (?, ?, ?, ?)", [(player, root, stamp_now, json.dumps(list(keys)))
                                         for root, keys in roots.items()])
+
+    # -- a player's item index (Jellyfin) ------------------------------------------------
+    def indexed_libraries(self, player: str) -> dict[str, IndexedLibrary]:
+        """The libraries (by ItemId) `player`'s index covers, and what it was built for."""
+        return {r["library"]: IndexedLibrary(r["server_id"], json.loads(r["locations"]),
+                                             r["built_at"], r["saved_since"])
+                for r in self.conn.execute(
+                    "SELECT * FROM player_index_libraries WHERE player = ?", (player,))}
+
+    def drop_index(self, player: str, library: str | None = None) -> None:
+        """Forget the index of one library of `player` (None: all of it)."""
+        where, args = ("player = ?", (player,)) if library is None else (
+            "player = ? AND library = ?", (player, library))
+        with self.transaction() as c:
+            if library is not None:
+                c.execute("DELETE FROM player_index_ids WHERE player = ? AND item_id IN ("
+                          "SELECT item_id FROM player_index WHERE player = ? AND library = ?)",
+                          (player, player, library))
+            else:
+                c.execute("DELETE FROM player_index_ids WHERE player = ?", (player,))
+            c.execute(f"DELETE FROM player_index WHERE {where}", args)
+            c.execute(f"DELETE FROM player_index_libraries WHERE {where}", args)
+
+    def index_items(self, player: str, library: str, rows: Sequence[IndexRow], *,
+                    fresh: bool = False) -> None:
+        """Add or replace items of `player`'s index (a series keeps its `complete`);
+        `fresh`: a library being listed whole after drop_index, nothing to replace."""
+        if not rows:
+            return
+        with self.transaction() as c:
+            if not fresh:
+                c.executemany("DELETE FROM player_index_ids WHERE player = ? AND item_id = ?",
+                              [(player, r.item_id) for r in rows])
+            c.executemany(
+                "INSERT INTO player_index (player, item_id, library, path_key, type, "
+                "series_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (player, item_id) DO "
+                "UPDATE SET library = excluded.library, path_key = excluded.path_key, "
+                "type = excluded.type, series_id = excluded.series_id",
+                [(player, r.item_id, library, r.path_key, r.type, r.series_id)
+                 for r in rows])
+            c.executemany("INSERT OR IGNORE INTO player_index_ids VALUES (?, ?, ?)",
+                          [(player, key, r.item_id) for r in rows for key in r.providers])
+
+    def forget_index_items(self, player: str, item_ids: Sequence[str]) -> None:
+        """Items the server no longer has (or no longer where the index put them)."""
+        with self.transaction() as c:
+            for table in ("player_index", "player_index_ids"):
+                c.executemany(f"DELETE FROM {table} WHERE player = ? AND item_id = ?",
+                              [(player, i) for i in item_ids])
+
+    def index_library(self, player: str, library: str, server_id: str,
+                      locations: Sequence[str], saved_since: str, *, built: bool) -> None:
+        """Record that `library`'s index is up to date with the server's saves up to
+        `saved_since` (`built`: it was just listed whole)."""
+        with self.transaction() as c:
+            if built:
+                c.execute("INSERT OR REPLACE INTO player_index_libraries VALUES "
+                          "(?, ?, ?, ?, ?, ?)", (player, library, server_id,
+                                                 json.dumps(list(locations)), now_stamp(),
+                                                 saved_since))
+            else:
+                c.execute("UPDATE player_index_libraries SET saved_since = ? WHERE "
+                          "player = ? AND library = ?", (saved_since, player, library))
+
+    def index_show_complete(self, player: str, series_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE player_index SET complete = 1 WHERE player = ? AND item_id = ?",
+                      (player, series_id))
+
+    def index_at_path(self, player: str, path_key: str, *, library: str | None = None,
+                      series_id: str | None = None) -> list[tuple[str, str]]:
+        """(item id, type) of the indexed items at `path_key` in a library or show."""
+        scope, value = ("library", library) if series_id is None else ("series_id",
+                                                                        series_id)
+        return [(r[0], r[1]) for r in self.conn.execute(
+            f"SELECT item_id, type FROM player_index WHERE player = ? AND path_key = ? "
+            f"AND {scope} = ?", (player, path_key, value))]
+
+    def index_with_ids(self, player: str, keys: Sequence[str], *, library: str | None = None,
+                       series_id: str | None = None) -> list[str]:
+        """Ids of the indexed items of a library or show having any of these provider keys."""
+        scope, value = ("library", library) if series_id is None else ("series_id",
+                                                                        series_id)
+        found: list[str] = []
+        for key in keys:
+            found += [r[0] for r in self.conn.execute(
+                f"SELECT i.item_id FROM player_index_ids k JOIN player_index i ON "
+                f"i.player = k.player AND i.item_id = k.item_id WHERE k.player = ? AND "
+                f"k.provider_key = ? AND i.{scope} = ?", (player, key, value))]
+        return found
+
+    def index_library_of(self, player: str, item_id: str) -> str | None:
+        row = self.conn.execute("SELECT library FROM player_index WHERE player = ? AND "
+                                "item_id = ?", (player, item_id)).fetchone()
+        return str(row[0]) if row else None
+
+    def index_show_is_complete(self, player: str, series_id: str) -> bool:
+        row = self.conn.execute("SELECT complete FROM player_index WHERE player = ? AND "
+                                "item_id = ?", (player, series_id)).fetchone()
+        return bool(row and row[0])
 
     def queue(self, player: str | None = None, status: QueueStatus | None = None
               ) -> list[QueueEntry]:

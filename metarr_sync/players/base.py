@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 if TYPE_CHECKING:
     from metarr_sync.config import PlayerConfig, SyncConfig
     from metarr_sync.plan import Target
+    from metarr_sync.state import State
 
 
 class PlayerError(Exception):
@@ -300,6 +301,12 @@ class Player(ABC):
     @abstractmethod
     def probe(self) -> ProbeResult:
         """Check the player is reachable and the credentials work; raise PlayerError."""
+
+    def keep_index(self, state: State) -> None:
+        """Called after probe() when the run may keep what it learns: the adapter may
+        keep an index of the player's items in the state between runs (Jellyfin). Most
+        keep none."""
+        return None
 
     def check_settings(self) -> list[ProbeStep]:
         """The player's own settings that silently defeat Metarr (`players test` only,

@@ -70,6 +70,43 @@ reported with it has been seen (one seen: the validation has run, and a later ne
 needs a report of its own): its items count as delivered, are looked for after
 verify_after, and are sent again (rescanning the folder once more) if still not listed.
 Emby is closed source; it shares this code's ancestry and is treated the same.
+
+The index (Jellyfin; issue 19: a small run costs what it changes, not what the library
+holds). Jellyfin cannot look an item up by path, so the first run that needs a library
+lists it whole (movies and shows; a show's episodes when one of them is first needed) and
+keeps what matching reads (path -> id, type, show, provider ids) in the state (schema 4).
+Later runs bring it up to date with `GET /Items?parentId=<library>&minDateLastSaved=<t>`:
+the items the server saved since the last update, minus INDEX_MARGIN. The stamp is the
+server's time: ours moved by what its HTTP `Date` header (ASP.NET Core's Kestrel sends
+one on every answer; /System/Info carries no clock) said at discovery; the margin covers
+the header's whole seconds and the time between that answer and the listing. What
+sets DateLastSaved, read in Jellyfin's source at commit c3ed1407 (not measured on a
+server):
+- both specs (10.11.11, 12.0.0): `minDateLastSaved` on GET /Items, "The minimum last saved
+  date. Format = ISO."; `DateLastSaved` is an ItemFields value;
+- Jellyfin.Server.Implementations/Item/BaseItemRepository.TranslateQuery.cs: the filter
+  is `DateLastSaved != null && DateLastSaved >= minDateLastSaved`;
+- Emby.Server.Implementations/Library/LibraryManager.cs UpdateItemsAsync sets
+  `DateLastSaved = DateTime.UtcNow` on every save of an item (metadata refresh, image
+  update, edit); CreateItems does not, so a new item is found by its first metadata save:
+  MediaBrowser.Providers/Manager/MetadataService.cs RefreshMetadata saves an item on its
+  first refresh (`isFirstRefresh` → SaveItemAsync → UpdateToRepositoryAsync), which the
+  scan that adds it runs. A later refresh saves only when something changed (updateType
+  above None): a refreshed item may keep its old DateLastSaved;
+- a moved or renamed file is a new item (its id comes from its path, GetNewItemId): it
+  is created and saved like any new one; the old item is deleted;
+- a deleted item is in no answer: the index may keep ids the server no longer has.
+So whatever the index says is checked where it decides something: an item to refresh is
+refreshed (a 404 drops it from the index, and its path is reported to the server, which
+looks it up itself); an item whose presence alone decides (a removal still listed, an
+old file of an upgrade, a known show, anything verify() counts as seen) is confirmed with
+`GET /Items?ids=...` unless the server listed it in this run. The index of a library is
+thrown away and the library listed whole again when the server's Id changed, when the
+library's ItemId or folders changed (a rebuilt library), or when it was listed whole
+more than INDEX_MAX_AGE ago. Emby keeps no index: it looks each item up by path
+(`/Items?Path=`, then `AnyProviderIdEquals`), one or two requests per item whatever the
+library's size.
+
 Not modelled: a folder between the library folder and the movie folders (`Movies/Marvel/
 Iron Man (2008)/...`) is a plain Folder item in Jellyfin (MovieResolver.FindMovie finds
 no single movie in it), where a new movie's walk would stop; the adapter lists only
@@ -83,10 +120,13 @@ import hashlib
 import logging
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
@@ -113,8 +153,12 @@ from metarr_sync.players.base import (
     Result,
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
-from metarr_sync.players.http import HttpClient
+from metarr_sync.players.http import HttpClient, parse_json
+from metarr_sync.stamps import stamp_ago
 from metarr_sync.version import __version__
+
+if TYPE_CHECKING:
+    from metarr_sync.state import IndexRow, State
 
 log = logging.getLogger("metarr_sync.jellyfin")
 
@@ -130,6 +174,16 @@ LISTING_OVERLAP = 20
 #: Shows whose episode listings are kept at a time (see series_index).
 SHOWS_KEPT = 8
 MESSAGE_MS = 5000
+#: A library's index is listed whole again after this long (see "The index"): deletions
+#: never come with the updates, so ids the server dropped pile up, each costing a
+#: confirmation when it matters; a week bounds that, and whatever drift no save records,
+#: at one full listing a week instead of one per run.
+INDEX_MAX_AGE = 7 * 86400
+#: Each update asks for saves from this long before the last one began: the stamp is
+#: this host's clock, the saves the server's.
+INDEX_MARGIN = 15 * 60
+#: Index rows written to the state at a time while a library is listed.
+INDEX_FLUSH = 5000
 #: Jellyfin item type for each Metarr item kind.
 ITEM_TYPE = {"movie": "Movie", "series": "Series", "episode": "Episode"}
 #: Metarr's provider id names → Jellyfin's ProviderIds keys.
@@ -239,15 +293,16 @@ class Index:
     def has(self, item_id: str) -> bool:
         return bool(self._ids.get(item_id))
 
-    def at_path(self, path: str, kind: str) -> list[str]:
-        """Ids of the items of `kind` whose Path is `path`, compared as its file system
+    def at_path(self, path: str, kind: str, *, sure: bool = False) -> list[str]:
+        """Ids of the items of `kind` whose Path is `path` (listed this run: `sure`
+        changes nothing), compared as its file system
         does (paths.match_key: a Windows or SMB server ignores case; NFC everywhere); an
         item the server sent without a Type matches any kind."""
         wanted = (_TYPE_CODES.get(kind, _OTHER_TYPE), 0)
         return _unique(self.ids[n] for n in self._paths.get(match_key(path))
                        if self.types[n] in wanted)
 
-    def with_ids(self, ids: dict[str, str], kind: str) -> list[str]:
+    def with_ids(self, ids: dict[str, str], kind: str, *, sure: bool = False) -> list[str]:
         """Ids of the items of `kind` sharing any tmdb/imdb/tvdb id with Metarr's item."""
         return _unique(self.ids[n] for provider, value in ids.items()
                        if provider.lower() in PROVIDERS and value
@@ -256,6 +311,44 @@ class Index:
 
 def _provider_key(kind: str, provider: str, value: object) -> str:
     return f"{kind}\x1f{provider.lower()}\x1f{str(value).strip()}"
+
+
+def _index_row(item: dict[str, Any]) -> IndexRow | None:
+    """What the state's index keeps of an item of a listing (as Index.add reads it)."""
+    from metarr_sync.state import IndexRow
+
+    if item.get("Id") is None:
+        return None
+    kind = str(item.get("Type") or "")
+    path = item.get("Path")
+    providers = item.get("ProviderIds")
+    return IndexRow(str(item["Id"]), match_key(path) if isinstance(path, str) else "",
+                    kind, str(item["SeriesId"]) if item.get("SeriesId") else None,
+                    tuple(_provider_key(kind, k, v) for k, v in (
+                        providers.items() if isinstance(providers, dict) else ()) if v))
+
+
+class StoredIndex:
+    """A library's (or one show's) part of the index kept in the state: the same
+    questions as Index, answered by the state; `sure`: ids the server did not list in
+    this run are confirmed with it first (JellyfinPlayer.confirmed)."""
+
+    def __init__(self, player: JellyfinPlayer, state: State, *, library: str | None = None,
+                 series: str | None = None):
+        self.player, self.state, self.library, self.series = player, state, library, series
+
+    def at_path(self, path: str, kind: str, *, sure: bool = False) -> list[str]:
+        found = _unique(i for i, t in self.state.index_at_path(
+            self.player.name, match_key(path), library=self.library, series_id=self.series)
+            if t in (kind, ""))
+        return self.player.confirmed(found, path) if sure else found
+
+    def with_ids(self, ids: dict[str, str], kind: str, *, sure: bool = False) -> list[str]:
+        keys = [_provider_key(kind, p, v) for p, v in ids.items()
+                if p.lower() in PROVIDERS and v]
+        found = _unique(self.state.index_with_ids(self.player.name, keys, library=self.library,
+                                                  series_id=self.series)) if keys else []
+        return self.player.confirmed(found, None) if sure else found
 
 
 class JellyfinPlayer(Player):
@@ -272,7 +365,18 @@ class JellyfinPlayer(Player):
         self.http = HttpClient(config, sync, dry_run=dry_run, headers=self.auth_headers())
         self.use_client(self.http)
         self._libraries: list[Library] | None = None
-        self._indexes: dict[str, Index] = {}
+        self._indexes: dict[str, Index | StoredIndex] = {}
+        #: The state, when the index is kept there (keep_index), and the server's Id.
+        self._store: State | None = None
+        self.server_id = ""
+        #: Ids the server listed in this run: no confirmation needed.
+        self._listed: set[str] = set()
+        #: Ids whose refresh found them gone (refreshes run in threads: noted, then
+        #: dropped from the index by apply()).
+        self._gone: list[str] = []
+        self._verifying = False
+        #: Seconds the server's clock is ahead of ours (its HTTP Date header), 0 unknown.
+        self._clock_ahead = 0.0
         self._recent_shows: list[str] = []  # series ids whose episode index is kept
         self.device = device_id(config.name)
 
@@ -294,11 +398,14 @@ class JellyfinPlayer(Player):
 
     def probe(self) -> ProbeResult:
         result = ProbeResult()
-        public = self._get("/System/Info/Public")
+        answer = self.http.request("GET", "/System/Info/Public")
+        public = parse_json(answer, self.http.base) if answer is not None else None
+        self._clock_ahead = _ahead(answer.headers.get("Date") if answer is not None else None)
         if not isinstance(public, dict):
             raise ProtocolError(f"{self.http.base} does not answer like a {self.product} "
                                 "server (/System/Info/Public is not a JSON object)")
         self._check_product(str(public.get("ProductName") or ""))
+        self.server_id = str(public.get("Id") or "")
         result.version = str(public.get("Version") or "")
         result.steps.append(ProbeStep("reachable", True, " ".join(filter(None, (
             str(public.get("ProductName") or self.product), result.version,
@@ -375,8 +482,35 @@ class JellyfinPlayer(Player):
 
     # --- finding items --------------------------------------------------------------------
 
-    def index(self, library: Library) -> Index:
-        """A library's movies and shows, listed once per run (paged).
+    def keep_index(self, state: State) -> None:
+        """Keep the index in `state` (see "The index"); throw away the index of every
+        library that was rebuilt, moved to other folders, is on another server, or is too
+        old."""
+        if not self.server_id:
+            return  # a rebuilt server could not be told apart: no index
+        self._store = state
+        current = {lib.item_id: lib for lib in self.libraries() if lib.item_id}
+        too_old = stamp_ago(INDEX_MAX_AGE)
+        for library_id, indexed in state.indexed_libraries(self.name).items():
+            library = current.get(library_id)
+            reason = None
+            if indexed.server_id != self.server_id:
+                reason = f"{self.product}'s server Id changed"
+            elif library is None:
+                reason = "the library is gone or was rebuilt (new id)"
+            elif sorted(map(match_key, library.locations)) != sorted(
+                    map(match_key, indexed.locations)):
+                reason = "the library's folders changed"
+            elif indexed.built_at < too_old:
+                reason = "listed whole more than 7 days ago"
+            if reason:
+                log.info("%s: index of library %s thrown away: %s", self.name, library_id,
+                         reason)
+                state.drop_index(self.name, library_id)
+
+    def index(self, library: Library) -> Index | StoredIndex:
+        """A library's movies and shows: listed once per run (paged), or the index in the
+        state brought up to date (see "The index").
 
         Episodes are not listed here: a TV library holds tens of thousands of them, and an
         episode is looked for only among the episodes of its own show (`series_index`).
@@ -385,16 +519,94 @@ class JellyfinPlayer(Player):
             raise ProtocolError(f"{self.product} did not send the id of library "
                                 f"{library.name!r}; cannot list its items")
         types = [t for t in library.item_types if t != "Episode"]
-        return self._listing(library.item_id, types)
+        store = self._store
+        if store is None:
+            return self._listing(library.item_id, types)
+        if library.item_id in self._indexes:
+            return self._indexes[library.item_id]
+        # The server's time, before the listing: saves during it come again.
+        since = stamp_ago(INDEX_MARGIN - self._clock_ahead)
+        indexed = store.indexed_libraries(self.name).get(library.item_id)
+        if indexed is None:
+            store.drop_index(self.name, library.item_id)
+            with self._storing(library.item_id, fresh=True) as sink:
+                listed = self._listing(library.item_id, types, sink=sink)
+            store.index_library(self.name, library.item_id, self.server_id,
+                                library.locations, since, built=True)
+            return listed
+        # Every type, episodes too: a show's episodes in the index stay complete.
+        with self._storing(library.item_id, listed=True) as sink:
+            self._listing(library.item_id, library.item_types, sink=sink, cache=False,
+                          extra={"minDateLastSaved": indexed.saved_since})
+        store.index_library(self.name, library.item_id, self.server_id, library.locations,
+                            since, built=False)
+        view = self._indexes[library.item_id] = StoredIndex(self, store,
+                                                            library=library.item_id)
+        return view
 
-    def series_index(self, series_id: str) -> Index:
+    @contextmanager
+    def _storing(self, library_id: str, *, listed: bool = False, fresh: bool = False
+                 ) -> Iterator[Callable[[dict[str, Any]], None]]:
+        """A sink for a listing's items, written to the index a few thousand at a time
+        (`listed`: also remembered as listed this run; `fresh`: the library's index was
+        just emptied)."""
+        store = self._store
+        assert store is not None
+        rows: list[IndexRow] = []
+
+        def sink(item: dict[str, Any]) -> None:
+            row = _index_row(item)
+            if row is None:
+                return
+            rows.append(row)
+            if listed:
+                self._listed.add(row.item_id)
+            if len(rows) >= INDEX_FLUSH:
+                store.index_items(self.name, library_id, rows, fresh=fresh)
+                rows.clear()
+
+        yield sink
+        store.index_items(self.name, library_id, rows, fresh=fresh)
+
+    def confirmed(self, ids: list[str], path: str | None) -> list[str]:
+        """Those of `ids` the server has (at `path`, when given): ids it listed in this
+        run are taken as they are, the others asked for in one request; those it does
+        not have there leave the index."""
+        doubtful = [i for i in ids if i not in self._listed]
+        if not doubtful or self._store is None:
+            return ids
+        page = self._get("/Items", {"ids": doubtful, "fields": ["Path"],
+                                    "enableImages": "false", "enableUserData": "false"})
+        if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
+            raise ProtocolError(f"{self.http.base} sent an unexpected item list")
+        there = {str(i.get("Id")) for i in page["Items"] if isinstance(i, dict)
+                 and (path is None or match_key(str(i.get("Path") or "")) == match_key(path))}
+        gone = [i for i in doubtful if i not in there]
+        if gone:
+            log.info("%s: %d indexed item(s) no longer listed by %s: dropped from the index",
+                     self.name, len(gone), self.product)
+            self._store.forget_index_items(self.name, gone)
+        self._listed |= there  # asked once per run
+        return [i for i in ids if i in self._listed]
+
+    def series_index(self, series_id: str) -> Index | StoredIndex:
         """The episodes of one show, listed once per run.
 
         Only the last few shows' listings are kept: a run goes through its episodes show
         by show (they are ordered by path), and a thousand shows' episodes kept until the
         end would only cost memory.
         """
-        index = self._listing(series_id, ["Episode"])
+        store = self._store
+        if store is not None and store.index_show_is_complete(self.name, series_id):
+            return StoredIndex(self, store, series=series_id)
+        index: Index | StoredIndex
+        if store is not None and series_id not in self._indexes:
+            # Listed whole once; later episodes come with the library's updates.
+            with self._storing(store.index_library_of(self.name, series_id) or "") as sink:
+                index = self._listing(series_id, ["Episode"], sink=sink)
+            store.index_show_complete(self.name, series_id)
+        else:
+            index = self._listing(series_id, ["Episode"])
         if series_id in self._recent_shows:
             self._recent_shows.remove(series_id)
         self._recent_shows.append(series_id)
@@ -402,7 +614,9 @@ class JellyfinPlayer(Player):
             self._indexes.pop(self._recent_shows.pop(0), None)
         return index
 
-    def _listing(self, parent_id: str, types: list[str]) -> Index:
+    def _listing(self, parent_id: str, types: list[str], *,
+                 sink: Callable[[dict[str, Any]], None] | None = None, cache: bool = True,
+                 extra: dict[str, str] | None = None) -> Index:
         """Every item of `types` below `parent_id`, paged so that a library changing while
         it is listed (a scan running, Sonarr importing) loses no item and repeats none.
 
@@ -420,9 +634,12 @@ class JellyfinPlayer(Player):
         ends on a short page. `enableTotalRecordCount=false` spares the server a count of
         the whole library on every page; Jellyfin then sends the page's own size as
         TotalRecordCount (QueryResult), which is therefore never read.
+
+        `sink` is handed each item once (the index kept in the state), `extra` narrows
+        the listing (minDateLastSaved), `cache`: kept for the rest of the run.
         """
-        if parent_id in self._indexes:
-            return self._indexes[parent_id]
+        if cache and isinstance(known := self._indexes.get(parent_id), Index):
+            return known
         index = Index()
         start = 0
         while True:
@@ -434,6 +651,7 @@ class JellyfinPlayer(Player):
                 "enableImages": "false",
                 "enableUserData": "false",
                 **LISTING_ORDER,
+                **(extra or {}),
                 "startIndex": start,
                 "limit": PAGE_SIZE,
             })
@@ -450,10 +668,13 @@ class JellyfinPlayer(Player):
             for item in items:
                 if not index.has(str(item.get("Id"))):
                     index.add(item)
+                    if sink is not None:
+                        sink(item)
             if count < PAGE_SIZE:
                 break
             start += count - LISTING_OVERLAP
-        self._indexes[parent_id] = index
+        if cache:
+            self._indexes[parent_id] = index
         return index
 
     def sample_paths(self, limit: int = 20) -> list[str]:
@@ -496,13 +717,18 @@ class JellyfinPlayer(Player):
         """
         kind = ITEM_TYPE[target.item.kind]
         indexes = self._indexes_for(target, libraries)
-        at = _unique(i for index in indexes for i in index.at_path(target.path, kind))
+        # A removal still there, or an item counted as seen, must be the server's word,
+        # not the kept index's (an item to refresh is checked by its refresh).
+        sure = target.item.removed or self._verifying
+        at = _unique(i for index in indexes for i in index.at_path(target.path, kind,
+                                                                   sure=sure))
         if at:
             return at, True
-        return _unique(i for index in indexes for i in index.with_ids(target.item.ids, kind)
-                       ), False
+        return _unique(i for index in indexes for i in index.with_ids(target.item.ids, kind,
+                                                                      sure=sure)), False
 
-    def _indexes_for(self, target: Target, libraries: Sequence[Library]) -> list[Index]:
+    def _indexes_for(self, target: Target, libraries: Sequence[Library]
+                     ) -> list[Index | StoredIndex]:
         """Where the target's item is listed: its show's episodes, or the libraries."""
         kind = ITEM_TYPE[target.item.kind]
         if kind == "Episode":
@@ -515,7 +741,7 @@ class JellyfinPlayer(Player):
         file of an upgraded item), looked for where the target itself is listed."""
         kind = ITEM_TYPE[target.item.kind]
         return _unique(i for index in self._indexes_for(target, libraries)
-                       for i in index.at_path(path, kind))
+                       for i in index.at_path(path, kind, sure=True))
 
     def _replaced(self, target: Target) -> list[OldFile]:
         """The target's old files that are no longer on disk (or cannot be checked: the
@@ -523,13 +749,14 @@ class JellyfinPlayer(Player):
         return [old for old in target.previous
                 if old_file_gone(old.metarr, target.item.path).gone is not False]
 
-    def series_at(self, folder: str, libraries: Sequence[Library]) -> list[str]:
-        """The ids of the shows at `folder`."""
+    def series_at(self, folder: str, libraries: Sequence[Library], *, sure: bool = False
+                  ) -> list[str]:
+        """The ids of the shows at `folder` (`sure`: confirmed by the server)."""
         return _unique(s for lib in libraries if "Series" in lib.item_types
-                       for s in self.index(lib).at_path(folder, "Series"))
+                       for s in self.index(lib).at_path(folder, "Series", sure=sure))
 
     def has_series(self, folder: str, libraries: Sequence[Library]) -> bool:
-        return bool(self.series_at(folder, libraries))
+        return bool(self.series_at(folder, libraries, sure=True))
 
     # --- delivering -----------------------------------------------------------------------
 
@@ -571,6 +798,11 @@ class JellyfinPlayer(Player):
                 refreshes += items
         # The server queues a refresh and answers at once: `concurrency` are sent at a time.
         refreshed_all = self.concurrently(self.refresh, refreshes)
+        if self._gone and self._store is not None:
+            # Stale ids: out of the index; their paths are reported below, and the server
+            # looks them up itself.
+            self._store.forget_index_items(self.name, self._gone)
+            self._gone = []
 
         for target, libraries, items, exact, first in found:
             if target.item.removed:
@@ -659,6 +891,7 @@ class JellyfinPlayer(Player):
         except Rejected as exc:
             if getattr(exc, "status", None) == 404:
                 log.info("%s: item %s vanished before its refresh", self.name, item_id)
+                self._gone.append(item_id)
                 return False
             raise self._rights(exc) from None
         return True
@@ -692,6 +925,13 @@ class JellyfinPlayer(Player):
         names them, BaseItemDto in both specs does not carry them), so a refreshed item
         is judged by presence too.
         """
+        self._verifying = True
+        try:
+            return self._verify(targets)
+        finally:
+            self._verifying = False
+
+    def _verify(self, targets: Sequence[Target]) -> list[Outcome]:
         outcomes = []
         self._indexes = {}  # a fresh look: the server may have scanned since we listed
         for target in targets:
@@ -767,6 +1007,9 @@ class EmbyPlayer(JellyfinPlayer):
         super().__init__(config, sync, dry_run=dry_run)
         self._found: dict[tuple[str, str], tuple[list[str], bool]] = {}
 
+    def keep_index(self, state: State) -> None:
+        """No index: Emby looks each item up by its path (see "The index")."""
+
     def auth_headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self.config.token_value:
@@ -835,6 +1078,20 @@ class EmbyPlayer(JellyfinPlayer):
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
         self._found = {}
         return super().verify(targets)
+
+
+def _ahead(date: str | None) -> float:
+    """Seconds a server whose HTTP `Date` header says `date` is ahead of this host's clock
+    (0 when it sent none, or one that cannot be read)."""
+    if not date:
+        return 0.0
+    try:
+        moment = parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return 0.0
+    if moment.tzinfo is None:
+        return 0.0
+    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _unique(ids: Iterable[str]) -> list[str]:

@@ -269,6 +269,8 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     elif name == "jellyfin":
         bound["discovery"] = 3  # /System/Info/Public, /System/Info, VirtualFolders
         held = holdings(name, library, presence)
+        # The benchmark's run is the player's first: no index kept yet (players/
+        # jellyfin.py "The index"), each library needed is listed whole and indexed.
         pages = 0
         if movies:
             pages += _jellyfin_pages(held["movies"])

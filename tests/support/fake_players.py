@@ -56,6 +56,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -237,6 +238,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _any(self) -> None:
         self.server.fake._serve(self)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header from the fake's own clock (FakePlayer.clock: a host whose clock
+        # is off).
+        return super().date_time_string(
+            (time.time() if timestamp is None else timestamp) + self.server.fake.clock)
+
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _any
 
 
@@ -244,6 +251,9 @@ class FakePlayer:
     """The HTTP plumbing, recording and fault injection shared by the three fakes."""
 
     kind = "fake"
+    #: Seconds this server's clock is ahead of the test host's (its Date header and
+    #: whatever it stamps).
+    clock = 0.0
     #: The disk's case rule. True models a Windows server or an SMB share: names keep the
     #: spelling they were written with (and are reported so), and any spelling in another
     #: case reaches them. Names are never Unicode-normalised (NTFS and ext4 both keep the
@@ -1719,6 +1729,11 @@ class JellyfinItem:
     provider_ids: dict[str, str] = field(default_factory=dict)
     #: DateCreated's stand-in: the order items were added in
     created: int = field(default_factory=lambda: next(_CREATED))
+    #: DateLastSaved: set when the item is created (Jellyfin: its first metadata save,
+    #: queued by the scan that adds it), refreshed or moved (a moved file is a new item);
+    #: never by a read. None: never saved (excluded by minDateLastSaved, as Jellyfin's
+    #: `DateLastSaved != null` filter does).
+    saved: datetime | None = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def name(self) -> str:
@@ -1865,6 +1880,7 @@ class FakeJellyfin(FakePlayer):
                 return Reply(403)
             if match.group(1) not in self.items:
                 return Reply(404)
+            self.items[match.group(1)].saved = self.server_time()  # the refresh saves it
             self.refreshed.append((match.group(1), {k: v[0] for k, v in request.query.items()}))
             return Reply(204)
         match = re.fullmatch(r"/Items/([^/]+)", path, flags=re.IGNORECASE)
@@ -1965,7 +1981,8 @@ class FakeJellyfin(FakePlayer):
                 continue
             if library.collection_type == "movies":
                 new = uuid.uuid4().hex
-                self.items[new] = JellyfinItem(new, "Movie", file, library.item_id)
+                self.items[new] = JellyfinItem(new, "Movie", file, library.item_id,
+                                                   saved=self.server_time())
                 continue
             rest = file[len(trailing(location, sep)):]
             show_folder = trailing(location, sep) + rest.split(sep)[0]
@@ -1974,10 +1991,10 @@ class FakeJellyfin(FakePlayer):
             if series is None:
                 new = uuid.uuid4().hex
                 series = self.items[new] = JellyfinItem(new, "Series", show_folder,
-                                                        library.item_id)
+                                                        library.item_id, saved=self.server_time())
             new = uuid.uuid4().hex
             self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
-                                           series_id=series.id)
+                                           series_id=series.id, saved=self.server_time())
 
     def _affected(self, path: str, location: str) -> str | None:
         """The folder the server validates for a reported path, or None when the path is
@@ -2016,6 +2033,9 @@ class FakeJellyfin(FakePlayer):
             dto["ProviderIds"] = dict(item.provider_ids)
         if item.series_id:
             dto["SeriesId"] = item.series_id
+        if "DateLastSaved" in fields:
+            dto["DateLastSaved"] = (item.saved or datetime.min.replace(tzinfo=UTC)).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ")
         return dto
 
     def _items(self, request: Recorded) -> Reply:
@@ -2028,6 +2048,20 @@ class FakeJellyfin(FakePlayer):
                 and (not types or i.type in types)]
         if self.emby and request.param("Path"):
             rows = [i for i in rows if i.path == request.param("Path")]
+        wanted_ids = request.values("ids")
+        if wanted_ids:
+            rows = [i for i in rows if i.id in wanted_ids]
+        saved_since = request.param("minDateLastSaved") or request.param("MinDateLastSaved")
+        if saved_since:
+            try:
+                since = datetime.fromisoformat(saved_since.replace("Z", "+00:00"))
+            except ValueError:
+                return Reply(400, b"fake Jellyfin: minDateLastSaved is not a date",
+                             {"Content-Type": "text/plain"})
+            if since.tzinfo is None:
+                return Reply(400, b"fake Jellyfin: a date without its zone",
+                             {"Content-Type": "text/plain"})
+            rows = [i for i in rows if i.saved is not None and i.saved >= since]
         start = int(request.param("startIndex") or request.param("StartIndex") or 0)
         limit = request.param("limit") or request.param("Limit")
         paged = limit is not None or start > 0
@@ -2046,6 +2080,59 @@ class FakeJellyfin(FakePlayer):
         return json_reply({"Items": [self._dto(i, fields) for i in page],
                            "TotalRecordCount": len(rows) if counted else len(page),
                            "StartIndex": start})
+
+    def server_time(self) -> datetime:
+        """The server's clock (FakePlayer.clock ahead of the test host's)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock)
+
+    def put(self, kind: str, path: str, *, series_id: str | None = None,
+            saved: datetime | None = None, provider_ids: dict[str, str] | None = None
+            ) -> str:
+        """An item the server already has (its file added too), saved at `saved` (default
+        now); returns its id. Episodes need their show's id."""
+        place = self._library_of(path)
+        assert place is not None, path
+        if kind != "Series":
+            self.add_file(path)
+        new = uuid.uuid4().hex
+        item = JellyfinItem(new, kind, path, place[0].item_id, series_id=series_id,
+                            provider_ids=dict(provider_ids or {}),
+                            saved=saved or self.server_time())
+        with self.lock:
+            self.items[new] = item
+        return new
+
+    def move(self, old: str, new_path: str) -> str:
+        """A file moved or renamed and the server rescanned it: a new item (ids come from
+        paths), saved now; the old one is gone."""
+        self.remove_file(old)
+        self.add_file(new_path)
+        with self.lock:
+            item = next(i for i in self.items.values() if i.path == old)
+            del self.items[item.id]
+            new = uuid.uuid4().hex
+            self.items[new] = JellyfinItem(new, item.type, new_path, item.library,
+                                           series_id=item.series_id,
+                                           provider_ids=dict(item.provider_ids),
+                                           saved=self.server_time())
+        return new
+
+    def rebuild_library(self, name: str) -> None:
+        """The library removed and added again behind metarr-sync's back: a new ItemId,
+        every item of it created again under a new id and saved at `saved` of the old
+        one (a rebuild this modelled sends nothing an update by date would see)."""
+        with self.lock:
+            library = next(lib for lib in self.libraries if lib.name == name)
+            old_id, library.item_id = library.item_id, uuid.uuid4().hex
+            renamed: dict[str, str] = {}
+            for item in sorted([i for i in self.items.values() if i.library == old_id],
+                               key=lambda i: i.type != "Series"):
+                del self.items[item.id]
+                new = renamed[item.id] = uuid.uuid4().hex
+                self.items[new] = JellyfinItem(
+                    new, item.type, item.path, library.item_id,
+                    series_id=renamed.get(item.series_id or "", item.series_id),
+                    provider_ids=dict(item.provider_ids), saved=item.saved)
 
     def library_files(self) -> set[str]:
         """What the server lists now (refreshers whose wait has ended have run)."""
