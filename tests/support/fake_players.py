@@ -1327,6 +1327,8 @@ class PlexSection:
     #: The metadata agent; None: Plex's default for the type (Plex Movie / Plex Series),
     #: which does not read NFO files.
     agent: str | None = None
+    #: A section deleted and added again gets a new one (FakePlex.rebuild_section).
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property
     def agent_id(self) -> str:
@@ -1347,6 +1349,19 @@ class PlexItem:
     #: Files of versions whose file went missing when a new file joined the item (an
     #: upgrade): listed as further Media until the section's trash is emptied.
     unavailable: list[str] = field(default_factory=list)
+    #: updatedAt (epoch seconds, the server's clock): set when a scan adds the item or
+    #: changes its files or marks it missing, and by a refresh; never by a read. Items
+    #: put in by a test were updated long ago (PLEX_LONG_AGO) unless it says otherwise.
+    updated_at: int = 0
+
+
+#: updatedAt of the items a test puts in a FakePlex (2025-01-01).
+PLEX_LONG_AGO = 1_735_689_600
+#: The parameters a FakePlex section listing understands; any other is answered 400 (a
+#: real Plex ignores a filter it does not know and lists everything: a fake that did so
+#: would hide a misspelt filter).
+PLEX_LISTING_PARAMS = {"type", "includeGuids", "X-Plex-Container-Start",
+                       "X-Plex-Container-Size", "X-Plex-Token", "updatedAt>>"}
 
 
 class FakePlex(FakePlayer):
@@ -1363,6 +1378,12 @@ class FakePlex(FakePlayer):
     run adds new files and marks the items of deleted files missing (`deletedAt`).
     `emptyTrash` then permanently deletes EVERY item of its section marked missing,
     whoever's it is (`purged` lists their files), and a show left without episodes.
+
+    updatedAt: set (from the server's clock, FakePlayer.clock) when a scan adds an item,
+    changes its files or marks it missing, and by a refresh; never by a read. A section
+    listing answers the filter `updatedAt>>=<epoch>` (updated strictly after) and nothing
+    else: an unknown parameter is a 400, never ignored. `GET /library/metadata/{k1,k2}`
+    answers the items it has among those keys (404 when none).
 
     Upgrades (as users report Plex doing them; no real Plex in this rig): a partial scan
     marks a file that is gone missing; a new file in the same folder that replaces a
@@ -1418,6 +1439,29 @@ class FakePlex(FakePlayer):
         self._next += 1
         return str(self._next)
 
+    def now(self) -> int:
+        """The server's clock, as Plex stamps updatedAt."""
+        return int(time.time() + self.clock)
+
+    def rebuild_section(self, key: str) -> PlexSection:
+        """The section deleted and added again behind metarr-sync's back: a new key and
+        uuid, its items scanned afresh under new rating keys (updatedAt now)."""
+        with self.lock:
+            old = self._section(key)
+            assert old is not None
+            new = PlexSection(str(max(int(s.key) for s in self.sections) + 1), old.type,
+                              old.title, list(old.locations), old.agent)
+            self.sections[self.sections.index(old)] = new
+            renamed: dict[str, str] = {}
+            for item in sorted((i for i in self.items.values() if i.section == key),
+                               key=lambda i: (i.type != "show", int(i.rating_key))):
+                del self.items[item.rating_key]
+                renamed[item.rating_key] = item.rating_key = self._new_key()
+                item.section, item.updated_at = new.key, self.now()
+                item.show = renamed.get(item.show, item.show) if item.show else None
+                self.items[item.rating_key] = item
+            return new
+
     def handle(self, request: Recorded) -> Reply:
         path, method = request.path, request.method
         self._run_scans(request.at)  # what the scanner did before this request arrived
@@ -1430,7 +1474,8 @@ class FakePlex(FakePlayer):
             return self.unauthorized()
         if path == "/library/sections" and method == "GET":
             return json_reply({"MediaContainer": {"size": len(self.sections), "Directory": [
-                {"key": s.key, "type": s.type, "title": s.title, "refreshing": False,
+                {"key": s.key, "uuid": s.uuid, "type": s.type, "title": s.title,
+                 "refreshing": False,
                  "agent": s.agent_id, "Location": [
                      {"id": n + 1, "path": loc} for n, loc in enumerate(s.locations)]}
                 for s in self.sections]}})
@@ -1468,9 +1513,20 @@ class FakePlex(FakePlayer):
                 return Reply(405)
             if match.group(1) not in self.items:
                 return Reply(404)
+            if match.group(2) == "refresh":
+                self.items[match.group(1)].updated_at = self.now()
             (self.refreshed if match.group(2) == "refresh" else self.analyzed).append(
                 match.group(1))
             return Reply(200)
+        match = re.fullmatch(r"/library/metadata/([0-9,]+)", path)
+        if match and method == "GET":
+            found = [self.items[k] for k in match.group(1).split(",") if k in self.items]
+            if not found:
+                return Reply(404)
+            with_guids = request.param("includeGuids") == "1"
+            return json_reply({"MediaContainer": {"size": len(found), "Metadata": [
+                {**self._meta(item, with_guids), "librarySectionID": item.section}
+                for item in found]}})
         return Reply(404, b"<html><body>404 Not Found</body></html>",
                      {"Content-Type": "text/html"})
 
@@ -1536,7 +1592,8 @@ class FakePlex(FakePlayer):
                 s.key == section_key if section_key else any(under(file, loc)
                                                              for loc in s.locations)))
             if section.type == "movie":
-                item = PlexItem(self._new_key(), "movie", section.key, file, deleted=deleted)
+                item = PlexItem(self._new_key(), "movie", section.key, file, deleted=deleted,
+                                updated_at=PLEX_LONG_AGO)
             else:
                 location = next(loc for loc in section.locations if under(file, loc))
                 sep = sep_of(location)
@@ -1545,10 +1602,12 @@ class FakePlex(FakePlayer):
                 show = next((i for i in self.items.values()
                              if i.type == "show" and i.file == show_folder), None)
                 if show is None:
-                    show = PlexItem(self._new_key(), "show", section.key, show_folder)
+                    show = PlexItem(self._new_key(), "show", section.key, show_folder,
+                                    updated_at=PLEX_LONG_AGO)
                     self.items[show.rating_key] = show
                 item = PlexItem(self._new_key(), "episode", section.key, file,
-                                show=show.rating_key, deleted=deleted)
+                                show=show.rating_key, deleted=deleted,
+                                updated_at=PLEX_LONG_AGO)
             self.items[item.rating_key] = item
             return item
 
@@ -1556,20 +1615,24 @@ class FakePlex(FakePlayer):
         """A show Plex already has, with these episodes (quicker than put_item for a
         big section); the show's rating key."""
         with self.lock:
-            show = PlexItem(self._new_key(), "show", section_key, folder)
+            show = PlexItem(self._new_key(), "show", section_key, folder,
+                            updated_at=PLEX_LONG_AGO)
             self.items[show.rating_key] = show
             for file in files:
                 key = self._new_key()
                 self.items[key] = PlexItem(key, "episode", section_key, file,
-                                           show=show.rating_key)
+                                           show=show.rating_key, updated_at=PLEX_LONG_AGO)
             return show.rating_key
 
     def _scan_folder(self, section: PlexSection, folder: str) -> None:
         present = set(self.files_under(folder))
         known = {i.file: i for i in self.items.values() if i.section == section.key}
+        now = self.now()
         for item in known.values():
             if item.type != "show" and under(item.file, folder):
-                item.deleted = item.file not in present
+                deleted = item.file not in present
+                if deleted != item.deleted:
+                    item.deleted, item.updated_at = deleted, now
         location = next(loc for loc in section.locations if under(folder, loc))
         sep = sep_of(location)
         for file in sorted(present):
@@ -1579,11 +1642,11 @@ class FakePlex(FakePlayer):
                 file, [i for i in known.values() if i.deleted])
             if replaced is not None:
                 replaced.unavailable.append(replaced.file)
-                replaced.file, replaced.deleted = file, False
+                replaced.file, replaced.deleted, replaced.updated_at = file, False, now
                 continue
             if section.type == "movie":
                 key = self._new_key()
-                self.items[key] = PlexItem(key, "movie", section.key, file)
+                self.items[key] = PlexItem(key, "movie", section.key, file, updated_at=now)
                 continue
             rest = file[len(trailing(location, sep)):]
             show_folder = trailing(location, sep) + rest.split(sep)[0]
@@ -1591,9 +1654,11 @@ class FakePlex(FakePlayer):
                          if i.type == "show" and i.file == show_folder), None)
             if show is None:
                 key = self._new_key()
-                show = self.items[key] = PlexItem(key, "show", section.key, show_folder)
+                show = self.items[key] = PlexItem(key, "show", section.key, show_folder,
+                                                  updated_at=now)
             key = self._new_key()
-            self.items[key] = PlexItem(key, "episode", section.key, file, show=show.rating_key)
+            self.items[key] = PlexItem(key, "episode", section.key, file, show=show.rating_key,
+                                       updated_at=now)
 
     @staticmethod
     def _replaced_by(file: str, missing: list[PlexItem]) -> PlexItem | None:
@@ -1617,9 +1682,17 @@ class FakePlex(FakePlayer):
                 if i.section == section.key and (wanted is None or i.type == wanted)]
 
     def _all(self, section: PlexSection, request: Recorded) -> Reply:
+        unknown = sorted(set(request.query) - PLEX_LISTING_PARAMS)
+        if unknown:
+            return Reply(400, f"unknown filter {unknown}".encode())
         wanted = {"1": "movie", "2": "show", "4": "episode"}.get(request.param("type") or "")
-        return self._paged(self._rows(section, wanted), request,
-                           {"librarySectionID": section.key})
+        rows = self._rows(section, wanted)
+        after = request.param("updatedAt>>")
+        if after is not None:
+            if not after.isdigit():
+                return Reply(400, b"updatedAt takes epoch seconds")
+            rows = [i for i in rows if i.updated_at > int(after)]
+        return self._paged(rows, request, {"librarySectionID": section.key})
 
     def _leaves(self, show_key: str) -> list[PlexItem]:
         """A show's episodes (allLeaves), in rating-key order."""
