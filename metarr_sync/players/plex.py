@@ -79,9 +79,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
@@ -106,8 +109,12 @@ from metarr_sync.players.base import (
     Result,
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
-from metarr_sync.players.http import HttpClient
+from metarr_sync.players.http import HttpClient, parse_json
+from metarr_sync.stamps import parse_stamp, stamp_ago
 from metarr_sync.version import __version__
+
+if TYPE_CHECKING:
+    from metarr_sync.state import IndexRow, State
 
 log = logging.getLogger("metarr_sync.plex")
 
@@ -125,6 +132,23 @@ _LEGACY_NAMES = {"imdb": "imdb", "themoviedb": "tmdb", "thetvdb": "tvdb"}
 #: Files of missing items kept per listing, to name a few when a trash is left alone (an
 #: offline share marks everything on it missing: never keep all of them).
 TRASH_EXAMPLES = 1000
+#: The listings kept as an index in the state (see "The index"): a movie section's movies
+#: and a TV section's shows. Episodes are listed per show (allLeaves), never indexed.
+INDEXED_TYPES = (TYPE_MOVIE, TYPE_SHOW)
+#: A section's index is listed whole again after this long: Plex's updatedAt filter
+#: never names an item Plex deleted, so rows of deleted items would pile up.
+INDEX_MAX_AGE = 7 * 86400
+#: Seconds before the server's time of the last update that the next one asks from: the
+#: Date header's whole seconds, the time between that answer and the listing, and items
+#: Plex was still saving while it was read.
+INDEX_MARGIN = 15 * 60
+#: Index rows written to the state at a time while a section is listed.
+INDEX_FLUSH = 2000
+#: Rating keys confirmed in one `GET /library/metadata/{k1,k2,...}`.
+CONFIRM_BATCH = 50
+#: The index keeps an item's files among its provider keys, under this prefix (an item
+#: has several files when it has several versions).
+_FILE_KEY = "file\x1f"
 
 
 def machine_id() -> str:
@@ -171,6 +195,14 @@ class Section:
     locations: tuple[str, ...]
     #: The metadata agent, e.g. tv.plex.agents.movie (see players/settings.py).
     agent: str = ""
+    #: The section's uuid: a section deleted and added again gets a new one (and a new
+    #: key), and new rating keys for all its items.
+    uuid: str = ""
+
+    def index_id(self, plex_type: int) -> str:
+        """The name of this section's listing of `plex_type` in the state's index: a
+        rebuilt section (new key or uuid) is another one."""
+        return f"{self.key}/{self.uuid}/{plex_type}"
 
     def place(self, folder: str) -> str | None:
         """`folder` as this section's server spells it, or None when outside every location.
@@ -222,40 +254,65 @@ class Listing:
         number = self.keys.add(str(meta["ratingKey"]))
         for file in {file_key(file) for file in _files(meta)}:
             self._paths.add(file, number)
-        guids = {g["id"] for g in meta.get("Guid") or () if isinstance(g.get("id"), str)}
-        legacy = _LEGACY_GUID.match(str(meta.get("guid") or ""))
-        if legacy:
-            guids.add(f"{_LEGACY_NAMES[legacy.group(1)]}://{legacy.group(2)}")
-        for guid in guids:
+        for guid in _guids(meta):
             self._guids.add(guid, number)
         if meta.get("deletedAt") is not None:
             self.deleted.add(number)
 
-    def by_path(self, path: str) -> list[str]:
-        """Rating keys of the items at `path`."""
+    def by_path(self, path: str, *, sure: bool = False) -> list[str]:
+        """Rating keys of the items at `path` (listed in this run: `sure` changes
+        nothing; see StoredListing)."""
         return _distinct(self.keys[n] for n in self._paths.get(file_key(path)))
 
-    def by_guid(self, ids: dict[str, str]) -> list[str]:
+    def by_guid(self, ids: dict[str, str], *, sure: bool = False) -> list[str]:
         """Rating keys of the items sharing any of Metarr's provider ids."""
-        return _distinct(self.keys[n] for kind in ("imdb", "tmdb", "tvdb") if ids.get(kind)
-                         for n in self._guids.get(f"{kind}://{ids[kind]}"))
+        return _distinct(self.keys[n] for guid in _wanted_guids(ids)
+                         for n in self._guids.get(guid))
 
     def missing(self) -> set[str]:
         """Rating keys of the items Plex marked missing."""
         return {self.keys[n] for n in self.deleted}
 
 
+class StoredListing:
+    """A section's listing of one type kept as an index in the state (see "The index"),
+    brought up to date in this run: the same questions as Listing, answered by the
+    state. With `sure`, rating keys Plex did not list in this run are confirmed with it
+    first (PlexPlayer.confirmed): the index may keep items Plex has since deleted."""
+
+    def __init__(self, player: PlexPlayer, state: State, library: str) -> None:
+        self.player, self.state, self.library = player, state, library
+
+    def by_path(self, path: str, *, sure: bool = False) -> list[str]:
+        found = _distinct(self.state.index_with_ids(
+            self.player.name, [_FILE_KEY + file_key(path)], library=self.library))
+        return self.player.confirmed(found, path) if sure else found
+
+    def by_guid(self, ids: dict[str, str], *, sure: bool = False) -> list[str]:
+        wanted = _wanted_guids(ids)
+        found = _distinct(self.state.index_with_ids(self.player.name, wanted,
+                                                    library=self.library)) if wanted else []
+        return self.player.confirmed(found, None) if sure else found
+
+    def missing(self) -> set[str]:
+        """Rating keys Plex marked missing among those it listed or confirmed in this run
+        (never the whole section: the trash guard lists it whole, _trash_verdict)."""
+        return set(self.player.marked_missing)
+
+
 class Listings:
     """Several listings searched as one (the episodes of every show holding a folder)."""
 
-    def __init__(self, listings: Sequence[Listing]) -> None:
+    def __init__(self, listings: Sequence[Listing | StoredListing]) -> None:
         self._listings = listings
 
-    def by_path(self, path: str) -> list[str]:
-        return _distinct(k for listing in self._listings for k in listing.by_path(path))
+    def by_path(self, path: str, *, sure: bool = False) -> list[str]:
+        return _distinct(k for listing in self._listings
+                         for k in listing.by_path(path, sure=sure))
 
-    def by_guid(self, ids: dict[str, str]) -> list[str]:
-        return _distinct(k for listing in self._listings for k in listing.by_guid(ids))
+    def by_guid(self, ids: dict[str, str], *, sure: bool = False) -> list[str]:
+        return _distinct(k for listing in self._listings
+                         for k in listing.by_guid(ids, sure=sure))
 
     def missing(self) -> set[str]:
         return {k for listing in self._listings for k in listing.missing()}
@@ -267,6 +324,48 @@ def _files(meta: dict[str, Any]) -> list[str]:
              for part in media.get("Part") or () if isinstance(part.get("file"), str)]
     return files + [loc["path"] for loc in meta.get("Location") or ()
                     if isinstance(loc.get("path"), str)]
+
+
+def _guids(meta: dict[str, Any]) -> set[str]:
+    """An item's provider ids as Plex spells them ("imdb://tt0133093"), old agents' too."""
+    guids = {g["id"] for g in meta.get("Guid") or ()
+             if isinstance(g, dict) and isinstance(g.get("id"), str)}
+    legacy = _LEGACY_GUID.match(str(meta.get("guid") or ""))
+    if legacy:
+        guids.add(f"{_LEGACY_NAMES[legacy.group(1)]}://{legacy.group(2)}")
+    return guids
+
+
+def _wanted_guids(ids: dict[str, str]) -> list[str]:
+    """Metarr's provider ids as Plex spells them."""
+    return [f"{kind}://{ids[kind]}" for kind in ("imdb", "tmdb", "tvdb") if ids.get(kind)]
+
+
+def _index_row(meta: Any) -> IndexRow | None:
+    """What the state's index keeps of an item of a listing: its rating key, type, first
+    file (or a show's folder), and its files and provider ids as keys to find it by."""
+    from metarr_sync.state import IndexRow
+
+    if not isinstance(meta, dict) or meta.get("ratingKey") is None:
+        return None
+    files = _distinct(file_key(file) for file in _files(meta))
+    return IndexRow(str(meta["ratingKey"]), files[0] if files else "",
+                    str(meta.get("type") or ""), None,
+                    tuple(_FILE_KEY + f for f in files) + tuple(sorted(_guids(meta))))
+
+
+def _ahead(date: str | None) -> float:
+    """Seconds a server whose HTTP `Date` header says `date` is ahead of this host's clock
+    (0 when it sent none, or one that cannot be read)."""
+    if not date:
+        return 0.0
+    try:
+        moment = parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return 0.0
+    if moment.tzinfo is None:
+        return 0.0
+    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _distinct(keys: Iterable[str]) -> list[str]:
@@ -307,7 +406,22 @@ class PlexPlayer(Player):
         self.use_client(self.http)
         self._sleep = sleep
         self._sections: list[Section] | None = None
-        self._listings: dict[tuple[str, int], Listing] = {}
+        self._listings: dict[tuple[str, int], Listing | StoredListing] = {}
+        #: (section key, type) -> the whole listing the trash guard read in this run
+        self._whole: dict[tuple[str, int], Listing] = {}
+        #: The state, when the index is kept there (keep_index), and the server's
+        #: machineIdentifier (another one: another server, whose keys mean nothing here).
+        self._store: State | None = None
+        self.server_id = ""
+        #: Seconds the server's clock is ahead of ours (its HTTP Date header), 0 unknown.
+        self._clock_ahead = 0.0
+        #: Rating keys Plex listed or confirmed in this run (no confirmation needed), and
+        #: those of them it marked missing (deletedAt).
+        self._listed: set[str] = set()
+        self.marked_missing: set[str] = set()
+        #: Rating keys the index gave that answered 404 to their refresh (refreshes run
+        #: in threads: noted, then dropped from the index by apply()).
+        self._gone: list[str] = []
         #: section key -> folder scanned in this run (path_key) -> its number in the run
         self._scanned: dict[str, dict[tuple[str, ...], int]] = {}
         #: (section key, type) -> scans sent before that listing was read
@@ -335,7 +449,12 @@ class PlexPlayer(Player):
 
     def probe(self) -> ProbeResult:
         result = ProbeResult()
-        identity = _container(self._get("/identity"), f"{self.http.base}/identity")
+        answer = self.http.request("GET", "/identity")
+        identity = _container(parse_json(answer, self.http.base) if answer is not None
+                              else None, f"{self.http.base}/identity")
+        # The server's clock, for the index's updates (see "The index").
+        self._clock_ahead = _ahead(answer.headers.get("Date") if answer is not None else None)
+        self.server_id = str(identity.get("machineIdentifier") or "")
         result.version = str(identity.get("version") or "")
         result.api_version = result.version
         result.steps.append(ProbeStep(
@@ -362,7 +481,7 @@ class PlexPlayer(Player):
                                   if isinstance(loc.get("path"), str) and loc["path"])
                 found.append(Section(str(raw.get("key")), str(raw.get("type", "")),
                                      str(raw.get("title", "")), locations,
-                                     str(raw.get("agent") or "")))
+                                     str(raw.get("agent") or ""), str(raw.get("uuid") or "")))
             self._sections = found
         return self._sections
 
@@ -381,28 +500,168 @@ class PlexPlayer(Player):
             return size > 0
         return bool(container.get("Metadata"))
 
-    def listing(self, section: Section, plex_type: int) -> Listing:
+    def keep_index(self, state: State) -> None:
+        """Keep the index in `state` (see "The index"); throw away the index of every
+        section that was rebuilt (new key or uuid), moved to other folders, is on another
+        server, or was listed whole too long ago."""
+        if not self.server_id:
+            return  # another server could not be told apart: no index
+        self._store = state
+        current = {s.index_id(t): s for s in self.sections() for t in INDEXED_TYPES}
+        too_old = stamp_ago(INDEX_MAX_AGE)
+        for library, indexed in state.indexed_libraries(self.name).items():
+            section = current.get(library)
+            reason = None
+            if indexed.server_id != self.server_id:
+                reason = "Plex's machineIdentifier changed (another server)"
+            elif section is None:
+                reason = "the library is gone or was rebuilt (new key or uuid)"
+            elif sorted(map(path_key, section.locations)) != sorted(
+                    map(path_key, indexed.locations)):
+                reason = "the library's folders changed"
+            elif indexed.built_at < too_old:
+                reason = "listed whole more than 7 days ago"
+            if reason:
+                log.info("%s: index of %s thrown away: %s", self.name, library, reason)
+                state.drop_index(self.name, library)
+
+    def listing(self, section: Section, plex_type: int) -> Listing | StoredListing:
         """Every item of one type in a section, with files and provider ids (once per run).
 
-        Movies (one listing of the section: the spec has no look-up of an item by its
-        file), shows (far fewer than episodes: a show is found by its folder here), and
-        a TV section's episodes only for the trash guard (_trash_verdict), which must
-        see every missing item.
+        Movies (the spec has no look-up of an item by its file) and shows (far fewer than
+        episodes: a show is found by its folder here) come from the index in the state
+        when it is kept (see "The index"): listed whole the first time, then brought up
+        to date with what Plex updated since. A TV section's episodes are listed only by
+        the trash guard (_whole_listing), which must see every missing item.
         """
         cache_key = (section.key, plex_type)
-        if cache_key not in self._listings:
-            found = Listing()
-            trash = self._trash_seen[cache_key] = {}
+        if cache_key in self._listings:
+            return self._listings[cache_key]
+        store = self._store
+        if store is None or plex_type not in INDEXED_TYPES:
+            return self._list_whole(section, plex_type)
+        library = section.index_id(plex_type)
+        # The server's time before the listing: updates during it come again next time.
+        since = stamp_ago(INDEX_MARGIN - self._clock_ahead)
+        indexed = store.indexed_libraries(self.name).get(library)
+        if indexed is None:
+            store.drop_index(self.name, library)
+            with self._storing(library, fresh=True) as sink:
+                whole = self._list_whole(section, plex_type, sink)
+            store.index_library(self.name, library, self.server_id, section.locations,
+                                since, built=True)
+            return whole
+        after = int(parse_stamp(indexed.saved_since).timestamp())
+        with self._storing(library) as sink:
             for meta in self._pages(f"/library/sections/{section.key}/all",
-                                    {"type": plex_type, "includeGuids": 1},
-                                    f"the listing of Plex library {section.title!r}"):
-                found.add(meta)
-                if isinstance(meta, dict) and meta.get("deletedAt") is not None \
-                        and len(trash) < TRASH_EXAMPLES:
-                    trash[str(meta.get("ratingKey"))] = next(iter(_files(meta)), "")
-            self._listings[cache_key] = found
-            self._listed_after[cache_key] = self._scans_sent
-        return self._listings[cache_key]
+                                    {"type": plex_type, "includeGuids": 1,
+                                     # on the wire `updatedAt>>=<epoch>`: updated after
+                                     "updatedAt>>": after},
+                                    f"the updates of Plex library {section.title!r}"):
+                sink(meta)
+        store.index_library(self.name, library, self.server_id, section.locations, since,
+                            built=False)
+        stored = self._listings[cache_key] = StoredListing(self, store, library)
+        self._listed_after[cache_key] = self._scans_sent
+        return stored
+
+    def _list_whole(self, section: Section, plex_type: int,
+                    sink: Callable[[Any], None] | None = None) -> Listing:
+        """A section's whole listing of one type, paged; kept for the rest of the run
+        (`sink`: also handed each item, for the index)."""
+        cache_key = (section.key, plex_type)
+        found = Listing()
+        trash = self._trash_seen[cache_key] = {}
+        for meta in self._pages(f"/library/sections/{section.key}/all",
+                                {"type": plex_type, "includeGuids": 1},
+                                f"the listing of Plex library {section.title!r}"):
+            found.add(meta)
+            if sink is not None:
+                sink(meta)
+            if isinstance(meta, dict) and meta.get("deletedAt") is not None \
+                    and len(trash) < TRASH_EXAMPLES:
+                trash[str(meta.get("ratingKey"))] = next(iter(_files(meta)), "")
+        self._listings[cache_key] = self._whole[cache_key] = found
+        self._listed_after[cache_key] = self._scans_sent
+        return found
+
+    def _whole_listing(self, section: Section, plex_type: int) -> Listing:
+        """The whole listing of one type, read in this run if it was (the trash guard
+        must see every item Plex marked missing: the index cannot tell)."""
+        known = self._whole.get((section.key, plex_type))
+        return known if known is not None else self._list_whole(section, plex_type)
+
+    @contextmanager
+    def _storing(self, library: str, *, fresh: bool = False
+                 ) -> Iterator[Callable[[Any], None]]:
+        """A sink for a listing's items: written to the index a few thousand at a time,
+        and remembered as listed in this run (`fresh`: the index was just emptied)."""
+        store = self._store
+        assert store is not None
+        rows: list[IndexRow] = []
+
+        def flush() -> None:
+            if not fresh:  # an item's old files and ids go with its old row
+                store.forget_index_items(self.name, [r.item_id for r in rows])
+            store.index_items(self.name, library, rows, fresh=True)
+            rows.clear()
+
+        def sink(meta: Any) -> None:
+            row = _index_row(meta)
+            if row is None:
+                return
+            rows.append(row)
+            self._listed.add(row.item_id)
+            if meta.get("deletedAt") is not None:
+                self.marked_missing.add(row.item_id)
+            else:
+                self.marked_missing.discard(row.item_id)
+            if len(rows) >= INDEX_FLUSH:
+                flush()
+
+        yield sink
+        flush()
+
+    def confirmed(self, keys: list[str], path: str | None) -> list[str]:
+        """Those of `keys` Plex has (holding `path`, when given): keys it listed in this
+        run are taken as they are, the others asked for (`/library/metadata/{k1,k2,...}`,
+        a batch at a time); those it no longer has leave the index, those it has are
+        indexed afresh from its answer."""
+        doubtful = [k for k in keys if k not in self._listed]
+        store = self._store
+        if not doubtful or store is None:
+            return keys
+        answered: dict[str, Any] = {}
+        for start in range(0, len(doubtful), CONFIRM_BATCH):
+            batch = doubtful[start:start + CONFIRM_BATCH]
+            try:
+                data = self._get(f"/library/metadata/{','.join(batch)}")
+            except Rejected as exc:
+                if getattr(exc, "status", None) != 404:
+                    raise
+                continue  # none of them is there any more
+            container = _container(data, f"{self.http.base}/library/metadata")
+            for meta in container.get("Metadata") or []:
+                if isinstance(meta, dict) and str(meta.get("ratingKey")) in batch:
+                    answered[str(meta["ratingKey"])] = meta
+        gone = [k for k in doubtful if k not in answered]
+        if gone:
+            log.info("%s: %d indexed item(s) Plex no longer has: dropped from the index",
+                     self.name, len(gone))
+            store.forget_index_items(self.name, gone)
+        for key, meta in answered.items():
+            row = _index_row(meta)
+            library = store.index_library_of(self.name, key)
+            if row is not None and library is not None:
+                store.forget_index_items(self.name, [key])
+                store.index_items(self.name, library, [row], fresh=True)
+            self._listed.add(key)
+            if meta.get("deletedAt") is not None:
+                self.marked_missing.add(key)
+        wanted = None if path is None else file_key(path)
+        return [k for k in keys if k in self._listed and (
+            wanted is None or k not in answered
+            or wanted in {file_key(f) for f in _files(answered[k])})]
 
     def _pages(self, path: str, params: dict[str, Any], what: str) -> Iterator[Any]:
         """The items of a paged Plex listing, page by page (X-Plex-Container-Start/Size);
@@ -441,10 +700,19 @@ class PlexPlayer(Player):
         """One show's episodes (`/library/metadata/{key}/allLeaves`), once per run."""
         if show_key not in self._leaves:
             found = Listing()
-            for meta in self._pages(f"/library/metadata/{show_key}/allLeaves",
-                                    {"includeGuids": 1},
-                                    f"the episodes of Plex item {show_key}"):
-                found.add(meta)
+            try:
+                for meta in self._pages(f"/library/metadata/{show_key}/allLeaves",
+                                        {"includeGuids": 1},
+                                        f"the episodes of Plex item {show_key}"):
+                    found.add(meta)
+            except Rejected as exc:
+                if getattr(exc, "status", None) != 404 or self._store is None:
+                    raise
+                # A show the index kept that Plex no longer has: it has no episodes
+                # here, and its folder is scanned like a new show's.
+                log.info("%s: indexed show %s is gone from Plex: dropped from the index",
+                         self.name, show_key)
+                self._store.forget_index_items(self.name, [show_key])
             self._leaves[show_key] = found
             self._leaves_after[show_key] = self._scans_sent
         return self._leaves[show_key]
@@ -554,16 +822,36 @@ class PlexPlayer(Player):
         # once, so `concurrency` of them are sent at a time.
         keys = list(refreshes)
         vanished: dict[str, str] = {}
+        stale: list[str] = []
         for rating_key, done in zip(keys, self.concurrently(self._refresh, keys), strict=True):
             if done:
+                continue
+            if self._store is not None and rating_key not in self._listed:
+                stale.append(rating_key)  # the index's word only: Plex looks it up below
                 continue
             for target in refreshes[rating_key]:
                 vanished.setdefault(target.key, (
                     f"Plex no longer has item {rating_key} it listed for {target.path} "
                     "(HTTP 404 on its refresh): the next run looks for it again"))
+        if stale:
+            self._look_up_afresh(stale, refreshes)
         return [Outcome(t.key, Result.FAILED, failed[t.key]) if t.key in failed
                 else Outcome(t.key, Result.RETRY, vanished[t.key]) if t.key in vanished
                 else Outcome(t.key, Result.SYNCED) for t in batch]
+
+    def _look_up_afresh(self, stale: Sequence[str], refreshes: dict[str, list[Target]]
+                        ) -> None:
+        """Rating keys from the index that Plex answered 404 to: dropped from the index,
+        and the folder of each of their targets scanned, so that Plex finds the file
+        itself (as a new item if it lost the old one); verify() then looks for it."""
+        assert self._store is not None
+        log.info("%s: %d indexed item(s) gone from Plex: dropped from the index; their "
+                 "folders are scanned", self.name, len(stale))
+        self._store.forget_index_items(self.name, list(stale))
+        for rating_key in stale:
+            for target in refreshes[rating_key]:
+                for section, folder in self._where(target)[0]:
+                    self._scan(section, folder)
 
     def _plan_update(self, target: Target, section: Section, folder: str,
                      refreshes: dict[str, list[Target]]) -> bool:
@@ -650,6 +938,9 @@ class PlexPlayer(Player):
         """Is every delivered item now in Plex at its path (or by provider id), and is
         every removed one gone (see _verify_removals)?"""
         self._listings.clear()  # scans happened since any earlier listing: read afresh
+        self._whole.clear()
+        self._listed.clear()
+        self.marked_missing.clear()
         self._leaves.clear()
         self._leaves_after.clear()
         removals = self._verify_removals([t for t in targets if t.item.removed])
@@ -667,15 +958,16 @@ class PlexPlayer(Player):
             left: list[str] = []
             for section, _ in places:
                 listing = self._items_of(section, target)[0]
-                new = listing.by_path(target.path)
+                # What verify() counts as seen is Plex's word, not the index's.
+                new = listing.by_path(target.path, sure=True)
                 if target.previous:
                     # One entry, for the new file: found at its path, and no other item
                     # still holding an old file that is gone from disk.
                     left += [old.path for old in target.previous
                              if old_file_gone(old.metarr, target.item.path).gone is not False
-                             and set(listing.by_path(old.path)) - set(new)]
+                             and set(listing.by_path(old.path, sure=True)) - set(new)]
                     seen = seen or bool(new)
-                elif new or listing.by_guid(target.item.ids):
+                elif new or listing.by_guid(target.item.ids, sure=True):
                     seen = True
                     break
             if seen and left:
@@ -759,6 +1051,9 @@ class PlexPlayer(Player):
         if emptied:  # what did emptying the trash really take away?
             for key in [k for k in self._listings if k[0] in emptied]:
                 del self._listings[key]
+                self._whole.pop(key, None)
+            self._listed.clear()  # what was confirmed before the trash went is stale
+            self.marked_missing.clear()
             self._leaves.clear()
             self._leaves_after.clear()
             looks = [(t, s, self._removal_state(s, t)[0] if s.key in emptied else state)
@@ -779,7 +1074,7 @@ class PlexPlayer(Player):
         of the same movie (4K, another edition) must not count as the removed one.
         """
         listing = self._items_of(section, target)[0]
-        keys = listing.by_path(target.path)
+        keys = listing.by_path(target.path, sure=True)  # a removal is proven by Plex
         if not keys:
             return "gone", []
         marked = listing.missing()
@@ -816,7 +1111,7 @@ class PlexPlayer(Player):
         missing: set[str] = set()
         named: dict[str, str] = {}
         for plex_type in types:
-            missing |= self.listing(section, plex_type).missing()
+            missing |= self._whole_listing(section, plex_type).missing()
             named.update(self._trash_seen.get((section.key, plex_type), {}))
         if not missing:  # allLeaves and the listing disagree: nothing would go
             return (f"Plex marked it missing, but lists nothing missing in {where} yet: "
