@@ -12,14 +12,59 @@ Plex answers 200 to a partial scan of a folder outside every section and then ig
 so this adapter checks every folder against the sections' `Location` paths itself.
 The token travels only in the X-Plex-Token header: URLs end up in logs and proxies.
 
-Finding items: movies in the movie section's listing (read once per run: the spec has no
-look-up of an item by its file); shows in the TV section's listing of shows (type 2,
-once per run: thousands of shows against hundreds of thousands of episodes, and the spec
-has no filter by folder); an episode among its own show's episodes only
-(`/library/metadata/{show}/allLeaves`, once per show and run), its show found by the
-folder (`Location`) that holds the file. A TV section's episodes are listed whole only by
-the trash guard (_trash_verdict): it must see every item Plex marked missing, and the
-spec has no filter on `deletedAt`.
+Finding items: movies in the movie section's listing (the spec has no look-up of an item
+by its file); shows in the TV section's listing of shows (type 2: thousands of shows
+against hundreds of thousands of episodes, and the spec has no filter by folder); an
+episode among its own show's episodes only (`/library/metadata/{show}/allLeaves`, once
+per show and run), its show found by the folder (`Location`) that holds the file. Both
+section listings come from the index (below) when the run may keep one. A TV section's
+episodes are listed whole only by the trash guard (_trash_verdict): it must see every
+item Plex marked missing, and the spec has no filter on `deletedAt`.
+
+The index (issue 19: a small run costs what it changes, not what the library holds). The
+first run that needs a movie section, or a TV section's shows, lists it whole and keeps
+what matching reads (rating key, type, files or a show's folder, provider ids) in the
+state (schema 4's player_index tables, a section's listing of one type named
+`{key}/{uuid}/{type}`). Later runs ask only for what Plex updated since the last update:
+`GET /library/sections/{key}/all?type=1&updatedAt>>=<epoch>`, from INDEX_MARGIN before
+the last update began, in the server's time (ours moved by its HTTP `Date` header at
+`/identity`). The facts this relies on, with their evidence (not measured on a Plex server
+here, which this rig does not have):
+- Plex's filter syntax is `<field><operator>=<value>` in the query string, the operator
+  being part of the parameter's name: `updatedAt>>` is "after" (strict), and `>>=`,
+  `<<=`, `>=`, `<=` are the spec's listed operators (Plex OpenAPI spec, parameter
+  `mediaQuery`: "Operators: =, !=, ==, !==, <=, >=, >>=, <<= (varies by field type)");
+  public projects using python-plexapi ask for `filters={"updatedAt>>=": since}`. The
+  HTTP client sends the name percent-encoded (`updatedAt%3E%3E=<epoch>`); that Plex
+  decodes a parameter's name like any other is assumed, not measured;
+- measured by a third-party Plex client on a real server (a public repository's notes,
+  "Use a delta filter Plex honours", 6 August 2026): with its filter names `updatedAt>>`
+  and `updatedAt>` a section listing narrowed to the items updated after the value (none
+  for a minute ago, all those dated for ten years ago); with `updatedAt>=` and
+  `updatedAt>>=` as its names, Plex answered 200 with the whole section: a filter Plex
+  does not understand is dropped without an error. So a misspelt filter here costs a
+  whole listing, never a missed item;
+- every item carries `updatedAt` and `addedAt` (epoch seconds; the spec's examples,
+  `updatedAt: 1715112705`); an item a scan adds is updated when it is added, and edits
+  move it; a rating does not (the same notes). `addedAt` is not used: a user may set it
+  back in time, and a new item is updated anyway;
+- `GET /library/metadata/{k1,k2,...}` answers several items at once (python-plexapi's
+  fetchItems builds it from a list of rating keys); the items of keys Plex no longer has
+  are missing from the answer, a 404 when none is left;
+- a section deleted and added again gets a new key and uuid (`/library/sections` sends
+  both) and its items new rating keys.
+Whether a metadata refresh moves `updatedAt` is not known; nothing depends on it: what
+the update did not list is confirmed by key. Deleted items are in no update, so the index
+may keep rating keys Plex no longer has, and whatever it says is checked where it decides
+something: a key to refresh that answers 404 leaves the index and its targets' folders
+are scanned (Plex finds the file itself, as a new item if it lost the old one); a removal,
+an old file of an upgrade and anything verify() counts as seen are confirmed with
+`/library/metadata/{keys}` unless Plex listed them in this run (StoredListing, `sure`);
+a show whose allLeaves answers 404 leaves the index (its folder is scanned as a new
+show's). A section's index is thrown away and the section listed whole again when the
+server's machineIdentifier changed, when the section's key, uuid or folders changed (a
+rebuilt library), or when it was listed whole more than INDEX_MAX_AGE ago. The trash
+guard never uses the index: it lists the section whole, as before.
 
 Removals and Plex's trash: the facts this code relies on, with their evidence.
 - A partial scan only queues the scan: the GET answers 200 at once and Plex's scanner
