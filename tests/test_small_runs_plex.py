@@ -217,7 +217,7 @@ def test_items_re_added_under_new_keys_are_found_by_the_update(world: World) -> 
     old = world.key_of("movie", 6)
     item = world.plex.items.pop(old)
     item.rating_key = world.plex._new_key()
-    item.updated_at = world.plex.now()
+    item.updated_at = world.plex.plex_time()
     world.plex.items[item.rating_key] = item
     world.change_movie(6)
     report = world.run()

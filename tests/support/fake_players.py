@@ -1439,7 +1439,7 @@ class FakePlex(FakePlayer):
         self._next += 1
         return str(self._next)
 
-    def now(self) -> int:
+    def plex_time(self) -> int:
         """The server's clock, as Plex stamps updatedAt."""
         return int(time.time() + self.clock)
 
@@ -1457,7 +1457,7 @@ class FakePlex(FakePlayer):
                                key=lambda i: (i.type != "show", int(i.rating_key))):
                 del self.items[item.rating_key]
                 renamed[item.rating_key] = item.rating_key = self._new_key()
-                item.section, item.updated_at = new.key, self.now()
+                item.section, item.updated_at = new.key, self.plex_time()
                 item.show = renamed.get(item.show, item.show) if item.show else None
                 self.items[item.rating_key] = item
             return new
@@ -1514,7 +1514,7 @@ class FakePlex(FakePlayer):
             if match.group(1) not in self.items:
                 return Reply(404)
             if match.group(2) == "refresh":
-                self.items[match.group(1)].updated_at = self.now()
+                self.items[match.group(1)].updated_at = self.plex_time()
             (self.refreshed if match.group(2) == "refresh" else self.analyzed).append(
                 match.group(1))
             return Reply(200)
@@ -1627,7 +1627,7 @@ class FakePlex(FakePlayer):
     def _scan_folder(self, section: PlexSection, folder: str) -> None:
         present = set(self.files_under(folder))
         known = {i.file: i for i in self.items.values() if i.section == section.key}
-        now = self.now()
+        now = self.plex_time()
         for item in known.values():
             if item.type != "show" and under(item.file, folder):
                 deleted = item.file not in present
