@@ -223,8 +223,13 @@ def test_items_re_added_under_new_keys_are_found_by_the_update(world: World) -> 
     report = world.run()
     assert (report["synced"], report["failed"]) == (1, 0), report
     assert world.plex.refreshed == [item.rating_key]
+    # The old key left the index with the update: no refresh of it, no scan.
+    assert world.plex.scans == []
     assert world.whole_listings("1") == []
     finish(world, "movie", 6)
+    with world.cli.state() as state:
+        assert state.execute("SELECT count(*) FROM player_index WHERE item_id = ?",
+                             (old,)).fetchone()[0] == 0
 
 
 def test_a_stale_key_is_dropped_and_the_item_found_afresh(world: World) -> None:

@@ -647,7 +647,14 @@ class PlexPlayer(Player):
 
         def flush() -> None:
             if not fresh:  # an item's old files and ids go with its old row
-                store.forget_index_items(self.name, [r.item_id for r in rows])
+                # A file belongs to one Plex item: another indexed item at a file just
+                # listed is a stale key (Plex re-added or re-matched the file).
+                stale = {other for r in rows for key in r.providers
+                         if key.startswith(_FILE_KEY)
+                         for other in store.index_with_ids(self.name, [key],
+                                                           library=library)
+                         if other not in self._listed}
+                store.forget_index_items(self.name, [r.item_id for r in rows] + sorted(stale))
             store.index_items(self.name, library, rows, fresh=True)
             rows.clear()
 
