@@ -33,8 +33,10 @@ class World:
     ago), beside `filler` other movies only Plex holds (the library's size)."""
 
     def __init__(self, cli: Cli, metarr: MetarrDB, plex: FakePlex, filler: int,
-                 movies: int = 12, shows: int = 2):
+                 movies: int = 12, shows: int = 2, disk: Path | None = None):
         self.cli, self.metarr, self.plex = cli, metarr, plex
+        if disk is not None:  # Metarr's media on disk (removals need the disk's word)
+            metarr.use_disk(disk)
         old = ago(days=30)
         for n in range(filler):
             folder = f"/media/movies/Filler {n:05d} (2001)"
@@ -180,10 +182,10 @@ def test_one_change_sends_the_same_few_requests_at_two_library_sizes(
 
 
 @pytest.fixture
-def world(cli: Cli, metarr: MetarrDB) -> Iterator[World]:
+def world(cli: Cli, metarr: MetarrDB, tmp_path: Path) -> Iterator[World]:
     with FakePlex() as plex:
         assert isinstance(plex, FakePlex)
-        world = World(cli, metarr, plex, filler=30)
+        world = World(cli, metarr, plex, filler=30, disk=tmp_path / "media")
         assert world.run().get("items", 0) == 0
         world.change_movie(0)
         world.change_episode(0)
@@ -267,6 +269,70 @@ def test_an_index_older_than_7_days_is_listed_whole_again(world: World) -> None:
     assert world.whole_listings("1") == []  # and trusted again
     finish(world, "movie", 9)
     assert world.verified("movie", 10)
+
+
+@pytest.mark.parametrize("change", ["uuid", "folders"])
+def test_a_new_section_uuid_or_other_folders_throw_the_index_away(
+        world: World, change: str) -> None:
+    section = world.plex.sections[0]
+    if change == "uuid":  # the same key, but another section (Plex reused the number)
+        section.uuid = "0" * 8 + section.uuid[8:]
+    else:  # a folder added to the section: its items are in no index
+        section.locations.append("/media/more-movies")
+    world.change_movie(2)
+    report = world.run()
+    assert (report["synced"], report["failed"]) == (1, 0), report
+    assert len(world.whole_listings("1")) == 1
+    assert world.plex.refreshed == [world.key_of("movie", 2)]
+    with world.cli.state() as state:
+        built = state.execute("SELECT library, locations FROM player_index_libraries "
+                              "WHERE library LIKE '1/%/1'").fetchall()
+    assert [(b[0], json.loads(b[1])) for b in built] == [
+        (f"1/{section.uuid}/1", section.locations)]
+    finish(world, "movie", 2)
+
+
+def remove(world: World, index: int) -> str:
+    """The movie's file is deleted (Radarr), Metarr moves it to its recycle bin; Plex's
+    path of it."""
+    row = world.movies[index]
+    path = world.player_path(world.metarr.delete_media("movies", row))
+    world.metarr.soft_delete("movies", row)
+    world.plex.remove_file(path)
+    return path
+
+
+def test_a_removal_empties_the_trash_only_after_a_whole_listing(world: World) -> None:
+    """The trash guard never trusts the index: it lists the section whole, as before."""
+    path = remove(world, 8)
+    assert world.run()["synced"] == 1  # the scan of its folder; Plex marks it missing
+    world.plex.reset_log()
+    report = world.run("verify")
+    assert (report["verified"], report["failed"]) == (1, 0), report
+    # The update found it marked missing; the guard listed the section whole, saw only
+    # ours in the trash, emptied it; the key was then confirmed gone.
+    assert len(world.whole_listings("1")) == 1
+    assert world.plex.emptied == ["1"] and world.plex.purged == [path]
+    assert world.queue() == 0
+
+
+def test_a_removal_is_proven_against_plex_not_the_index(world: World) -> None:
+    key = world.key_of("movie", 9)
+    path = remove(world, 9)
+    del world.plex.items[key]  # Plex dropped it on its own: no update will say so
+    assert world.run()["synced"] == 1
+    world.plex.reset_log()
+    report = world.run("verify")
+    assert (report["verified"], report["failed"]) == (1, 0), report
+    # Asked by key, Plex has no such item: gone, without listing the section whole or
+    # touching the trash.
+    assert [r.path for r in world.plex.received("GET /library/metadata/{id}")] == [
+        f"/library/metadata/{key}"]
+    assert world.whole_listings("1") == [] and world.plex.emptied == []
+    assert path not in world.plex.library_files()
+    with world.cli.state() as state:
+        assert state.execute("SELECT count(*) FROM player_index WHERE item_id = ?",
+                             (key,)).fetchone()[0] == 0
 
 
 def test_another_server_throws_the_index_away(world: World) -> None:
