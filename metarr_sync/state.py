@@ -597,7 +597,7 @@ class State:
                 "VALUES (?, ?, ?, ?)", [(player, root, stamp_now, json.dumps(list(keys)))
                                         for root, keys in roots.items()])
 
-    # -- a player's item index (Jellyfin) ------------------------------------------------
+    # -- a player's item index (Jellyfin, Plex) ------------------------------------------
     def indexed_libraries(self, player: str) -> dict[str, IndexedLibrary]:
         """The libraries (by ItemId) `player`'s index covers, and what it was built for."""
         return {r["library"]: IndexedLibrary(r["server_id"], json.loads(r["locations"]),

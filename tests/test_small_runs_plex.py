@@ -358,3 +358,22 @@ def test_an_unknown_listing_filter_is_an_error_in_the_fake(world: World) -> None
                           params={"type": 1, "updatedAt>=": 1},
                           headers={"X-Plex-Token": world.plex.token}, timeout=5)
     assert answer.status_code == 400
+
+
+def test_the_update_asks_from_the_servers_clock_not_ours(world: World) -> None:
+    # Plex's clock is an hour behind ours: it stamps updatedAt an hour earlier. Asked
+    # from our own clock minus the 15-minute margin, the update would miss what it
+    # updated; the index's stamp follows the server's Date header instead.
+    world.plex.clock = -3600.0
+    world.change_movie(4)
+    assert world.run()["synced"] == 1  # stamps the index in the server's time
+    refreshed = world.key_of("movie", 4)
+    world.plex.reset_log()
+    world.change_movie(5)
+    assert world.run()["synced"] == 1
+    (update,) = [r for r in world.plex.received("GET /library/sections/{key}/all")
+                 if r.param("updatedAt>>") is not None]
+    asked = int(str(update.param("updatedAt>>")))
+    assert 14 * 60 < world.plex.plex_time() - asked < 17 * 60
+    # So the movie the run before refreshed (updated "an hour ago" in our time) is in it.
+    assert world.plex.items[refreshed].updated_at > asked

@@ -304,8 +304,8 @@ class Player(ABC):
 
     def keep_index(self, state: State) -> None:
         """Called after probe() when the run may keep what it learns: the adapter may
-        keep an index of the player's items in the state between runs (Jellyfin). Most
-        keep none."""
+        keep an index of the player's items in the state between runs (Jellyfin, Plex).
+        Most keep none."""
         return None
 
     def check_settings(self) -> list[ProbeStep]:

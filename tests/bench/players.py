@@ -297,6 +297,8 @@ def lower_bound(name: str, library: Library, changes: Changes, presence: Presenc
     else:
         bound["discovery"] = 2  # /identity, /library/sections
         held = holdings(name, library, presence)
+        # The measured run is the first that needs the sections: it lists them whole and
+        # keeps the index (plex.py, "The index"); later runs would ask for updates only.
         pages = 0
         if movies:
             pages += _pages(held["movies"], PLEX_PAGE)
