@@ -377,3 +377,49 @@ def test_the_update_asks_from_the_servers_clock_not_ours(world: World) -> None:
     assert 14 * 60 < world.plex.plex_time() - asked < 17 * 60
     # So the movie the run before refreshed (updated "an hour ago" in our time) is in it.
     assert world.plex.items[refreshed].updated_at > asked
+
+
+class AllOrNothingPlex(FakePlex):
+    """A Plex that answers 404 to `/library/metadata/{k1,k2}` when any key is gone (not
+    known of the real one: the adapter must not count the others as gone then)."""
+
+    def handle(self, request: Recorded) -> Any:
+        keys = request.path.removeprefix("/library/metadata/")
+        if request.path.startswith("/library/metadata/") and "," in keys and any(
+                k not in self.items for k in keys.split(",")):
+            from support.fake_players import Reply
+
+            return Reply(404)
+        return super().handle(request)
+
+
+def test_a_404_for_several_keys_asks_each_alone(tmp_path: Path) -> None:
+    from metarr_sync.config import PlayerConfig, SyncConfig
+    from metarr_sync.players.plex import PlexPlayer
+    from metarr_sync.state import State
+
+    with AllOrNothingPlex() as plex:
+        assert isinstance(plex, AllOrNothingPlex)
+        kept = plex.put_item("/media/movies/Kept (2001)/Kept (2001).mkv").rating_key
+        gone = plex.put_item("/media/movies/Gone (2002)/Gone (2002).mkv").rating_key
+        state = State(tmp_path)
+        player = PlexPlayer(PlayerConfig(name="den", type="plex", url=plex.url,
+                                         token_value=plex.token),
+                            SyncConfig(timeout=5, retry_attempts=0))
+        try:
+            player.probe()
+            player.keep_index(state)
+            section = player.sections()[0]
+            player.listing(section, 1)  # listed whole: the index is built
+            del plex.items[gone]
+            player._listed.clear()  # a later run: nothing listed yet
+            plex.reset_log()
+            assert player.confirmed([kept, gone], None) == [kept]
+            assert sorted(r.path for r in plex.received("GET /library/metadata/{id}")) == sorted(
+                [f"/library/metadata/{gone}", f"/library/metadata/{kept}",
+                 f"/library/metadata/{kept},{gone}"])
+            assert state.index_library_of("den", gone) is None
+            assert state.index_library_of("den", kept) == section.index_id(1)
+        finally:
+            player.close()
+            state.close()

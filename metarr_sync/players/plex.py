@@ -49,8 +49,9 @@ here, which this rig does not have):
   move it; a rating does not (the same notes). `addedAt` is not used: a user may set it
   back in time, and a new item is updated anyway;
 - `GET /library/metadata/{k1,k2,...}` answers several items at once (python-plexapi's
-  fetchItems builds it from a list of rating keys); the items of keys Plex no longer has
-  are missing from the answer, a 404 when none is left;
+  fetchItems builds it from a list of rating keys). Assumed, not measured: the items of
+  keys Plex no longer has are left out of the answer, a 404 when none is left; a 404 for
+  several keys is therefore asked again key by key, never taken as all of them gone;
 - a section deleted and added again gets a new key and uuid (`/library/sections` sends
   both) and its items new rating keys.
 Whether a metadata refresh moves `updatedAt` is not known; nothing depends on it: what
@@ -684,14 +685,20 @@ class PlexPlayer(Player):
         if not doubtful or store is None:
             return keys
         answered: dict[str, Any] = {}
-        for start in range(0, len(doubtful), CONFIRM_BATCH):
-            batch = doubtful[start:start + CONFIRM_BATCH]
+        batches = [doubtful[n:n + CONFIRM_BATCH]
+                   for n in range(0, len(doubtful), CONFIRM_BATCH)]
+        while batches:
+            batch = batches.pop()
             try:
                 data = self._get(f"/library/metadata/{','.join(batch)}")
             except Rejected as exc:
                 if getattr(exc, "status", None) != 404:
                     raise
-                continue  # none of them is there any more
+                if len(batch) > 1:
+                    # Whether Plex answers 404 for a batch when only some keys are gone
+                    # is not known: ask each alone rather than count the rest as gone.
+                    batches += [[key] for key in batch]
+                continue  # that key is not there any more
             container = _container(data, f"{self.http.base}/library/metadata")
             for meta in container.get("Metadata") or []:
                 if isinstance(meta, dict) and str(meta.get("ratingKey")) in batch:
