@@ -423,3 +423,19 @@ def test_a_404_for_several_keys_asks_each_alone(tmp_path: Path) -> None:
         finally:
             player.close()
             state.close()
+
+
+def test_a_new_movie_is_scanned_then_found_by_the_next_update(world: World) -> None:
+    row = world.metarr.add_movie("Newcomer", 2024)  # published an hour ago
+    path = world.player_path(world.metarr.file_of("movies", row))
+    world.plex.add_file(path)
+    report = world.run()
+    assert (report["synced"], report["failed"]) == (1, 0), report
+    assert world.plex.scans == [("1", path.rsplit("/", 1)[0])]
+    world.plex.reset_log()
+    assert world.run("verify")["verified"] == 1
+    # Plex added it when its scanner ran (updatedAt then): the update lists it, nothing
+    # is listed whole or confirmed by key.
+    assert world.whole_listings("1") == []
+    assert world.plex.received("GET /library/metadata/{id}") == []
+    assert world.queue() == 0
