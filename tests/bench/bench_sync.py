@@ -3,6 +3,7 @@ memory, start-up, and how cost grows. Not a test: run it yourself.
 
     python tests/bench/bench_sync.py                  # the full scenario (a few minutes)
     python tests/bench/bench_sync.py --scale 0.01     # a tiny one (seconds)
+    python tests/bench/bench_sync.py --small-only     # only the small runs (issue 19)
 
 The scenario (issue 9): a Metarr database of 50,000 movies and 200,000 episodes in 2,000
 series, of which 10,000 items changed since the last sync (a few whole series
@@ -10,6 +11,14 @@ republished, many single movies, some single episodes). Three fake players on 12
 (Kodi, Jellyfin, Plex; tests/support/fake_players.py) answer like the real servers, count
 requests and add a per-request latency (10 ms). They already hold most items, so most
 changes are refreshes; the few they lack need scans.
+
+Small runs (issue 19: a small run costs what it changes, not what the library holds): at
+each of --small-sizes (25,000 and 250,000 items; a fifth movies) a library the players
+hold whole. A first run with a change fills what adapters keep (Jellyfin's index); then
+a run with nothing changed (no request to any player), one with a changed movie and one
+with a changed episode (at most 10 HTTP requests per player, the same at both sizes,
+under 1 s), each followed by `metarr-sync verify` standing for the later run that looks
+for the delivery after the player's verify_after. `--small-only` runs only this section.
 
 The installed `metarr-sync run --json` is measured as a subprocess: wall time, CPU, peak
 RSS. Figures are printed as a table and written as JSON (--out). Each budget is checked;
