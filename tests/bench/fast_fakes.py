@@ -473,15 +473,15 @@ class BenchJellyfin(SortedDisk, FakeJellyfin):
         if ids:  # only those: a dict look-up each
             return super()._items(request, [self.items[i] for i in dict.fromkeys(ids)
                                             if i in self.items])
-        since = _since(request.param("minDateLastSaved")
-                       or request.param("MinDateLastSaved"))
+        saved_since = request.param("minDateLastSaved") or request.param("MinDateLastSaved")
+        since = _since(saved_since)
         if since is not None and since > self._loaded_saved:
             # Only items saved after load() can pass: those in the log, each once, and
             # FakeJellyfin's own filters (its save time now, parent, types, sort, page).
             at = bisect.bisect_left(self._saved_at, since)
             recent = dict.fromkeys(self._saved_ids[at:])
             return super()._items(request, [self.items[i] for i in recent if i in self.items])
-        if parent is None or since is not None or (self.emby and request.param("Path")):
+        if parent is None or saved_since or (self.emby and request.param("Path")):
             return super()._items(request)
         types = frozenset(request.values("includeItemTypes"))
         fields = request.values("fields")
