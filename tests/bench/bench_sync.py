@@ -707,15 +707,18 @@ def _main_table(found: dict[str, Any]) -> list[str]:
 def _small_table(found: dict[str, Any]) -> list[str]:
     small = found["small_runs"]
     lines = ["", f"small runs (issue 19): players holding the whole library, "
-             f"{found['settings']['latency_ms']:g} ms per request; requests per player as "
-             "calls/HTTP (Kodi: JSON-RPC calls / POSTs)",
+             f"{found['settings']['latency_ms']:g} ms per request; per player: calls/HTTP "
+             "requests (Kodi: JSON-RPC calls / POSTs) and its own seconds (the run's wall "
+             "adds start-up and collecting Metarr's changes)",
              f"{'items':>9}  {'run':<32}{'wall s':>7}  "
-             + "".join(f"{name:>14}" for name in players.NAMES)]
+             + "".join(f"{name:>20}" for name in players.NAMES)]
     for point in small["points"]:
         for step in SMALL_ALL:
             got = point[step]
-            cells = "".join(f"{r['sent']:>9,}/{r['http_requests']:<4,}"
-                            for r in got["requests"].values())
+            cells = "".join(
+                f"{r['sent']:>9,}/{r['http_requests']:<4,}"
+                f"{got['players'].get(name, {}).get('duration_s', 0):>5.2f}s "
+                for name, r in got["requests"].items())
             lines.append(f"{point['rows']:>9,}  {step.replace('_', ' '):<32}"
                          f"{got['wall_s']:>7.2f}  {cells}")
     lines.append("small-run capable (nothing changed: 0; one change: <= "
