@@ -12,6 +12,7 @@ HTTP request (a JSON-RPC batch), so its HTTP requests must be fewer.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ def test_the_benchmark_runs_tiny_and_sends_exactly_the_lower_bound(tmp_path: Pat
     done = subprocess.run(
         [sys.executable, str(BENCH), "--scale", "0.01", "--latency", "0",
          "--growth", "30000,100000", "--naive-sample", "20", "--startup-repeats", "1",
-         "--no-budgets", "--out", str(out), "--workdir", str(tmp_path / "work")],
+         "--small-sizes", "", "--no-budgets", "--out", str(out),
+         "--workdir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(out.read_text())
@@ -82,3 +84,60 @@ def test_the_benchmark_runs_tiny_and_sends_exactly_the_lower_bound(tmp_path: Pat
     assert {"peak RSS of the run (MB)", "start-up status / import typer",
             "whole benchmark (s)"} <= set(names)
     assert "lower bound" in done.stdout and "budgets:" in done.stdout
+
+
+def test_small_runs_cost_what_they_change_not_what_the_library_holds(tmp_path: Path
+                                                                      ) -> None:
+    """Issue 19's section, at 2,520 and 25,200 items: with nothing changed no player is
+    contacted; one changed movie or episode costs Kodi and Jellyfin the same few requests
+    at both sizes (and its verification too). Plex is asserted as it is: it still lists
+    the movie section whole for one movie, so its count grows with the library."""
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--small-only", "--small-sizes", "2500,25000",
+         "--latency", "0", "--no-budgets", "--out", str(out),
+         "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert "main" not in found
+    small = found["small_runs"]
+    assert small["sizes"] == [500 + 20 + 2000, 5000 + 200 + 20000]
+    points = small["points"]
+
+    def requests(step: str, name: str) -> list[dict]:
+        return [p[step]["requests"][name] for p in points]
+
+    for point in points:
+        for step in ("first_run", "one_movie", "one_episode"):
+            changed = 2 if step == "first_run" else 1
+            for name in PLAYERS:
+                player = point[step]["players"][name]
+                assert (player["status"], player["items"], player["synced"]) == (
+                    "synced", changed, changed), (point["rows"], step, name, player)
+    for name in PLAYERS:
+        for got in requests("nothing_changed", name):
+            assert got["sent"] == got["http_requests"] == 0, (name, got)
+    for name in ("kodi", "jellyfin"):
+        for step in ("one_movie", "one_episode", "one_movie_verify", "one_episode_verify"):
+            small_size, big = requests(step, name)
+            assert small_size["sent"] == big["sent"], (name, step, small_size, big)
+            assert small_size["http_requests"] == big["http_requests"], (name, step)
+            assert small_size["by_endpoint"] == big["by_endpoint"], (name, step)
+            if not step.endswith("_verify"):
+                assert 0 < big["http_requests"] <= 10, (name, step, big)
+        assert small["players"][name]["small_run_capable"] is True
+    # Jellyfin brings its index up to date with one listing (minDateLastSaved), Kodi looks
+    # the movie up by its folder: neither lists a library.
+    for got in requests("one_movie", "jellyfin"):
+        assert got["by_endpoint"]["GET /Items"] == 1, got
+    for got in requests("one_movie", "kodi"):
+        assert got["by_endpoint"]["VideoLibrary.GetMovies"] <= 2, got
+    # Plex as it is today: one movie lists the movie section whole, a page per 1,000
+    # movies. When Plex gets its index this fails: then assert what Kodi's and
+    # Jellyfin's counts assert above.
+    for point, got in zip(points, requests("one_movie", "plex"), strict=True):
+        assert got["by_endpoint"]["GET /library/sections/{key}/all"] == math.ceil(
+            point["movies"] / 1000), got
+    assert small["players"]["plex"]["small_run_capable"] is False
+    assert "small runs (issue 19)" in done.stdout and "small-run capable" in done.stdout

@@ -3,6 +3,7 @@ memory, start-up, and how cost grows. Not a test: run it yourself.
 
     python tests/bench/bench_sync.py                  # the full scenario (a few minutes)
     python tests/bench/bench_sync.py --scale 0.01     # a tiny one (seconds)
+    python tests/bench/bench_sync.py --small-only     # only the small runs (issue 19)
 
 The scenario (issue 9): a Metarr database of 50,000 movies and 200,000 episodes in 2,000
 series, of which 10,000 items changed since the last sync (a few whole series
@@ -10,6 +11,14 @@ republished, many single movies, some single episodes). Three fake players on 12
 (Kodi, Jellyfin, Plex; tests/support/fake_players.py) answer like the real servers, count
 requests and add a per-request latency (10 ms). They already hold most items, so most
 changes are refreshes; the few they lack need scans.
+
+Small runs (issue 19: a small run costs what it changes, not what the library holds): at
+each of --small-sizes (25,000 and 250,000 items; a fifth movies) a library the players
+hold whole. A first run with a change fills what adapters keep (Jellyfin's index); then
+a run with nothing changed (no request to any player), one with a changed movie and one
+with a changed episode (at most 10 HTTP requests per player, the same at both sizes,
+under 1 s), each followed by `metarr-sync verify` standing for the later run that looks
+for the delivery after the player's verify_after. `--small-only` runs only this section.
 
 The installed `metarr-sync run --json` is measured as a subprocess: wall time, CPU, peak
 RSS. Figures are printed as a table and written as JSON (--out). Each budget is checked;
@@ -22,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -46,6 +56,8 @@ BUDGET_RSS_MB = 150.0
 BUDGET_STARTUP = 1.5  # × `python -c "import typer"`
 BUDGET_GROWTH = 1.15  # time per item at a bigger size against the next smaller one
 BUDGET_TOTAL_S = 300.0
+BUDGET_SMALL_REQUESTS = 10  # per player, for one changed item (Kodi: calls and POSTs)
+BUDGET_SMALL_WALL_S = 1.0  # a run with one changed item, start-up included
 
 
 def log(message: str) -> None:
@@ -377,6 +389,87 @@ class Bench:
                 fake.stop()
         return points
 
+    def small_runs(self) -> dict[str, Any]:
+        """Issue 19: a small run costs what it changes, not what the library holds. At
+        each size a library the players already hold whole; a first run with a change
+        fills what the players' adapters keep (Jellyfin's index); then, one after another
+        on the same library and state: a run with nothing changed, one changed movie, one
+        changed episode."""
+        started = time.perf_counter()
+        points = [self.small_runs_at(size) for size in self.small_sizes]
+        return {"sizes": [p["rows"] for p in points], "points": points,
+                "players": small_run_summary(points),
+                "total_s": round(time.perf_counter() - started, 1)}
+
+    def small_runs_at(self, size: int) -> dict[str, Any]:
+        args = self.args
+        label = f"small-{size}"
+        # The main scenario's mix: a fifth movies, the rest episodes (100 per show).
+        database = self.work / f"metarr-{label}.sqlite"
+        library = scenario.build(database, movies=max(4, round(size / 5)),
+                                 series=max(4, round(size * 4 / 5 / 100)))
+        state = self.work / f"state-{label}"
+        shutil.rmtree(state, ignore_errors=True)
+        figures, report = self.run(f"{label}-baseline", self.config(f"{label}-baseline",
+                                                                   database, None), state)
+        if report.get("items"):
+            raise RuntimeError(f"{label}: the baseline run queued {report['items']} items")
+        log(f"small runs: {library.rows} items, baseline {figures['wall_s']:.1f} s")
+        # Players that hold every item: Presence of no change lacks nothing.
+        presence = players.Presence.of(scenario.Changes([], [], []))
+        rng = random.Random(size)
+        movies = rng.sample(library.movies, 2)
+        shows = rng.sample(library.series, 2)
+        nothing = scenario.Changes([], [], [])
+        # (step, republished items, command). Jellyfin and Plex look for a delivery only
+        # after their verify_after (minutes): `verify` stands for the later run that does,
+        # so that each measured run starts with nothing awaiting verification.
+        steps: list[tuple[str, scenario.Changes, str]] = [
+            # The first run: a movie and an episode, so both libraries are read once.
+            ("first_run", scenario.Changes([movies[0]], [], [rng.choice(shows[0].episodes)]),
+             "run"),
+            ("first_run_verify", nothing, "verify"),
+            ("nothing_changed", nothing, "run"),
+            ("one_movie", scenario.Changes([movies[1]], [], []), "run"),
+            # What a run costs while a delivery waits for its verify_after.
+            ("nothing_changed_awaiting_verify", nothing, "run"),
+            ("one_movie_verify", nothing, "verify"),
+            # An episode of a show no run has touched yet.
+            ("one_episode", scenario.Changes([], [], [rng.choice(shows[1].episodes)]), "run"),
+            ("one_episode_verify", nothing, "verify"),
+        ]
+        found: dict[str, Any] = {"size": size, "rows": library.rows,
+                                 "movies": len(library.movies),
+                                 "episodes": sum(len(s.episodes) for s in library.series)}
+        fakes = players.start_fakes(library, presence, args.latency)
+        try:
+            config = self.config(label, database, fakes)
+            for step, changes, command in steps:
+                if changes.count:
+                    scenario.change(database, changes)
+                for fake in fakes.values():
+                    fake.reset_log()
+                figures, stdout = self.measured(f"{label}-{step}",
+                                                [self.exe, command, "--json"], config, state)
+                report = json.loads(stdout)
+                if command == "run" and report.get("items", 0) != changes.count:
+                    raise RuntimeError(f"{label} {step}: the run queued "
+                                       f"{report.get('items')} items, not {changes.count}")
+                found[step] = {
+                    "changed": changes.count, **_run_figures(figures, report),
+                    "requests": {name: {"sent": fake.calls(), "http_requests": fake.count(),
+                                        "by_endpoint": dict(fake.call_counts().most_common())}
+                                 for name, fake in fakes.items()}}
+                sent = ", ".join(f"{n} {r['sent']}" for n, r in found[step]["requests"].items())
+                log(f"small runs at {library.rows}: {step}: {figures['wall_s']:.2f} s, "
+                    f"requests {sent}")
+        finally:
+            for fake in fakes.values():
+                fake.stop()
+        database.unlink(missing_ok=True)
+        shutil.rmtree(state, ignore_errors=True)
+        return found
+
     def everything(self) -> dict[str, Any]:
         args = self.args
         started = time.perf_counter()
@@ -390,16 +483,23 @@ class Bench:
                              "batch_size": args.batch_size,
                              "naive_sample": args.naive_sample,
                              "metarr_sync": self.exe}
-        self.build()
-        found["library"] = {"rows": self.library.rows, "movies": len(self.library.movies),
-                            "series": len(self.library.series),
-                            "episodes": len(self.library.episodes),
-                            "build_s": round(self.build_s, 2),
-                            "baseline_run": _rounded(self.baseline_figures)}
-        found["main"] = self.main_scenario()
-        log("start-up")
-        found["startup"] = self.startup(self.main_config, self.main_state)
-        found["growth"] = self.growth() if self.growth_sizes else []
+        self.small_sizes = [max(20, round(n * args.scale)) for n in args.small_sizes]
+        found["settings"]["small_sizes"] = self.small_sizes
+        found["settings"]["small_only"] = args.small_only
+        if not args.small_only:
+            self.build()
+            found["library"] = {"rows": self.library.rows,
+                                "movies": len(self.library.movies),
+                                "series": len(self.library.series),
+                                "episodes": len(self.library.episodes),
+                                "build_s": round(self.build_s, 2),
+                                "baseline_run": _rounded(self.baseline_figures)}
+            found["main"] = self.main_scenario()
+            log("start-up")
+            found["startup"] = self.startup(self.main_config, self.main_state)
+            found["growth"] = self.growth() if self.growth_sizes else []
+        if self.small_sizes:
+            found["small_runs"] = self.small_runs()
         found["machine"]["load_after"] = _load()
         found["total_s"] = round(time.perf_counter() - started, 1)
         found["budgets"] = budgets(found)
@@ -444,6 +544,32 @@ def _run_figures(figures: dict[str, Any], report: dict[str, Any]) -> dict[str, A
                         for p in report.get("players", [])}}
 
 
+SMALL_STEPS = ("one_movie", "one_episode")  # the measured one-change runs
+#: Every step of the small runs, in order (see Bench.small_runs_at).
+SMALL_ALL = ("first_run", "first_run_verify", "nothing_changed", "one_movie",
+             "nothing_changed_awaiting_verify", "one_movie_verify", "one_episode",
+             "one_episode_verify")
+
+
+def small_run_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per player: what each small-run step cost at each size, and whether that is a
+    small run's cost: nothing changed, no request; one change, at most
+    BUDGET_SMALL_REQUESTS HTTP requests; and the same count at every size, for the change
+    and for its verification. Said of each player as measured, not assumed (issue 19:
+    Plex lists whole sections until its index lands)."""
+    found: dict[str, Any] = {}
+    for name in players.NAMES:
+        sent = {step: [p[step]["requests"][name]["sent"] for p in points] for step in SMALL_ALL}
+        http = {step: [p[step]["requests"][name]["http_requests"] for p in points]
+                for step in SMALL_ALL}
+        same = [s for step in SMALL_STEPS for s in (step, f"{step}_verify")]
+        capable = (not any(sent["nothing_changed"]) and not any(http["nothing_changed"])
+                   and all(max(http[s]) <= BUDGET_SMALL_REQUESTS for s in SMALL_STEPS)
+                   and all(len(set(sent[s])) == 1 and len(set(http[s])) == 1 for s in same))
+        found[name] = {"small_run_capable": capable, "sent": sent, "http_requests": http}
+    return found
+
+
 def budgets(found: dict[str, Any]) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
 
@@ -451,42 +577,83 @@ def budgets(found: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append({"name": name, "value": value, "limit": limit, "ok": value <= limit,
                        "note": note})
 
-    main = found["main"]
-    for name, figures in main["requests"].items():
-        check(f"requests {name} / lower bound", figures["ratio"], BUDGET_REQUESTS)
-    for point in found["growth"]:
-        for name, figures in point["requests"].items():
-            check(f"planned requests {name} / lower bound at {point['changed']} (dry run)",
-                  figures["ratio"], BUDGET_REQUESTS)
-    check(f"wall three players / {main['alone']['player']} alone", main["alone"]["ratio"],
-          BUDGET_PARALLEL)
-    check("peak RSS of the run (MB)", main["run"]["peak_rss_mb"], BUDGET_RSS_MB)
-    startup = found["startup"]
-    check("start-up --version / import typer", startup["version_ratio"], BUDGET_STARTUP)
-    check("start-up status / import typer", startup["status_ratio"], BUDGET_STARTUP)
-    check("status imports requests or adapters",
-          float(bool(startup["status_imports_requests"] or startup["status_imports_adapters"])),
-          0.0)
-    points = found["growth"]
-    for smaller, bigger in zip(points, points[1:], strict=False):
-        check(f"dry-run wall per item {bigger['changed']} / {smaller['changed']}",
-              round(bigger["wall_per_item_ms"] / smaller["wall_per_item_ms"], 3),
-              BUDGET_GROWTH)
-        check(f"collect+plan+record CPU per item {bigger['changed']} / {smaller['changed']}",
-              round(bigger["core_cpu_per_item_ms"] / smaller["core_cpu_per_item_ms"], 3),
-              BUDGET_GROWTH)
-    check("whole benchmark (s)", found["total_s"], BUDGET_TOTAL_S)
+    if "main" in found:
+        main = found["main"]
+        for name, figures in main["requests"].items():
+            check(f"requests {name} / lower bound", figures["ratio"], BUDGET_REQUESTS)
+        for point in found["growth"]:
+            for name, figures in point["requests"].items():
+                check(f"planned requests {name} / lower bound at {point['changed']} (dry run)",
+                      figures["ratio"], BUDGET_REQUESTS)
+        check(f"wall three players / {main['alone']['player']} alone", main["alone"]["ratio"],
+              BUDGET_PARALLEL)
+        check("peak RSS of the run (MB)", main["run"]["peak_rss_mb"], BUDGET_RSS_MB)
+        startup = found["startup"]
+        check("start-up --version / import typer", startup["version_ratio"], BUDGET_STARTUP)
+        check("start-up status / import typer", startup["status_ratio"], BUDGET_STARTUP)
+        check("status imports requests or adapters",
+              float(bool(startup["status_imports_requests"] or startup["status_imports_adapters"])),
+              0.0)
+        points = found["growth"]
+        for smaller, bigger in zip(points, points[1:], strict=False):
+            check(f"dry-run wall per item {bigger['changed']} / {smaller['changed']}",
+                  round(bigger["wall_per_item_ms"] / smaller["wall_per_item_ms"], 3),
+                  BUDGET_GROWTH)
+            check(f"collect+plan+record CPU per item {bigger['changed']} / {smaller['changed']}",
+                  round(bigger["core_cpu_per_item_ms"] / smaller["core_cpu_per_item_ms"], 3),
+                  BUDGET_GROWTH)
+        small_s = found.get("small_runs", {}).get("total_s", 0.0)
+        check("whole benchmark (s)", round(found["total_s"] - small_s, 1), BUDGET_TOTAL_S,
+              "without the small runs (they build libraries of their own)")
+    if "small_runs" in found:
+        small = found["small_runs"]
+        for point in small["points"]:
+            for name in players.NAMES:
+                got = point["nothing_changed"]["requests"][name]
+                check(f"small runs at {point['rows']}: {name} requests, nothing changed",
+                      max(got["sent"], got["http_requests"]), 0)
+                for step in SMALL_STEPS:
+                    check(f"small runs at {point['rows']}: {name} requests, {step}",
+                          point[step]["requests"][name]["http_requests"],
+                          BUDGET_SMALL_REQUESTS, "HTTP requests (Kodi's JSON-RPC calls in "
+                          "the table, not budgeted)")
+            for step in SMALL_STEPS:
+                check(f"small runs at {point['rows']}: wall of {step} (s)",
+                      point[step]["wall_s"], BUDGET_SMALL_WALL_S)
+        for name, summary in small["players"].items():
+            for step in (s for one in SMALL_STEPS for s in (one, f"{one}_verify")):
+                check(f"small runs: {name} requests for {step} at "
+                      f"{'/'.join(map(str, small['sizes']))}: spread",
+                      float(max(summary["sent"][step]) - min(summary["sent"][step])
+                            + max(summary["http_requests"][step])
+                            - min(summary["http_requests"][step])), 0.0,
+                      f"calls {summary['sent'][step]}, HTTP "
+                      f"{summary['http_requests'][step]}: the same at every size")
     return checks
 
 
 def table(found: dict[str, Any]) -> str:
     """The figures as a small plain-text table."""
-    main = found["main"]
     m = found["machine"]
-    lines = [f"metarr-sync benchmark: {found['library']['rows']:,} Metarr items, "
+    lines = [f"machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, load "
+             f"{m['load_before']} -> {m['load_after']}"]
+    if "main" in found:
+        lines += _main_table(found)
+    if "small_runs" in found:
+        lines += _small_table(found)
+    lines += ["", "budgets:"]
+    for b in found["budgets"]:
+        lines.append(f"  {'ok  ' if b['ok'] else 'FAIL'} {b['name']}: {b['value']:g} "
+                     f"(limit {b['limit']:g})")
+    lines.append(f"whole benchmark: {found['total_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def _main_table(found: dict[str, Any]) -> list[str]:
+    main = found["main"]
+    lines = ["", f"metarr-sync benchmark: {found['library']['rows']:,} Metarr items, "
              f"{main['changed']:,} changed, {found['settings']['latency_ms']:g} ms per request",
-             f"machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, load "
-             f"{m['load_before']} -> {m['load_after']}", ""]
+             ""]
     lines.append(f"{'player':<10}{'requests':>10}{'lower bound':>13}{'ratio':>8}"
                  f"{'time s':>9}{'status':>9}{'strict bound':>14}{'ratio':>8}{'HTTP':>8}")
     for name, figures in main["requests"].items():
@@ -534,12 +701,31 @@ def table(found: dict[str, Any]) -> str:
                          f"{p['peak_rss_mb']:>8.0f}{p['wall_per_item_ms']:>9.3f}"
                          f"{core['cpu_s']:>12.2f}{p['core_cpu_per_item_ms']:>9.3f}"
                          f"{core['record_cpu_s']:>10.2f}  {ratios}")
-    lines += ["", "budgets:"]
-    for b in found["budgets"]:
-        lines.append(f"  {'ok  ' if b['ok'] else 'FAIL'} {b['name']}: {b['value']:g} "
-                     f"(limit {b['limit']:g})")
-    lines.append(f"whole benchmark: {found['total_s']:.0f} s")
-    return "\n".join(lines)
+    return lines
+
+
+def _small_table(found: dict[str, Any]) -> list[str]:
+    small = found["small_runs"]
+    lines = ["", f"small runs (issue 19): players holding the whole library, "
+             f"{found['settings']['latency_ms']:g} ms per request; per player: calls/HTTP "
+             "requests (Kodi: JSON-RPC calls / POSTs) and its own seconds (the run's wall "
+             "adds start-up and collecting Metarr's changes)",
+             f"{'items':>9}  {'run':<32}{'wall s':>7}  "
+             + "".join(f"{name:>20}" for name in players.NAMES)]
+    for point in small["points"]:
+        for step in SMALL_ALL:
+            got = point[step]
+            cells = "".join(
+                f"{r['sent']:>9,}/{r['http_requests']:<4,}"
+                f"{got['players'].get(name, {}).get('duration_s', 0):>5.2f}s "
+                for name, r in got["requests"].items())
+            lines.append(f"{point['rows']:>9,}  {step.replace('_', ' '):<32}"
+                         f"{got['wall_s']:>7.2f}  {cells}")
+    lines.append("small-run capable (nothing changed: 0; one change: <= "
+                 f"{BUDGET_SMALL_REQUESTS}, the same at every size): " + ", ".join(
+                     f"{n} {'yes' if p['small_run_capable'] else 'NO'}"
+                     for n, p in small["players"].items()))
+    return lines
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -563,6 +749,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--startup-repeats", type=int, default=15,
                         help="runs of each start-up command (their median counts)")
+    parser.add_argument("--small-sizes", type=lambda s: [int(x) for x in s.split(",") if x],
+                        default=[25000, 250000],
+                        help="library sizes of the small runs (issue 19), before --scale "
+                        "(empty: none)")
+    parser.add_argument("--small-only", action="store_true",
+                        help="only the small runs: no main scenario, start-up or growth")
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"),
                         help="where to write the figures as JSON")
     parser.add_argument("--workdir", type=Path, default=None,

@@ -14,6 +14,7 @@ import bisect
 import itertools
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from support.fake_players import (
@@ -28,9 +29,11 @@ from support.fake_players import (
     Reply,
     _InvalidParams,
     is_video,
+    item_folder,
     json_reply,
     kodi_image_url,
     sep_of,
+    sql_like,
     trailing,
     under,
 )
@@ -79,6 +82,51 @@ class IndexedDict(dict):
 
     def version(self, name: str, value: Hashable) -> int:
         return self.changes.get((name, value), 0)
+
+
+class FolderIndexed(IndexedDict):
+    """An IndexedDict that also answers Kodi's `path` filter (LIKE on the item's folder)
+    from a sorted list of (folded folder, key): only the entries that share the pattern's
+    literal start are matched, whatever the library's size. The list is built at the first
+    look-up, then kept up to date entry by entry."""
+
+    def __init__(self, file_of: Callable[[Any], str], **fields: Callable[[Any], Hashable]):
+        super().__init__(**fields)
+        self.file_of = file_of
+        self._folders: list[tuple[str, Any]] | None = None
+
+    def _entry(self, key: Any, value: Any) -> tuple[str, Any]:
+        return _fold(item_folder(self.file_of(value))), key
+
+    def _index(self, key: Any, value: Any, add: bool) -> None:
+        super()._index(key, value, add)
+        if self._folders is None:
+            return
+        entry = self._entry(key, value)
+        at = bisect.bisect_left(self._folders, entry)
+        if add:
+            self._folders.insert(at, entry)
+        elif at < len(self._folders) and self._folders[at] == entry:
+            del self._folders[at]
+
+    def like(self, pattern: str) -> list[Any]:
+        """Keys (ascending) of the entries whose folder matches `pattern` as sql_like."""
+        if self._folders is None:
+            self._folders = sorted(self._entry(k, v) for k, v in self.items())
+        literal = re.split(r"[%_]", _fold(pattern), maxsplit=1)[0]
+        at = bisect.bisect_left(self._folders, (literal,))
+        keys = []
+        while at < len(self._folders) and self._folders[at][0].startswith(literal):
+            key = self._folders[at][1]
+            if sql_like(pattern, item_folder(self.file_of(self[key]))):
+                keys.append(key)
+            at += 1
+        return sorted(keys)
+
+
+def _fold(text: str) -> str:
+    """What sql_like compares: ASCII letters in lower case, anything else as it is."""
+    return "".join(c.lower() if c.isascii() else c for c in text)
 
 
 class SortedPaths:
@@ -145,9 +193,10 @@ class BenchKodi(SortedDisk, FakeKodi):
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
-        self.movies = IndexedDict(file=lambda f: f)
-        self.shows = IndexedDict(file=lambda f: f)
-        self.episodes = IndexedDict(file=lambda e: e[1], show=lambda e: e[0])
+        self.movies = FolderIndexed(lambda f: f, file=lambda f: f)
+        self.shows = FolderIndexed(lambda f: f, file=lambda f: f)
+        self.episodes = FolderIndexed(lambda e: e[1], file=lambda e: e[1],
+                                      show=lambda e: e[0])
         self._texture_ids: dict[str, int] = {}  # only the art URLs asked about
         self._texture_urls: dict[int, str] = {}
         self._dropped: set[str] = set()
@@ -230,10 +279,18 @@ class BenchKodi(SortedDisk, FakeKodi):
     def _get(self, table: dict[int, Any], key: str, params: Any, name: str) -> dict:
         # Ids only grow and entries are added in id order: no sorting needed. Without a
         # filter only the asked page is built (a 50,000-movie library listed in pages).
-        if params.get("filter") is None:
+        flt = params.get("filter")
+        if flt is None:
             total = len(table)
             page, limits = self._page(range(total), params)
             entries = itertools.islice(table.items(), page.start, page.stop)
+        elif isinstance(table, FolderIndexed) and isinstance(flt, dict) \
+                and flt.get("field") == "path" and flt.get("operator") in ("is", "startswith"):
+            # A look-up by folder: the index's candidates (matched as _listed matches them,
+            # which then keeps them all), in id order as FakeKodi lists them.
+            pattern = str(flt.get("value", "")) + ("%" if flt["operator"] == "startswith"
+                                                   else "")
+            entries = ((k, table[k]) for k in table.like(pattern))
         else:
             entries = iter(table.items())
         rows = [{key: i, "label": (f if isinstance(f, str) else f[1]).rstrip("/\\")
@@ -247,6 +304,8 @@ class BenchKodi(SortedDisk, FakeKodi):
     def rpc_VideoLibrary_GetEpisodes(self, params: Any) -> dict[str, Any]:
         show = params.get("tvshowid")
         if show is None:
+            if params.get("filter") is not None:  # a look-up by folder: the index
+                return self._get(self.episodes, "episodeid", params, "episodes")
             return super().rpc_VideoLibrary_GetEpisodes(params)
         return self._get(self.episodes.group("show", show), "episodeid", params, "episodes")
 
@@ -328,32 +387,54 @@ class BenchJellyfin(SortedDisk, FakeJellyfin):
         self.items = IndexedDict(path=lambda i: i.path, parent=lambda i: i.library,
                                  series=lambda i: i.series_id)
         self._paths = SortedPaths()
-        self._rows: dict[tuple[str | None, frozenset[str]], tuple[int, list[JellyfinItem]]] = {}
+        self._rows: dict[tuple[Any, ...], tuple[int, list[JellyfinItem]]] = {}
         self._serial = 0
+        # Saves after load(), in time order (times, ids): `minDateLastSaved` later than
+        # the loaded items' save reads only these, not the whole library.
+        self._loaded_saved = self.server_time() - timedelta(days=30)
+        self._saved_at: list[datetime] = []
+        self._saved_ids: list[str] = []
 
     def new_id(self) -> str:
         self._serial += 1
         return f"{self._serial:032x}"
 
     def _put(self, item: JellyfinItem) -> JellyfinItem:
+        item.saved = self.server_time()  # a scan's first metadata save (FakeJellyfin._rescan)
         self.items[item.id] = item
         self._paths.add(item.path)
+        self._saved(item)
         return item
+
+    def _saved(self, item: JellyfinItem) -> None:
+        if item.saved is not None:
+            at = bisect.bisect_right(self._saved_at, item.saved)  # clocks may tie
+            self._saved_at.insert(at, item.saved)
+            self._saved_ids.insert(at, item.id)
+
+    def handle(self, request: Recorded) -> Reply:
+        reply = super().handle(request)
+        match = re.fullmatch(r"/Items/([^/]+)/Refresh", request.path, flags=re.IGNORECASE)
+        if match and request.method == "POST" and reply.status < 300:
+            self._saved(self.items[match.group(1)])  # the refresh saved it
+        return reply
 
     def load(self, library: Any, movies: Iterable[str], shows: dict[str, list[str]]) -> None:
         movies = list(movies)
         self._paths.paths = sorted(set(self._paths.paths) | set(movies) | set(shows)
                                    | {f for fs in shows.values() for f in fs})
+        saved = self._loaded_saved  # scanned and saved long before the benchmark
         for file in movies:
             new = self.new_id()
-            self.items[new] = JellyfinItem(new, "Movie", file, library.item_id)
+            self.items[new] = JellyfinItem(new, "Movie", file, library.item_id, saved=saved)
         for folder, files in shows.items():
             series = self.new_id()
-            self.items[series] = JellyfinItem(series, "Series", folder, library.item_id)
+            self.items[series] = JellyfinItem(series, "Series", folder, library.item_id,
+                                              saved=saved)
             for file in files:
                 new = self.new_id()
                 self.items[new] = JellyfinItem(new, "Episode", file, library.item_id,
-                                               series_id=series)
+                                               series_id=series, saved=saved)
 
     def _rescan(self, path: str) -> None:
         """What the library monitor does with a reported path (without its debounce)."""
@@ -385,23 +466,63 @@ class BenchJellyfin(SortedDisk, FakeJellyfin):
             self._put(JellyfinItem(self.new_id(), "Episode", file, library.item_id,
                                    series_id=series.id))
 
-    def _items(self, request: Recorded) -> Reply:
+    def _items(self, request: Recorded, candidates: Iterable[JellyfinItem] | None = None
+               ) -> Reply:
         parent = request.param("parentId") or request.param("ParentId")
-        if parent is None or (self.emby and request.param("Path")):
+        ids = request.values("ids")
+        if ids:  # only those: a dict look-up each
+            return super()._items(request, [self.items[i] for i in dict.fromkeys(ids)
+                                            if i in self.items])
+        saved_since = request.param("minDateLastSaved") or request.param("MinDateLastSaved")
+        since = _since(saved_since)
+        if since is not None and since > self._loaded_saved:
+            # Only items saved after load() can pass: those in the log, each once, and
+            # FakeJellyfin's own filters (its save time now, parent, types, sort, page).
+            at = bisect.bisect_left(self._saved_at, since)
+            recent = dict.fromkeys(self._saved_ids[at:])
+            return super()._items(request, [self.items[i] for i in recent if i in self.items])
+        if parent is None or saved_since or (self.emby and request.param("Path")):
             return super()._items(request)
         types = frozenset(request.values("includeItemTypes"))
         fields = request.values("fields")
+        start = int(request.param("startIndex") or request.param("StartIndex") or 0)
+        limit = request.param("limit") or request.param("Limit")
+        sort = tuple(s.strip() for s in (request.param("sortBy") or request.param("SortBy")
+                                         or "").split(",") if s.strip())
+        if any(s not in _JELLYFIN_SORT for s in sort) or (
+                not sort and (limit is not None or start > 0)):
+            return super()._items(request)  # FakeJellyfin's answer to a page without order
+        descending = (request.param("sortOrder") or "Ascending").split(",")[0] == "Descending"
+        # The listing in FakeJellyfin's order, sorted once per change of the parent's items.
         version = (self.items.version("parent", parent), self.items.version("series", parent))
-        cached = self._rows.get((parent, types))
+        cached = self._rows.get((parent, types, sort, descending))
         if cached is None or cached[0] != version:
             children = {**self.items.group("parent", parent), **self.items.group("series",
                                                                                  parent)}
             rows = sorted((i for i in children.values() if not types or i.type in types),
-                          key=lambda i: i.path)
-            self._rows[(parent, types)] = cached = (version, rows)
+                          key=lambda i: tuple(_JELLYFIN_SORT[s](i) for s in sort) if sort
+                          else (i.path,), reverse=descending)
+            self._rows[(parent, types, sort, descending)] = cached = (version, rows)
         rows = cached[1]
-        start = int(request.param("startIndex") or request.param("StartIndex") or 0)
-        limit = request.param("limit") or request.param("Limit")
         page = rows[start:None if limit is None else start + int(limit)]
+        counted = (request.param("enableTotalRecordCount") or "true").lower() != "false"
         return json_reply({"Items": [self._dto(i, fields) for i in page],
-                           "TotalRecordCount": len(rows), "StartIndex": start})
+                           "TotalRecordCount": len(rows) if counted else len(page),
+                           "StartIndex": start})
+
+
+#: FakeJellyfin's sort keys (its _items).
+_JELLYFIN_SORT: dict[str, Callable[[JellyfinItem], Any]] = {
+    "SortName": lambda i: i.name.casefold(), "Name": lambda i: i.name,
+    "ProductionYear": lambda i: 0, "DateCreated": lambda i: i.created}
+
+def _since(value: str | None) -> datetime | None:
+    """A `minDateLastSaved` value as a time, None when absent or not one FakeJellyfin takes
+    (it answers those itself)."""
+    if not value:
+        return None
+    try:
+        since = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return since if since.tzinfo is not None else None

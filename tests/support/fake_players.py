@@ -2111,12 +2111,15 @@ class FakeJellyfin(FakePlayer):
                 "%Y-%m-%dT%H:%M:%S.%fZ")
         return dto
 
-    def _items(self, request: Recorded) -> Reply:
+    def _items(self, request: Recorded, candidates: Iterable[JellyfinItem] | None = None
+               ) -> Reply:
+        """GET /Items. `candidates`: a subset of `items` that holds every item the filters
+        can let through (the benchmark's indexed fake narrows by id or save time first)."""
         parent = request.param("parentId") or request.param("ParentId")
         types = request.values("includeItemTypes")
         fields = request.values("fields")
         # parentId is a library's ItemId or a show's Id (its episodes, as metarr-sync asks).
-        rows = [i for i in self.items.values()
+        rows = [i for i in (self.items.values() if candidates is None else candidates)
                 if (parent is None or i.library == parent or i.series_id == parent)
                 and (not types or i.type in types)]
         if self.emby and request.param("Path"):
