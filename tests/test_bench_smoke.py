@@ -12,7 +12,6 @@ HTTP request (a JSON-RPC batch), so its HTTP requests must be fewer.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -89,9 +88,8 @@ def test_the_benchmark_runs_tiny_and_sends_exactly_the_lower_bound(tmp_path: Pat
 def test_small_runs_cost_what_they_change_not_what_the_library_holds(tmp_path: Path
                                                                       ) -> None:
     """Issue 19's section, at 2,520 and 25,200 items: with nothing changed no player is
-    contacted; one changed movie or episode costs Kodi and Jellyfin the same few requests
-    at both sizes (and its verification too). Plex is asserted as it is: it still lists
-    the movie section whole for one movie, so its count grows with the library."""
+    contacted; one changed movie or episode costs each player the same few requests at
+    both sizes (and its verification too)."""
     out = tmp_path / "figures.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--small-only", "--small-sizes", "2500,25000",
@@ -118,7 +116,7 @@ def test_small_runs_cost_what_they_change_not_what_the_library_holds(tmp_path: P
     for name in PLAYERS:
         for got in requests("nothing_changed", name):
             assert got["sent"] == got["http_requests"] == 0, (name, got)
-    for name in ("kodi", "jellyfin"):
+    for name in PLAYERS:
         for step in ("one_movie", "one_episode", "one_movie_verify", "one_episode_verify"):
             small_size, big = requests(step, name)
             assert small_size["sent"] == big["sent"], (name, step, small_size, big)
@@ -127,17 +125,13 @@ def test_small_runs_cost_what_they_change_not_what_the_library_holds(tmp_path: P
             if not step.endswith("_verify"):
                 assert 0 < big["http_requests"] <= 10, (name, step, big)
         assert small["players"][name]["small_run_capable"] is True
-    # Jellyfin brings its index up to date with one listing (minDateLastSaved), Kodi looks
-    # the movie up by its folder: neither lists a library.
+    # Jellyfin and Plex bring their indexes up to date with one filtered listing
+    # (minDateLastSaved, updatedAt), Kodi looks the movie up by its folder: none lists a
+    # library.
     for got in requests("one_movie", "jellyfin"):
         assert got["by_endpoint"]["GET /Items"] == 1, got
+    for got in requests("one_movie", "plex"):
+        assert got["by_endpoint"]["GET /library/sections/{key}/all"] == 1, got
     for got in requests("one_movie", "kodi"):
         assert got["by_endpoint"]["VideoLibrary.GetMovies"] <= 2, got
-    # Plex as it is today: one movie lists the movie section whole, a page per 1,000
-    # movies. When Plex gets its index this fails: then assert what Kodi's and
-    # Jellyfin's counts assert above.
-    for point, got in zip(points, requests("one_movie", "plex"), strict=True):
-        assert got["by_endpoint"]["GET /library/sections/{key}/all"] == math.ceil(
-            point["movies"] / 1000), got
-    assert small["players"]["plex"]["small_run_capable"] is False
     assert "small runs (issue 19)" in done.stdout and "small-run capable" in done.stdout
