@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from metarr_sync.players.base import Result  # no adapter: light enough for `status`
+from metarr_sync.players.index import IndexedLibrary, IndexRow
 from metarr_sync.stamps import now_stamp, stamp_ago
 
 if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader or players
@@ -178,26 +179,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-@dataclass(frozen=True)
-class IndexedLibrary:
-    """What a library's index was built for (State.indexed_libraries)."""
-
-    server_id: str
-    locations: list[str]
-    built_at: str
-    saved_since: str
-
-
-@dataclass(frozen=True)
-class IndexRow:
-    """One item of a player's index: its id, path (paths.match_key), type, show, and
-    provider keys (as the adapter forms them)."""
-
-    item_id: str
-    path_key: str
-    type: str
-    series_id: str | None
-    providers: tuple[str, ...] = ()
 
 
 class StateError(Exception):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 if TYPE_CHECKING:
     from metarr_sync.config import PlayerConfig, SyncConfig
     from metarr_sync.plan import Target
-    from metarr_sync.state import State
+    from metarr_sync.players.index import IndexStore
 
 
 class PlayerError(Exception):
@@ -302,7 +302,7 @@ class Player(ABC):
     def probe(self) -> ProbeResult:
         """Check the player is reachable and the credentials work; raise PlayerError."""
 
-    def keep_index(self, state: State) -> None:
+    def keep_index(self, state: IndexStore) -> None:
         """Called after probe() when the run may keep what it learns: the adapter may
         keep an index of the player's items in the state between runs (Jellyfin, Plex).
         Most keep none."""

@@ -126,7 +126,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from metarr_sync.config import PlayerConfig, SyncConfig
@@ -154,11 +154,9 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
+from metarr_sync.players.index import IndexRow, IndexStore
 from metarr_sync.stamps import stamp_ago
 from metarr_sync.version import __version__
-
-if TYPE_CHECKING:
-    from metarr_sync.state import IndexRow, State
 
 log = logging.getLogger("metarr_sync.jellyfin")
 
@@ -315,7 +313,6 @@ def _provider_key(kind: str, provider: str, value: object) -> str:
 
 def _index_row(item: dict[str, Any]) -> IndexRow | None:
     """What the state's index keeps of an item of a listing (as Index.add reads it)."""
-    from metarr_sync.state import IndexRow
 
     if item.get("Id") is None:
         return None
@@ -333,7 +330,7 @@ class StoredIndex:
     questions as Index, answered by the state; `sure`: ids the server did not list in
     this run are confirmed with it first (JellyfinPlayer.confirmed)."""
 
-    def __init__(self, player: JellyfinPlayer, state: State, *, library: str | None = None,
+    def __init__(self, player: JellyfinPlayer, state: IndexStore, *, library: str | None = None,
                  series: str | None = None):
         self.player, self.state, self.library, self.series = player, state, library, series
 
@@ -367,7 +364,7 @@ class JellyfinPlayer(Player):
         self._libraries: list[Library] | None = None
         self._indexes: dict[str, Index | StoredIndex] = {}
         #: The state, when the index is kept there (keep_index), and the server's Id.
-        self._store: State | None = None
+        self._store: IndexStore | None = None
         self.server_id = ""
         #: Ids the server listed in this run: no confirmation needed.
         self._listed: set[str] = set()
@@ -482,7 +479,7 @@ class JellyfinPlayer(Player):
 
     # --- finding items --------------------------------------------------------------------
 
-    def keep_index(self, state: State) -> None:
+    def keep_index(self, state: IndexStore) -> None:
         """Keep the index in `state` (see "The index"); throw away the index of every
         library that was rebuilt, moved to other folders, is on another server, or is too
         old."""
@@ -1007,7 +1004,7 @@ class EmbyPlayer(JellyfinPlayer):
         super().__init__(config, sync, dry_run=dry_run)
         self._found: dict[tuple[str, str], tuple[list[str], bool]] = {}
 
-    def keep_index(self, state: State) -> None:
+    def keep_index(self, state: IndexStore) -> None:
         """No index: Emby looks each item up by its path (see "The index")."""
 
     def auth_headers(self) -> dict[str, str]:

@@ -130,7 +130,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from metarr_sync.config import PlayerConfig, SyncConfig
 from metarr_sync.disk import old_file_gone
@@ -156,11 +156,9 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.compact import CompactIndex, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
+from metarr_sync.players.index import IndexRow, IndexStore
 from metarr_sync.stamps import parse_stamp, stamp_ago
 from metarr_sync.version import __version__
-
-if TYPE_CHECKING:
-    from metarr_sync.state import IndexRow, State
 
 log = logging.getLogger("metarr_sync.plex")
 
@@ -326,7 +324,7 @@ class StoredListing:
     state. With `sure`, rating keys Plex did not list in this run are confirmed with it
     first (PlexPlayer.confirmed): the index may keep items Plex has since deleted."""
 
-    def __init__(self, player: PlexPlayer, state: State, library: str) -> None:
+    def __init__(self, player: PlexPlayer, state: IndexStore, library: str) -> None:
         self.player, self.state, self.library = player, state, library
 
     def by_path(self, path: str, *, sure: bool = False) -> list[str]:
@@ -390,7 +388,6 @@ def _wanted_guids(ids: dict[str, str]) -> list[str]:
 def _index_row(meta: Any) -> IndexRow | None:
     """What the state's index keeps of an item of a listing: its rating key, type, first
     file (or a show's folder), and its files and provider ids as keys to find it by."""
-    from metarr_sync.state import IndexRow
 
     if not isinstance(meta, dict) or meta.get("ratingKey") is None:
         return None
@@ -457,7 +454,7 @@ class PlexPlayer(Player):
         self._whole: dict[tuple[str, int], Listing] = {}
         #: The state, when the index is kept there (keep_index), and the server's
         #: machineIdentifier (another one: another server, whose keys mean nothing here).
-        self._store: State | None = None
+        self._store: IndexStore | None = None
         self.server_id = ""
         #: Seconds the server's clock is ahead of ours (its HTTP Date header), 0 unknown.
         self._clock_ahead = 0.0
@@ -546,7 +543,7 @@ class PlexPlayer(Player):
             return size > 0
         return bool(container.get("Metadata"))
 
-    def keep_index(self, state: State) -> None:
+    def keep_index(self, state: IndexStore) -> None:
         """Keep the index in `state` (see "The index"); throw away the index of every
         section that was rebuilt (new key or uuid), moved to other folders, is on another
         server, or was listed whole too long ago."""
