@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class QueueStatus(StrEnum):
@@ -176,6 +176,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (player, provider_key, item_id)
     ) WITHOUT ROWID;
     CREATE INDEX player_index_ids_item ON player_index_ids (player, item_id);
+    """,
+    # 5: how far the last collection read Metarr, per kind (movie, series, episode), so
+    # that a run reads only the rows changed since (metarr_sync/collect.py): the newest
+    # stamp it saw (Metarr's clock), Metarr's cheap per-table checks it was read with
+    # (JSON; rows vanished, paths rewritten or soft deletes move no timestamp), and when
+    # the kind was last read whole.
+    """
+    CREATE TABLE collect_marks (
+        kind TEXT PRIMARY KEY, high_water TEXT NOT NULL, checks TEXT NOT NULL,
+        full_at TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]
 
