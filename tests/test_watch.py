@@ -177,11 +177,10 @@ def test_a_burst_of_commits_is_one_run_and_idle_sends_nothing(cli, metarr_db, wa
         wait_for(lambda: jelly.count("POST /Library/Media/Updated") >= 1, what="the run")
         wait_for(lambda: len(watch_runs(cli)) == 1 and watch_runs(cli)[0]["finished_at"],
                  what="the run to finish")
-        # One run, one batch: a single report of the 20 new movies.
+        # One run, one batch: a single report for the 20 new movies (their library
+        # folder, which Jellyfin validates whole for each of them anyway).
         assert jelly.count("POST /Library/Media/Updated") == 1
-        reported = {u["Path"] for u in jelly.updates}
-        assert reported == {f"/media/movies/Burst {n} ({2000 + n})/Burst {n} ({2000 + n}).mkv"
-                            for n in range(20)}
+        assert jelly.updates == [{"Path": "/media/movies", "UpdateType": "Modified"}]
         run = watch_runs(cli)[0]
         assert (run["status"], run["items"], run["synced"]) == ("synced", 20, 20)
         assert len(movies) == 20
@@ -271,10 +270,14 @@ def test_sigterm_mid_batch_commits_what_was_confirmed_and_exits_0(cli, metarr, w
             "SELECT item_key FROM player_sync_status WHERE player = 'a'")}
         left = state.execute("SELECT item_key, status, attempts FROM sync_queue").fetchall()
         watcher = state.execute("SELECT stopped_at, status FROM watcher").fetchone()
-    # What the player confirmed is committed; the rest is queued as it was.
+    # What the player confirmed is committed (delivered, waiting to be verified); the
+    # rest is queued as it was, no attempt counted.
     assert delivered == set(sent)
-    assert {r["item_key"] for r in left} == movies - set(sent)
-    assert {(r["status"], r["attempts"]) for r in left} == {("pending", 0)}
+    queue = {r["item_key"]: (r["status"], r["attempts"]) for r in left}
+    assert {k for k, (status, _) in queue.items() if status == "sent"} == set(sent)
+    untouched = {k: v for k, v in queue.items() if k not in sent}
+    assert set(untouched) == movies - set(sent)
+    assert set(untouched.values()) == {("pending", 0)}
     assert watcher["stopped_at"] and "SIGTERM" in watcher["status"]
     # A run afterwards sends the rest, nothing twice.
     cli.heal("a", "slow")
@@ -518,3 +521,72 @@ def test_watch_with_an_unreadable_metarr_exits_4(cli, tmp_path):
     result = cli("watch", timeout=30)
     assert result.returncode == 4 and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the schedule, in-process ----------------------------------------------------------------
+
+def schedule_watcher(tmp_path: Path, **player: object):
+    from metarr_sync.watch import Watcher
+
+    config = parse_config({"metarr": {"database": str(tmp_path / "metarr.sqlite")},
+                           "players": {"den": {"type": "jellyfin", "url": "http://127.0.0.1:9",
+                                               "token": "t", **player}}},
+                          tmp_path / "config.toml")
+    return Watcher(config, tmp_path / "state", load=lambda: config, open_source=None,
+                   show=lambda report: None, say=lambda line: None)
+
+
+def failed_run(*players: str):
+    from metarr_sync.engine import RunReport
+    from metarr_sync.player_run import PlayerResult, PlayerStatus
+
+    report = RunReport("watch", "watch", False, "2026-12-04T10:00:00.000Z", run_id=1)
+    report.players = [PlayerResult(p, "jellyfin", PlayerStatus.FAILED) for p in players]
+    return report
+
+
+def test_retries_back_off_doubling_up_to_the_cap_and_stop_once_done(tmp_path):
+    from metarr_sync.metarr import Item
+    from metarr_sync.state import State
+
+    w = schedule_watcher(tmp_path)
+    item = Item("movie", 1, "/data/media/movies/Heat (1995)/Heat (1995).mkv",
+                stamp="2026-12-04T10:00:00.000Z")
+    state = State(w.state_dir)
+    state.enqueue([item], ["den"], "run")
+    state.close()
+    delays = []
+    for tick in range(7):
+        now = 1000.0 + tick
+        w.tried_at["den"] = now
+        w._reschedule(failed_run("den"), now)
+        delays.append(w.due["den"] - now)
+    assert delays == [30, 60, 120, 240, 480, 900, 900]
+    # A run that left nothing: no retry, the backoff starts afresh next time.
+    state = State(w.state_dir)
+    state.clear_queue()
+    state.close()
+    w._reschedule(failed_run("den"), 2000.0)
+    assert w.due == {} and w.backoff == {}
+
+
+def test_a_delivery_is_scheduled_for_verification_after_verify_after(tmp_path):
+    from metarr_sync.metarr import Item
+    from metarr_sync.players.base import Outcome, Result
+    from metarr_sync.state import State
+
+    w = schedule_watcher(tmp_path, verify_after=600)
+    item = Item("movie", 1, "/data/media/movies/Heat (1995)/Heat (1995).mkv",
+                stamp="2026-12-04T10:00:00.000Z")
+    state = State(w.state_dir)
+    state.enqueue([item], ["den"], "run")
+    state.record("den", [item], [Outcome(item.key, Result.SENT)], None)
+    state.close()
+    report = failed_run()
+    report.players = []
+    w._reschedule(report, 5000.0)
+    assert 5600.0 <= w.due["den"] <= 5602.0  # verify_after from the delivery, plus 1 s
+    # verify = false: nobody comes back for it.
+    w = schedule_watcher(tmp_path, verify_after=600, verify=False)
+    w._reschedule(report, 5000.0)
+    assert w.due == {}
