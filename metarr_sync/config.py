@@ -211,6 +211,28 @@ class SyncConfig:
 
 
 @dataclass
+class WatchConfig:
+    """`metarr-sync watch`: how it notices and bunches Metarr's commits. Durations as
+    stamps.py reads them (`"2s"`, `"1.5m"`); checked by parse_config."""
+
+    #: Quiet time after Metarr's last commit before a run starts.
+    debounce: str = "2s"
+    #: ... but no longer than this from the first commit of a burst.
+    max_delay: str = "60s"
+    #: How often Metarr's database is asked whether something was committed.
+    poll_interval: str = "1s"
+    #: A player a run left with work is tried again this long after it, then after
+    #: twice as long each time, up to retry_max_delay.
+    retry_delay: str = "30s"
+    retry_max_delay: str = "15m"
+
+    def seconds(self, key: str) -> float:
+        value = stamps.parse_duration(getattr(self, key))
+        assert value is not None, key  # parse_config refused anything else
+        return value
+
+
+@dataclass
 class MetarrConfig:
     database: str | None = None
     password: Secret | None = None
@@ -222,6 +244,7 @@ class Config:
     path: Path
     metarr: MetarrConfig = field(default_factory=MetarrConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     players: dict[str, PlayerConfig] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -235,7 +258,7 @@ class Config:
 
 # --- validation -------------------------------------------------------------------------
 
-_TOP_KEYS = ("metarr", "sync", "groups", "players")
+_TOP_KEYS = ("metarr", "sync", "watch", "groups", "players")
 _METARR_KEYS = ("database", "password")
 _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "enabled": bool,
@@ -256,6 +279,12 @@ _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     # Accepted for compatibility with Metarr's design; schedules live in cron/systemd.
     "sync_interval": (int, str),
 }
+_WATCH_FIELDS: dict[str, type] = {"debounce": str, "max_delay": str, "poll_interval": str,
+                                  "retry_delay": str, "retry_max_delay": str}
+#: Bounds of each [watch] duration, in seconds (lowest, highest).
+_WATCH_BOUNDS = {"debounce": (0.0, 3600.0), "max_delay": (0.1, 86400.0),
+                 "poll_interval": (0.05, 3600.0), "retry_delay": (0.1, 86400.0),
+                 "retry_max_delay": (0.1, 7 * 86400.0)}
 _GUARD_KEYS = ("max_removals", "max_removal_percent", "anchors")
 _GROUP_FIELDS: dict[str, type] = {
     "sync_mode": str,
@@ -538,6 +567,42 @@ def _parse_removal_guard(raw: dict[str, Any], where: str, problems: list[str]
     return limit, percent, anchors
 
 
+def _parse_watch(raw: Any, watch: WatchConfig, problems: list[str]) -> None:
+    """[watch]: durations with a unit, each within its bounds; max_delay not shorter
+    than debounce."""
+    if not isinstance(raw, dict):
+        problems.append("watch: must be a table")
+        return
+    good = True
+    for key, value in raw.items():
+        if key not in _WATCH_FIELDS:
+            problems.append(_unknown(key, list(_WATCH_FIELDS), "watch"))
+            continue
+        if not _check_type(value, str, f"watch.{key}", problems):
+            good = False
+            continue
+        seconds = stamps.parse_duration(value)
+        low, high = _WATCH_BOUNDS[key]
+        if seconds is None:
+            problems.append(f"watch.{key}: {value!r} is not a duration like \"2s\", "
+                            "\"0.5s\" or \"1m\"")
+            good = False
+        elif not low <= seconds <= high or (seconds == 0 and low > 0):
+            problems.append(f"watch.{key}: {value!r} must be between "
+                            f"{stamps.spoken(low) if low >= 1 else f'{low:g}s'} and "
+                            f"{stamps.spoken(high)}")
+            good = False
+        else:
+            setattr(watch, key, value)
+    if good and watch.seconds("max_delay") < watch.seconds("debounce"):
+        problems.append(f"watch.max_delay: {watch.max_delay!r} is shorter than "
+                        f"watch.debounce {watch.debounce!r}: a burst could never be "
+                        "waited out")
+    if good and watch.seconds("retry_max_delay") < watch.seconds("retry_delay"):
+        problems.append(f"watch.retry_max_delay: {watch.retry_max_delay!r} is shorter than "
+                        f"watch.retry_delay {watch.retry_delay!r}")
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document; raises ConfigError with every problem."""
     problems: list[str] = []
@@ -597,6 +662,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             f"sync.initial_lookback: {s.initial_lookback!r} is not a duration like "
             "\"24h\", \"7d\", \"30m\", or \"all\" / \"none\""
         )
+
+    _parse_watch(data.get("watch", {}), config.watch, problems)
 
     groups = data.get("groups", {})
     if not isinstance(groups, dict):
@@ -780,6 +847,11 @@ def to_document(config: Config) -> dict[str, Any]:
             if k != "sync_interval" and getattr(config.sync, k) != getattr(defaults, k)}
     if sync:
         doc["sync"] = sync
+    watch_defaults = WatchConfig()
+    watch = {k: getattr(config.watch, k) for k in _WATCH_FIELDS
+             if getattr(config.watch, k) != getattr(watch_defaults, k)}
+    if watch:
+        doc["watch"] = watch
     if config.groups:
         doc["groups"] = {}
         for name, group in config.groups.items():

@@ -28,7 +28,13 @@ from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.libraries import Served, served_by
 from metarr_sync.logs import redact
 from metarr_sync.metarr import Item, MetarrSource
-from metarr_sync.player_run import Context, PlayerResult, PlayerStatus, run_player
+from metarr_sync.player_run import (
+    Context,
+    PlayerResult,
+    PlayerStatus,
+    run_player,
+    verification_due,
+)
 from metarr_sync.player_run import Progress as Progress  # re-exported: the CLI's words
 from metarr_sync.player_run import Request as Request  # re-exported: the CLI's words
 from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, Result, signal_name
@@ -38,6 +44,8 @@ from metarr_sync.state import RunLock, State
 log = logging.getLogger("metarr_sync.engine")
 
 TRIGGERS = ("manual", "scheduled", "post-publish", "bulk")
+#: The trigger (and command) of the runs `metarr-sync watch` starts.
+WATCH = "watch"
 
 
 class LockHeld(Exception):
@@ -156,6 +164,16 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
             for player in chosen:
                 _drop_unserved(state, player.name, served)
                 work[player.name] = state.work(player.name, keys, shared)
+            if request.skip_idle:
+                busy = {p.name for p in chosen if p.enabled and (
+                    work[p.name] or verification_due(state, p, request))}
+                # A group's members go together (a shared library's work is shared).
+                groups = {p.group for p in chosen if p.name in busy and p.group}
+                chosen = [p for p in chosen if p.name in busy or p.group in groups]
+                if not chosen:
+                    report.message = "nothing to do"
+                    report.finished_at = now_stamp()
+                    return report
             report.run_id = state.start_run(request.trigger, request.command)
         shared.clear()
         report.items = len({i.key for items in work.values() for i in items})

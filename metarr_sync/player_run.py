@@ -60,6 +60,9 @@ class Request:
     verify_only: bool = False  # `metarr-sync verify`: only check earlier deliveries
     #: Removals per player this run may send beyond max_removals/max_removal_percent.
     allow_removals: int = 0
+    #: `watch`: a player with nothing to send and no delivery due for verification is
+    #: not contacted, and a run in which no player is is not recorded.
+    skip_idle: bool = False
 
 
 @dataclass
@@ -173,6 +176,25 @@ class Context:
         if self.progress:
             with self.progress_lock:
                 self.progress(player, done, total)
+
+
+def verify_after_of(player: PlayerConfig) -> float:
+    """Seconds after a delivery before `player` is asked whether it landed: its own
+    `verify_after` (Jellyfin, Emby), else its adapter's (Plex 120 s; Kodi 0: the same run)."""
+    from metarr_sync import player_types as kinds
+
+    kind = kinds.get(player.type)
+    if kind is not None and "verify_after" in kind.settings:
+        return float(player.verify_after)
+    from metarr_sync.players import adapter_class
+
+    return float(getattr(adapter_class(player.type), "verify_after", 0.0))
+
+
+def verification_due(state: State, player: PlayerConfig, request: Request) -> bool:
+    """Whether earlier deliveries to `player` are due to be looked up on it now."""
+    return (player.verify and request.verify and not request.dry_run
+            and bool(state.awaiting_verification(player.name, verify_after_of(player))))
 
 
 def run_player(ctx: Context, player: PlayerConfig, items: list[Item],

@@ -394,7 +394,8 @@ HEALTH_STYLE = {0: "green", 1: "yellow", 2: "red", 3: "magenta"}
 
 
 def status_json(metrics: Any, health: Any, players: list[dict[str, Any]],
-                queue: dict[str, int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+                queue: dict[str, int], runs: list[dict[str, Any]],
+                watcher: dict[str, Any] | None = None) -> dict[str, Any]:
     """The design's SyncMetrics fields first; health, players, queue and runs apart."""
     return {
         "total_syncs": metrics.total_syncs,
@@ -415,6 +416,7 @@ def status_json(metrics: Any, health: Any, players: list[dict[str, Any]],
         "queue": queue,
         "runs": {"unfinished": metrics.unfinished, "by_trigger": metrics.by_trigger,
                  "recent": runs},
+        "watcher": watcher,
     }
 
 
@@ -434,12 +436,15 @@ def print_verdict(health: Any) -> None:
 
 
 def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
-                 queue: dict[str, int], runs: list[dict[str, Any]]) -> None:
+                 queue: dict[str, int], runs: list[dict[str, Any]],
+                 watcher: dict[str, Any] | None = None) -> None:
     """Rich tables on a terminal; captured (a monitoring check, `ssh host metarr-sync
     status`, a pipe) the same lines and columns as plain text: what monitoring systems
     show best, and Rich is then never imported."""
     print_verdict(health)
     after = [_runs_line(metrics)]
+    if watcher is not None:
+        after.append(_watcher_line(watcher))
     if metrics.by_trigger:
         after.append("runs by trigger: " + ", ".join(
             f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()))
@@ -462,6 +467,25 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
         out.print(Text(line))
     for table in tables[1:]:
         out.print(_rich_table(*table))
+
+
+def _watcher_line(watcher: dict[str, Any]) -> str:
+    """`metarr-sync watch`: alive or not, and its last run."""
+    from metarr_sync.stamps import ago
+
+    if watcher["alive"]:
+        line = (f"watcher: alive (pid {watcher['pid']}, heartbeat "
+                f"{ago(watcher['heartbeat_at'])}, since {watcher['started_at']})")
+    elif watcher["stopped_at"]:
+        line = (f"watcher: not running (pid {watcher['pid']} stopped "
+                f"{ago(watcher['stopped_at'])}: {watcher['status']})")
+    else:
+        line = (f"watcher: not running (pid {watcher['pid']}: no heartbeat since "
+                f"{ago(watcher['heartbeat_at'])}; it ended without stopping)")
+    if watcher["last_run_id"] is not None:
+        line += (f"; its last run #{watcher['last_run_id']} {watcher['last_run_status']} "
+                 f"{ago(watcher['last_run_finished_at'])}".rstrip())
+    return line
 
 
 #: A status table: title, (column, right-aligned) pairs, rows of (text, style) cells.

@@ -25,6 +25,8 @@ Tables
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
   since schema 2 the path).
 - `runs`, `run_players`: history for `status` and its metrics.
+- `watcher` (schema 6): the heartbeat of `metarr-sync watch` (pid, last beat, last run),
+  for `status`.
 
 Every state change of a batch is one transaction.
 """
@@ -53,7 +55,7 @@ if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class QueueStatus(StrEnum):
@@ -187,6 +189,16 @@ MIGRATIONS: list[str] = [
         kind TEXT PRIMARY KEY, high_water TEXT NOT NULL, checks TEXT NOT NULL,
         full_at TEXT NOT NULL
     ) WITHOUT ROWID;
+    """,
+    # 6: the heartbeat of `metarr-sync watch` (one row: a state directory has one lock,
+    # so one watcher at a time does work): its pid, when it started, its last heartbeat,
+    # its last run and what it says of itself; stopped_at once it ended cleanly.
+    """
+    CREATE TABLE watcher (
+        id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, interval REAL NOT NULL,
+        last_run_id INTEGER, status TEXT, stopped_at TEXT
+    );
     """,
 ]
 
@@ -878,6 +890,54 @@ class State:
                 "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, items = ?, "
                 "synced = ?, failed = ? WHERE id = ?",
                 (now_stamp(), status, exit_code, items, synced, failed, run_id))
+
+    # -- `metarr-sync watch` -------------------------------------------------------------
+    def watcher_started(self, pid: int, interval: float) -> None:
+        stamp_now = now_stamp()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO watcher (id, pid, started_at, heartbeat_at, interval, "
+                "last_run_id, status, stopped_at) VALUES (1, ?, ?, ?, ?, NULL, 'starting', "
+                "NULL)", (pid, stamp_now, stamp_now, interval))
+
+    def watcher_beat(self, pid: int, status: str | None = None,
+                     last_run_id: int | None = None) -> None:
+        """The watcher `pid` is alive now; its status line and last run, when given."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE watcher SET heartbeat_at = ?, status = COALESCE(?, status), "
+                "last_run_id = COALESCE(?, last_run_id) WHERE pid = ?",
+                (now_stamp(), status, last_run_id, pid))
+
+    def watcher_stopped(self, pid: int, status: str) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE watcher SET stopped_at = ?, status = ? WHERE pid = ?",
+                              (now_stamp(), status, pid))
+
+    def watcher(self) -> dict[str, Any] | None:
+        """The last watcher's row with its last run's status and end (`last_run_status`,
+        `last_run_finished_at`), or None when no watcher ever ran here."""
+        row = self.conn.execute(
+            "SELECT w.*, r.status AS last_run_status, r.finished_at AS last_run_finished_at "
+            "FROM watcher w LEFT JOIN runs r ON r.id = w.last_run_id WHERE w.id = 1"
+        ).fetchone()
+        return dict(row) if row else None
+
+    def watch_schedule(self) -> dict[str, tuple[int, str | None]]:
+        """Per player (not disabled after an authentication failure): queue entries a
+        later run would send again (pending, deferred, unverified below its limit; not
+        held removals, which wait for a person) and the oldest delivery waiting to be
+        verified (its updated_at), for `watch`'s retries and verifications."""
+        found: dict[str, tuple[int, str | None]] = {}
+        for row in self.conn.execute(
+                "SELECT player, SUM(status IN ('pending', 'deferred') OR (status = "
+                "'unverified' AND attempts < CASE WHEN removed THEN ? ELSE ? END)), "
+                "MIN(CASE WHEN status = 'sent' THEN updated_at END) FROM sync_queue "
+                "WHERE player NOT IN (SELECT name FROM players WHERE disabled_reason IS NOT "
+                "NULL) GROUP BY player", (MAX_REMOVAL_DELIVERIES, MAX_DELIVERIES)):
+            if row[1] or row[2]:
+                found[row[0]] = (int(row[1] or 0), row[2])
+        return found
 
     # -- reports: `players list`, `queue list`, `status` (read only) ----------------------
     def player_states(self) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,7 @@ from support.snapshots import snapshot
 
 METRICS = ("total_syncs", "successful_syncs", "failed_syncs", "average_sync_time",
            "last_sync_timestamp", "items_per_second", "by_player")
-EXTRAS = ("health", "players", "queue", "runs")
+EXTRAS = ("health", "players", "queue", "runs", "watcher")
 
 
 @pytest.fixture

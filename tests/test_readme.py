@@ -61,6 +61,7 @@ def literal(cell: str) -> object:
 TABLES = {
     "### `[metarr]`": (cfg._METARR_KEYS, cfg.MetarrConfig()),
     "### `[sync]`": (tuple(cfg._SYNC_FIELDS), cfg.SyncConfig()),
+    "### `[watch]`": (tuple(cfg._WATCH_FIELDS), cfg.WatchConfig()),
     "### `[groups.NAME]`": (tuple(cfg._GROUP_FIELDS), cfg.GroupConfig(name="")),
     "### `[players.NAME]`": (
         cfg._PLAYER_COMMON + tuple(kinds.SETTINGS),

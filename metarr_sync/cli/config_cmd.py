@@ -116,6 +116,7 @@ def effective(config: Config) -> dict[str, Any]:
     from metarr_sync.config import (
         _GROUP_FIELDS,
         _SYNC_FIELDS,
+        _WATCH_FIELDS,
         metarr_database_source,
         player_keys,
     )
@@ -144,6 +145,7 @@ def effective(config: Config) -> dict[str, Any]:
         "config": str(config.path),
         "metarr": metarr,
         "sync": {k: getattr(config.sync, k) for k in _SYNC_FIELDS if k != "sync_interval"},
+        "watch": {k: getattr(config.watch, k) for k in _WATCH_FIELDS},
         "groups": {name: {k: getattr(g, k) for k in _GROUP_FIELDS}
                    for name, g in config.groups.items()},
         "players": players,
@@ -260,7 +262,7 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 [sync]
 # Each line shows the default; remove the '#' to change it.
 # enabled = true              # false: runs do nothing (and exit 0) until turned back on
-# auto_sync = true            # false: `sync` (Metarr's post-publish hook) only queues
+# auto_sync = true            # false: `sync` (from your own scripts) only queues
 # targeted_updates = true     # false: full library scans instead of targeted updates
 # clean_deleted = true        # remove what Metarr deleted from the players' libraries
 # send_notifications = false  # show "N item(s) updated" on players that got updates

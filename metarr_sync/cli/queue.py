@@ -97,7 +97,7 @@ def add_command(
     player: PlayerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Queue items for the next `run`, without contacting any player (fast, for hooks)."""
+    """Queue items for the next `run`, without contacting any player (fast, for scripts)."""
     from metarr_sync.libraries import served_by
 
     if not (paths or movie or episode or series):

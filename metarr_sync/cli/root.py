@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status
+from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status, watch
 from metarr_sync.version import __version__
 
 app = typer.Typer(
@@ -69,6 +69,7 @@ players.register(app)
 mappings.register(app)
 queue.register(app)
 status.register(app)
+watch.register(app)
 config_cmd.register(app)
 
 

@@ -118,7 +118,7 @@ def sync_command(
     trigger: TriggerOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
-    """Sync the named items now, whatever was delivered before (post-publish hooks).
+    """Sync the named items now, whatever was delivered before (from your own scripts).
 
     With [sync] auto_sync = false the items are only queued for the next run.
     """

@@ -183,6 +183,7 @@ def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -
         cutoff = stamp_ago(max_age)
         overdue = state.waiting_since(cutoff)
         runs = state.run_history(10)
+        watcher = watcher_view(state.watcher())
     except sqlite3.Error as exc:
         _unknown(f"state database {state.path} cannot be read: {exc}")
     finally:
@@ -219,10 +220,49 @@ def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -
                | {"duration": None if run["duration"] is None else round(run["duration"], 3)}
                for run in runs]
     if json_out:
-        common.dump_json(render.status_json(metrics, verdict, players, totals, history))
+        common.dump_json(render.status_json(metrics, verdict, players, totals, history,
+                                            watcher))
     else:
-        render.print_status(verdict, metrics, players, totals, history)
+        render.print_status(verdict, metrics, players, totals, history, watcher)
     return verdict.code
+
+
+def watcher_view(row: dict[str, Any] | None, now: float | None = None
+                 ) -> dict[str, Any] | None:
+    """What `status` says of `metarr-sync watch` (None: none ever ran with this state):
+    alive while it has not stopped, its process exists and its last heartbeat is recent
+    (three heartbeat intervals, at least 30 s: a heartbeat may wait for a busy state)."""
+    if row is None:
+        return None
+    import time
+
+    from metarr_sync.stamps import parse_stamp
+
+    try:
+        age: float | None = (now or time.time()) - parse_stamp(row["heartbeat_at"]).timestamp()
+    except ValueError:
+        age = None
+    alive = (row["stopped_at"] is None and age is not None
+             and age <= max(3 * float(row["interval"]), 30.0) and _process_exists(row["pid"]))
+    return {"alive": alive, "pid": row["pid"], "started_at": row["started_at"],
+            "heartbeat_at": row["heartbeat_at"], "stopped_at": row["stopped_at"],
+            "status": row["status"], "last_run_id": row["last_run_id"],
+            "last_run_status": row["last_run_status"],
+            "last_run_finished_at": row["last_run_finished_at"]}
+
+
+def _process_exists(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return False
+    return True
 
 
 def _print_unknown(reason: str, json_out: bool) -> int:

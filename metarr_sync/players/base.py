@@ -100,6 +100,14 @@ class StopFlag:
         self._event.set()
         return True
 
+    def preset(self, signum: int) -> None:
+        """Ask the run under way to stop before it contacts any player, also before the
+        engine armed the flag (`watch`: a SIGTERM during collection). The engine clears
+        it when the next run starts."""
+        if not self._event.is_set():
+            self.signal, self.at = signum, time.monotonic()
+            self._event.set()
+
     def is_set(self) -> bool:
         return self._event.is_set()
 

@@ -76,6 +76,7 @@ def file_secret(path: str | Path) -> dict[str, str]:
 def config_with(*, metarr: str | Path | Mapping[str, Any] | None = None,
                 players: Iterable[Mapping[str, Any]] = (),
                 sync: Mapping[str, Any] | None = None,
+                watch: Mapping[str, Any] | None = None,
                 groups: Mapping[str, Mapping[str, Any]] | None = None,
                 mappings: Pairs | None = None) -> str:
     """The TOML text of a config file.
@@ -89,6 +90,8 @@ def config_with(*, metarr: str | Path | Mapping[str, Any] | None = None,
                               else {"database": str(metarr)})
     if sync:
         document["sync"] = dict(sync)
+    if watch:
+        document["watch"] = dict(watch)
     if groups:
         document["groups"] = {name: dict(table) for name, table in groups.items()}
     tables: dict[str, Any] = {}
