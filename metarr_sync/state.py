@@ -48,12 +48,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from metarr_sync.players.base import Result  # no adapter: light enough for `status`
-from metarr_sync.players.index import IndexedLibrary, IndexRow
 from metarr_sync.stamps import now_stamp, stamp_ago
 
 if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader or players
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
+    from metarr_sync.players.index import IndexedLibrary, IndexRow
 
 SCHEMA_VERSION = 6
 
@@ -604,6 +604,8 @@ class State:
     # -- a player's item index (Jellyfin, Plex) ------------------------------------------
     def indexed_libraries(self, player: str) -> dict[str, IndexedLibrary]:
         """The libraries (by ItemId) `player`'s index covers, and what it was built for."""
+        from metarr_sync.players.index import IndexedLibrary
+
         return {r["library"]: IndexedLibrary(r["server_id"], json.loads(r["locations"]),
                                              r["built_at"], r["saved_since"])
                 for r in self.conn.execute(
