@@ -346,7 +346,7 @@ def test_first_deferral_is_kept_until_delivery_in_a_file_migrated_from_schema_2(
     try:
         assert "deferred_since" in columns(path)
         version = state.conn.execute("PRAGMA user_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == len(MIGRATIONS) == 4
+        assert version == SCHEMA_VERSION == len(MIGRATIONS) == 5
         item = Item(kind="movie", id=1, path="/data/movies/M1/M1.mkv", title="M1",
                     stamp="2026-11-01T10:00:00.000Z")
         state.enqueue([item], ["plex"], "run")
