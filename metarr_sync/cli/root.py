@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status
+from metarr_sync.cli import alerts, common, config_cmd, mappings, players, queue, run, status
 from metarr_sync.version import __version__
 
 app = typer.Typer(
@@ -70,6 +70,7 @@ mappings.register(app)
 queue.register(app)
 status.register(app)
 config_cmd.register(app)
+alerts.register(app)
 
 
 def invoke() -> int:
