@@ -142,15 +142,17 @@ def _captured() -> Iterator[_Capture]:
     """Apprise's logger, for the time of one delivery, writes only to a _Capture: never
     to Python's last-resort handler (stderr, unredacted)."""
     logger = logging.getLogger("apprise")
-    saved = (logger.handlers[:], logger.propagate, logger.level)
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
     capture = _Capture()
-    logger.handlers, logger.propagate = [capture], False
+    logger.handlers = [capture]
+    logger.propagate = False
     logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.INFO)
     try:
         yield capture
     finally:
-        logger.handlers, logger.propagate = saved[0], saved[1]
-        logger.setLevel(saved[2])
+        logger.handlers = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
 
 
 def send(urls: Sequence[str], title: str, body: str, kind: str = INFO) -> list[Delivery]:
@@ -251,8 +253,8 @@ def message_for(player: str, before: str, problems: Sequence[Problem]) -> Messag
     if old and not problems:
         was = ", ".join(WORDS[k] for k in KINDS if k in old)
         return Message(player, f"metarr-sync: {player}: recovered",
-                       f"{player} works again: nothing of it waits for a person any more "
-                       f"(before: {was}).\nMore: metarr-sync status", SUCCESS)
+                       f"{player} recovered: nothing is wrong with it any more (before: "
+                       f"{was}).\nMore: metarr-sync status", SUCCESS)
     return None
 
 

@@ -219,7 +219,7 @@ def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -
                                     "status", "exit_code", "items", "synced", "failed")}
                | {"duration": None if run["duration"] is None else round(run["duration"], 3)}
                for run in runs]
-    alerts = None
+    alerts: dict[str, Any] | None = None
     if config.alerts.urls or alert_log:
         alerts = {"urls": len(config.alerts.urls), "last_sent_at": None, "last_error": None,
                   "last_error_at": None} | (alert_log or {})
