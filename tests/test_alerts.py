@@ -140,8 +140,8 @@ def test_a_failing_player_is_alerted_once_and_its_recovery_once(cli, metarr, kod
     assert recovered["title"] == "metarr-sync: lounge: recovered"
     assert recovered["type"] == "success"
     assert recovered["message"] == (
-        "lounge works again: nothing of it waits for a person any more (before: player "
-        "failed).\nMore: metarr-sync status")
+        "lounge recovered: nothing is wrong with it any more (before: player failed)."
+        "\nMore: metarr-sync status")
     assert runs("run").returncode == 0
     assert hook.take() == []
     with cli.state() as state:
@@ -358,3 +358,29 @@ def test_without_apprise_alerts_are_a_configuration_error_and_the_rest_works(
     assert "alerts: 1 URL(s); last sent: never" in status.stdout
     assert hook.received == []
     runs.assert_no_secret(hook)
+
+
+def test_alert_urls_are_labelled_and_their_secret_parts_known():
+    from metarr_sync.config import alert_url_label, alert_url_secrets
+
+    assert alert_url_label("json://alerts:pw-1234@nas.lan:8080/hook") == \
+        "json://••••@nas.lan:8080/••••"
+    assert alert_url_label("jsons://nas.lan") == "jsons://nas.lan"
+    assert alert_url_label("mailto://me:app-password@gmail.com") == "mailto://••••@gmail.com"
+    # Schemes whose host part is a token, an id or a topic show nothing of it.
+    for url in ("discord://123456789012/WEBHOOKTOKENabcdef", "ntfy://my-secret-topic",
+                "tgram://123456789:AAH-bot-token-xyz/-100200300", "pover://USERKEY1234@APPTOKEN5678"):
+        assert alert_url_label(url) == url.split("://")[0] + "://••••", url
+    assert alert_url_label("no scheme here") == "(not a URL)"
+
+    assert set(alert_url_secrets("discord://123456789012/WEBHOOKTOKENabcdef")) >= {
+        "123456789012", "WEBHOOKTOKENabcdef"}
+    assert set(alert_url_secrets("tgram://123456789:AAH-bot-token-xyz/-100200300")) >= {
+        "AAH-bot-token-xyz", "-100200300"}
+    assert set(alert_url_secrets("pover://USERKEY1234@APPTOKEN5678")) >= {
+        "USERKEY1234", "APPTOKEN5678"}
+    found = alert_url_secrets("json://alerts:p%40ss-word@nas.lan:8080/hook?token=abcdefgh12")
+    assert {"p%40ss-word", "p@ss-word", "abcdefgh12"} <= set(found)
+    # A server's name and short path words are no secrets: masking them would garble
+    # every message that names them.
+    assert "nas.lan" not in found and "hook" not in found and "alerts" not in found
