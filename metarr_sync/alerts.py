@@ -33,17 +33,38 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from metarr_sync.config import Config, ConfigError, alert_url_label
 from metarr_sync.logs import redact
 from metarr_sync.state import MAX_DELIVERIES, QueueStatus, State
 
-if TYPE_CHECKING:
-    from metarr_sync.engine import RunReport
-    from metarr_sync.player_run import PlayerResult
-
 log = logging.getLogger("metarr_sync.alerts")
+
+
+class JudgedPlayer(Protocol):
+    """What alerts read of one player's pass (player_run.PlayerResult). Protocols, so
+    that the engine, which calls after_run, is not imported back from here."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> str: ...  # a player_run.PlayerStatus
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def error_kind(self) -> str | None: ...
+    @property
+    def requests(self) -> int: ...
+
+
+class RecordedRun(Protocol):
+    """What alerts read of a recorded run (engine.RunReport)."""
+
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def players(self) -> Sequence[JudgedPlayer]: ...
 
 KINDS = ("auth", "down", "held", "failed", "unverified")
 #: Short words for each kind (message titles, "recovered" messages).
@@ -191,16 +212,15 @@ def send(urls: Sequence[str], title: str, body: str, kind: str = INFO) -> list[D
 # --- conditions -----------------------------------------------------------------------
 
 
-def problems_of(result: PlayerResult, state: State, before: str = "") -> list[Problem] | None:
+def problems_of(result: JudgedPlayer, state: State, before: str = ""
+                ) -> list[Problem] | None:
     """The player's problems after its pass (`before`: its condition so far); None when
     the pass says nothing about them (not tried: disabled in the config, interrupted,
-    skipped in its group)."""
-    from metarr_sync.player_run import PlayerStatus
-
+    skipped in its group). Statuses are player_run.PlayerStatus values (StrEnum)."""
     name = result.name
     reason = state.disabled_reason(name)
-    if result.status in (PlayerStatus.INTERRUPTED, PlayerStatus.SKIPPED) or (
-            result.status == PlayerStatus.DISABLED and not reason):
+    if result.status in ("interrupted", "skipped") or (
+            result.status == "disabled" and not reason):
         return None
     found: list[Problem] = []
     if reason:
@@ -208,11 +228,11 @@ def problems_of(result: PlayerResult, state: State, before: str = "") -> list[Pr
                              f"({reason}); its work is kept. Fix its credentials, then "
                              "re-enable it with the command below.",
                              f"metarr-sync players test {name}"))
-    elif result.status == PlayerStatus.FAILED and result.error_kind:
+    elif result.status == "failed" and result.error_kind:
         found.append(Problem("down", f"{name} failed: {result.error or result.error_kind}. "
                              "Its work stays queued for the next run.",
                              f"metarr-sync players test {name}"))
-    elif (result.status == PlayerStatus.SYNCED and not result.requests and not result.error
+    elif (result.status == "synced" and not result.requests and not result.error
           and state.last_pass_failed(name)):
         # Nothing to do, so not contacted (`verify` with nothing awaiting it, a `sync` of
         # other items) since its last pass failed: whether it works again is not known
@@ -258,7 +278,7 @@ def message_for(player: str, before: str, problems: Sequence[Problem]) -> Messag
     return None
 
 
-def after_run(config: Config, state: State, report: RunReport) -> AlertsOutcome:
+def after_run(config: Config, state: State, report: RecordedRun) -> AlertsOutcome:
     """Send the alerts a recorded run calls for, and remember what each player's alert
     told; never raises (a failed alert never fails a run)."""
     outcome = AlertsOutcome()
@@ -274,7 +294,7 @@ def after_run(config: Config, state: State, report: RunReport) -> AlertsOutcome:
     return outcome
 
 
-def _after_run(urls: Sequence[str], state: State, report: RunReport,
+def _after_run(urls: Sequence[str], state: State, report: RecordedRun,
                outcome: AlertsOutcome) -> None:
     told = state.alert_conditions()
     for result in report.players:
