@@ -240,6 +240,19 @@ class MetarrConfig:
 
 
 @dataclass
+class AlertsConfig:
+    """[alerts]: Apprise URLs that hear about changes of a player's condition (alerts.py).
+
+    Each URL is a Secret: Apprise URLs carry tokens and passwords (discord://ID/TOKEN,
+    json://user:password@host/), so they are masked wherever a secret is.
+    """
+
+    urls: list[Secret] = field(default_factory=list)
+    # Resolved URLs, filled by load_config(resolve_secrets=True), in the order of `urls`.
+    url_values: list[str] = field(default_factory=list, repr=False)
+
+
+@dataclass
 class Config:
     path: Path
     metarr: MetarrConfig = field(default_factory=MetarrConfig)
@@ -247,19 +260,23 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     players: dict[str, PlayerConfig] = field(default_factory=dict)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     warnings: list[str] = field(default_factory=list)
 
     def secrets(self) -> list[str]:
         values = [s for p in self.players.values() for s in p.secrets()]
         if self.metarr.password_value:
             values.append(self.metarr.password_value)
+        for url in self.alerts.url_values:
+            values += alert_url_secrets(url)
         return values
 
 
 # --- validation -------------------------------------------------------------------------
 
-_TOP_KEYS = ("metarr", "sync", "watch", "groups", "players")
+_TOP_KEYS = ("metarr", "sync", "watch", "groups", "players", "alerts")
 _METARR_KEYS = ("database", "password")
+_ALERTS_KEYS = ("urls",)
 _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "enabled": bool,
     "auto_sync": bool,
@@ -383,6 +400,92 @@ def validate_url(url: str) -> str | None:
 def hide_userinfo(url: str) -> str:
     """`url` with any `user:password@` masked: a message must never echo a password."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1••••@", url)
+
+
+#: Apprise schemes whose URL's host part names a server (json://host:port/path): shown in
+#: an alert URL's label. Any other scheme's host part may be a token (discord://ID/TOKEN,
+#: tgram://BOT_TOKEN/CHAT, ntfy://TOPIC, pushover://USER@TOKEN) and is masked.
+_HOST_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "mailto",
+                           "mailtos", "gotify", "gotifys", "apprise", "apprises", "mmost",
+                           "mmosts", "rocket", "rockets", "matrix", "matrixs"})
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.S)
+
+
+def alert_url_label(url: str) -> str:
+    """An Apprise URL as it may be shown: its scheme, and for schemes where it names a
+    server its host and port; user, password, path and query masked
+    (json://••••@127.0.0.1:8080/••••, discord://••••)."""
+    match = _SCHEME_RE.match(url.strip())
+    if match is None:
+        return "(not a URL)"
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme not in _HOST_SCHEMES:
+        return f"{scheme}://••••"
+    netloc, _, tail = rest.partition("/")
+    netloc, _, query = netloc.partition("?")
+    userinfo, at, host = netloc.rpartition("@")
+    if not re.fullmatch(r"[\w.\-\[\]:]*", host):
+        return f"{scheme}://••••"
+    label = f"{scheme}://" + ("••••@" if at else "") + host
+    if tail.strip("/") or query or "?" in tail:
+        label += "/••••"
+    return label
+
+
+def alert_url_secrets(url: str) -> list[str]:
+    """The parts of an Apprise URL that may be secrets, to be masked wherever they would
+    be written (logs, messages, alert texts): the whole URL, its user and password, and
+    long path segments, query values and (schemes whose host is no server) host parts."""
+    from urllib.parse import parse_qsl, unquote
+
+    found = [url.strip()]
+    match = _SCHEME_RE.match(url.strip())
+    if match is None:
+        return found
+    scheme, rest = match.group(1).lower(), match.group(2)
+    netloc, _, tail = rest.partition("/")
+    tail, _, query = tail.partition("?")
+    netloc, _, netquery = netloc.partition("?")
+    query = query or netquery
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        found += [password, unquote(password)] if colon else []
+        found += [part for part in (user, unquote(user)) if len(part) >= 8 or not colon]
+    parts = [p for p in tail.split("/") if p]
+    if scheme not in _HOST_SCHEMES:
+        parts += [host, *host.split(":")]
+    found += [p for part in parts for p in (part, unquote(part)) if len(p) >= 8]
+    found += [v for _, v in parse_qsl(query) if len(v) >= 8]
+    return [f for f in dict.fromkeys(found) if len(f) >= 3]
+
+
+def _parse_alerts(raw: Any, problems: list[str]) -> AlertsConfig:
+    alerts = AlertsConfig()
+    if not isinstance(raw, dict):
+        problems.append("alerts: must be a table")
+        return alerts
+    for key in raw:
+        if key not in _ALERTS_KEYS:
+            problems.append(_unknown(key, _ALERTS_KEYS, "alerts"))
+    urls = raw.get("urls", [])
+    if not isinstance(urls, list):
+        problems.append("alerts.urls: must be a list of Apprise URLs, e.g. "
+                        "[\"json://host:port/path\"] (or { env = \"VAR\" } / "
+                        "{ file = \"/path\" } for each)")
+        return alerts
+    for i, entry in enumerate(urls):
+        where = f"alerts.urls[{i}]"
+        secret = _parse_secret(entry, where, problems)
+        if secret is None:
+            continue
+        # The URL itself is never echoed: it may hold a token.
+        if secret.value is not None and _SCHEME_RE.match(secret.value.strip()) is None:
+            problems.append(f"{where}: not an Apprise URL (scheme://..., such as "
+                            "json://host:port/path or discord://ID/TOKEN)")
+            continue
+        alerts.urls.append(secret)
+    return alerts
 
 
 def _parse_mappings(value: Any, key: str, problems: list[str]) -> list[Mapping]:
@@ -713,6 +816,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                 problems.append(f"groups.{name}.shared_library: only Kodi players share a "
                                 f"library, not {', '.join(servers)}")
 
+    if "alerts" in data:
+        config.alerts = _parse_alerts(data["alerts"], problems)
+
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return config
@@ -745,6 +851,16 @@ def resolve_secrets(config: Config) -> None:
             config.metarr.password_value = config.metarr.password.resolve()
         except ValueError as exc:
             problems.append(f"{config.path}: metarr.password: {exc}")
+    config.alerts.url_values = []
+    for i, secret in enumerate(config.alerts.urls):
+        try:
+            value = secret.resolve().strip()
+        except ValueError as exc:
+            problems.append(f"{config.path}: alerts.urls[{i}]: {exc}")
+            continue
+        if not value:
+            problems.append(f"{config.path}: alerts.urls[{i}]: is empty")
+        config.alerts.url_values.append(value)
     if problems:
         raise ConfigError(problems)
 
@@ -827,7 +943,10 @@ def _has_inline_secrets(config: Config) -> bool:
     secrets = [p.password for p in config.players.values()]
     secrets += [p.token for p in config.players.values()]
     secrets.append(config.metarr.password)
-    return any(s is not None and s.inline for s in secrets)
+    # An alert URL counts when it carries something secret (more than the URL itself).
+    urls = [u for u in config.alerts.urls
+            if u.value is not None and len(alert_url_secrets(u.value)) > 1]
+    return any(s is not None and s.inline for s in secrets) or bool(urls)
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -871,6 +990,8 @@ def to_document(config: Config) -> dict[str, Any]:
             entry["mappings"] = [{"metarr": m.metarr, "player": m.player}
                                  for m in player.mappings]
         doc["players"][name] = entry
+    if config.alerts.urls:
+        doc["alerts"] = {"urls": [u.to_toml() for u in config.alerts.urls]}
     return doc
 
 

@@ -9,7 +9,9 @@
   member, and every other member then drops its own cached copies of the refreshed items'
   artwork.
 - record: every batch's outcomes are committed in one transaction.
-- notify: an optional message on players that received updates.
+- notify: an optional message on players that received updates; then, once the run is
+  recorded, an alert to the [alerts] URLs for each player whose condition changed
+  (alerts.after_run).
 
 A failing player never blocks another: each runs in its own thread with its own state
 connection, and its failure only keeps its own items pending.
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.libraries import Served, served_by
@@ -40,6 +43,9 @@ from metarr_sync.player_run import Request as Request  # re-exported: the CLI's 
 from metarr_sync.players.base import STOP, Outcome, Player, PlayerError, Result, signal_name
 from metarr_sync.stamps import now_stamp
 from metarr_sync.state import RunLock, State
+
+if TYPE_CHECKING:
+    from metarr_sync.alerts import AlertsOutcome
 
 log = logging.getLogger("metarr_sync.engine")
 
@@ -66,6 +72,8 @@ class RunReport:
     message: str | None = None
     #: The signal that stopped the run (SIGINT/SIGTERM), if one did.
     interrupted: int | None = None
+    #: The alerts the recorded run called for and how they went (None: not judged).
+    alerts: AlertsOutcome | None = None
 
     @property
     def exit_code(self) -> int:
@@ -191,6 +199,10 @@ def _run_locked(config: Config, source: MetarrSource, state_dir: Path, request: 
             state.finish_run(report.run_id, report.status, report.exit_code, report.items,
                              sum(p.synced for p in report.players),
                              sum(p.failed for p in report.players))
+            if report.interrupted is None:  # a stopped run ends now, without alerts
+                from metarr_sync import alerts
+
+                report.alerts = alerts.after_run(config, state, report)
         return report
     finally:
         STOP.armed = False

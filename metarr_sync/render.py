@@ -437,7 +437,8 @@ def print_verdict(health: Any) -> None:
 
 def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
                  queue: dict[str, int], runs: list[dict[str, Any]],
-                 watcher: dict[str, Any] | None = None) -> None:
+                 watcher: dict[str, Any] | None = None,
+                 alerts: dict[str, Any] | None = None) -> None:
     """Rich tables on a terminal; captured (a monitoring check, `ssh host metarr-sync
     status`, a pipe) the same lines and columns as plain text: what monitoring systems
     show best, and Rich is then never imported."""
@@ -448,6 +449,8 @@ def print_status(health: Any, metrics: Any, players: list[dict[str, Any]],
     if metrics.by_trigger:
         after.append("runs by trigger: " + ", ".join(
             f"{trigger} {count}" for trigger, count in metrics.by_trigger.items()))
+    if alerts:
+        after += _alerts_lines(alerts)
     tables = [_status_players(players)] + ([_status_runs(runs)] if runs else [])
     if not sys.stdout.isatty():
         import textwrap
@@ -486,6 +489,17 @@ def _watcher_line(watcher: dict[str, Any]) -> str:
         line += (f"; its last run #{watcher['last_run_id']} {watcher['last_run_status']} "
                  f"{ago(watcher['last_run_finished_at'])}".rstrip())
     return line
+
+
+def _alerts_lines(alerts: dict[str, Any]) -> list[str]:
+    """`status`'s lines about alerts: how many URLs, when one last went out, and the
+    last alert that could not be sent (secret-free, as the state keeps it)."""
+    sent = _ago(alerts["last_sent_at"]) or "never"
+    lines = [f"alerts: {alerts['urls']} URL(s); last sent: {sent}"]
+    if alerts["last_error"]:
+        lines.append(f"last alert error ({_ago(alerts['last_error_at'])}): "
+                     f"{alerts['last_error']}")
+    return lines
 
 
 #: A status table: title, (column, right-aligned) pairs, rows of (text, style) cells.

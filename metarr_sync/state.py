@@ -25,8 +25,9 @@ Tables
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
   since schema 2 the path).
 - `runs`, `run_players`: history for `status` and its metrics.
-- `watcher` (schema 6): the heartbeat of `metarr-sync watch` (pid, last beat, last run),
-  for `status`.
+- `watcher`, `player_alerts`, `alert_log` (schema 6): the heartbeat of `metarr-sync
+  watch` (pid, last beat, last run), the condition each player's last alert told
+  about, and when alerts last went out or failed (watch.py, alerts.py, `status`).
 
 Every state change of a batch is one transaction.
 """
@@ -190,14 +191,26 @@ MIGRATIONS: list[str] = [
         full_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 6: the heartbeat of `metarr-sync watch` (one row: a state directory has one lock,
-    # so one watcher at a time does work): its pid, when it started, its last heartbeat,
-    # its last run and what it says of itself; stopped_at once it ended cleanly.
+    # 6: the tables of `metarr-sync watch` and of alerts, one step for both.
+    # watcher: the watcher's heartbeat (one row: a state directory has one lock, so one
+    # watcher at a time does work): its pid, when it started, its last heartbeat, its last
+    # run and what it says of itself; stopped_at once it ended cleanly.
+    # player_alerts (alerts.py): per player the condition its last alert told about
+    # (problem kinds, comma-separated; '' once it recovered), so that an alert goes out on
+    # a change only, never on every run. alert_log: one row, when an alert last went out
+    # and the last error of one that did not (for `status`).
     """
     CREATE TABLE watcher (
         id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL,
         started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, interval REAL NOT NULL,
         last_run_id INTEGER, status TEXT, stopped_at TEXT
+    );
+    CREATE TABLE player_alerts (
+        player TEXT PRIMARY KEY, condition TEXT NOT NULL, alerted_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_log (
+        id INTEGER PRIMARY KEY CHECK (id = 1), last_sent_at TEXT, last_error TEXT,
+        last_error_at TEXT
     );
     """,
 ]
@@ -512,7 +525,8 @@ class State:
             for table, column in (("sync_queue", "player"), ("player_sync_status", "player"),
                                   ("players", "name"), ("player_roots", "player"),
                                   ("player_index_libraries", "player"),
-                                  ("player_index", "player"), ("player_index_ids", "player")):
+                                  ("player_index", "player"), ("player_index_ids", "player"),
+                                  ("player_alerts", "player")):
                 self.conn.execute(f"DELETE FROM {table} WHERE {column} NOT IN ({marks})",
                                   tuple(keep))
 
@@ -866,6 +880,60 @@ class State:
             return self.conn.execute(
                 "UPDATE players SET disabled_reason = NULL, disabled_at = NULL "
                 "WHERE name = ? AND disabled_reason IS NOT NULL", (player,)).rowcount > 0
+
+    # -- alerts (alerts.py) ---------------------------------------------------------------
+    def alert_conditions(self) -> dict[str, str]:
+        """Per player, the condition its last alert told about ('' : recovered)."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT player, condition FROM player_alerts")}
+
+    def set_alert_condition(self, player: str, condition: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO player_alerts (player, condition, alerted_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(player) DO UPDATE SET condition = excluded.condition, "
+                "alerted_at = excluded.alerted_at", (player, condition, now_stamp()))
+
+    def alert_facts(self, player: str) -> dict[QueueStatus, tuple[int, str | None]]:
+        """What waits for a person in `player`'s queue: per status (failed, held, and
+        unverified given up on after MAX_DELIVERIES) how many, and the cause of the
+        entry judged first."""
+        facts: dict[QueueStatus, tuple[int, str | None]] = {}
+        for status, extra in ((QueueStatus.FAILED, ""), (QueueStatus.HELD, ""),
+                              (QueueStatus.UNVERIFIED, f" AND attempts >= {MAX_DELIVERIES}")):
+            where = f"player = ? AND status = ?{extra}"
+            count = self.conn.execute(f"SELECT count(*) FROM sync_queue WHERE {where}",
+                                      (player, status.value)).fetchone()[0]
+            if count:
+                first = self.conn.execute(
+                    f"SELECT last_error FROM sync_queue WHERE {where} "
+                    "ORDER BY updated_at, item_key LIMIT 1", (player, status.value)).fetchone()
+                facts[status] = (count, first[0])
+        return facts
+
+    def last_pass_failed(self, player: str) -> bool:
+        """Whether the player's last recorded pass that did something (sent a request,
+        or failed) failed as a whole."""
+        row = self.conn.execute(
+            "SELECT status FROM run_players WHERE player = ? AND (requests > 0 OR "
+            "status = 'failed') ORDER BY run_id DESC LIMIT 1", (player,)).fetchone()
+        return row is not None and row[0] == "failed"
+
+    def record_alert_delivery(self, error: str | None) -> None:
+        """An alert went out (error None) or did not (the reason, secret-free)."""
+        column = "last_sent_at" if error is None else "last_error_at"
+        with self.transaction():
+            self.conn.execute("INSERT OR IGNORE INTO alert_log (id) VALUES (1)")
+            self.conn.execute(f"UPDATE alert_log SET {column} = ? WHERE id = 1", (now_stamp(),))
+            if error is not None:
+                self.conn.execute("UPDATE alert_log SET last_error = ? WHERE id = 1", (error,))
+
+    def alert_log(self) -> dict[str, Any] | None:
+        """When an alert last went out, and the last error of one that did not."""
+        row = self.conn.execute(
+            "SELECT last_sent_at, last_error, last_error_at FROM alert_log WHERE id = 1"
+        ).fetchone()
+        return dict(row) if row else None
 
     # -- runs ---------------------------------------------------------------------------
     def start_run(self, trigger: str, command: str) -> int:

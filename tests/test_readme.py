@@ -66,6 +66,7 @@ TABLES = {
     "### `[players.NAME]`": (
         cfg._PLAYER_COMMON + tuple(kinds.SETTINGS),
         cfg.PlayerConfig(name="", type="", url="")),
+    "### `[alerts]`": (cfg._ALERTS_KEYS, cfg.AlertsConfig()),
 }
 
 

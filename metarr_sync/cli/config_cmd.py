@@ -18,7 +18,7 @@ from metarr_sync.cli import common, options
 from metarr_sync.cli.options import JsonOpt
 
 if TYPE_CHECKING:
-    from metarr_sync.config import Config
+    from metarr_sync.config import Config, Secret
 
 CONFIG_EXIT_HELP = (
     "Exit codes: 0 done; 2 bad command line; 3 the configuration cannot be read, is "
@@ -149,7 +149,16 @@ def effective(config: Config) -> dict[str, Any]:
         "groups": {name: {k: getattr(g, k) for k in _GROUP_FIELDS}
                    for name, g in config.groups.items()},
         "players": players,
+        "alerts": {"urls": [_shown_alert_url(u) for u in config.alerts.urls]},
     }
+
+
+def _shown_alert_url(url: Secret) -> str:
+    """An alert URL as `config show` may print it: its label (scheme, a server's host and
+    port; anything that may be a secret masked), or env:VAR / file:PATH."""
+    from metarr_sync.config import alert_url_label
+
+    return alert_url_label(url.value) if url.value is not None else url.masked()
 
 
 def _as_toml(doc: dict[str, Any]) -> str:
@@ -301,6 +310,12 @@ def starter_config(database: str | None, looked: list[Path], note: str = "") -> 
 # verify_after = 1800             # seconds before its items are looked for: a new movie makes
 #                                 # Jellyfin rescan its whole library folder, and that folder
 #                                 # is not reported again meanwhile
+
+# Alerts (needs `pip install 'metarr-sync[alerts]'`): one message when a player fails, is
+# disabled, or leaves items for a person, and one when it recovers; any Apprise URL.
+# Try them with `metarr-sync alerts test`.
+# [alerts]
+# urls = ["ntfys://ntfy.sh/my-media-alerts", {{ env = "METARR_SYNC_DISCORD_URL" }}]
 """
 
 

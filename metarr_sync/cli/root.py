@@ -13,7 +13,17 @@ from typing import Annotated
 
 import typer
 
-from metarr_sync.cli import common, config_cmd, mappings, players, queue, run, status, watch
+from metarr_sync.cli import (
+    alerts,
+    common,
+    config_cmd,
+    mappings,
+    players,
+    queue,
+    run,
+    status,
+    watch,
+)
 from metarr_sync.version import __version__
 
 app = typer.Typer(
@@ -71,6 +81,7 @@ queue.register(app)
 status.register(app)
 watch.register(app)
 config_cmd.register(app)
+alerts.register(app)
 
 
 def invoke() -> int:

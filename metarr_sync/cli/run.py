@@ -67,7 +67,7 @@ def run_command(
     from metarr_sync import engine
 
     trigger = _check_trigger(trigger or "manual")
-    config = common.load(ctx)
+    config = _load(ctx)
     _check_names(config, player, group)
     request = engine.Request(trigger=trigger, command="run", dry_run=dry_run,
                              players=player or (), groups=group or (), wait=wait,
@@ -86,7 +86,7 @@ def verify_command(
     """Check on the players that earlier deliveries really landed (sends no updates)."""
     from metarr_sync import engine
 
-    config = common.load(ctx)
+    config = _load(ctx)
     _check_names(config, player, group)
     request = engine.Request(trigger="manual", command="verify", players=player or (),
                              groups=group or (), wait=wait, verify_only=True)
@@ -134,7 +134,7 @@ def sync_command(
         since_stamp = stamps.parse_since(since) if since else None
     except ValueError as exc:
         raise common.UsageError(str(exc)) from None
-    config = common.load(ctx)
+    config = _load(ctx)
     _check_names(config, player, group)
     source = common.open_metarr(config)
     try:
@@ -161,6 +161,15 @@ def sync_command(
                              players=player or (), groups=group or (), only=items, wait=wait,
                              verify=not no_verify)
     _execute(ctx, config, request, json_out, quiet)
+
+
+def _load(ctx: typer.Context) -> Config:
+    """The config, with secrets; exit 3 when [alerts] needs apprise and it is missing."""
+    from metarr_sync.alerts import require_apprise
+
+    config = common.load(ctx)
+    require_apprise(config)
+    return config
 
 
 def _check_trigger(trigger: str) -> str:
@@ -224,6 +233,10 @@ def _execute(ctx: typer.Context, config: Config, request: Request, json_out: boo
         common.dump_json(render.run_json(report))
     elif not quiet or report.exit_code != 0:
         render.print_run(report)
+    if report.alerts is not None:
+        for failure in report.alerts.failures:
+            common.err(f"metarr-sync: warning: {failure}; the run's result is unchanged "
+                       "(`metarr-sync status` shows the last alert error)")
     if report.interrupted is not None:
         from metarr_sync.players.base import signal_name
 

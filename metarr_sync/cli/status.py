@@ -184,6 +184,7 @@ def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -
         overdue = state.waiting_since(cutoff)
         runs = state.run_history(10)
         watcher = watcher_view(state.watcher())
+        alert_log = state.alert_log()
     except sqlite3.Error as exc:
         _unknown(f"state database {state.path} cannot be read: {exc}")
     finally:
@@ -219,11 +220,16 @@ def _status(config_path: Path, state_dir: Path, warn_age: str, json_out: bool) -
                                     "status", "exit_code", "items", "synced", "failed")}
                | {"duration": None if run["duration"] is None else round(run["duration"], 3)}
                for run in runs]
+    alerts: dict[str, Any] | None = None
+    if config.alerts.urls or alert_log:
+        alerts = {"urls": len(config.alerts.urls), "last_sent_at": None, "last_error": None,
+                  "last_error_at": None} | (alert_log or {})
     if json_out:
         common.dump_json(render.status_json(metrics, verdict, players, totals, history,
-                                            watcher))
+                                            watcher)
+                         | ({"alerts": alerts} if alerts else {}))
     else:
-        render.print_status(verdict, metrics, players, totals, history, watcher)
+        render.print_status(verdict, metrics, players, totals, history, watcher, alerts)
     return verdict.code
 
 

@@ -78,11 +78,13 @@ def config_with(*, metarr: str | Path | Mapping[str, Any] | None = None,
                 sync: Mapping[str, Any] | None = None,
                 watch: Mapping[str, Any] | None = None,
                 groups: Mapping[str, Mapping[str, Any]] | None = None,
-                mappings: Pairs | None = None) -> str:
+                mappings: Pairs | None = None,
+                alerts: Mapping[str, Any] | None = None) -> str:
     """The TOML text of a config file.
 
     `metarr`: the database (a path or URL) or the whole [metarr] table. `mappings`: given
-    to every player that has none of its own.
+    to every player that has none of its own. `alerts`: the [alerts] table
+    ({"urls": [...]}).
     """
     document: dict[str, Any] = {}
     if metarr is not None:
@@ -104,4 +106,6 @@ def config_with(*, metarr: str | Path | Mapping[str, Any] | None = None,
         tables[name] = table
     if tables:
         document["players"] = tables
+    if alerts is not None:
+        document["alerts"] = dict(alerts)
     return tomli_w.dumps(document)
