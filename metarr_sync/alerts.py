@@ -1,12 +1,13 @@
 """Alerts: one message to the [alerts] Apprise URLs each time a player's condition changes.
 
-After a run is recorded, the engine calls after_run(config, state, report) (a long-running
-mode calls it after each of its runs the same way). Each player that took part is judged:
-its condition is the set of problems below, in plain words, with the command that shows
-more. A player whose condition gained a problem gets one message naming what is new; one
-whose problems are all gone gets one "recovered" message; anything else (the same
-problems again, some of them gone) sends nothing. The condition each player's last alert
-told about is kept in the state (player_alerts), so a second failing run sends nothing.
+After a run is recorded, the engine calls after_run(config, state, report): for `run`,
+`sync` and `verify`, and for each run `watch` starts (they go through the same engine).
+Each player that took part is judged: its condition is the set of problems below, in
+plain words, with the command that shows more. A player whose condition gained a problem
+gets one message naming what is new; one whose problems are all gone gets one
+"recovered" message; anything else (the same problems again, some of them gone) sends
+nothing. The condition each player's last alert told about is kept in the state
+(player_alerts), so a second failing run sends nothing.
 
 Problems (kinds, in the order a message names them):
 - auth: the player is disabled after an authentication failure;

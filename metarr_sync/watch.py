@@ -27,8 +27,11 @@ The same engine, state, lock and output as `run`; what it adds is *when*:
   second one quits at once).
 - A heartbeat in the state (pid, last heartbeat, last run, status line) for `status`.
 
-Alerts: Watcher.on_run_finished is called after every run with the previous run's status
-and the new report (the place to fire alerts on transitions).
+Alerts: each run goes through engine.run like `run`'s, so the engine sends the alerts it
+calls for (alerts.after_run, once per recorded run; none for a run with nothing to do,
+which is not recorded, or one a signal stopped). A failed alert is a warning on stderr
+and in `status`, never the watcher's end. Watcher.on_run_finished is for other hooks
+(called after every recorded run with the previous run's status and the new report).
 """
 
 from __future__ import annotations
@@ -337,6 +340,10 @@ class Watcher:
         recorded = report.run_id is not None or report.message not in (None, "nothing to do")
         if recorded:
             self.show(report)
+        if report.alerts is not None:  # sent by the engine; a failure is only said
+            for failure in report.alerts.failures:
+                self.say(f"metarr-sync: watch: warning: {failure}; the watcher goes on "
+                         "(`metarr-sync status` shows the last alert error)")
         for result in report.players:
             self.tried_at[result.name] = now
         self._reschedule(report, now)
@@ -350,7 +357,7 @@ class Watcher:
                                 f"item(s), {synced} synced, {failed} failed")
             sdnotify.notify(f"STATUS={self.status_line}")
             self._beat()
-            for hook in self.on_run_finished:  # alerts on transitions go here
+            for hook in self.on_run_finished:  # not alerts: the engine sent those
                 try:
                     hook(previous, report)
                 except Exception:  # noqa: BLE001 - a hook never stops the watcher

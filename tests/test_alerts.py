@@ -337,7 +337,8 @@ def test_without_apprise_alerts_are_a_configuration_error_and_the_rest_works(
     seen_movies(metarr)
 
     configure(cli, metarr, kodi, secret_url(hook))
-    for command in (["run"], ["sync", "--movie", "1"], ["verify"], ["alerts", "test"]):
+    for command in (["run"], ["sync", "--movie", "1"], ["verify"], ["watch"],
+                    ["alerts", "test"]):
         refused = runs(*command, env=env)
         assert refused.returncode == 3, (command, refused.stderr)
         assert refused.stderr.splitlines()[-1] == (

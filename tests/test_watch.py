@@ -12,6 +12,7 @@
   (checkpoints happen); a reader holding a transaction open would grow it (shown first).
 - `status` shows the watcher alive while it runs and not after it stopped.
 - Retries and verification on the watcher's own schedule; the run lock shared with `run`.
+- Alerts: its runs send them as `run`'s do, once per change of a player's condition.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import pytest
 from support.configs import config_with, recorder
-from support.fake_players import FakeJellyfin
+from support.fake_players import FakeJellyfin, FakeKodi
+from support.webhook import Webhook
 
 from metarr_sync.config import ConfigError, parse_config
 
@@ -590,3 +592,65 @@ def test_a_delivery_is_scheduled_for_verification_after_verify_after(tmp_path):
     w = schedule_watcher(tmp_path, verify_after=600, verify=False)
     w._reschedule(report, 5000.0)
     assert w.due == {}
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+def test_a_player_that_fails_under_watch_is_alerted_once_over_two_bursts(cli, metarr, watch):
+    """The watcher's runs go through the engine, which sends the alerts: one message when
+    the player becomes failed, none when the next burst's run finds it failed again (not
+    one per run, and not two for one run), and no secret in it or in the output."""
+    alert_password, kodi_password = "SECRETPASS-watch-alert-5c2e", "KODI-PW-watch-8a41"
+    kodi = FakeKodi(sources={"/mnt/movies/": "movies"}, username="kodi",
+                    password=kodi_password).start()
+    hook = Webhook().start()
+    try:
+        cli.write_config(config_with(
+            metarr=metarr.path,
+            sync={"initial_lookback": "all", "timeout": 5, "retry_attempts": 0},
+            # No retry between the bursts: every run here is one burst's.
+            watch={**FAST, "retry_delay": "1h", "retry_max_delay": "1h"},
+            players=[kodi.player("lounge", [("/data/media/movies", "/mnt/movies")])],
+            alerts={"urls": [hook.apprise_url(user="alerts", password=alert_password)]}))
+        kodi.misbehave("refused")
+        w = watch()
+        w.ready()  # an empty Metarr: nothing to do, nobody contacted, nothing to say
+        assert watch_runs(cli) == [] and hook.messages == []
+
+        def burst(*titles: str) -> list[sqlite3.Row]:
+            """Commit `titles` to Metarr; the watch runs once they are all done (the
+            watcher's status line comes after the run's alerts)."""
+            done = {r["id"] for r in watch_runs(cli)}
+            for n, title in enumerate(titles):
+                metarr.add_movie(title, 2001 + n)
+
+            def finished() -> bool:
+                new = [r for r in watch_runs(cli) if r["id"] not in done]
+                return bool(new) and all(r["finished_at"] for r in new) and any(
+                    f"last run #{new[-1]['id']} " in line for line in w.notify.statuses())
+
+            wait_for(finished, what=f"the run of {', '.join(titles)}")
+            return [r for r in watch_runs(cli) if r["id"] not in done]
+
+        first = burst("Heat", "Ronin")
+        [alert] = hook.messages
+        assert alert["title"] == "metarr-sync: lounge: player failed"
+        assert alert["type"] == "failure"
+        assert "lounge failed: " in alert["message"] and "refused" in alert["message"]
+
+        second = burst("Collateral")
+        assert [r["status"] for r in first + second] == ["failed"] * len(first + second)
+        assert len(hook.messages) == 1  # the same condition: nothing new to say
+        assert w.stop() == 0, w.stderr()
+        status = cli("status", "--json")
+    finally:
+        hook.stop()
+        kodi.stop()
+    assert "Traceback" not in w.stderr() and "alert not sent" not in w.stderr()
+    with contextlib.closing(cli.state()) as state:
+        assert [tuple(r) for r in state.execute(
+            "SELECT player, condition FROM player_alerts")] == [("lounge", "down")]
+    assert json.loads(status.stdout)["alerts"]["last_error"] is None
+    for text in (json.dumps(hook.messages), w.stdout(), w.stderr(), status.stdout,
+                 status.stderr):
+        assert alert_password not in text and kodi_password not in text

@@ -10,6 +10,7 @@ from metarr_sync.cli import common
 from metarr_sync.cli.options import JsonOpt
 
 if TYPE_CHECKING:
+    from metarr_sync.config import Config
     from metarr_sync.engine import RunReport
 
 WATCH_EXIT_HELP = (
@@ -41,10 +42,18 @@ def watch_command(
     systemd (Type=notify) it reports READY, STATUS and WATCHDOG.
     """
     from metarr_sync import render
+    from metarr_sync.alerts import require_apprise
     from metarr_sync.config import metarr_database
     from metarr_sync.watch import Watcher, dump_json_line
 
-    config = common.load(ctx)
+    def load() -> Config:
+        """The config, with secrets; [alerts] without apprise is a configuration error
+        (exit 3 at the start; a configuration sent with SIGHUP is refused)."""
+        config = common.load(ctx)
+        require_apprise(config)
+        return config
+
+    config = load()
     metarr_database(config)  # exit 3 now when it is not set
 
     def show(report: RunReport) -> None:
@@ -56,6 +65,6 @@ def watch_command(
             render.print_run(report)
             sys.stdout.flush()
 
-    watcher = Watcher(config, common.state_dir(ctx), load=lambda: common.load(ctx),
+    watcher = Watcher(config, common.state_dir(ctx), load=load,
                       open_source=common.open_metarr, show=show, say=common.err)
     raise typer.Exit(watcher.serve())
