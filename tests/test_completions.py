@@ -60,11 +60,12 @@ def test_bash_completes_commands_options_and_configured_names(cli):
     cli.write_config(CONFIG)
     assert bash_complete(cli, ["metarr-sync", "pl"]) == ["players"]
     assert set(bash_complete(cli, ["metarr-sync", ""])) >= {
-        "run", "sync", "verify", "status", "players", "mappings", "queue", "config",
+        "run", "sync", "verify", "status", "watch", "players", "mappings", "queue", "config",
         "alerts"}
     assert bash_complete(cli, ["metarr-sync", "config", ""]) == ["path", "show", "init"]
     assert bash_complete(cli, ["metarr-sync", "alerts", ""]) == ["test"]
     assert set(bash_complete(cli, ["metarr-sync", "alerts", "test", "--"])) >= {"--json"}
+    assert set(bash_complete(cli, ["metarr-sync", "watch", "--"])) >= {"--json", "--quiet"}
     assert set(bash_complete(cli, ["metarr-sync", "run", "--"])) >= {
         "--dry-run", "--player", "--group", "--json", "--quiet", "--wait", "--trigger",
         "--no-verify"}
