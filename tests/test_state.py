@@ -191,7 +191,7 @@ def test_migration_from_schema_1_keeps_everything_and_learns_delivered_paths(
     state = State(tmp_path)
     try:
         c = state.conn
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         for table, rows in before.items():
             after = c.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
             width = len(rows[0])
