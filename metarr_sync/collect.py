@@ -3,11 +3,14 @@
 Reading every Metarr item and comparing it with the last collection (state.collect) is
 what catches every change, but it costs seconds at 250,000 items — on every run, even
 one that finds a single republished poster. So each kind (movie, series, episode) keeps
-a *mark* (state table `collect_marks`): the newest stamp the last collection saw, and
-Metarr's per-bucket checks it was read with (MetarrSource.checks). A run then reads:
+a *mark* (state table `collect_marks`): when the last collection began by the Metarr
+database's clock, and Metarr's per-bucket checks it was read with
+(MetarrSource.checks). A run then reads:
 
-- the items whose stamp may be at or after the mark minus MARGIN (rows a slow
-  transaction committed after the last collection with an older time still count);
+- the items whose stamp may be at or after that time less MARGIN: a row committed after
+  the last collection was stamped at most a transaction's length before it committed
+  (and Metarr's application clock, which writes its ISO stamps, may differ a little
+  from its database's);
 - every item of a bucket of ids whose checks differ: rows added or vanished (a deleted
   library, Metarr's garbage collector), soft deletes and restores, and paths rewritten in
   place by an upgrade or rename — Metarr moves no timestamp for those; and, for
@@ -33,7 +36,7 @@ KINDS = ("movie", "series", "episode")
 #: b*BUCKET .. (b+1)*BUCKET-1. 4,096: 50 buckets for 200,000 episodes, and a changed
 #: bucket costs a read of a few thousand items.
 BUCKET = 4096
-#: How far before the newest stamp seen a run looks again (late commits, clock jitter).
+#: How far before the last collection a run looks again (late commits, clock jitter).
 MARGIN = timedelta(hours=1)
 #: How often each kind is read whole anyway.
 WHOLE_EVERY = timedelta(hours=24)
@@ -45,7 +48,7 @@ Checks = dict[int, list[Any]]  # bucket -> [rows, sum of ids, sum of deleted ids
 class Mark:
     """Where the last collection of one kind left off."""
 
-    high_water: str  # newest stamp seen (canonical), never later than that run's clock
+    read_at: str  # when the last collection began, by Metarr's database clock (canonical)
     checks: Checks
     whole_at: str  # when the kind was last read whole
 
@@ -102,7 +105,7 @@ def plan(marks: Mapping[str, Mark], checks: Mapping[str, Checks], now: datetime,
         buckets = differing(mark.checks, checks.get(kind, {}))
         if kind == "series":
             series_changed = buckets
-        since = now_stamp(parse_stamp(mark.high_water) - MARGIN)
+        since = now_stamp(parse_stamp(mark.read_at) - MARGIN)
         result.readings[kind] = Reading(
             kind, False, since=since, buckets=buckets,
             series_buckets=series_changed if kind == "episode" else ())
@@ -115,23 +118,17 @@ def _why_whole(mark: Mark | None, now: datetime) -> str:
     try:
         if now - parse_stamp(mark.whole_at) >= WHOLE_EVERY:
             return f"last read whole more than {WHOLE_EVERY.total_seconds() / 3600:g} h ago"
-        parse_stamp(mark.high_water)
+        parse_stamp(mark.read_at)
     except ValueError:
         return "its mark is unreadable"
     return ""
 
 
 def next_marks(marks: Mapping[str, Mark], checks: Mapping[str, Checks], done: Plan,
-               newest: Mapping[str, str], now: datetime) -> dict[str, Mark]:
-    """The marks after a collection that read `done` and saw these newest stamps."""
+               began: str, now: datetime) -> dict[str, Mark]:
+    """The marks after a collection that read `done`, begun at `began` by Metarr's
+    database clock (taken before its checks), at `now` by this machine's."""
     clock = now_stamp(now)
-    found: dict[str, Mark] = {}
-    for kind, reading in done.readings.items():
-        old = marks.get(kind)
-        seen = [s for s in (newest.get(kind), None if reading.whole or old is None
-                            else old.high_water) if s]
-        # A stamp from Metarr's future (a wrong clock) must not hide later changes.
-        high = min(max(seen), clock) if seen else clock
-        whole_at = clock if reading.whole or old is None else old.whole_at
-        found[kind] = Mark(high, checks.get(kind, {}), whole_at)
-    return found
+    return {kind: Mark(began, checks.get(kind, {}),
+                       clock if reading.whole or kind not in marks else marks[kind].whole_at)
+            for kind, reading in done.readings.items()}

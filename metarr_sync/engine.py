@@ -204,6 +204,7 @@ def _collect(config: Config, source: MetarrSource, state: State, players: list[s
     # player's baseline needs every item.
     now = datetime.now(UTC)
     marks = state.collect_marks()
+    began = source.clock()  # before the checks: what changes after is read next time
     checks = {kind: source.checks(kind) for kind in collect.KINDS}
     new = sorted(set(players) - state.baselined_players())
     todo = collect.plan(marks, checks, now, whole=f"first run of {', '.join(new)}"
@@ -212,7 +213,7 @@ def _collect(config: Config, source: MetarrSource, state: State, players: list[s
     result = state.collect(source.items_for(todo.readings.values()), players,
                            config.sync.lookback_seconds(), served=served.ids,
                            scope=todo.scope())
-    state.save_marks(collect.next_marks(marks, checks, todo, result.newest, now))
+    state.save_marks(collect.next_marks(marks, checks, todo, began, now))
     log.info("collected: read %s; %d changed, %d vanished, baselines for %s",
              ", ".join(f"{result.read.get(k, 0)} {k}" for k in collect.KINDS),
              result.changed, result.vanished, ", ".join(result.baselined) or "nobody")

@@ -47,12 +47,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from metarr_sync.collect import BUCKET, Mark
 from metarr_sync.players.base import Result  # no adapter: light enough for `status`
-from metarr_sync.players.index import IndexedLibrary, IndexRow
 from metarr_sync.stamps import now_stamp, stamp_ago
 
 if TYPE_CHECKING:  # `status` reads no items: it never imports the Metarr reader or players
     from metarr_sync.metarr import Item
     from metarr_sync.players.base import Outcome
+    from metarr_sync.players.index import IndexedLibrary, IndexRow
 
 SCHEMA_VERSION = 5
 
@@ -179,13 +179,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX player_index_ids_item ON player_index_ids (player, item_id);
     """,
     # 5: how far the last collection read Metarr, per kind (movie, series, episode), so
-    # that a run reads only the rows changed since (metarr_sync/collect.py): the newest
-    # stamp it saw (Metarr's clock), Metarr's cheap per-table checks it was read with
+    # that a run reads only the rows changed since (metarr_sync/collect.py): when it
+    # began by Metarr's database clock, Metarr's cheap per-bucket checks it was read with
     # (JSON; rows vanished, paths rewritten or soft deletes move no timestamp), and when
     # the kind was last read whole.
     """
     CREATE TABLE collect_marks (
-        kind TEXT PRIMARY KEY, high_water TEXT NOT NULL, checks TEXT NOT NULL,
+        kind TEXT PRIMARY KEY, read_at TEXT NOT NULL, checks TEXT NOT NULL,
         full_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
@@ -280,7 +280,6 @@ class CollectResult:
     vanished: int  # items that disappeared from Metarr (removed for good)
     enqueued: dict[str, int]  # per player: queue entries added or renewed
     baselined: list[str]  # players whose first run this was
-    newest: dict[str, str] = field(default_factory=dict)  # per kind: newest stamp read
     read: dict[str, int] = field(default_factory=dict)  # per kind: items read from Metarr
 
 
@@ -452,10 +451,9 @@ class State:
                       "WHERE item_key IN (SELECT item_key FROM temp.changed)")
             c.execute(f"DELETE FROM items AS i WHERE ({within}) AND i.item_key NOT IN "
                       "(SELECT item_key FROM temp.current)")
-            read = c.execute("SELECT kind, count(*), max(NULLIF(stamp, '')) FROM "
-                             "temp.current GROUP BY kind").fetchall()
-        return CollectResult(changed, vanished, enqueued, baselined,
-                             {r[0]: r[2] for r in read if r[2]}, {r[0]: r[1] for r in read})
+            read = dict(c.execute("SELECT kind, count(*) FROM temp.current GROUP BY kind"
+                                  ).fetchall())
+        return CollectResult(changed, vanished, enqueued, baselined, read)
 
     def baselined_players(self) -> set[str]:
         return {r[0] for r in self.conn.execute(
@@ -469,13 +467,13 @@ class State:
                 checks = {int(k): v for k, v in json.loads(row["checks"]).items()}
             except (ValueError, AttributeError):
                 continue  # unreadable: that kind is read whole
-            found[row["kind"]] = Mark(row["high_water"], checks, row["full_at"])
+            found[row["kind"]] = Mark(row["read_at"], checks, row["full_at"])
         return found
 
     def save_marks(self, marks: Mapping[str, Mark]) -> None:
         with self.transaction() as c:
             c.executemany("INSERT OR REPLACE INTO collect_marks VALUES (?, ?, ?, ?)",
-                          [(kind, m.high_water, json.dumps(m.checks), m.whole_at)
+                          [(kind, m.read_at, json.dumps(m.checks), m.whole_at)
                            for kind, m in marks.items()])
 
     def _enqueue_from(self, player: str, table: str, where: str, params: Sequence[Any],
@@ -646,6 +644,8 @@ class State:
     # -- a player's item index (Jellyfin, Plex) ------------------------------------------
     def indexed_libraries(self, player: str) -> dict[str, IndexedLibrary]:
         """The libraries (by ItemId) `player`'s index covers, and what it was built for."""
+        from metarr_sync.players.index import IndexedLibrary
+
         return {r["library"]: IndexedLibrary(r["server_id"], json.loads(r["locations"]),
                                              r["built_at"], r["saved_since"])
                 for r in self.conn.execute(

@@ -25,9 +25,9 @@ CHECKS = {"movie": {0: [3, 6, 0, 11]}, "series": {0: [1, 1, 0, 5], 1: [1, 4097, 
           "episode": {0: [2, 3, 0, 7]}}
 
 
-def mark(high: str = "2026-12-04T11:00:00.000Z", checks: dict | None = None,
+def mark(read_at: str = "2026-12-04T11:00:00.000Z", checks: dict | None = None,
          whole_at: str = "2026-12-04T06:00:00.000Z") -> Mark:
-    return Mark(high, checks if checks is not None else {}, whole_at)
+    return Mark(read_at, checks if checks is not None else {}, whole_at)
 
 
 # -- planning (pure) ------------------------------------------------------------------------
@@ -50,10 +50,10 @@ def test_a_kind_last_read_whole_a_day_ago_is_read_whole_again():
     assert not readings["movie"].whole and not readings["series"].whole
 
 
-def test_unchanged_checks_read_from_the_high_water_mark_less_the_margin():
+def test_unchanged_checks_read_from_the_last_collection_less_the_margin():
     marks = {k: mark(checks=CHECKS[k]) for k in collect.KINDS}
     readings = collect.plan(marks, CHECKS, NOW).readings
-    assert MARGIN == timedelta(hours=1)
+    assert timedelta(hours=1) == MARGIN
     for reading in readings.values():
         assert (reading.whole, reading.since, reading.buckets) == (
             False, "2026-12-04T10:00:00.000Z", ())
@@ -73,21 +73,18 @@ def test_changed_buckets_are_read_whole_and_a_changed_series_bucket_brings_its_e
                             "episode": [("item_id", 2), ("series_id", 1)]}
 
 
-def test_marks_never_run_ahead_of_the_clock_and_keep_when_read_whole():
+def test_marks_hold_when_the_collection_began_and_when_each_kind_was_read_whole():
     marks = {k: mark(checks=CHECKS[k]) for k in collect.KINDS}
+    marks["movie"] = mark(checks={}, whole_at="2026-12-03T11:00:00.000Z")  # a day ago
     plan = collect.plan(marks, CHECKS, NOW)
-    # Metarr's clock a day ahead (or one bad row): the mark stays at this run's clock.
-    found = collect.next_marks(marks, CHECKS, plan, {"movie": "2026-12-05T12:00:00.000Z",
-                                                     "series": "2026-12-04T11:30:00.000Z"},
-                               NOW)
-    assert found["movie"].high_water == "2026-12-04T12:00:00.000Z"
-    assert found["series"].high_water == "2026-12-04T11:30:00.000Z"
-    # Nothing read of a kind: its mark does not move back.
-    assert found["episode"].high_water == "2026-12-04T11:00:00.000Z"
-    assert {m.whole_at for m in found.values()} == {"2026-12-04T06:00:00.000Z"}
-    whole = collect.next_marks({}, CHECKS, collect.plan({}, CHECKS, NOW), {}, NOW)
+    found = collect.next_marks(marks, CHECKS, plan, "2026-12-04T11:59:58.500Z", NOW)
+    assert {m.read_at for m in found.values()} == {"2026-12-04T11:59:58.500Z"}
+    assert found["movie"].whole_at == "2026-12-04T12:00:00.000Z"  # read whole now
+    assert found["series"].whole_at == found["episode"].whole_at == "2026-12-04T06:00:00.000Z"
+    assert found["series"].checks == CHECKS["series"]
+    whole = collect.next_marks({}, CHECKS, collect.plan({}, CHECKS, NOW),
+                               "2026-12-04T11:59:59.000Z", NOW)
     assert {m.whole_at for m in whole.values()} == {"2026-12-04T12:00:00.000Z"}
-    assert whole["series"].checks == CHECKS["series"]
 
 
 def test_buckets_are_ranges_of_ids():
@@ -127,7 +124,7 @@ def run(cli, *args: str, held: bool = False) -> dict:
                      r"changed, (\d+) vanished", result.stderr)
     assert reading and read, result.stderr
     counts = [int(n) for n in read.groups()]
-    return {"reading": reading.group(1), "read": dict(zip(collect.KINDS, counts[:3])),
+    return {"reading": reading.group(1), "read": dict(zip(collect.KINDS, counts[:3], strict=True)),
             "changed": counts[3], "vanished": counts[4]}
 
 
@@ -144,15 +141,14 @@ def sent(cli) -> list[tuple[str, bool]]:
 def test_a_run_reads_only_what_changed_since_the_last(library):
     cli, db, movies, show, episodes = library
     quiet = run(cli)
-    # The newest items seen (and those within the margin of them) are read again: the
-    # newest movie, the show and its episodes (all published at the same time).
-    assert quiet["read"] == {"movie": 1, "series": 1, "episode": 4}
+    # Only rows stamped within the margin before the last collection began: none.
+    assert quiet["read"] == {"movie": 0, "series": 0, "episode": 0}
     assert quiet["changed"] == 0 and sent(cli) == []
     assert "whole" not in quiet["reading"]
 
     db.republish_movie(movies[17])
     one = run(cli)
-    assert one["read"]["movie"] == 2 and one["changed"] == 1
+    assert one["read"] == {"movie": 1, "series": 0, "episode": 0} and one["changed"] == 1
     assert sent(cli) == [(f"movie:{movies[17]}", False)]
 
 
@@ -188,9 +184,8 @@ def test_changes_that_move_no_timestamp_are_all_noticed(library):
 
 def test_a_late_commit_within_the_margin_is_read_and_a_day_later_everything_is(library):
     cli, db, movies, show, episodes = library
-    db.republish_movie(movies[0])  # the newest stamp seen: now
     run(cli)
-    # A transaction that began before that publish and committed after the run.
+    # A transaction that stamped its row before that run began and committed after it.
     db.touch("movies", movies[1], when=datetime.now(UTC) - MARGIN / 2)
     cli.reset_log("lounge")
     late = run(cli)
@@ -223,7 +218,7 @@ def test_a_dry_run_leaves_the_marks_alone(library):
 def test_marks_are_stored_per_kind(library):
     cli, *_ = library
     conn = sqlite3.connect(cli.state_dir / "state.sqlite")
-    rows = conn.execute("SELECT kind, high_water, full_at FROM collect_marks").fetchall()
+    rows = conn.execute("SELECT kind, read_at, full_at FROM collect_marks").fetchall()
     conn.close()
     assert sorted(r[0] for r in rows) == sorted(collect.KINDS)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r[1]) for r in rows)
