@@ -91,23 +91,33 @@ def differing(old: Checks, new: Checks) -> tuple[int, ...]:
     return tuple(sorted(b for b in set(old) | set(new) if old.get(b) != new.get(b)))
 
 
+def since(marks: Mapping[str, Mark]) -> str | None:
+    """From when on stamps are read again: the earliest collection begun less MARGIN
+    (None: no mark to start from)."""
+    try:
+        began = min(parse_stamp(m.read_at) for m in marks.values())
+    except ValueError:  # no marks, or one unreadable: those kinds are read whole
+        return None
+    return now_stamp(began - MARGIN)
+
+
 def plan(marks: Mapping[str, Mark], checks: Mapping[str, Checks], now: datetime, *,
          whole: str = "") -> Plan:
     """What to read of each kind. `whole`: a reason to read everything ('' = none)."""
     result = Plan()
+    start = since(marks)
     series_changed: tuple[int, ...] = ()
     for kind in KINDS:
         mark = marks.get(kind)
         why = whole or _why_whole(mark, now)
-        if why or mark is None:
+        if why or mark is None or start is None:
             result.readings[kind] = Reading(kind, True, why or "no mark")
             continue
         buckets = differing(mark.checks, checks.get(kind, {}))
         if kind == "series":
             series_changed = buckets
-        since = now_stamp(parse_stamp(mark.read_at) - MARGIN)
         result.readings[kind] = Reading(
-            kind, False, since=since, buckets=buckets,
+            kind, False, since=start, buckets=buckets,
             series_buckets=series_changed if kind == "episode" else ())
     return result
 

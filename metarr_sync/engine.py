@@ -205,12 +205,12 @@ def _collect(config: Config, source: MetarrSource, state: State, players: list[s
     now = datetime.now(UTC)
     marks = state.collect_marks()
     began = source.clock()  # before the checks: what changes after is read next time
-    checks = {kind: source.checks(kind) for kind in collect.KINDS}
     new = sorted(set(players) - state.baselined_players())
-    todo = collect.plan(marks, checks, now, whole=f"first run of {', '.join(new)}"
-                        if new else "")
+    whole = f"first run of {', '.join(new)}" if new else ""
+    checks, changed = source.survey(None if whole else collect.since(marks))
+    todo = collect.plan(marks, checks, now, whole=whole)
     log.info("reading Metarr: %s", "; ".join(r.describe() for r in todo.readings.values()))
-    result = state.collect(source.items_for(todo.readings.values()), players,
+    result = state.collect(source.items_for(todo.readings.values(), changed), players,
                            config.sync.lookback_seconds(), served=served.ids,
                            scope=todo.scope())
     state.save_marks(collect.next_marks(marks, checks, todo, began, now))

