@@ -24,9 +24,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metarr_sync import collect
 from metarr_sync.config import Config, PlayerConfig
 from metarr_sync.libraries import Served, served_by
 from metarr_sync.logs import redact
@@ -228,10 +230,23 @@ def _collect(config: Config, source: MetarrSource, state: State, players: list[s
     if request.only is not None:
         state.enqueue(request.only, players, source=request.command, served=served.ids)
         return len(request.only)
-    result = state.collect(source.items(), players, config.sync.lookback_seconds(),
-                           served=served.ids)
-    log.info("collected: %d changed, %d vanished, baselines for %s", result.changed,
-             result.vanished, ", ".join(result.baselined) or "nobody")
+    # Read only what changed since the last collection (collect.py), all of it when a
+    # player's baseline needs every item.
+    now = datetime.now(UTC)
+    marks = state.collect_marks()
+    began = source.clock()  # before the checks: what changes after is read next time
+    new = sorted(set(players) - state.baselined_players())
+    whole = f"first run of {', '.join(new)}" if new else ""
+    checks, changed = source.survey(None if whole else collect.since(marks))
+    todo = collect.plan(marks, checks, now, whole=whole)
+    log.info("reading Metarr: %s", "; ".join(r.describe() for r in todo.readings.values()))
+    result = state.collect(source.items_for(todo.readings.values(), changed), players,
+                           config.sync.lookback_seconds(), served=served.ids,
+                           scope=todo.scope())
+    state.save_marks(collect.next_marks(marks, checks, todo, began, now))
+    log.info("collected: read %s; %d changed, %d vanished, baselines for %s",
+             ", ".join(f"{result.read.get(k, 0)} {k}" for k in collect.KINDS),
+             result.changed, result.vanished, ", ".join(result.baselined) or "nobody")
     return result.changed + result.vanished
 
 

@@ -13,11 +13,15 @@ import contextlib
 import math
 import re
 import sqlite3
-from collections.abc import Generator, Iterator, Sequence
+import zlib
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from metarr_sync.collect import BUCKET, Checks, Reading
 
 KINDS = ("movie", "series", "episode")
 
@@ -86,6 +90,7 @@ class Dialect:
     """What differs between SQLite and PostgreSQL: placeholders and timestamp normalising."""
 
     placeholder = "?"
+    now_sql = "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
     def ts(self, expr: str) -> str:
         # strftime parses both 'YYYY-MM-DD HH:MM:SS' and ISO '...T...Z' and yields NULL for
@@ -93,7 +98,28 @@ class Dialect:
         return f"strftime('%Y-%m-%dT%H:%M:%fZ', {expr})"
 
 
+    def since(self, column: str, stamp: str) -> str:
+        """`column` holds a time at or after `stamp` (canonical, see the module docstring).
+
+        Compared as stored, not through ts(): a scan of 200,000 rows stays a few dozen
+        ms. Metarr's two formats sort as text within each format, and a row's format
+        shows at its 11th character: 'T' (ISO) is compared with the ISO form of `stamp`,
+        ' ' (CURRENT_TIMESTAMP) with its whole seconds (rounding down: never later)."""
+        _canonical(stamp)
+        space = stamp[:10] + " " + stamp[11:19]
+        return (f"({column} >= '{stamp}' OR ({column} >= '{space}' AND "
+                f"substr({column}, 11, 1) = ' '))")
+
+
 SQLITE = Dialect()
+
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z")
+
+
+def _canonical(stamp: str) -> None:
+    # Written into the statement as a literal: only the canonical form may go there.
+    if not _CANONICAL.fullmatch(stamp):
+        raise ValueError(f"not a canonical stamp: {stamp!r}")
 
 # What PostgreSQL may hand ts() as text: Metarr's two formats, and (for timestamp and
 # timestamptz columns, printed with DateStyle ISO) 'YYYY-MM-DD HH:MM:SS[.ffffff][+00]'.
@@ -114,6 +140,8 @@ class PostgresDialect(Dialect):
     """
 
     placeholder = "%s"
+    now_sql = ("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 
     def ts(self, expr: str) -> str:
         return (
@@ -121,6 +149,12 @@ class PostgresDialect(Dialect):
             f"to_char(({expr})::timestamptz AT TIME ZONE 'UTC', "
             "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END"
         )
+
+
+    def since(self, column: str, stamp: str) -> str:
+        # The server compares typed timestamps natively and text through ts().
+        _canonical(stamp)
+        return f"{self.ts(column)} >= '{stamp}'"
 
 
 POSTGRES = PostgresDialect()
@@ -132,46 +166,79 @@ def _sql(dialect: Dialect, text: str) -> str:
     return text.replace("?", dialect.placeholder)
 
 
-_ASSET_SQL = " UNION ALL ".join(
-    f"SELECT c.entity_type AS entity_type, c.entity_id AS entity_id, "
-    f"{{ts(l.published_at)}} AS published FROM library_{kind}_files l "
-    f"JOIN cache_{kind}_files c ON c.id = l.cache_file_id WHERE l.published_at IS NOT NULL"
-    for kind in ASSET_KINDS
-)
+def _assets(where: str = "") -> str:
+    """Per entity, the newest `published_at` of its published asset files; `where` (on
+    the cache row `c`) narrows it to a few entities: unnarrowed it aggregates every asset
+    row of the library, which a read of a handful of items must not pay for."""
+    extra = f" AND ({where})" if where else ""
+    union = " UNION ALL ".join(
+        f"SELECT c.entity_type AS entity_type, c.entity_id AS entity_id, "
+        f"{{ts(l.published_at)}} AS published FROM library_{kind}_files l "
+        f"JOIN cache_{kind}_files c ON c.id = l.cache_file_id "
+        f"WHERE l.published_at IS NOT NULL{extra}"
+        for kind in ASSET_KINDS)
+    return (f"SELECT entity_type, entity_id, MAX(published) AS published FROM ({union}) a "
+            "GROUP BY entity_type, entity_id")
 
-_ASSETS = (
-    f"SELECT entity_type, entity_id, MAX(published) AS published FROM ({_ASSET_SQL}) a "
-    "GROUP BY entity_type, entity_id"
-)
 
-MOVIES_SQL = (
-    "SELECT m.id, m.library_id, m.file_path, m.title, m.year, m.tmdb_id, m.imdb_id, "
-    "{ts(m.created_at)}, {ts(m.updated_at)}, {ts(m.published_at)}, a.published, "
-    "m.deleted_at IS NOT NULL "
-    f"FROM movies m LEFT JOIN ({_ASSETS}) a ON a.entity_type = 'movie' AND a.entity_id = m.id"
-)
-# The seasons' stamps are aggregated per series once and joined, not looked up by a
-# correlated subquery per series row: that re-scanned the seasons (and their assets) for
-# every series, 3 s for 2,000 series where the join takes 0.4 s.
-SERIES_SQL = (
-    "SELECT s.id, s.library_id, s.directory_path, s.title, s.tvdb_id, s.tmdb_id, s.imdb_id, "
-    "{ts(s.created_at)}, {ts(s.updated_at)}, a.published, sn.updated, ssa.published, "
-    "s.deleted_at IS NOT NULL "
-    f"FROM series s LEFT JOIN ({_ASSETS}) a ON a.entity_type = 'series' AND a.entity_id = s.id "
-    "LEFT JOIN (SELECT series_id, MAX({ts(updated_at)}) AS updated FROM seasons "
-    "GROUP BY series_id) sn ON sn.series_id = s.id "
-    "LEFT JOIN (SELECT sn2.series_id AS series_id, MAX(sa.published) AS published "
-    f"FROM seasons sn2 JOIN ({_ASSETS}) sa ON sa.entity_type = 'season' "
-    "AND sa.entity_id = sn2.id GROUP BY sn2.series_id) ssa ON ssa.series_id = s.id"
-)
-EPISODES_SQL = (
-    "SELECT e.id, s.library_id, e.file_path, s.title, e.tvdb_id, e.tmdb_id, e.imdb_id, "
-    "{ts(e.created_at)}, {ts(e.updated_at)}, a.published, sn.season_number, e.episode_number, "
-    "s.id, s.directory_path, (e.deleted_at IS NOT NULL OR s.deleted_at IS NOT NULL) "
-    "FROM episodes e JOIN series s ON s.id = e.series_id "
-    "LEFT JOIN seasons sn ON sn.id = e.season_id "
-    f"LEFT JOIN ({_ASSETS}) a ON a.entity_type = 'episode' AND a.entity_id = e.id"
-)
+def _id_list(ids: Sequence[int]) -> str:
+    # Ints from Metarr's own rows (or the command line, parsed as int): safe as literals.
+    return ", ".join(str(int(i)) for i in ids) or "NULL"
+
+
+def movies_sql(ids: Sequence[int] | None = None) -> str:
+    """Movies with their stamps; `ids`: only these (None: all)."""
+    narrow = None if ids is None else _id_list(ids)
+    assets = _assets("" if narrow is None else
+                     f"c.entity_type = 'movie' AND c.entity_id IN ({narrow})")
+    return (
+        "SELECT m.id, m.library_id, m.file_path, m.title, m.year, m.tmdb_id, m.imdb_id, "
+        "{ts(m.created_at)}, {ts(m.updated_at)}, {ts(m.published_at)}, a.published, "
+        "m.deleted_at IS NOT NULL "
+        f"FROM movies m LEFT JOIN ({assets}) a ON a.entity_type = 'movie' "
+        "AND a.entity_id = m.id" + ("" if narrow is None else f" WHERE m.id IN ({narrow})"))
+
+
+def series_sql(ids: Sequence[int] | None = None) -> str:
+    """Series with their stamps (their seasons' included); `ids`: only these.
+
+    The seasons' stamps are aggregated per series once and joined, not looked up by a
+    correlated subquery per series row: that re-scanned the seasons (and their assets)
+    for every series, 3 s for 2,000 series where the join takes 0.4 s."""
+    narrow = None if ids is None else _id_list(ids)
+    seasons = "" if narrow is None else f" WHERE series_id IN ({narrow})"
+    own = _assets("" if narrow is None else
+                  f"c.entity_type = 'series' AND c.entity_id IN ({narrow})")
+    of_seasons = _assets("" if narrow is None else
+                         "c.entity_type = 'season' AND c.entity_id IN (SELECT id FROM "
+                         f"seasons WHERE series_id IN ({narrow}))")
+    return (
+        "SELECT s.id, s.library_id, s.directory_path, s.title, s.tvdb_id, s.tmdb_id, "
+        "s.imdb_id, {ts(s.created_at)}, {ts(s.updated_at)}, a.published, sn.updated, "
+        "ssa.published, s.deleted_at IS NOT NULL "
+        f"FROM series s LEFT JOIN ({own}) a ON a.entity_type = 'series' AND a.entity_id = s.id "
+        "LEFT JOIN (SELECT series_id, MAX({ts(updated_at)}) AS updated FROM seasons"
+        f"{seasons} GROUP BY series_id) sn ON sn.series_id = s.id "
+        "LEFT JOIN (SELECT sn2.series_id AS series_id, MAX(sa.published) AS published "
+        f"FROM seasons sn2 JOIN ({of_seasons}) sa ON sa.entity_type = 'season' "
+        "AND sa.entity_id = sn2.id GROUP BY sn2.series_id) ssa ON ssa.series_id = s.id"
+        + ("" if narrow is None else f" WHERE s.id IN ({narrow})"))
+
+
+def episodes_sql(ids: Sequence[int] | None = None) -> str:
+    """Episodes with their stamps and show; `ids`: only these."""
+    narrow = None if ids is None else _id_list(ids)
+    assets = _assets("" if narrow is None else
+                     f"c.entity_type = 'episode' AND c.entity_id IN ({narrow})")
+    return (
+        "SELECT e.id, s.library_id, e.file_path, s.title, e.tvdb_id, e.tmdb_id, e.imdb_id, "
+        "{ts(e.created_at)}, {ts(e.updated_at)}, a.published, sn.season_number, "
+        "e.episode_number, s.id, s.directory_path, "
+        "(e.deleted_at IS NOT NULL OR s.deleted_at IS NOT NULL) "
+        "FROM episodes e JOIN series s ON s.id = e.series_id "
+        "LEFT JOIN seasons sn ON sn.id = e.season_id "
+        f"LEFT JOIN ({assets}) a ON a.entity_type = 'episode' AND a.entity_id = e.id"
+        + ("" if narrow is None else f" WHERE e.id IN ({narrow})"))
 
 
 def _ids(**values: Any) -> dict[str, str]:
@@ -206,8 +273,11 @@ def _episode(row: Sequence[Any]) -> Item:
                 stamp=_newest(created, updated, assets), removed=bool(removed))
 
 
-_READERS = (("movie", MOVIES_SQL, _movie), ("series", SERIES_SQL, _series),
-            ("episode", EPISODES_SQL, _episode))
+#: Each kind's own table and the column holding its path.
+TABLES = {"movie": ("movies", "file_path"), "series": ("series", "directory_path"),
+          "episode": ("episodes", "file_path")}
+_READERS = (("movie", movies_sql, _movie), ("series", series_sql, _series),
+            ("episode", episodes_sql, _episode))
 
 
 @dataclass(frozen=True)
@@ -277,24 +347,132 @@ class MetarrSource:
                 continue
             alias = {"movie": "m", "series": "s", "episode": "e"}[kind]
             clause = f" WHERE {where.format(t=alias)}" if where else ""
-            for row in self.query(sql + clause, params):
+            for row in self.query(sql() + clause, params):
                 yield make(row)
 
     def items_by_id(self, kind: str, ids: Sequence[int]) -> list[Item]:
+        """These items of one kind (those Metarr has), reading only their own rows."""
+        sql, make = {k: (q, m) for k, q, m in _READERS}[kind]
         found: list[Item] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start:start + 500])
-            marks = ", ".join("?" for _ in chunk)
-            found.extend(self.items(f"{{t}}.id IN ({marks})", chunk, kinds=(kind,)))
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), 500):
+            found.extend(make(row) for row in self.query(sql(unique[start:start + 500])))
+        return found
+
+    # -- what changed since the last collection (metarr_sync/collect.py) -----------------
+    def clock(self) -> str:
+        """Now, by the database's clock (SQLite: this machine's), canonical."""
+        return str(next(self.query(self.dialect.now_sql))[0])
+
+    def checks(self, kind: str) -> Checks:
+        """Per bucket of BUCKET ids of `kind`'s table: [rows, sum of ids, sum of the ids
+        soft-deleted, a checksum of the paths]. Equal checks mean no row of the bucket
+        appeared, vanished, was (un)deleted or had its path rewritten — the changes that
+        move no timestamp. One range scan per bucket: no sort, no per-row Python."""
+        table, path = TABLES[kind]
+        top = next(self.query(f"SELECT max(id) FROM {table}"))[0]
+        found: dict[int, list[Any]] = {}
+        for bucket in range(0, int(top or 0) // BUCKET + 1):
+            lo = bucket * BUCKET
+            count, ids, deleted, paths = next(self.query(
+                f"SELECT count(*), total(id), total(CASE WHEN deleted_at IS NOT NULL THEN id "
+                f"END), group_concat({path}, char(10)) FROM {table} WHERE id >= {lo} AND "
+                f"id < {lo + BUCKET}"))
+            if count:
+                crc = zlib.crc32((paths or "").encode("utf-8", "surrogatepass"))
+                found[bucket] = [int(count), int(ids), int(deleted), crc]
+        return found
+
+    def changed_ids(self, since: str, kinds: Iterable[str] = KINDS) -> dict[str, set[int]]:
+        """Per kind, the ids of the items whose stamp may be at or after `since`: their
+        own timestamps, their seasons' (series) and their published asset files'."""
+        d = self.dialect
+        found: dict[str, set[int]] = {}
+        for kind in kinds:
+            table, _ = TABLES[kind]
+            own = [d.since(c, since) for c in ("created_at", "updated_at")
+                   + (("published_at",) if kind == "movie" else ())]
+            found[kind] = {int(r[0]) for r in self.query(
+                f"SELECT id FROM {table} WHERE {' OR '.join(own)}")}
+        # The asset files once for every kind: four table scans, not twelve.
+        assets = " UNION ALL ".join(
+            f"SELECT c.entity_type, c.entity_id FROM library_{k}_files l JOIN "
+            f"cache_{k}_files c ON c.id = l.cache_file_id WHERE {d.since('l.published_at', since)}"
+            for k in ASSET_KINDS)
+        seasons: set[int] = set()
+        for entity, entity_id in self.query(assets):
+            if entity in found:
+                found[entity].add(int(entity_id))
+            elif entity == "season":
+                seasons.add(int(entity_id))
+        if "series" in found:
+            found["series"] |= {int(r[0]) for r in self.query(
+                "SELECT series_id FROM seasons WHERE "
+                f"{d.since('created_at', since)} OR {d.since('updated_at', since)}")}
+            listed = sorted(seasons)
+            for start in range(0, len(listed), 500):
+                found["series"] |= {int(r[0]) for r in self.query(
+                    "SELECT series_id FROM seasons WHERE id IN "
+                    f"({_id_list(listed[start:start + 500])})")}
+        return found
+
+    def survey(self, since: str | None) -> tuple[dict[str, Checks], dict[str, set[int]]]:
+        """Metarr's checks of every kind, and the ids of every kind whose stamp may be at
+        or after `since` (None: none asked). Both scan the same big tables; on SQLite the
+        checks run in a thread on a second read-only connection (SQLite releases the GIL
+        while it works): on two cores that takes 0.23 s instead of 0.41 s at 250,000
+        items."""
+        if since is None:
+            return {kind: self.checks(kind) for kind in KINDS}, {}
+        beside = self._beside()
+        if beside is None:
+            return {kind: self.checks(kind) for kind in KINDS}, self.changed_ids(since)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="metarr-checks") as pool:
+                future = pool.submit(lambda: {kind: beside.checks(kind) for kind in KINDS})
+                changed = self.changed_ids(since)
+                return future.result(), changed
+        finally:
+            beside.close()
+
+    def _beside(self) -> MetarrSource | None:
+        """A second connection to the same database, when opening one is cheap."""
+        return None
+
+    def items_for(self, readings: Iterable[Reading], changed: Mapping[str, set[int]]
+                  ) -> Iterator[Item]:
+        """The items a collection plan reads (collect.plan), kind by kind; `changed`: the
+        ids stamped since the plan's `since` (survey)."""
+        for reading in readings:
+            if reading.whole:
+                yield from self.items(kinds=(reading.kind,))
+                continue
+            ids = self.ids_in(reading.kind, reading.buckets) | changed.get(reading.kind, set())
+            if reading.series_buckets:
+                ids |= self.ids_in("episode", reading.series_buckets, by_series=True)
+            yield from self.items_by_id(reading.kind, sorted(ids))
+
+    def ids_in(self, kind: str, buckets: Sequence[int], *, by_series: bool = False
+               ) -> set[int]:
+        """Ids of `kind` in these buckets of ids (`by_series`: episodes whose series id
+        is in them)."""
+        table, _ = TABLES[kind]
+        column = "series_id" if by_series else "id"
+        found: set[int] = set()
+        for bucket in buckets:
+            lo = int(bucket) * BUCKET
+            found |= {int(r[0]) for r in self.query(
+                f"SELECT id FROM {table} WHERE {column} >= {lo} AND {column} < {lo + BUCKET}")}
         return found
 
     def episodes_of(self, series_ids: Sequence[int]) -> list[Item]:
-        found: list[Item] = []
-        for start in range(0, len(series_ids), 500):
-            chunk = list(series_ids[start:start + 500])
-            marks = ", ".join("?" for _ in chunk)
-            found.extend(self.items(f"s.id IN ({marks})", chunk, kinds=("episode",)))
-        return found
+        ids: list[int] = []
+        unique = sorted(set(series_ids))
+        for start in range(0, len(unique), 500):
+            ids += [int(r[0]) for r in self.query(
+                "SELECT id FROM episodes WHERE series_id IN "
+                f"({_id_list(unique[start:start + 500])})")]
+        return self.items_by_id("episode", ids)
 
     def present_items(self, kind: str, *, library_id: int | None = None,
                       path_ending: str | None = None) -> Generator[Item, None, None]:
@@ -458,6 +636,23 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+class SqliteSource(MetarrSource):
+    """Metarr's SQLite file, opened read-only (its URI kept to open a second handle)."""
+
+    def __init__(self, connection: Any, description: str, uri: str, busy_timeout: float):
+        super().__init__(connection, description)
+        self._uri, self._busy_timeout = uri, busy_timeout
+
+    def _beside(self) -> MetarrSource | None:
+        try:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=self._busy_timeout,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error:
+            return None  # the survey then runs on this connection alone
+        return MetarrSource(conn, self.description)
+
+
 def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> MetarrSource:
     """Open Metarr's SQLite file read-only; it is never written, not even its -wal."""
     path = Path(path).expanduser()
@@ -481,7 +676,7 @@ def open_sqlite(path: str | Path, busy_timeout: float = 30.0) -> MetarrSource:
         conn.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
         raise MetarrError(f"Metarr database {path} cannot be opened: {exc}") from None
-    source = MetarrSource(conn, str(path))
+    source = SqliteSource(conn, str(path), uri, busy_timeout)
     try:
         source.check_schema()
     except MetarrError:
@@ -535,6 +730,15 @@ class PostgresSource(MetarrSource):
                 self.conn.rollback()
             raise MetarrError(self._explain(exc)) from None
         yield from rows
+
+    def checks(self, kind: str) -> Checks:
+        """As MetarrSource.checks, in one query the server aggregates (md5 of the paths
+        in id order)."""
+        table, path = TABLES[kind]
+        return {int(r[0]): [int(r[1]), int(r[2]), int(r[3]), r[4]] for r in self.query(
+            f"SELECT id / {BUCKET}, count(*), coalesce(sum(id), 0), coalesce(sum(CASE WHEN "
+            f"deleted_at IS NOT NULL THEN id END), 0), md5(string_agg(coalesce({path}, ''), "
+            f"E'\\n' ORDER BY id)) FROM {table} GROUP BY 1")}
 
     def _explain(self, exc: Exception) -> str:
         sqlstate = getattr(exc, "sqlstate", None) or ""

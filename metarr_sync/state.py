@@ -25,6 +25,10 @@ Tables
 - `player_sync_status`: per (player, item) what was last delivered (stamp, removed, and
   since schema 2 the path).
 - `runs`, `run_players`: history for `status` and its metrics.
+- `collect_marks` (schema 5): per kind, where the last collection left off (when it
+  began, Metarr's checks then, when the kind was last read whole), so that a run reads
+  only what changed since (metarr_sync/collect.py). `items` then holds every item as
+  last seen, whether it was read in this run or an earlier one.
 - `watcher`, `player_alerts`, `alert_log` (schema 6): the heartbeat of `metarr-sync
   watch` (pid, last beat, last run), the condition each player's last alert told
   about, and when alerts last went out or failed (watch.py, alerts.py, `status`).
@@ -48,6 +52,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from metarr_sync.collect import BUCKET, Mark
 from metarr_sync.players.base import Result  # no adapter: light enough for `status`
 from metarr_sync.stamps import now_stamp, stamp_ago
 
@@ -181,13 +186,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX player_index_ids_item ON player_index_ids (player, item_id);
     """,
     # 5: how far the last collection read Metarr, per kind (movie, series, episode), so
-    # that a run reads only the rows changed since (metarr_sync/collect.py): the newest
-    # stamp it saw (Metarr's clock), Metarr's cheap per-table checks it was read with
+    # that a run reads only the rows changed since (metarr_sync/collect.py): when it
+    # began by Metarr's database clock, Metarr's cheap per-bucket checks it was read with
     # (JSON; rows vanished, paths rewritten or soft deletes move no timestamp), and when
     # the kind was last read whole.
     """
     CREATE TABLE collect_marks (
-        kind TEXT PRIMARY KEY, high_water TEXT NOT NULL, checks TEXT NOT NULL,
+        kind TEXT PRIMARY KEY, read_at TEXT NOT NULL, checks TEXT NOT NULL,
         full_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
@@ -304,6 +309,27 @@ class CollectResult:
     vanished: int  # items that disappeared from Metarr (removed for good)
     enqueued: dict[str, int]  # per player: queue entries added or renewed
     baselined: list[str]  # players whose first run this was
+    read: dict[str, int] = field(default_factory=dict)  # per kind: items read from Metarr
+
+
+def _scope_sql(scope: Mapping[str, Sequence[tuple[str, int]] | None] | None) -> str:
+    """SQL on `items AS i`: the items a collection of this scope read all there is of."""
+    if scope is None:
+        return "1"
+    parts = []
+    for kind, buckets in scope.items():
+        # Kinds and bucket numbers come from collect.py, never from outside: literals.
+        if kind not in ("movie", "series", "episode"):
+            raise ValueError(kind)
+        if buckets is None:
+            parts.append(f"i.kind = '{kind}'")
+        elif buckets:
+            if any(column not in ("item_id", "series_id") for column, _ in buckets):
+                raise ValueError(buckets)
+            spans = " OR ".join(f"(i.{column} >= {int(b) * BUCKET} AND i.{column} < "
+                                f"{(int(b) + 1) * BUCKET})" for column, b in buckets)
+            parts.append(f"(i.kind = '{kind}' AND ({spans}))")
+    return " OR ".join(parts) or "0"
 
 
 class State:
@@ -385,18 +411,25 @@ class State:
     # -- collection ---------------------------------------------------------------------
     def collect(self, items: Iterable[Item], players: Sequence[str],
                 lookback: int | None, now: datetime | None = None,
-                served: Mapping[str, frozenset[int]] | None = None) -> CollectResult:
+                served: Mapping[str, frozenset[int]] | None = None,
+                scope: Mapping[str, Sequence[tuple[str, int]] | None] | None = None
+                ) -> CollectResult:
         """Compare Metarr's items with the last collection and queue what changed.
 
         Players seen for the first time get a baseline instead: items whose stamp lies
         within `lookback` seconds (None: all present items, 0: none) are queued; older
-        ones count as already delivered. A player in `served` is queued only the items of
-        those library ids (and of none known).
+        ones count as already delivered (their baseline needs every item: `scope` None).
+        A player in `served` is queued only the items of those library ids (and of none
+        known). `scope` (collect.Plan.scope): per kind, where `items` are all Metarr has
+        — None for the whole kind, else these buckets of collect.BUCKET values of a
+        column (item_id, series_id); a known item missing from them vanished. Kinds left
+        out of `scope`: none vanished. No `scope`: `items` are everything.
         """
         served = served or {}
         now = now or datetime.now(UTC)
         stamp_now = now_stamp(now)
         c = self.conn
+        within = _scope_sql(scope)
         with self.transaction():
             self._load_temp("current", items)
             c.execute("CREATE TEMP TABLE IF NOT EXISTS changed AS SELECT * FROM items WHERE 0")
@@ -414,7 +447,7 @@ class State:
                 "INSERT INTO temp.changed SELECT i.item_key, i.kind, i.item_id, i.path, "
                 "i.title, i.series_path, i.library_id, i.ids, i.season, i.episode, "
                 "i.series_id, i.stamp, 1 FROM items i "
-                "WHERE i.removed = 0 AND NOT EXISTS "
+                f"WHERE i.removed = 0 AND ({within}) AND NOT EXISTS "
                 "(SELECT 1 FROM temp.current cur WHERE cur.item_key = i.item_key)"
             ).rowcount
             known = {r[0] for r in c.execute("SELECT name FROM players WHERE baselined_at "
@@ -445,9 +478,32 @@ class State:
                 baselined.append(player)
             c.execute("INSERT OR REPLACE INTO items SELECT * FROM temp.current "
                       "WHERE item_key IN (SELECT item_key FROM temp.changed)")
-            c.execute("DELETE FROM items WHERE item_key NOT IN "
+            c.execute(f"DELETE FROM items AS i WHERE ({within}) AND i.item_key NOT IN "
                       "(SELECT item_key FROM temp.current)")
-        return CollectResult(changed, vanished, enqueued, baselined)
+            read = dict(c.execute("SELECT kind, count(*) FROM temp.current GROUP BY kind"
+                                  ).fetchall())
+        return CollectResult(changed, vanished, enqueued, baselined, read)
+
+    def baselined_players(self) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT name FROM players WHERE baselined_at IS NOT NULL")}
+
+    def collect_marks(self) -> dict[str, Mark]:
+        """Where the last collection left off, per kind (collect.py)."""
+        found = {}
+        for row in self.conn.execute("SELECT * FROM collect_marks"):
+            try:
+                checks = {int(k): v for k, v in json.loads(row["checks"]).items()}
+            except (ValueError, AttributeError):
+                continue  # unreadable: that kind is read whole
+            found[row["kind"]] = Mark(row["read_at"], checks, row["full_at"])
+        return found
+
+    def save_marks(self, marks: Mapping[str, Mark]) -> None:
+        with self.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO collect_marks VALUES (?, ?, ?, ?)",
+                          [(kind, m.read_at, json.dumps(m.checks), m.whole_at)
+                           for kind, m in marks.items()])
 
     def _enqueue_from(self, player: str, table: str, where: str, params: Sequence[Any],
                       stamp_now: str, source: str,

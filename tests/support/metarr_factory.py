@@ -53,6 +53,26 @@ for _kind in ("image", "text", "video", "audio"):
         f" REFERENCES cache_{_kind}_files(id), file_path TEXT NOT NULL, published_at TEXT);\n"
     )
 
+# The indexes Metarr's own schema creates (its clean-schema migration, 20251015_001) on
+# the tables metarr-sync reads: what a query can count on in a real Metarr.
+INDEXES = """
+CREATE INDEX idx_movies_library ON movies(library_id);
+CREATE INDEX idx_movies_deleted ON movies(deleted_at);
+CREATE INDEX idx_movies_file_path ON movies(file_path);
+CREATE INDEX idx_series_library ON series(library_id);
+CREATE INDEX idx_series_deleted ON series(deleted_at);
+CREATE INDEX idx_seasons_series ON seasons(series_id);
+CREATE INDEX idx_episodes_series ON episodes(series_id);
+CREATE INDEX idx_episodes_season ON episodes(season_id);
+CREATE INDEX idx_episodes_deleted ON episodes(deleted_at);
+CREATE INDEX idx_episodes_file_path ON episodes(file_path);
+"""
+for _kind in ("image", "text", "video", "audio"):
+    INDEXES += (
+        f"CREATE INDEX idx_cache_{_kind}_entity ON cache_{_kind}_files(entity_type, entity_id);\n"
+        f"CREATE INDEX idx_library_{_kind}_cache ON library_{_kind}_files(cache_file_id);\n")
+SCHEMA += INDEXES
+
 
 def sqlite_ts(moment: datetime) -> str:
     """SQLite's CURRENT_TIMESTAMP format."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from support.metarr_factory import _TABLES, MetarrDB, ago, iso_ts, sqlite_ts
+from support.metarr_factory import _TABLES, INDEXES, MetarrDB, ago, iso_ts, sqlite_ts
 from support.postgres import OWNER_PASSWORD, PostgresServer
 
 __all__ = ["PASSWORD_ENV", "PgMetarrDB", "ago"]
@@ -90,6 +90,7 @@ for _kind in ("image", "text", "video", "audio"):
         f" REFERENCES cache_{_kind}_files(id), file_path text NOT NULL,"
         f" {_ts(f'library_{_kind}_files', 'published_at')});\n"
     )
+SCHEMA += INDEXES  # Metarr's own indexes (see metarr_factory)
 
 def stored(table: str, column: str, when: datetime | None, *, iso: bool = False) -> object:
     """`when` as Metarr would store it in that column of a PostgreSQL Metarr."""
