@@ -225,6 +225,9 @@ class WatchConfig:
     #: twice as long each time, up to retry_max_delay.
     retry_delay: str = "30s"
     retry_max_delay: str = "15m"
+    #: On SIGTERM, how long the batch in flight may take to finish before the requests
+    #: still to send are given up (they stay queued). Below systemd's TimeoutStopSec.
+    stop_timeout: str = "30s"
 
     def seconds(self, key: str) -> float:
         value = stamps.parse_duration(getattr(self, key))
@@ -297,11 +300,12 @@ _SYNC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "sync_interval": (int, str),
 }
 _WATCH_FIELDS: dict[str, type] = {"debounce": str, "max_delay": str, "poll_interval": str,
-                                  "retry_delay": str, "retry_max_delay": str}
+                                  "retry_delay": str, "retry_max_delay": str,
+                                  "stop_timeout": str}
 #: Bounds of each [watch] duration, in seconds (lowest, highest).
 _WATCH_BOUNDS = {"debounce": (0.0, 3600.0), "max_delay": (0.1, 86400.0),
                  "poll_interval": (0.05, 3600.0), "retry_delay": (0.1, 86400.0),
-                 "retry_max_delay": (0.1, 7 * 86400.0)}
+                 "retry_max_delay": (0.1, 7 * 86400.0), "stop_timeout": (0.0, 3600.0)}
 _GUARD_KEYS = ("max_removals", "max_removal_percent", "anchors")
 _GROUP_FIELDS: dict[str, type] = {
     "sync_mode": str,

@@ -274,7 +274,7 @@ def _execute(config: Config, state_dir: Path, chosen: list[PlayerConfig],
     try:
         while running:
             _, running = wait(running, timeout=0.1)
-            if running and STOP.is_set() and STOP.waited() >= grace:
+            if running and STOP.halts_requests() and STOP.waited() >= grace:
                 break
     finally:
         pool.shutdown(wait=not running, cancel_futures=True)

@@ -23,8 +23,9 @@ The same engine, state, lock and output as `run`; what it adds is *when*:
 - systemd: READY=1 once it watches, STATUS= with the last result, WATCHDOG=1 while its loop
   (or a run) goes on, RELOADING=1 / STOPPING=1 (sdnotify.py). SIGHUP reloads the config
   (a broken one is refused, its problems said, the old one stays); SIGTERM and SIGINT
-  let the requests on the wire finish, keep what they confirmed, and end with exit 0 (a
-  second one quits at once).
+  let each player finish the batch in flight (at most `stop_timeout`, then only the
+  requests on the wire), keep what they confirmed, and end with exit 0 (a second one
+  quits at once).
 - A heartbeat in the state (pid, last heartbeat, last run, status line) for `status`.
 
 Alerts: each run goes through engine.run like `run`'s, so the engine sends the alerts it
@@ -511,10 +512,20 @@ class Watcher:
             os._exit(128 + signum)  # a second signal: out now (the state is transactional)
         self.stop_signal = signum
         if self.in_run:
-            if not STOP.request(signum):
+            if STOP.request(signum, soft=True):
+                # Each player finishes the batch in flight; past stop_timeout the
+                # requests not yet sent are given up (they stay queued).
+                limit = self.config.watch.seconds("stop_timeout")
+                timer = threading.Timer(limit, STOP.harden)
+                timer.daemon = True
+                timer.start()
+                self.say(f"metarr-sync: watch: {signal_name(signum)}: finishing the batch "
+                         f"under way (at most {limit:g} s), then stopping; send it again to "
+                         "quit at once")
+            else:
                 STOP.preset(signum)  # still collecting: no player is contacted
-            self.say(f"metarr-sync: watch: {signal_name(signum)}: finishing the requests "
-                     "under way, then stopping; send it again to quit at once")
+                self.say(f"metarr-sync: watch: {signal_name(signum)}: stopping before any "
+                         "player is contacted; send it again to quit at once")
 
 
 def dump_json_line(report: engine.RunReport) -> None:

@@ -287,6 +287,57 @@ def test_sigterm_mid_batch_commits_what_was_confirmed_and_exits_0(cli, metarr, w
     assert sorted(sent_keys(cli, "a")) == sorted(movies)
 
 
+def _jellyfin_holding(metarr, jelly: FakeJellyfin, count: int) -> list[int]:
+    movies = []
+    for n in range(count):
+        movies.append(metarr.add_movie(f"Movie {n}", 2000 + n))
+        jelly.put("Movie", f"/media/movies/Movie {n} ({2000 + n})/Movie {n} ({2000 + n}).mkv")
+    return movies
+
+
+def _queue(cli) -> dict[str, tuple[str, int]]:
+    with contextlib.closing(cli.state()) as state:
+        return {r[0]: (r[1], r[2]) for r in state.execute(
+            "SELECT item_key, status, attempts FROM sync_queue")}
+
+
+def test_sigterm_lets_a_player_finish_the_batch_in_flight(cli, metarr, watch):
+    """A batch of three refreshes, one request each, 0.3 s apiece: SIGTERM after the
+    first one arrived lets the other two go, and no fourth."""
+    with FakeJellyfin(latency=0.3) as jelly:
+        movies = _jellyfin_holding(metarr, jelly, 9)
+        cli.write_config(config_with(
+            metarr=metarr.path, players=[jelly.player("den", concurrency=1)],
+            mappings=[("/data/media", "/media")], watch=FAST,
+            sync={"initial_lookback": "all", "batch_size": 3, "timeout": 5}))
+        w = watch()
+        wait_for(lambda: jelly.count("POST /Items/{id}/Refresh") >= 1, what="a refresh")
+        assert w.stop(signal.SIGTERM) == 0, w.stderr()
+        assert jelly.count("POST /Items/{id}/Refresh") == 3
+        assert "finishing the batch under way" in w.stderr()
+        queue = _queue(cli)
+        assert sorted(queue.values()) == [("pending", 0)] * 6 + [("sent", 1)] * 3
+        assert set(queue) == {f"movie:{m}" for m in movies}
+
+
+def test_a_batch_slower_than_stop_timeout_is_cut_after_it(cli, metarr, watch):
+    with FakeJellyfin(latency=1.0) as jelly:
+        _jellyfin_holding(metarr, jelly, 3)
+        cli.write_config(config_with(
+            metarr=metarr.path, players=[jelly.player("den", concurrency=1)],
+            mappings=[("/data/media", "/media")], watch={**FAST, "stop_timeout": "0.5s"},
+            sync={"initial_lookback": "all", "batch_size": 3, "timeout": 5}))
+        w = watch()
+        wait_for(lambda: jelly.count("POST /Items/{id}/Refresh") >= 1, what="a refresh")
+        started = time.monotonic()
+        assert w.stop(signal.SIGTERM) == 0, w.stderr()
+        assert time.monotonic() - started < 4  # not the 3 s the whole batch would take
+        assert jelly.count("POST /Items/{id}/Refresh") < 3
+        assert "(at most 0.5 s)" in w.stderr()
+        # Nothing lost: what was not confirmed is still queued.
+        assert len(_queue(cli)) == 3
+
+
 # --- systemd notifications -----------------------------------------------------------------
 
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
@@ -503,7 +554,8 @@ def test_config_show_prints_the_watch_settings(cli, metarr):
                                  watch={"debounce": "5s"}))
     doc = json.loads(cli("config", "show", "--json").stdout)
     assert doc["watch"] == {"debounce": "5s", "max_delay": "60s", "poll_interval": "1s",
-                            "retry_delay": "30s", "retry_max_delay": "15m"}
+                            "retry_delay": "30s", "retry_max_delay": "15m",
+                            "stop_timeout": "30s"}
     assert "[watch]" in cli("config", "show").stdout
 
 

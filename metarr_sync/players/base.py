@@ -76,7 +76,8 @@ class StopFlag:
     """Set by SIGINT/SIGTERM while players are being synced.
 
     Player threads look at it between batches, and HttpClient before every request, so a
-    stop waits at most for the requests already on the wire. Only the main thread sets it
+    stop waits at most for the requests already on the wire (a soft one: for the batch
+    in flight). Only the main thread sets it
     (signal handlers run there); workers only read it.
     """
 
@@ -86,8 +87,11 @@ class StopFlag:
         self.at = 0.0
         #: True while the engine syncs players: a signal then only sets the flag.
         self.armed = False
+        #: A soft stop (`watch` on SIGTERM) lets each player finish the batch in flight:
+        #: players stop between batches, requests go on until harden().
+        self.soft = False
 
-    def request(self, signum: int) -> bool:
+    def request(self, signum: int, *, soft: bool = False) -> bool:
         """Ask the players to stop; True when they will (armed, and the first request).
 
         False means the caller must stop the process itself: no players are being synced
@@ -96,9 +100,18 @@ class StopFlag:
         """
         if not self.armed or self._event.is_set():
             return False
-        self.signal, self.at = signum, time.monotonic()
+        self.signal, self.at, self.soft = signum, time.monotonic(), soft
         self._event.set()
         return True
+
+    def harden(self) -> None:
+        """A soft stop becomes a plain one: no new request starts (the grace for those
+        on the wire counts from now)."""
+        if self._event.is_set() and self.soft:
+            self.soft, self.at = False, time.monotonic()
+
+    def halts_requests(self) -> bool:
+        return self._event.is_set() and not self.soft
 
     def preset(self, signum: int) -> None:
         """Ask the run under way to stop before it contacts any player, also before the
@@ -115,15 +128,20 @@ class StopFlag:
         """Seconds since the stop was requested."""
         return time.monotonic() - self.at if self.is_set() else 0.0
 
+    def check_request(self) -> None:
+        """Before a request: raise Interrupted unless no stop, or a soft one, was asked."""
+        if self.halts_requests():
+            self.check()
+
     def check(self) -> None:
-        """Raise Interrupted when a stop was requested."""
+        """Raise Interrupted when a stop was requested (between batches)."""
         if self._event.is_set():
             raise Interrupted(f"stopped by {signal_name(self.signal)} before finishing; "
                               "what was not confirmed stays queued for the next run")
 
     def clear(self) -> None:
         self._event.clear()
-        self.signal, self.armed = None, False
+        self.signal, self.armed, self.soft = None, False, False
 
 
 def signal_name(signum: int | None) -> str:

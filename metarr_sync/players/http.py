@@ -181,7 +181,9 @@ class HttpClient:
             self.commands.append(self.describe(method, path, params, json_body))
             if self.dry_run:
                 return None
-        STOP.check()  # a stop request lets the requests on the wire finish, starts no new one
+        # A stop request lets the requests on the wire finish and starts no new one (a
+        # soft one lets the batch in flight finish: its check is between batches).
+        STOP.check_request()
         with self._lock:
             self._count += 1
         if log.isEnabledFor(logging.DEBUG):  # describe() costs: only for -vv
@@ -197,7 +199,7 @@ class HttpClient:
                 break
             except requests.exceptions.RequestException as exc:
                 if resend and attempt < self.retries and _broke_mid_answer(exc) \
-                        and not STOP.is_set():
+                        and not STOP.halts_requests():
                     # urllib3's Retry covers the request and the answer's head; a
                     # connection reset (or stalled) while the body arrives gets here, and
                     # is as transient: retried with the same bounded backoff.
