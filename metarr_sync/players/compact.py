@@ -14,6 +14,7 @@ far below that of a memory error, so a digest match is taken as the key's match.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from hashlib import blake2b
 
 _DIGEST = 16
@@ -81,6 +82,33 @@ class CompactIndex:
             found.append(int.from_bytes(bucket[at + _DIGEST:at + size], "big"))
             at = bucket.find(key_digest, at + size)
         return found
+
+
+class IdSet:
+    """A set of strings (item ids) as CompactIndex digests: about 20 bytes each where a
+    Python set of str costs over 100 (250,000 Jellyfin ids: 5 MB, not 28 MB)."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._index = CompactIndex()
+        self |= keys
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and bool(self._index.get(key))
+
+    def add(self, key: str) -> None:
+        if key not in self:
+            self._index.add(key, 0)
+
+    def __ior__(self, keys: Iterable[str]) -> IdSet:
+        for key in keys:
+            self.add(key)
+        return self
+
+    def clear(self) -> None:
+        self._index = CompactIndex()
 
 
 class ItemIds:

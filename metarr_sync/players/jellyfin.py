@@ -152,7 +152,7 @@ from metarr_sync.players.base import (
     Rejected,
     Result,
 )
-from metarr_sync.players.compact import CompactIndex, ItemIds
+from metarr_sync.players.compact import CompactIndex, IdSet, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
 from metarr_sync.players.index import IndexRow, IndexStore
 from metarr_sync.stamps import stamp_ago
@@ -367,7 +367,7 @@ class JellyfinPlayer(Player):
         self._store: IndexStore | None = None
         self.server_id = ""
         #: Ids the server listed in this run: no confirmation needed.
-        self._listed: set[str] = set()
+        self._listed = IdSet()  # ids listed in this run (compact: 250,000 of them)
         #: Ids whose refresh found them gone (refreshes run in threads: noted, then
         #: dropped from the index by apply()).
         self._gone: list[str] = []

@@ -154,7 +154,7 @@ from metarr_sync.players.base import (
     Rejected,
     Result,
 )
-from metarr_sync.players.compact import CompactIndex, ItemIds
+from metarr_sync.players.compact import CompactIndex, IdSet, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
 from metarr_sync.players.index import IndexRow, IndexStore
 from metarr_sync.stamps import parse_stamp, stamp_ago
@@ -460,7 +460,7 @@ class PlexPlayer(Player):
         self._clock_ahead = 0.0
         #: Rating keys Plex listed or confirmed in this run (no confirmation needed), and
         #: those of them it marked missing (deletedAt).
-        self._listed: set[str] = set()
+        self._listed = IdSet()  # ids listed in this run (compact: 250,000 of them)
         self.marked_missing: set[str] = set()
         #: Rating keys the index gave that answered 404 to their refresh (refreshes run
         #: in threads: noted, then dropped from the index by apply()).
