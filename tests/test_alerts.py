@@ -14,9 +14,11 @@ import json
 from pathlib import Path
 
 import pytest
-from support.configs import config_with
+from support.configs import config_with, recorder
 from support.fake_players import FakeKodi
 from support.webhook import Webhook
+
+from metarr_sync.state import MAX_DELIVERIES
 
 ALERT_PASSWORD = "SECRETPASS-alert-7d1f"
 KODI_PASSWORD = "KODI-PW-secret-9931"
@@ -226,6 +228,35 @@ def test_items_that_become_failed_are_alerted_once(cli, metarr, kodi, hook, runs
     metarr.add_movie("Seen 3", 2003)  # a new delivery; the failed items still wait
     assert runs("run").returncode == 0
     assert hook.take() == []
+    runs.assert_no_secret(hook)
+
+
+def test_items_that_become_unverified_are_alerted_once_and_their_recovery_once(
+        cli, metarr, hook, runs):
+    """An item delivered MAX_DELIVERIES times and never seen on the player (the recording
+    player here never lists it) is one alert when it gets there, not one per run."""
+    cli.write_config(config_with(
+        metarr=metarr.path, sync=SYNC, alerts={"urls": [secret_url(hook)]},
+        players=[recorder("lounge", mappings=[(MOVIES, "smb://nas/movies")])]))
+    heat = metarr.add_movie("Heat", 1995)
+    cli.behave("lounge", "unverified", "Heat")
+    for _ in range(MAX_DELIVERIES - 1):
+        assert runs("run").returncode == 1
+    assert hook.take() == []  # not seen yet, but still being tried
+    assert runs("run").returncode == 1  # the last delivery: given up on
+    [alert] = hook.take()
+    assert alert["title"] == "metarr-sync: lounge: items never seen on the player"
+    assert alert["message"].startswith(
+        f"1 item(s) delivered {MAX_DELIVERIES} times but never seen on the player on lounge")
+    assert alert["message"].endswith(
+        "More: metarr-sync queue list --status unverified --player lounge")
+    runs("run")
+    assert hook.take() == []  # the same condition
+    cli.heal("lounge", "unverified")
+    metarr.republish_movie(heat)  # a person fixed it; Metarr published it again
+    assert runs("run").returncode == 0
+    [recovered] = hook.take()
+    assert recovered["title"] == "metarr-sync: lounge: recovered"
     runs.assert_no_secret(hook)
 
 
