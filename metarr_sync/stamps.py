@@ -146,3 +146,20 @@ def parse_since(text: str, now: datetime | None = None) -> str:
         raise ValueError(f"--since takes a date (2026-11-01), a time (2026-11-01T10:00Z) "
                          f"or an age (36h, 7d), not {text!r}") from None
     return now_stamp(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def seconds_ahead(http_date: str | None, now: datetime | None = None) -> float:
+    """Seconds a server whose HTTP `Date` header says `http_date` is ahead of this host's
+    clock (0 when it sent none, or one that cannot be read): Jellyfin's and Plex's
+    "changed since" look-ups are asked in the server's time."""
+    from email.utils import parsedate_to_datetime
+
+    if not http_date:
+        return 0.0
+    try:
+        moment = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return 0.0
+    if moment.tzinfo is None:
+        return 0.0
+    return (moment - (now or datetime.now(UTC))).total_seconds()

@@ -88,3 +88,16 @@ def test_stamps_from_the_clock():
     before = stamps.now_stamp()
     assert stamps.parse_stamp(before) <= datetime.now(UTC)
     assert stamps.stamp_ago(60) < stamps.now_stamp()
+
+
+def test_a_servers_clock_is_read_from_its_http_date_header():
+    from datetime import UTC, datetime
+
+    from metarr_sync.stamps import seconds_ahead
+
+    now = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+    assert seconds_ahead("Fri, 04 Dec 2026 12:00:42 GMT", now) == 42.0
+    assert seconds_ahead("Fri, 04 Dec 2026 11:58:00 GMT", now) == -120.0
+    # None sent, unreadable, or without a zone: taken as this host's clock.
+    for date in (None, "", "yesterday", "Fri, 04 Dec 2026 12:00:42"):
+        assert seconds_ahead(date, now) == 0.0

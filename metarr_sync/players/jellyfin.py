@@ -123,8 +123,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -155,7 +153,7 @@ from metarr_sync.players.base import (
 from metarr_sync.players.compact import CompactIndex, IdSet, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
 from metarr_sync.players.index import IndexRow, IndexStore
-from metarr_sync.stamps import stamp_ago
+from metarr_sync.stamps import seconds_ahead, stamp_ago
 from metarr_sync.version import __version__
 
 log = logging.getLogger("metarr_sync.jellyfin")
@@ -397,7 +395,8 @@ class JellyfinPlayer(Player):
         result = ProbeResult()
         answer = self.http.request("GET", "/System/Info/Public")
         public = parse_json(answer, self.http.base) if answer is not None else None
-        self._clock_ahead = _ahead(answer.headers.get("Date") if answer is not None else None)
+        self._clock_ahead = seconds_ahead(answer.headers.get("Date") if answer is not None
+                                          else None)
         if not isinstance(public, dict):
             raise ProtocolError(f"{self.http.base} does not answer like a {self.product} "
                                 "server (/System/Info/Public is not a JSON object)")
@@ -1075,20 +1074,6 @@ class EmbyPlayer(JellyfinPlayer):
     def verify(self, targets: Sequence[Target]) -> list[Outcome]:
         self._found = {}
         return super().verify(targets)
-
-
-def _ahead(date: str | None) -> float:
-    """Seconds a server whose HTTP `Date` header says `date` is ahead of this host's clock
-    (0 when it sent none, or one that cannot be read)."""
-    if not date:
-        return 0.0
-    try:
-        moment = parsedate_to_datetime(date)
-    except (TypeError, ValueError):
-        return 0.0
-    if moment.tzinfo is None:
-        return 0.0
-    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def _unique(ids: Iterable[str]) -> list[str]:

@@ -127,8 +127,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +155,7 @@ from metarr_sync.players.base import (
 from metarr_sync.players.compact import CompactIndex, IdSet, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
 from metarr_sync.players.index import IndexRow, IndexStore
-from metarr_sync.stamps import parse_stamp, stamp_ago
+from metarr_sync.stamps import parse_stamp, seconds_ahead, stamp_ago
 from metarr_sync.version import __version__
 
 log = logging.getLogger("metarr_sync.plex")
@@ -397,20 +395,6 @@ def _index_row(meta: Any) -> IndexRow | None:
                     tuple(_FILE_KEY + f for f in files) + tuple(sorted(_guids(meta))))
 
 
-def _ahead(date: str | None) -> float:
-    """Seconds a server whose HTTP `Date` header says `date` is ahead of this host's clock
-    (0 when it sent none, or one that cannot be read)."""
-    if not date:
-        return 0.0
-    try:
-        moment = parsedate_to_datetime(date)
-    except (TypeError, ValueError):
-        return 0.0
-    if moment.tzinfo is None:
-        return 0.0
-    return (moment - datetime.now(UTC)).total_seconds()
-
-
 def _distinct(keys: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(keys))
 
@@ -496,7 +480,8 @@ class PlexPlayer(Player):
         identity = _container(parse_json(answer, self.http.base) if answer is not None
                               else None, f"{self.http.base}/identity")
         # The server's clock, for the index's updates (see "The index").
-        self._clock_ahead = _ahead(answer.headers.get("Date") if answer is not None else None)
+        self._clock_ahead = seconds_ahead(answer.headers.get("Date") if answer is not None
+                                          else None)
         self.server_id = str(identity.get("machineIdentifier") or "")
         result.version = str(identity.get("version") or "")
         result.api_version = result.version
