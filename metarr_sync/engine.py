@@ -20,6 +20,7 @@ connection, and its failure only keeps its own items pending.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -128,8 +129,30 @@ def selected_players(config: Config, names: Sequence[str], groups: Sequence[str]
     return chosen
 
 
+def _bound_the_heap() -> None:
+    """glibc's malloc, tuned for a run's threads (players, their refresh pools).
+
+    By default each thread may get a heap of its own (up to 8 per core), and after a
+    large block is freed glibc raises the size from which it maps blocks separately (up
+    to 32 MB), so the players' JSON pages (about 0.5 MB each) end up in those heaps,
+    which never shrink: the 10,000-change benchmark peaked at 153 MB. With two heaps and
+    blocks of 256 KB or more mapped (and unmapped when freed) it peaks at 145 MB in the
+    same time. Elsewhere (musl, macOS) there is no mallopt: nothing to do."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-8, 2)  # M_ARENA_MAX
+    mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (fixing it also ends its growth)
+
+
 def run(config: Config, source: MetarrSource, state_dir: Path, request: Request,
         progress: Progress | None = None) -> RunReport:
+    _bound_the_heap()
     report = RunReport(request.trigger, request.command, request.dry_run, now_stamp())
     if not config.sync.enabled:
         report.message = "sync is disabled ([sync] enabled = false): nothing was sent"

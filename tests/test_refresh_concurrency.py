@@ -500,3 +500,27 @@ def test_concurrency_is_not_a_setting_of_kodi_players(cli):
     result = cli("run")
     assert result.returncode == 3
     assert "players.tv.concurrency: not a setting of kodi players" in result.stderr
+
+
+def test_a_run_bounds_glibcs_heaps_before_its_threads_start(monkeypatch):
+    """Two heaps, and blocks of 256 KB or more mapped apart (see engine._bound_the_heap:
+    the 10,000-change benchmark's peak RSS 153 -> 145 MB); on Linux only."""
+    import ctypes
+    import sys
+
+    from metarr_sync import engine
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, option: int, value: int) -> int:
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    engine._bound_the_heap()
+    assert calls == ([(-8, 2), (-3, 256 * 1024)] if sys.platform.startswith("linux") else [])
+    calls.clear()
+    monkeypatch.setattr(sys, "platform", "darwin")
+    engine._bound_the_heap()
+    assert calls == []
