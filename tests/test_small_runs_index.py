@@ -370,3 +370,20 @@ def test_the_update_asks_from_the_servers_clock_not_ours(world: World) -> None:
     refreshed_before = movie_id(world, 13)
     saved = world.jelly.items[refreshed_before].saved
     assert saved is not None and saved >= asked
+
+
+def test_why_an_index_is_listed_again_in_one_place_for_jellyfin_and_plex():
+    from metarr_sync.players.index import IndexedLibrary, why_list_again
+    from metarr_sync.stamps import now_stamp, stamp_ago
+
+    fresh = IndexedLibrary("server-a", ["/media/movies"], now_stamp(), now_stamp())
+    words = {"other_server": "another server", "gone": "gone"}
+    assert why_list_again(fresh, "server-a", ["/media/movies/"], lambda p: p.rstrip("/"),
+                          **words) is None
+    assert why_list_again(fresh, "server-b", ["/media/movies"], str, **words) == "another server"
+    assert why_list_again(fresh, "server-a", None, str, **words) == "gone"
+    assert why_list_again(fresh, "server-a", ["/media/films"], str, **words) == (
+        "the library's folders changed")
+    old = IndexedLibrary("server-a", ["/media/movies"], stamp_ago(8 * 86400), now_stamp())
+    assert why_list_again(old, "server-a", ["/media/movies"], str, **words) == (
+        "listed whole more than 7 days ago")

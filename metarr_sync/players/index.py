@@ -6,9 +6,15 @@ see only this contract, so the players package never imports the state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from metarr_sync.stamps import stamp_ago
+
+#: A library's index is listed whole again after this long (seconds): ids the server
+#: dropped without a word would otherwise pile up; one full listing a week, not one a run.
+INDEX_MAX_AGE = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -59,3 +65,21 @@ class IndexStore(Protocol):
     def index_library_of(self, player: str, item_id: str) -> str | None: ...
 
     def index_show_is_complete(self, player: str, series_id: str) -> bool: ...
+
+
+def why_list_again(indexed: IndexedLibrary, server_id: str,
+                   locations: Sequence[str] | None, key: Callable[[str], Any], *,
+                   other_server: str, gone: str) -> str | None:
+    """Why a library's index must be thrown away and the library listed whole again, in
+    words for the log (None: it may be kept): another server (`other_server`), the
+    library gone or rebuilt under a new id (`locations` None: `gone`), its folders
+    changed (compared by `key`), or the index older than INDEX_MAX_AGE."""
+    if indexed.server_id != server_id:
+        return other_server
+    if locations is None:
+        return gone
+    if sorted(map(key, locations)) != sorted(map(key, indexed.locations)):
+        return "the library's folders changed"
+    if indexed.built_at < stamp_ago(INDEX_MAX_AGE):
+        return f"listed whole more than {INDEX_MAX_AGE // 86400} days ago"
+    return None

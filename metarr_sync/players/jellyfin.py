@@ -103,7 +103,7 @@ old file of an upgrade, a known show, anything verify() counts as seen) is confi
 `GET /Items?ids=...` unless the server listed it in this run. The index of a library is
 thrown away and the library listed whole again when the server's Id changed, when the
 library's ItemId or folders changed (a rebuilt library), or when it was listed whole
-more than INDEX_MAX_AGE ago. Emby keeps no index: it looks each item up by path
+more than 7 days ago (index.INDEX_MAX_AGE). Emby keeps no index: it looks each item up by path
 (`/Items?Path=`, then `AnyProviderIdEquals`), one or two requests per item whatever the
 library's size.
 
@@ -152,7 +152,7 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.compact import CompactIndex, IdSet, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
-from metarr_sync.players.index import IndexRow, IndexStore
+from metarr_sync.players.index import IndexRow, IndexStore, why_list_again
 from metarr_sync.stamps import seconds_ahead, stamp_ago
 from metarr_sync.version import __version__
 
@@ -174,7 +174,6 @@ MESSAGE_MS = 5000
 #: never come with the updates, so ids the server dropped pile up, each costing a
 #: confirmation when it matters; a week bounds that, and whatever drift no save records,
 #: at one full listing a week instead of one per run.
-INDEX_MAX_AGE = 7 * 86400
 #: Each update asks for saves from this long before the last one began: the stamp is
 #: this host's clock, the saves the server's.
 INDEX_MARGIN = 15 * 60
@@ -486,19 +485,12 @@ class JellyfinPlayer(Player):
             return  # a rebuilt server could not be told apart: no index
         self._store = state
         current = {lib.item_id: lib for lib in self.libraries() if lib.item_id}
-        too_old = stamp_ago(INDEX_MAX_AGE)
         for library_id, indexed in state.indexed_libraries(self.name).items():
             library = current.get(library_id)
-            reason = None
-            if indexed.server_id != self.server_id:
-                reason = f"{self.product}'s server Id changed"
-            elif library is None:
-                reason = "the library is gone or was rebuilt (new id)"
-            elif sorted(map(match_key, library.locations)) != sorted(
-                    map(match_key, indexed.locations)):
-                reason = "the library's folders changed"
-            elif indexed.built_at < too_old:
-                reason = "listed whole more than 7 days ago"
+            reason = why_list_again(
+                indexed, self.server_id, None if library is None else library.locations,
+                match_key, other_server=f"{self.product}'s server Id changed",
+                gone="the library is gone or was rebuilt (new id)")
             if reason:
                 log.info("%s: index of library %s thrown away: %s", self.name, library_id,
                          reason)

@@ -64,7 +64,7 @@ an old file of an upgrade and anything verify() counts as seen are confirmed wit
 a show whose allLeaves answers 404 leaves the index (its folder is scanned as a new
 show's). A section's index is thrown away and the section listed whole again when the
 server's machineIdentifier changed, when the section's key, uuid or folders changed (a
-rebuilt library), or when it was listed whole more than INDEX_MAX_AGE ago. The trash
+rebuilt library), or when it was listed whole more than 7 days ago (index.INDEX_MAX_AGE). The trash
 guard never uses the index: it lists the section whole, as before.
 
 Removals and Plex's trash: the facts this code relies on, with their evidence.
@@ -154,7 +154,7 @@ from metarr_sync.players.base import (
 )
 from metarr_sync.players.compact import CompactIndex, IdSet, ItemIds
 from metarr_sync.players.http import HttpClient, parse_json
-from metarr_sync.players.index import IndexRow, IndexStore
+from metarr_sync.players.index import IndexRow, IndexStore, why_list_again
 from metarr_sync.stamps import parse_stamp, seconds_ahead, stamp_ago
 from metarr_sync.version import __version__
 
@@ -179,7 +179,6 @@ TRASH_EXAMPLES = 1000
 INDEXED_TYPES = (TYPE_MOVIE, TYPE_SHOW)
 #: A section's index is listed whole again after this long: Plex's updatedAt filter
 #: never names an item Plex deleted, so rows of deleted items would pile up.
-INDEX_MAX_AGE = 7 * 86400
 #: Seconds before the server's time of the last update that the next one asks from: the
 #: Date header's whole seconds, the time between that answer and the listing, and items
 #: Plex was still saving while it was read.
@@ -536,19 +535,12 @@ class PlexPlayer(Player):
             return  # another server could not be told apart: no index
         self._store = state
         current = {s.index_id(t): s for s in self.sections() for t in INDEXED_TYPES}
-        too_old = stamp_ago(INDEX_MAX_AGE)
         for library, indexed in state.indexed_libraries(self.name).items():
             section = current.get(library)
-            reason = None
-            if indexed.server_id != self.server_id:
-                reason = "Plex's machineIdentifier changed (another server)"
-            elif section is None:
-                reason = "the library is gone or was rebuilt (new key or uuid)"
-            elif sorted(map(path_key, section.locations)) != sorted(
-                    map(path_key, indexed.locations)):
-                reason = "the library's folders changed"
-            elif indexed.built_at < too_old:
-                reason = "listed whole more than 7 days ago"
+            reason = why_list_again(
+                indexed, self.server_id, None if section is None else section.locations,
+                path_key, other_server="Plex's machineIdentifier changed (another server)",
+                gone="the library is gone or was rebuilt (new key or uuid)")
             if reason:
                 log.info("%s: index of %s thrown away: %s", self.name, library, reason)
                 state.drop_index(self.name, library)
