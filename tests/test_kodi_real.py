@@ -682,13 +682,15 @@ def test_refreshes_of_many_movies_fit_a_small_timeout_and_each_goes_once(setup, 
         assert [a.get("result") for a in answer.json()] == ["OK"] * len(ids)
         return took
 
-    # This Kodi's pace, from a batch of 20: the timeout is a third of what 120 would take.
+    # This Kodi's pace, from a batch of 20.
     for n in range(20):
         kodi.write_movie(shelf / f"Shelf {n:03d} (2000)", f"Shelf {n:03d} (2000).mkv",
                          f"Shelf {n:03d} (Timed)", 2000, f"tt8{n:06d}")
     movies = kodi.movies_by_file()
     per_call = refresh_all([movies[f]["movieid"] for f in files[:20]]) / 20
-    timeout = max(1.0, round(per_call * count / 3, 1))
+    # Half of what a batch of 120 would take (a third left too little room when the
+    # machine slowed down mid-test, twice in CI); 120 still outlast it.
+    timeout = max(1.0, round(per_call * count / 2, 1))
     # Kodi's refreshes run in its library queue and may finish after its answer (their
     # movies get new ids then): the run must list the library only once they have.
     kodi.wait_until(lambda: all(kodi.movies_by_file().get(f, {}).get("title", "")
