@@ -31,8 +31,7 @@ The same engine, state, lock and output as `run`; what it adds is *when*:
 Alerts: each run goes through engine.run like `run`'s, so the engine sends the alerts it
 calls for (alerts.after_run, once per recorded run; none for a run with nothing to do,
 which is not recorded, or one a signal stopped). A failed alert is a warning on stderr
-and in `status`, never the watcher's end. Watcher.on_run_finished is for other hooks
-(called after every recorded run with the previous run's status and the new report).
+and in `status`, never the watcher's end.
 """
 
 from __future__ import annotations
@@ -125,8 +124,6 @@ class Watcher:
         self.show = show
         self.say = say
         self.pid = os.getpid()
-        #: Called after each recorded run: (status of the run before, or None; report).
-        self.on_run_finished: list[Callable[[str | None, engine.RunReport], None]] = []
         self.probe: Probe | None = None
         self.token: object = None
         # A change calls for a run: when its burst began and when it was last seen.
@@ -144,7 +141,6 @@ class Watcher:
         self.reload_wanted = False
         self.in_run = False
         self.tick = time.monotonic()  # the loop's last turn (the watchdog looks at it)
-        self.last_status: str | None = None
         self.last_run_id: int | None = None
         self.status_line = "starting"
         self._wake_r, self._wake_w = socket.socketpair()
@@ -349,7 +345,6 @@ class Watcher:
             self.tried_at[result.name] = now
         self._reschedule(report, now)
         if report.run_id is not None:
-            previous, self.last_status = self.last_status, str(report.status)
             self.last_run_id = report.run_id
             synced = sum(p.synced for p in report.players)
             failed = sum(p.failed for p in report.players)
@@ -358,11 +353,6 @@ class Watcher:
                                 f"item(s), {synced} synced, {failed} failed")
             sdnotify.notify(f"STATUS={self.status_line}")
             self._beat()
-            for hook in self.on_run_finished:  # not alerts: the engine sent those
-                try:
-                    hook(previous, report)
-                except Exception:  # noqa: BLE001 - a hook never stops the watcher
-                    log.exception("a run-finished hook failed")
         elif self.last_run_id is None:
             self.status_line = f"watching {self._database()}; nothing to do yet"
             sdnotify.notify(f"STATUS={self.status_line}")
