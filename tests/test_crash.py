@@ -25,6 +25,7 @@ import pytest
 from support.configs import config_with, recorder
 from support.fake_players import FakeKodi
 from support.metarr_factory import ago, sqlite_ts
+from support.waiting import wait_for
 
 
 def recorders(db: object, batch: int, timeout: float) -> str:
@@ -32,15 +33,6 @@ def recorders(db: object, batch: int, timeout: float) -> str:
     return config_with(metarr=str(db), players=[recorder("a"), recorder("b")], sync={
         "batch_size": batch, "initial_lookback": "all", "timeout": timeout,
         "retry_attempts": 2})
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def applies(cli, player: str) -> int:

@@ -32,22 +32,13 @@ from pathlib import Path
 import pytest
 from support.configs import config_with, recorder
 from support.fake_players import FakeJellyfin, FakeKodi
+from support.waiting import wait_for
 from support.webhook import Webhook
 
 from metarr_sync.config import ConfigError, parse_config
 
 #: Fast settings for tests: runs 0.3 s after the last commit, polls every 50 ms.
 FAST = {"debounce": "0.3s", "max_delay": "20s", "poll_interval": "0.05s"}
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0,
-             what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Notifications:

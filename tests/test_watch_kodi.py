@@ -19,13 +19,13 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support import configs
 from support.configs import config_with, env_secret
 from support.kodi_server import KodiServer, RecordingProxy
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.kodi
 
@@ -35,16 +35,6 @@ QUICK = {"debounce": "0.5s", "max_delay": "20s", "poll_interval": "0.1s"}
 SHOWN_WITHIN = 60.0
 #: How long the watcher is watched doing nothing.
 IDLE = 10.0
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float,
-             explain: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n"
-                                 + explain())
-        time.sleep(0.05)
 
 
 def finished_watch_runs(cli) -> list[tuple[int, str]]:
