@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -765,26 +765,35 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
+def run_benchmark(args: argparse.Namespace, measure: Callable[[Path], dict[str, Any]],
+                  render: Callable[[dict[str, Any]], str], prefix: str) -> int:
+    """What every benchmark script's main does around its measurements: a work folder
+    (`--workdir`, or a temporary one removed afterwards), the figures as JSON in
+    `--out`, the table printed, exit 1 when a budget fails (unless `--no-budgets`)."""
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         work_ctx: Any = None
-        work = args.workdir
+        work = args.workdir.resolve()
     else:
-        work_ctx = tempfile.TemporaryDirectory(prefix="metarr-bench-")
+        work_ctx = tempfile.TemporaryDirectory(prefix=prefix)
         work = Path(work_ctx.name)
     try:
         (work / "home").mkdir(exist_ok=True)
-        found = Bench(args, work).everything()
+        found = measure(work)
     finally:
         if work_ctx is not None:
             work_ctx.cleanup()
     args.out.write_text(json.dumps(found, indent=2) + "\n")
-    print(table(found))
+    print(render(found))
     print(f"\nfigures written to {args.out}")
     failed = [b for b in found["budgets"] if not b["ok"]]
     return 1 if failed and not args.no_budgets else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    return run_benchmark(args, lambda work: Bench(args, work).everything(), table,
+                         "metarr-bench-")
 
 
 if __name__ == "__main__":

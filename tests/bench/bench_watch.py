@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from bench_sync import machine, metarr_sync_exe  # noqa: E402
+from bench_sync import machine, metarr_sync_exe, run_benchmark  # noqa: E402
 from support import configs  # noqa: E402
 from support.kodi_server import VERSIONS, KodiServer, RecordingProxy, missing  # noqa: E402
 from support.metarr_factory import MetarrDB  # noqa: E402
@@ -332,24 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reason = missing(args.kodi_version)
     if reason is not None:
         sys.exit(f"Kodi {args.kodi_version} cannot run here: {reason}")
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        work_ctx: Any = None
-        work = args.workdir.resolve()
-    else:
-        work_ctx = tempfile.TemporaryDirectory(prefix="metarr-bench-watch-")
-        work = Path(work_ctx.name)
-    try:
-        (work / "home").mkdir(exist_ok=True)
-        found = Bench(args, work).everything()
-    finally:
-        if work_ctx is not None:
-            work_ctx.cleanup()
-    args.out.write_text(json.dumps(found, indent=2) + "\n")
-    print(table(found))
-    print(f"\nfigures written to {args.out}")
-    failed = [b for b in found["budgets"] if not b["ok"]]
-    return 1 if failed and not args.no_budgets else 0
+    return run_benchmark(args, lambda work: Bench(args, work).everything(), table,
+                         "metarr-bench-watch-")
 
 
 if __name__ == "__main__":
